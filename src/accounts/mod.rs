@@ -1,0 +1,443 @@
+//! Accounts: sign-up, email verification, passwords and sign-in of Nulab accounts.
+//! An account's `id` is a random UUID that never changes (it is the OIDC `sub`).
+
+pub mod pages;
+pub mod password;
+pub mod store;
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::clock::DAY_MS;
+use crate::db::Tx;
+use crate::mail::{self, Mail, MailAction, MailError};
+use crate::secrets;
+
+pub use crate::ids::AccountId;
+use crate::ids::OrgId;
+
+/// A validated email address; the domain is lowercase. [`Email::normalized`] is the
+/// case-insensitive key that makes emails unique.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Email(String);
+
+impl Email {
+    /// Validates an address: one `@`, a dot-atom local part of 1–64 characters, a domain of at
+    /// least two labels of letters, digits and hyphens; 254 characters at most.
+    pub fn parse(raw: &str) -> Result<Email, AccountError> {
+        let raw = raw.trim();
+        let invalid = || AccountError::InvalidEmail(raw.chars().take(80).collect());
+        if raw.len() > 254 {
+            return Err(invalid());
+        }
+        let (local, domain) = raw.rsplit_once('@').ok_or_else(invalid)?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+        let domain = domain.to_ascii_lowercase();
+        let labels: Vec<&str> = domain.split('.').collect();
+        let domain_ok = labels.len() >= 2
+            && domain.len() <= 253
+            && labels.iter().all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            })
+            && labels.last().is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
+        if !local_ok || !domain_ok {
+            return Err(invalid());
+        }
+        Ok(Email(format!("{local}@{domain}")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The uniqueness key: the whole address in lowercase.
+    pub fn normalized(&self) -> String {
+        self.0.to_lowercase()
+    }
+
+    /// The part after `@`.
+    pub fn domain(&self) -> &str {
+        self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Self-managed Nulab account, or a managed account owned by one organization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountKind {
+    Nulab,
+    Managed,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Nulab => "nulab",
+            AccountKind::Managed => "managed",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "nulab" => Some(AccountKind::Nulab),
+            "managed" => Some(AccountKind::Managed),
+            _ => None,
+        }
+    }
+    /// Words for pages.
+    pub fn label(self) -> &'static str {
+        match self {
+            AccountKind::Nulab => "Nulab account",
+            AccountKind::Managed => "managed account",
+        }
+    }
+}
+
+/// Life state of an account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccountStatus {
+    Active,
+    Suspended,
+    Deleted,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Suspended => "suspended",
+            AccountStatus::Deleted => "deleted",
+        }
+    }
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(AccountStatus::Active),
+            "suspended" => Some(AccountStatus::Suspended),
+            "deleted" => Some(AccountStatus::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// An account as the rest of the code sees it (never its password hash).
+#[derive(Clone, Debug, Serialize)]
+pub struct Account {
+    pub id: AccountId,
+    pub email: String,
+    pub name: String,
+    pub kind: AccountKind,
+    pub org_id: Option<OrgId>,
+    pub status: AccountStatus,
+    pub email_verified: bool,
+    pub created_at: i64,
+    pub last_sign_in_at: Option<i64>,
+}
+
+impl Account {
+    /// The audit actor for this account.
+    pub fn actor(&self) -> Actor {
+        Actor::Account { id: self.id.to_string(), email: self.email.clone() }
+    }
+}
+
+/// What can go wrong with accounts, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("\u{201c}{0}\u{201d} is not a valid email address")]
+    InvalidEmail(String),
+    #[error("an account with this email already exists; sign in instead")]
+    EmailTaken,
+    #[error("a name is required (at most 200 characters)")]
+    InvalidName,
+    #[error("the password must be at least {min} characters long")]
+    PasswordTooShort { min: usize },
+    #[error("the password must be at most {max} characters long")]
+    PasswordTooLong { max: usize },
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("this account is suspended; ask your organization's admin")]
+    Suspended,
+    #[error("this link is not valid; request a new one")]
+    LinkInvalid,
+    #[error("this link has expired; request a new one")]
+    LinkExpired,
+    #[error("this link has already been used")]
+    LinkUsed,
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Hash(#[from] password::HashError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Shortest password a Nulab account may have.
+pub const MIN_PASSWORD_LEN: usize = 12;
+/// Longest password accepted anywhere (argon2 accepts more; this bounds the work per request).
+pub const MAX_PASSWORD_LEN: usize = 256;
+/// Lifetime of an email-verification link.
+pub const VERIFY_LINK_MS: i64 = 2 * DAY_MS;
+
+/// Checks a Nulab account password's length (in characters).
+pub fn check_password(password: &str) -> Result<(), AccountError> {
+    let len = password.chars().count();
+    if len < MIN_PASSWORD_LEN {
+        return Err(AccountError::PasswordTooShort { min: MIN_PASSWORD_LEN });
+    }
+    if len > MAX_PASSWORD_LEN {
+        return Err(AccountError::PasswordTooLong { max: MAX_PASSWORD_LEN });
+    }
+    Ok(())
+}
+
+/// Checks a display name.
+pub fn check_name(name: &str) -> Result<String, AccountError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AccountError::InvalidName);
+    }
+    Ok(name.to_string())
+}
+
+/// A Nulab account to create; the password is already hashed (hash outside the transaction).
+pub struct NewAccount {
+    pub email: Email,
+    pub name: String,
+    pub password_hash: String,
+    /// The operator vouches for the address (CLI); otherwise a verification link is emailed.
+    pub email_verified: bool,
+}
+
+/// Creates a Nulab account, writes its audit event and, unless verified, queues the
+/// email-verification link.
+pub async fn sign_up(
+    tx: &mut Tx,
+    now: i64,
+    new: NewAccount,
+    actor: &Actor,
+    meta: &RequestMeta,
+    base_url: &str,
+) -> Result<Account, AccountError> {
+    let id = AccountId::new();
+    let verified_at = new.email_verified.then_some(now);
+    store::insert(tx, now, id, &new.email, &new.name, AccountKind::Nulab, &new.password_hash, verified_at)
+        .await
+        .map_err(|e| if crate::db::is_unique_violation(&e) { AccountError::EmailTaken } else { e.into() })?;
+    let action = if matches!(actor, Actor::Operator) {
+        AuditAction::AccountCreated
+    } else {
+        AuditAction::AccountSignedUp
+    };
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id: None,
+            action,
+            actor,
+            target: Some(Target::account(id)),
+            meta,
+            details: serde_json::json!({ "email": new.email.as_str(), "email_verified": new.email_verified }),
+        },
+    )
+    .await?;
+    if !new.email_verified {
+        send_verification(tx, now, id, &new.email, &new.name, base_url).await?;
+    }
+    store::by_id(&mut **tx, id).await?.ok_or(AccountError::Db(sqlx::Error::RowNotFound))
+}
+
+/// Issues a fresh verification link (earlier ones die) and queues the email.
+pub async fn send_verification(
+    tx: &mut Tx,
+    now: i64,
+    id: AccountId,
+    email: &Email,
+    name: &str,
+    base_url: &str,
+) -> Result<(), AccountError> {
+    let token = secrets::new_token("");
+    store::expire_tokens(tx, id, store::PURPOSE_VERIFY_EMAIL, now).await?;
+    store::insert_token(tx, &secrets::hash_token(&token), id, store::PURPOSE_VERIFY_EMAIL, email, now, now + VERIFY_LINK_MS)
+        .await?;
+    let mail = Mail {
+        kind: "account.verify_email",
+        to: email.to_string(),
+        subject: "Confirm your email address for nulab-pass".to_string(),
+        paragraphs: vec![
+            format!("Hello {name},"),
+            "Please confirm that this is your email address. Until you do, organizations cannot add you as a member.".to_string(),
+        ],
+        action: Some(MailAction { label: "Confirm my email".to_string(), url: format!("{base_url}/verify-email?token={token}") }),
+        closing: vec!["The link works once and expires in 48 hours. If you did not sign up, ignore this email.".to_string()],
+    };
+    mail::enqueue(tx, now, &mail).await?;
+    Ok(())
+}
+
+/// Consumes an email-verification token. Expired, used or unknown tokens change nothing.
+pub async fn verify_email(tx: &mut Tx, now: i64, token: &str, meta: &RequestMeta) -> Result<Account, AccountError> {
+    let row = store::token(tx, &secrets::hash_token(token.trim()), store::PURPOSE_VERIFY_EMAIL)
+        .await?
+        .ok_or(AccountError::LinkInvalid)?;
+    if row.used_at.is_some() {
+        return Err(AccountError::LinkUsed);
+    }
+    if row.expires_at <= now {
+        return Err(AccountError::LinkExpired);
+    }
+    let account = store::by_id(&mut **tx, row.account_id).await?.ok_or(AccountError::LinkInvalid)?;
+    // A link for an address the account no longer has proves nothing.
+    if account.email.to_lowercase() != row.email.to_lowercase() || account.status == AccountStatus::Deleted {
+        return Err(AccountError::LinkInvalid);
+    }
+    store::use_token(tx, &row.token_hash, now).await?;
+    store::set_email_verified(tx, account.id, now).await?;
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id: None,
+            action: AuditAction::AccountEmailVerified,
+            actor: &account.actor(),
+            target: Some(Target::account(account.id)),
+            meta,
+            details: serde_json::json!({ "email": account.email }),
+        },
+    )
+    .await?;
+    Ok(Account { email_verified: true, ..account })
+}
+
+/// Why a password sign-in failed, as recorded in the audit event.
+fn failure_reason(err: &AccountError) -> &'static str {
+    match err {
+        AccountError::Suspended => "account_suspended",
+        AccountError::InvalidCredentials => "invalid_credentials",
+        _ => "error",
+    }
+}
+
+/// Checks an email and password. Success and failure are both audited; on failure nothing
+/// tells the caller whether the email exists.
+pub async fn sign_in_with_password(
+    db: &crate::db::Db,
+    now: i64,
+    email: &str,
+    password: &str,
+    meta: &RequestMeta,
+) -> Result<Account, AccountError> {
+    let found = match Email::parse(email) {
+        Ok(email) => store::credentials(db.pool(), &email.normalized()).await?,
+        Err(_) => None,
+    };
+    let verified = match &found {
+        Some((_, Some(hash))) => password::verify(password, hash).await?,
+        // Spend the same time as a real check so timing does not reveal which emails exist.
+        _ => {
+            password::burn(password).await?;
+            false
+        }
+    };
+    let outcome = match (&found, verified) {
+        (Some((account, _)), true) if account.status == AccountStatus::Active => Ok(account.clone()),
+        (Some((account, _)), true) if account.status == AccountStatus::Suspended => Err(AccountError::Suspended),
+        _ => Err(AccountError::InvalidCredentials),
+    };
+    let mut tx = db.begin().await?;
+    match &outcome {
+        Ok(account) => {
+            store::touch_sign_in(&mut tx, account.id, now).await?;
+            audit::record(
+                &mut tx,
+                now,
+                audit::Event {
+                    org_id: account.org_id,
+                    action: AuditAction::AccountSignedIn,
+                    actor: &account.actor(),
+                    target: Some(Target::account(account.id)),
+                    meta,
+                    details: serde_json::json!({ "method": "password" }),
+                },
+            )
+            .await?;
+        }
+        Err(err) => {
+            let account = found.as_ref().map(|(a, _)| a);
+            audit::record(
+                &mut tx,
+                now,
+                audit::Event {
+                    org_id: account.and_then(|a| a.org_id),
+                    action: AuditAction::AccountSignInFailed,
+                    actor: &Actor::Anonymous,
+                    target: account.map(|a| Target::account(a.id)),
+                    meta,
+                    details: serde_json::json!({
+                        "method": "password",
+                        "reason": failure_reason(err),
+                        "email": email.trim().chars().take(254).collect::<String>(),
+                    }),
+                },
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_validated_and_normalized() {
+        let e = Email::parse("  Alice.Smith@Example.COM ").unwrap();
+        assert_eq!(e.as_str(), "Alice.Smith@example.com");
+        assert_eq!(e.normalized(), "alice.smith@example.com");
+        assert_eq!(e.domain(), "example.com");
+        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a..b@example.com", ".a@example.com",
+            "a@-example.com", "a@example..com", "a b@example.com", "a@exa mple.com", "a@1.2.3.4", "<a>@example.com"] {
+            assert!(Email::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
+        assert!(Email::parse("user+tag@corp.test").is_ok());
+    }
+
+    #[test]
+    fn password_length_is_counted_in_characters() {
+        assert!(matches!(check_password("short"), Err(AccountError::PasswordTooShort { min: 12 })));
+        assert!(check_password("twelve chars").is_ok());
+        assert!(check_password("ééééééééééé").is_err());
+        assert!(check_password(&"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(check_name("  Ada ").unwrap(), "Ada");
+        assert!(check_name("   ").is_err());
+        assert!(check_name("a\u{0007}b").is_err());
+        assert!(check_name(&"n".repeat(201)).is_err());
+    }
+}

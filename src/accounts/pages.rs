@@ -1,0 +1,288 @@
+//! Pages of accounts: sign-up, sign-in, sign-out, email verification and the account page.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use super::{AccountError, Email, NewAccount};
+use crate::AppState;
+use crate::audit::{self, Actor, AuditAction, Target};
+use crate::orgs::{Org, Role};
+use crate::web::error::AppError;
+use crate::web::extract::{ClientMeta, PageForm, SignedIn};
+use crate::web::{Layout, session};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/signup", get(signup_page).post(signup))
+        .route("/signin", get(signin_page).post(signin))
+        .route("/signout", post(signout))
+        .route("/verify-email", get(verify_email))
+        .route("/account", get(account_page))
+        .route("/account/resend-verification", post(resend_verification))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "signup.html")]
+struct SignupPage {
+    layout: Layout,
+    email: String,
+    name: String,
+    error: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "signin.html")]
+struct SigninPage {
+    layout: Layout,
+    email: String,
+    next: String,
+    error: Option<String>,
+}
+
+/// A page with a title, a sentence and an optional link.
+#[derive(Template, WebTemplate)]
+#[template(path = "message.html")]
+pub struct MessagePage {
+    pub layout: Layout,
+    pub title: String,
+    pub message: String,
+    pub link: Option<(String, String)>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account.html")]
+struct AccountPage {
+    layout: Layout,
+    account: super::Account,
+    method: String,
+    orgs: Vec<(Org, Role)>,
+}
+
+/// Re-renders a form page with the error's message and status; internal errors pass through.
+pub fn form_error(err: AppError, render: impl FnOnce(String) -> Response) -> Response {
+    match err.user_message() {
+        Some(message) => {
+            let status = err.status();
+            let mut response = render(message.to_string());
+            *response.status_mut() = status;
+            response
+        }
+        None => err.into_response(),
+    }
+}
+
+async fn signup_page(session: Session) -> Result<SignupPage, AppError> {
+    Ok(SignupPage { layout: Layout::new(&session, None).await?, email: String::new(), name: String::new(), error: None })
+}
+
+#[derive(Deserialize)]
+struct SignupForm {
+    email: String,
+    name: String,
+    password: String,
+}
+
+async fn signup(
+    State(state): State<AppState>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<SignupForm>,
+) -> Result<Response, AppError> {
+    let result = async {
+        let email = Email::parse(&form.email)?;
+        let name = super::check_name(&form.name)?;
+        super::check_password(&form.password)?;
+        let password_hash = super::password::hash(&form.password).await?;
+        let now = state.clock.now_ms();
+        let mut tx = state.db.begin().await?;
+        let new = NewAccount { email, name, password_hash, email_verified: false };
+        let account = super::sign_up(&mut tx, now, new, &Actor::Anonymous, &meta, &state.base_url()).await?;
+        tx.commit().await?;
+        Ok::<_, AccountError>(account)
+    }
+    .await;
+    match result {
+        Ok(account) => {
+            session::sign_in(&session, &account, "pwd", state.clock.now_ms()).await?;
+            let layout = Layout::new(&session, Some(&account)).await?;
+            Ok(MessagePage {
+                layout,
+                title: "Check your email".to_string(),
+                message: format!(
+                    "We sent a confirmation link to {}. Follow it to confirm your address; organizations can add you once it is confirmed.",
+                    account.email
+                ),
+                link: Some(("Go to your account".to_string(), "/account".to_string())),
+            }
+            .into_response())
+        }
+        Err(err) => {
+            let layout = Layout::new(&session, None).await?;
+            Ok(form_error(err.into(), |error| {
+                SignupPage { layout, email: form.email.clone(), name: form.name.clone(), error: Some(error) }.into_response()
+            }))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct NextQuery {
+    next: Option<String>,
+}
+
+/// Only same-site paths are followed after sign-in (no open redirect).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        _ => "/account".to_string(),
+    }
+}
+
+async fn signin_page(session: Session, Query(q): Query<NextQuery>) -> Result<SigninPage, AppError> {
+    Ok(SigninPage {
+        layout: Layout::new(&session, None).await?,
+        email: String::new(),
+        next: safe_next(q.next.as_deref()),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct SigninForm {
+    email: String,
+    password: String,
+    next: Option<String>,
+}
+
+async fn signin(
+    State(state): State<AppState>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<SigninForm>,
+) -> Result<Response, AppError> {
+    let now = state.clock.now_ms();
+    let next = safe_next(form.next.as_deref());
+    match super::sign_in_with_password(&state.db, now, &form.email, &form.password, &meta).await {
+        Ok(account) => {
+            session::sign_in(&session, &account, "pwd", now).await?;
+            Ok(Redirect::to(&next).into_response())
+        }
+        Err(err) => {
+            let layout = Layout::new(&session, None).await?;
+            Ok(form_error(err.into(), |error| {
+                SigninPage { layout, email: form.email.clone(), next, error: Some(error) }.into_response()
+            }))
+        }
+    }
+}
+
+async fn signout(State(state): State<AppState>, session: Session, ClientMeta(meta): ClientMeta) -> Result<Response, AppError> {
+    if let Some(id) = session::account_id(&session).await? {
+        let now = state.clock.now_ms();
+        let mut tx = state.db.begin().await?;
+        if let Some(account) = super::store::by_id(&mut *tx, id).await? {
+            audit::record(
+                &mut tx,
+                now,
+                audit::Event {
+                    org_id: account.org_id,
+                    action: AuditAction::AccountSignedOut,
+                    actor: &account.actor(),
+                    target: Some(Target::account(account.id)),
+                    meta: &meta,
+                    details: serde_json::json!({}),
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    session.flush().await?;
+    Ok(Redirect::to("/signin").into_response())
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+async fn verify_email(
+    State(state): State<AppState>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, AppError> {
+    let token = q.token.unwrap_or_default();
+    let now = state.clock.now_ms();
+    let mut tx = state.db.begin().await?;
+    match super::verify_email(&mut tx, now, &token, &meta).await {
+        Ok(account) => {
+            tx.commit().await?;
+            Ok(MessagePage {
+                layout: Layout::new(&session, None).await?,
+                title: "Email confirmed".to_string(),
+                message: format!("{} is confirmed. Organizations can now add you as a member.", account.email),
+                link: Some(("Go to your account".to_string(), "/account".to_string())),
+            }
+            .into_response())
+        }
+        Err(err) => {
+            tx.rollback().await?;
+            Err(err.into())
+        }
+    }
+}
+
+async fn account_page(State(state): State<AppState>, signed_in: SignedIn) -> Result<AccountPage, AppError> {
+    let SignedIn { account, session } = signed_in;
+    let method: Option<String> = session.get(session::METHOD_KEY).await?;
+    let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
+    Ok(AccountPage {
+        layout: Layout::new(&session, Some(&account)).await?,
+        method: match method.as_deref() {
+            Some("pwd") => "password".to_string(),
+            Some(other) => other.to_string(),
+            None => "unknown".to_string(),
+        },
+        account,
+        orgs,
+    })
+}
+
+async fn resend_verification(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, AppError> {
+    let SignedIn { account, session } = signed_in;
+    if !account.email_verified {
+        let email = Email::parse(&account.email)?;
+        let now = state.clock.now_ms();
+        let mut tx = state.db.begin().await?;
+        super::send_verification(&mut tx, now, account.id, &email, &account.name, &state.base_url()).await?;
+        tx.commit().await?;
+    }
+    Ok(MessagePage {
+        layout: Layout::new(&session, Some(&account)).await?,
+        title: "Check your email".to_string(),
+        message: format!("We sent a new confirmation link to {}. Earlier links no longer work.", account.email),
+        link: Some(("Go to your account".to_string(), "/account".to_string())),
+    }
+    .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_is_a_local_path_only() {
+        assert_eq!(safe_next(Some("/admin/acme/members")), "/admin/acme/members");
+        assert_eq!(safe_next(Some("//evil.example")), "/account");
+        assert_eq!(safe_next(Some("https://evil.example")), "/account");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/account");
+        assert_eq!(safe_next(None), "/account");
+    }
+}

@@ -1,0 +1,215 @@
+//! SQL of accounts and their email tokens.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+use super::{Account, AccountId, AccountKind, AccountStatus, Email};
+use crate::db::Tx;
+use crate::ids::OrgId;
+
+/// Purpose of an email token that confirms an address.
+pub const PURPOSE_VERIFY_EMAIL: &str = "verify_email";
+
+/// The columns every account read selects (table alias `a`), in the shape `from_row` reads.
+#[macro_export]
+macro_rules! account_columns {
+    () => {
+        "a.id, a.email, a.name, a.kind, a.org_id, a.status, a.email_verified_at, a.created_at, \
+         a.last_sign_in_at"
+    };
+}
+
+/// Reads an account from a row selected with `account_columns!()`.
+pub fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
+    let decode = |col: &str, what: &str| sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: format!("unknown {what}").into(),
+    };
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    let verified_at: Option<i64> = row.try_get("email_verified_at")?;
+    Ok(Account {
+        id: AccountId::parse(&id).ok_or_else(|| decode("id", "account id"))?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        kind: AccountKind::parse(&kind).ok_or_else(|| decode("kind", "account kind"))?,
+        org_id: {
+            let org: Option<String> = row.try_get("org_id")?;
+            match org {
+                Some(raw) => Some(OrgId::parse(&raw).ok_or_else(|| decode("org_id", "org id"))?),
+                None => None,
+            }
+        },
+        status: AccountStatus::parse(&status).ok_or_else(|| decode("status", "account status"))?,
+        email_verified: verified_at.is_some(),
+        created_at: row.try_get("created_at")?,
+        last_sign_in_at: row.try_get("last_sign_in_at")?,
+    })
+}
+
+const INSERT: &str = "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, \
+     password_hash, email_verified_at, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6, $7, $8, $8)";
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert(
+    tx: &mut Tx,
+    now: i64,
+    id: AccountId,
+    email: &Email,
+    name: &str,
+    kind: AccountKind,
+    password_hash: &str,
+    email_verified_at: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT)
+        .bind(id.to_string())
+        .bind(email.to_string())
+        .bind(email.normalized())
+        .bind(name.to_string())
+        .bind(kind.as_str())
+        .bind(password_hash.to_string())
+        .bind(email_verified_at)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts a WHERE a.id = $1");
+
+/// One account by id (deleted ones included).
+pub async fn by_id<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    id: AccountId,
+) -> Result<Option<Account>, sqlx::Error> {
+    let row = sqlx::query(BY_ID).bind(id.to_string()).fetch_optional(exec).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+const BY_EMAIL: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts a WHERE a.email_norm = $1 AND a.status <> 'deleted'"
+);
+
+/// The live (not deleted) account with this email.
+pub async fn by_email<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    email: &Email,
+) -> Result<Option<Account>, sqlx::Error> {
+    let row = sqlx::query(BY_EMAIL).bind(email.normalized()).fetch_optional(exec).await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+const CREDENTIALS: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    ", a.password_hash FROM accounts a WHERE a.email_norm = $1 AND a.status <> 'deleted'"
+);
+
+/// The live account with this normalized email and its password hash.
+pub(super) async fn credentials(
+    pool: &sqlx::AnyPool,
+    email_norm: &str,
+) -> Result<Option<(Account, Option<String>)>, sqlx::Error> {
+    let row = sqlx::query(CREDENTIALS).bind(email_norm.to_string()).fetch_optional(pool).await?;
+    match row {
+        Some(row) => Ok(Some((from_row(&row)?, row.try_get("password_hash")?))),
+        None => Ok(None),
+    }
+}
+
+const TOUCH_SIGN_IN: &str = "UPDATE accounts SET last_sign_in_at = $2 WHERE id = $1";
+
+pub(super) async fn touch_sign_in(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(TOUCH_SIGN_IN).bind(id.to_string()).bind(now).execute(&mut **tx).await?;
+    Ok(())
+}
+
+const SET_VERIFIED: &str =
+    "UPDATE accounts SET email_verified_at = $2, updated_at = $2 WHERE id = $1";
+
+pub(super) async fn set_email_verified(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_VERIFIED).bind(id.to_string()).bind(now).execute(&mut **tx).await?;
+    Ok(())
+}
+
+/// A stored single-use email token.
+pub(super) struct TokenRow {
+    pub token_hash: String,
+    pub account_id: AccountId,
+    pub email: String,
+    pub expires_at: i64,
+    pub used_at: Option<i64>,
+}
+
+const INSERT_TOKEN: &str = "INSERT INTO email_tokens (token_hash, account_id, purpose, email, \
+     created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(super) async fn insert_token(
+    tx: &mut Tx,
+    token_hash: &str,
+    account: AccountId,
+    purpose: &str,
+    email: &Email,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT_TOKEN)
+        .bind(token_hash.to_string())
+        .bind(account.to_string())
+        .bind(purpose.to_string())
+        .bind(email.to_string())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const EXPIRE_TOKENS: &str = "UPDATE email_tokens SET expires_at = $3 \
+     WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3";
+
+/// Ends every unused token of this purpose (a new link supersedes the old ones).
+pub(super) async fn expire_tokens(tx: &mut Tx, account: AccountId, purpose: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(EXPIRE_TOKENS)
+        .bind(account.to_string())
+        .bind(purpose.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const TOKEN: &str = "SELECT token_hash, account_id, email, expires_at, used_at FROM email_tokens \
+     WHERE token_hash = $1 AND purpose = $2";
+
+pub(super) async fn token(tx: &mut Tx, token_hash: &str, purpose: &str) -> Result<Option<TokenRow>, sqlx::Error> {
+    let row = sqlx::query(TOKEN)
+        .bind(token_hash.to_string())
+        .bind(purpose.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let account_id: String = row.try_get("account_id")?;
+    let Some(account_id) = AccountId::parse(&account_id) else { return Ok(None) };
+    Ok(Some(TokenRow {
+        token_hash: row.try_get("token_hash")?,
+        account_id,
+        email: row.try_get("email")?,
+        expires_at: row.try_get("expires_at")?,
+        used_at: row.try_get("used_at")?,
+    }))
+}
+
+const USE_TOKEN: &str = "UPDATE email_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL";
+
+pub(super) async fn use_token(tx: &mut Tx, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+    let done = sqlx::query(USE_TOKEN).bind(token_hash.to_string()).bind(now).execute(&mut **tx).await?;
+    if done.rows_affected() != 1 {
+        return Err(sqlx::Error::RowNotFound);
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The audit log: an append-only record of every state change, written by [`record`] inside the
+//! caller's transaction so that a change and its event commit (or fail) together.
+
+pub mod store;
+
+use serde::Serialize;
+
+use crate::db::Tx;
+
+/// What happened, as `<area>.<what happened>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum AuditAction {
+    AccountSignedUp,
+    AccountCreated,
+    AccountEmailVerified,
+    AccountSignedIn,
+    AccountSignInFailed,
+    AccountSignedOut,
+    OrgCreated,
+    MemberAdded,
+    MemberRemoved,
+    MemberRoleChanged,
+    ApiTokenCreated,
+    ApiTokenRevoked,
+}
+
+impl AuditAction {
+    /// The stored name of the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::AccountSignedUp => "account.signed_up",
+            AuditAction::AccountCreated => "account.created",
+            AuditAction::AccountEmailVerified => "account.email_verified",
+            AuditAction::AccountSignedIn => "account.signed_in",
+            AuditAction::AccountSignInFailed => "account.sign_in_failed",
+            AuditAction::AccountSignedOut => "account.signed_out",
+            AuditAction::OrgCreated => "org.created",
+            AuditAction::MemberAdded => "member.added",
+            AuditAction::MemberRemoved => "member.removed",
+            AuditAction::MemberRoleChanged => "member.role_changed",
+            AuditAction::ApiTokenCreated => "api_token.created",
+            AuditAction::ApiTokenRevoked => "api_token.revoked",
+        }
+    }
+}
+
+/// Who caused an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// A signed-in account (id, email).
+    Account { id: String, email: String },
+    /// An org API token (id, display name).
+    ApiToken { id: String, name: String },
+    /// An operator using the command line on the server.
+    Operator,
+    /// Someone not signed in (a failed sign-in, a sign-up).
+    Anonymous,
+    /// A background job, by name.
+    System(&'static str),
+}
+
+impl Actor {
+    fn parts(&self) -> (&'static str, Option<&str>, Option<&str>) {
+        match self {
+            Actor::Account { id, email } => ("account", Some(id), Some(email)),
+            Actor::ApiToken { id, name } => ("api_token", Some(id), Some(name)),
+            Actor::Operator => ("operator", None, None),
+            Actor::Anonymous => ("anonymous", None, None),
+            Actor::System(job) => ("system", None, Some(job)),
+        }
+    }
+}
+
+/// Where a request came from; empty for the CLI and jobs.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What an event is about.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub kind: &'static str,
+    pub id: String,
+}
+
+impl Target {
+    pub fn account(id: impl ToString) -> Self {
+        Target { kind: "account", id: id.to_string() }
+    }
+    pub fn org(id: impl ToString) -> Self {
+        Target { kind: "org", id: id.to_string() }
+    }
+    pub fn api_token(id: impl ToString) -> Self {
+        Target { kind: "api_token", id: id.to_string() }
+    }
+}
+
+/// One event to record.
+#[derive(Clone, Debug)]
+pub struct Event<'a> {
+    pub org_id: Option<crate::ids::OrgId>,
+    pub action: AuditAction,
+    pub actor: &'a Actor,
+    pub target: Option<Target>,
+    pub meta: &'a RequestMeta,
+    pub details: serde_json::Value,
+}
+
+/// Writes `event` in the caller's transaction. A failure here must fail the caller's request.
+pub async fn record(tx: &mut Tx, now: i64, event: Event<'_>) -> Result<(), sqlx::Error> {
+    store::insert(tx, now, &event).await
+}
+
+/// A stored event, as the viewer and the API show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoredEvent {
+    pub id: String,
+    pub org_id: Option<String>,
+    pub occurred_at: i64,
+    pub action: String,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub actor_label: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: serde_json::Value,
+}

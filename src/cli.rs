@@ -1,0 +1,237 @@
+//! The command line: `serve`, schema migrations, and operator commands that print JSON with
+//! `--json`. Operator commands work while a server runs on the same database.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::accounts::{self, Email, NewAccount};
+use crate::audit::{Actor, RequestMeta};
+use crate::clock::Clock;
+use crate::config::{Config, LogFormat};
+use crate::db::Db;
+use crate::orgs::{self, AdminScope, OrgSlug};
+use crate::{AppState, api_tokens};
+
+#[derive(Parser)]
+#[command(name = "nulab-pass", version, about = "Account security service for organizations that use the Nulab products")]
+struct Cli {
+    #[command(flatten)]
+    config: Config,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs the HTTP server (and its background jobs).
+    Serve,
+    /// Database administration.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Account administration.
+    #[command(subcommand)]
+    Account(AccountCommand),
+    /// Organization administration.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Applies pending schema migrations and exits.
+    Migrate,
+}
+
+#[derive(Args)]
+struct Output {
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AccountCommand {
+    /// Creates a Nulab account whose email counts as verified; the password is read from stdin.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// Read the password from standard input (a trailing newline is ignored).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum OrgCommand {
+    /// Creates an organization with an existing account as its admin.
+    Create {
+        #[arg(long)]
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        admin_email: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Creates an API token for an organization and prints it (alone, without --json).
+    Create {
+        #[arg(long)]
+        org: String,
+        /// A name that says what the token is for.
+        #[arg(long, default_value = "created by the command line")]
+        name: String,
+        #[command(flatten)]
+        output: Output,
+    },
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.config.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn open(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&config.database_url).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Db(DbCommand::Migrate) => {
+            open(&config).await?.close().await;
+            println!("schema is up to date");
+            Ok(())
+        }
+        Command::Account(AccountCommand::Create { email, name, password_stdin: _, output }) => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let password = password.strip_suffix('\n').unwrap_or(&password);
+            let password = password.strip_suffix('\r').unwrap_or(password);
+            let email = Email::parse(&email)?;
+            let name = accounts::check_name(&name)?;
+            accounts::check_password(password)?;
+            let password_hash = accounts::password::hash(password).await?;
+            let db = open(&config).await?;
+            let clock = Clock::default();
+            let mut tx = db.begin().await?;
+            let new = NewAccount { email, name, password_hash, email_verified: true };
+            let account =
+                accounts::sign_up(&mut tx, clock.now_ms(), new, &Actor::Operator, &RequestMeta::default(), &config.base_url())
+                    .await?;
+            tx.commit().await?;
+            print(&output, &json!({ "id": account.id, "email": account.email, "name": account.name }), &account.id.to_string());
+            Ok(())
+        }
+        Command::Org(OrgCommand::Create { slug, name, admin_email, output }) => {
+            let slug = OrgSlug::parse(&slug)?;
+            let db = open(&config).await?;
+            let admin = accounts::store::by_email(db.pool(), &Email::parse(&admin_email)?)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no account uses the email {admin_email}; create it first"))?;
+            let clock = Clock::default();
+            let mut tx = db.begin().await?;
+            let org = orgs::create(&mut tx, clock.now_ms(), &slug, &name, &admin, &Actor::Operator, &RequestMeta::default()).await?;
+            tx.commit().await?;
+            print(&output, &json!({ "id": org.id, "slug": org.slug, "name": org.name, "admin": admin.email }), &org.slug);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { org, name, output }) => {
+            let db = open(&config).await?;
+            let org = orgs::store::by_slug(db.pool(), &org).await?.ok_or_else(|| anyhow::anyhow!("no organization {org}"))?;
+            let scope = AdminScope::grant(org, Actor::Operator, RequestMeta::default());
+            let clock = Clock::default();
+            let mut tx = db.begin().await?;
+            let (token, secret) = api_tokens::create(&mut tx, clock.now_ms(), &scope, &name).await?;
+            tx.commit().await?;
+            print(&output, &json!({ "id": token.id, "org": scope.org().slug, "name": token.name, "token": secret }), &secret);
+            Ok(())
+        }
+    }
+}
+
+/// Prints JSON with `--json`, else the plain value.
+fn print(output: &Output, value: &serde_json::Value, plain: &str) {
+    if output.json {
+        println!("{value}");
+    } else {
+        println!("{plain}");
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = ?config, "starting nulab-pass");
+    let db = open(&config).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind).await?;
+    let state = AppState::new(db.clone(), config, Clock::default());
+    let jobs = crate::jobs::spawn_all(&state)?;
+    tracing::info!(address = %listener.local_addr()?, base_url = %state.base_url(), "listening");
+    let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    for job in jobs {
+        job.abort();
+    }
+    db.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = terminate => {} }
+}

@@ -1,0 +1,135 @@
+//! Configuration: one `Config`, read from flags and `NULAB_PASS_*` environment variables.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use url::Url;
+
+/// Settings shared by every subcommand. Each field has a flag and an environment variable.
+#[derive(Args, Clone)]
+pub struct Config {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "NULAB_PASS_BIND", default_value = "127.0.0.1:8080", global = true)]
+    pub bind: SocketAddr,
+
+    /// Public URL of the service (links in emails, redirects, cookies). Default: derived from the bind address.
+    #[arg(long, env = "NULAB_PASS_BASE_URL", global = true)]
+    pub base_url: Option<Url>,
+
+    /// Database: `sqlite://FILE` (created on first start) or `postgres://USER:PASS@HOST/DB`.
+    #[arg(
+        long,
+        env = "NULAB_PASS_DATABASE_URL",
+        default_value = "sqlite://nulab-pass.db",
+        global = true
+    )]
+    pub database_url: String,
+
+    /// SMTP server for outgoing mail, e.g. `smtp://127.0.0.1:2525` or `smtps://user:pass@host`.
+    /// Without it, email stays in the outbox (and shows on `/dev/mail` with `--dev`).
+    #[arg(long, env = "NULAB_PASS_SMTP_URL", global = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of every email.
+    #[arg(
+        long,
+        env = "NULAB_PASS_MAIL_FROM",
+        default_value = "nulab-pass <no-reply@nulab-pass.localhost>",
+        global = true
+    )]
+    pub mail_from: String,
+
+    /// Development mode: enables `/dev/mail`, which shows every queued email.
+    #[arg(long, env = "NULAB_PASS_DEV", global = true)]
+    pub dev: bool,
+
+    /// Folder of the service's keys and certificates.
+    #[arg(long, env = "NULAB_PASS_CERTS_DIR", default_value = "certs", global = true)]
+    pub certs_dir: std::path::PathBuf,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "NULAB_PASS_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: LogFormat,
+
+    /// Largest request body accepted, in bytes; larger requests get 413.
+    #[arg(long, env = "NULAB_PASS_MAX_BODY_BYTES", default_value_t = 256 * 1024, global = true)]
+    pub max_body_bytes: usize,
+
+    /// Browser session lifetime in hours of inactivity.
+    #[arg(long, env = "NULAB_PASS_SESSION_HOURS", default_value_t = 12, global = true)]
+    pub session_hours: u32,
+
+    /// How often the outbox sender looks for due email, in milliseconds.
+    #[arg(long, env = "NULAB_PASS_OUTBOX_POLL_MS", default_value_t = 1000, global = true)]
+    pub outbox_poll_ms: u64,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// The public base URL, without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.base_url {
+            Some(url) => url.as_str().trim_end_matches('/').to_string(),
+            None => {
+                let host = if self.bind.ip().is_unspecified() {
+                    "localhost".to_string()
+                } else {
+                    self.bind.ip().to_string()
+                };
+                format!("http://{host}:{}", self.bind.port())
+            }
+        }
+    }
+
+    /// Whether cookies must carry `Secure`.
+    pub fn is_https(&self) -> bool {
+        self.base_url().starts_with("https://")
+    }
+
+    /// A configuration with every default and the given database, for tests and tools.
+    pub fn with_database(database_url: &str) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Only {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Only::parse_from(["nulab-pass"]).config;
+        config.database_url = database_url.to_string();
+        config
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("base_url", &self.base_url())
+            .field("database_url", &redact_url(&self.database_url))
+            .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
+            .field("mail_from", &self.mail_from)
+            .field("dev", &self.dev)
+            .field("certs_dir", &self.certs_dir)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("session_hours", &self.session_hours)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password replaced, for logs.
+pub fn redact_url(raw: &str) -> String {
+    match Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            let _ = url.set_password(Some("REDACTED"));
+            url.to_string()
+        }
+        Ok(url) => url.to_string(),
+        Err(_) => "(unparsable URL)".to_string(),
+    }
+}

@@ -1,0 +1,40 @@
+//! Background jobs that run inside the server process: the outbox sender and session cleanup.
+//! Each is safe with several server instances (claims and leases live in the database).
+
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+
+use crate::AppState;
+use crate::mail::sender::{self, Smtp};
+use crate::web::session;
+
+/// Starts every job; abort the handles to stop them.
+pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let mut jobs = Vec::new();
+    match &state.config.smtp_url {
+        Some(url) => {
+            let id_domain = url::Url::parse(&state.base_url())
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_else(|| "nulab-pass.localhost".to_string());
+            let smtp = Smtp::new(url, &state.config.mail_from, &id_domain)?;
+            let poll = Duration::from_millis(state.config.outbox_poll_ms.max(10));
+            jobs.push(tokio::spawn(sender::run(state.db.clone(), state.clock.clone(), smtp, poll)));
+        }
+        None => tracing::warn!("NULAB_PASS_SMTP_URL is not set: email stays in the outbox (see /dev/mail with --dev)"),
+    }
+    let db = state.db.clone();
+    let clock = state.clock.clone();
+    jobs.push(tokio::spawn(async move {
+        loop {
+            match session::delete_expired(&db, clock.now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "expired sessions removed"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "session cleanup failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }));
+    Ok(jobs)
+}

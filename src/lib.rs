@@ -1,0 +1,48 @@
+//! nulab-pass: the account security service for organizations that use the Nulab products.
+//! [`app`] builds the HTTP router from an [`AppState`]; `main.rs` only parses the command line.
+
+pub mod accounts;
+pub mod api;
+pub mod api_tokens;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod ids;
+pub mod jobs;
+pub mod mail;
+pub mod orgs;
+pub mod paging;
+pub mod secrets;
+pub mod web;
+
+use std::sync::Arc;
+
+use axum::Router;
+
+pub use config::Config;
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: db::Db,
+    pub config: Arc<Config>,
+    pub clock: clock::Clock,
+}
+
+impl AppState {
+    pub fn new(db: db::Db, config: Config, clock: clock::Clock) -> Self {
+        AppState { db, config: Arc::new(config), clock }
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn base_url(&self) -> String {
+        self.config.base_url()
+    }
+}
+
+/// The whole HTTP application: pages, the JSON API, health checks and static files.
+pub fn app(state: AppState) -> Router {
+    web::router(state)
+}

@@ -1,0 +1,213 @@
+//! Pages of organizations: creating one, and the admin area's member management.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::{MemberFilter, Org, OrgSlug, Role};
+use crate::AppState;
+use crate::accounts::pages::form_error;
+use crate::accounts::{AccountKind, AccountStatus};
+use crate::ids::AccountId;
+use crate::orgs::Member;
+use crate::web::error::AppError;
+use crate::web::extract::{OrgAdmin, PageForm, SignedIn};
+use crate::web::{Layout, flash, take_flash};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/orgs/new", get(new_org_page).post(create_org))
+        .route("/admin/{org}", get(admin_home))
+        .route("/admin/{org}/members", get(members_page).post(add_member))
+        .route("/admin/{org}/members/{account_id}/role", post(change_role))
+        .route("/admin/{org}/members/{account_id}/remove", post(remove_member))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "org_new.html")]
+struct NewOrgPage {
+    layout: Layout,
+    slug: String,
+    name: String,
+    error: Option<String>,
+}
+
+async fn new_org_page(signed_in: SignedIn) -> Result<NewOrgPage, AppError> {
+    Ok(NewOrgPage {
+        layout: Layout::new(&signed_in.session, Some(&signed_in.account)).await?,
+        slug: String::new(),
+        name: String::new(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct NewOrgForm {
+    slug: String,
+    name: String,
+}
+
+async fn create_org(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    crate::web::extract::ClientMeta(meta): crate::web::extract::ClientMeta,
+    PageForm(form): PageForm<NewOrgForm>,
+) -> Result<Response, AppError> {
+    let SignedIn { account, session } = signed_in;
+    let result = async {
+        let slug = OrgSlug::parse(&form.slug)?;
+        let now = state.clock.now_ms();
+        let mut tx = state.db.begin().await?;
+        let org = super::create(&mut tx, now, &slug, &form.name, &account, &account.actor(), &meta).await?;
+        tx.commit().await?;
+        Ok::<_, super::OrgError>(org)
+    }
+    .await;
+    match result {
+        Ok(org) => {
+            flash(&session, format!("Organization {} created. You are its admin.", org.name)).await?;
+            Ok(Redirect::to(&format!("/admin/{}/members", org.slug)).into_response())
+        }
+        Err(err) => {
+            let layout = Layout::new(&session, Some(&account)).await?;
+            Ok(form_error(err.into(), |error| {
+                NewOrgPage { layout, slug: form.slug.clone(), name: form.name.clone(), error: Some(error) }.into_response()
+            }))
+        }
+    }
+}
+
+async fn admin_home(admin: OrgAdmin) -> Redirect {
+    Redirect::to(&format!("/admin/{}/members", admin.scope.org().slug))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/members.html")]
+struct MembersPage {
+    layout: Layout,
+    org: Org,
+    section: &'static str,
+    notice: Option<String>,
+    error: Option<String>,
+    members: Vec<Member>,
+    next_cursor: Option<String>,
+    filter_kind: String,
+    filter_status: String,
+}
+
+#[derive(Deserialize, Default)]
+struct MembersQuery {
+    kind: Option<String>,
+    status: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn render_members(state: &AppState, admin: &OrgAdmin, query: &MembersQuery, error: Option<String>) -> Result<Response, AppError> {
+    let kind = query.kind.as_deref().filter(|k| !k.is_empty());
+    let status = query.status.as_deref().filter(|s| !s.is_empty());
+    let filter = MemberFilter {
+        kind: kind.map(|k| AccountKind::parse(k).ok_or_else(|| AppError::bad_request("unknown kind filter"))).transpose()?,
+        status: status.map(|s| AccountStatus::parse(s).ok_or_else(|| AppError::bad_request("unknown status filter"))).transpose()?,
+    };
+    let page = super::list_members(state.db.pool(), admin.scope.org().id, &filter, query.cursor.as_deref(), crate::paging::DEFAULT_LIMIT)
+        .await?;
+    Ok(MembersPage {
+        layout: Layout::new(&admin.session, Some(&admin.account)).await?,
+        org: admin.scope.org().clone(),
+        section: "members",
+        notice: take_flash(&admin.session).await?,
+        error,
+        members: page.items,
+        next_cursor: page.next_cursor,
+        filter_kind: kind.unwrap_or("").to_string(),
+        filter_status: status.unwrap_or("").to_string(),
+    }
+    .into_response())
+}
+
+async fn members_page(State(state): State<AppState>, admin: OrgAdmin, Query(query): Query<MembersQuery>) -> Result<Response, AppError> {
+    render_members(&state, &admin, &query, None).await
+}
+
+/// Redirects back to the member list with a notice, or re-renders it with the error.
+async fn after_change(state: &AppState, admin: &OrgAdmin, result: Result<String, AppError>) -> Result<Response, AppError> {
+    match result {
+        Ok(notice) => {
+            flash(&admin.session, notice).await?;
+            Ok(Redirect::to(&format!("/admin/{}/members", admin.scope.org().slug)).into_response())
+        }
+        Err(err) => match err.user_message().map(str::to_string) {
+            Some(message) => {
+                let mut response = render_members(state, admin, &MembersQuery::default(), Some(message)).await?;
+                *response.status_mut() = err.status();
+                Ok(response)
+            }
+            None => Err(err),
+        },
+    }
+}
+
+#[derive(Deserialize)]
+struct AddMemberForm {
+    email: String,
+    role: String,
+}
+
+fn parse_role(raw: &str) -> Result<Role, AppError> {
+    Role::parse(raw).ok_or_else(|| AppError::bad_request("the role must be \u{201c}admin\u{201d} or \u{201c}member\u{201d}"))
+}
+
+async fn add_member(State(state): State<AppState>, admin: OrgAdmin, PageForm(form): PageForm<AddMemberForm>) -> Result<Response, AppError> {
+    let result = async {
+        let role = parse_role(&form.role)?;
+        let mut tx = state.db.begin().await?;
+        let member = super::add_member(&mut tx, state.clock.now_ms(), &admin.scope, &form.email, role).await?;
+        tx.commit().await?;
+        Ok::<_, AppError>(format!("{} was added as {}.", member.email, member.role.as_str()))
+    }
+    .await;
+    after_change(&state, &admin, result).await
+}
+
+#[derive(Deserialize)]
+struct RoleForm {
+    role: String,
+}
+
+fn parse_account(raw: &str) -> Result<AccountId, AppError> {
+    AccountId::parse(raw).ok_or_else(|| AppError::not_found("that account is not a member of this organization"))
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, account_id)): Path<(String, String)>,
+    PageForm(form): PageForm<RoleForm>,
+) -> Result<Response, AppError> {
+    let result = async {
+        let account = parse_account(&account_id)?;
+        let role = parse_role(&form.role)?;
+        let mut tx = state.db.begin().await?;
+        let member = super::change_role(&mut tx, state.clock.now_ms(), &admin.scope, account, role).await?;
+        tx.commit().await?;
+        Ok::<_, AppError>(format!("{} is now {}.", member.email, member.role.as_str()))
+    }
+    .await;
+    after_change(&state, &admin, result).await
+}
+
+async fn remove_member(State(state): State<AppState>, admin: OrgAdmin, Path((_, account_id)): Path<(String, String)>) -> Result<Response, AppError> {
+    let result = async {
+        let account = parse_account(&account_id)?;
+        let mut tx = state.db.begin().await?;
+        super::remove_member(&mut tx, state.clock.now_ms(), &admin.scope, account).await?;
+        tx.commit().await?;
+        Ok::<_, AppError>("The member was removed.".to_string())
+    }
+    .await;
+    after_change(&state, &admin, result).await
+}

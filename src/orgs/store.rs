@@ -1,0 +1,186 @@
+//! SQL of organizations and memberships.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+use super::{Member, MemberFilter, Org, Role};
+use crate::accounts::{AccountKind, AccountStatus};
+use crate::db::Tx;
+use crate::ids::{AccountId, OrgId};
+
+fn bad(col: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode { index: col.to_string(), source: format!("unexpected {col}").into() }
+}
+
+fn org_from_row(row: &AnyRow) -> Result<Org, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    Ok(Org {
+        id: OrgId::parse(&id).ok_or_else(|| bad("id"))?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+        seats: row.try_get("seats")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn member_from_row(row: &AnyRow) -> Result<Member, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("kind")?;
+    let status: String = row.try_get("status")?;
+    let role: String = row.try_get("role")?;
+    Ok(Member {
+        account_id: AccountId::parse(&id).ok_or_else(|| bad("id"))?,
+        email: row.try_get("email")?,
+        name: row.try_get("name")?,
+        kind: AccountKind::parse(&kind).ok_or_else(|| bad("kind"))?,
+        role: Role::parse(&role).ok_or_else(|| bad("role"))?,
+        status: AccountStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        last_sign_in_at: row.try_get("last_sign_in_at")?,
+        joined_at: row.try_get("joined_at")?,
+    })
+}
+
+const INSERT: &str = "INSERT INTO orgs (id, slug, name, seats, created_at) VALUES ($1, $2, $3, $4, $5)";
+
+pub(super) async fn insert(tx: &mut Tx, org: &Org) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT)
+        .bind(org.id.to_string())
+        .bind(org.slug.clone())
+        .bind(org.name.clone())
+        .bind(org.seats)
+        .bind(org.created_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const BY_SLUG: &str = "SELECT id, slug, name, seats, created_at FROM orgs WHERE slug = $1";
+
+/// The organization with this slug.
+pub async fn by_slug<'c>(exec: impl Executor<'c, Database = Any>, slug: &str) -> Result<Option<Org>, sqlx::Error> {
+    let row = sqlx::query(BY_SLUG).bind(slug.to_ascii_lowercase()).fetch_optional(exec).await?;
+    row.as_ref().map(org_from_row).transpose()
+}
+
+const LOCK: &str = "UPDATE orgs SET seats = seats WHERE id = $1";
+
+/// Takes the organization's row lock for the rest of the transaction (PostgreSQL; SQLite's
+/// `BEGIN IMMEDIATE` already serialises writers). One statement that works on both.
+pub async fn lock(tx: &mut Tx, org: OrgId) -> Result<(), sqlx::Error> {
+    sqlx::query(LOCK).bind(org.to_string()).execute(&mut **tx).await?;
+    Ok(())
+}
+
+const INSERT_MEMBERSHIP: &str =
+    "INSERT INTO memberships (org_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)";
+
+/// Adds a membership row.
+pub async fn insert_membership(tx: &mut Tx, org: OrgId, account: AccountId, role: Role, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT_MEMBERSHIP)
+        .bind(org.to_string())
+        .bind(account.to_string())
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const MEMBER: &str = "SELECT a.id, a.email, a.name, a.kind, a.status, a.last_sign_in_at, m.role, \
+     m.created_at AS joined_at FROM memberships m JOIN accounts a ON a.id = m.account_id \
+     WHERE m.org_id = $1 AND m.account_id = $2";
+
+/// One member of an organization.
+pub async fn member<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+    account: AccountId,
+) -> Result<Option<Member>, sqlx::Error> {
+    let row = sqlx::query(MEMBER).bind(org.to_string()).bind(account.to_string()).fetch_optional(exec).await?;
+    row.as_ref().map(member_from_row).transpose()
+}
+
+const MEMBERS: &str = "SELECT a.id, a.email, a.name, a.kind, a.status, a.last_sign_in_at, m.role, \
+     m.created_at AS joined_at FROM memberships m JOIN accounts a ON a.id = m.account_id \
+     WHERE m.org_id = $1 AND ($2 = '' OR a.kind = $2) AND ($3 = '' OR a.status = $3) \
+     AND ($4 = '' OR a.email_norm > $4 OR (a.email_norm = $4 AND a.id > $5)) \
+     ORDER BY a.email_norm, a.id LIMIT $6";
+
+pub(super) async fn members(
+    pool: &sqlx::AnyPool,
+    org: OrgId,
+    filter: &MemberFilter,
+    after: Option<&[String]>,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    let (after_email, after_id) = match after {
+        Some([email, id]) => (email.clone(), id.clone()),
+        _ => (String::new(), String::new()),
+    };
+    let rows = sqlx::query(MEMBERS)
+        .bind(org.to_string())
+        .bind(filter.kind.map(|k| k.as_str()).unwrap_or(""))
+        .bind(filter.status.map(|s| s.as_str()).unwrap_or(""))
+        .bind(after_email)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(member_from_row).collect()
+}
+
+const COUNT_ADMINS: &str = "SELECT COUNT(*) AS n FROM memberships m JOIN accounts a ON a.id = m.account_id \
+     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active'";
+
+/// How many active admins the organization has.
+pub async fn count_admins<'c>(exec: impl Executor<'c, Database = Any>, org: OrgId) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(COUNT_ADMINS).bind(org.to_string()).fetch_one(exec).await?;
+    row.try_get("n")
+}
+
+const SET_ROLE: &str = "UPDATE memberships SET role = $3 WHERE org_id = $1 AND account_id = $2";
+
+pub(super) async fn set_role(tx: &mut Tx, org: OrgId, account: AccountId, role: Role) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_ROLE)
+        .bind(org.to_string())
+        .bind(account.to_string())
+        .bind(role.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const DELETE_MEMBERSHIP: &str = "DELETE FROM memberships WHERE org_id = $1 AND account_id = $2";
+
+pub(super) async fn delete_membership(tx: &mut Tx, org: OrgId, account: AccountId) -> Result<(), sqlx::Error> {
+    sqlx::query(DELETE_MEMBERSHIP).bind(org.to_string()).bind(account.to_string()).execute(&mut **tx).await?;
+    Ok(())
+}
+
+const ROLE_OF: &str = "SELECT m.role FROM memberships m WHERE m.org_id = $1 AND m.account_id = $2";
+
+/// The account's role in the organization, if it is a member.
+pub async fn role_of(pool: &sqlx::AnyPool, org: OrgId, account: AccountId) -> Result<Option<Role>, sqlx::Error> {
+    let row = sqlx::query(ROLE_OF).bind(org.to_string()).bind(account.to_string()).fetch_optional(pool).await?;
+    match row {
+        Some(row) => {
+            let role: String = row.try_get("role")?;
+            Ok(Some(Role::parse(&role).ok_or_else(|| bad("role"))?))
+        }
+        None => Ok(None),
+    }
+}
+
+const ORGS_OF: &str = "SELECT o.id, o.slug, o.name, o.seats, o.created_at, m.role FROM memberships m \
+     JOIN orgs o ON o.id = m.org_id WHERE m.account_id = $1 ORDER BY o.slug";
+
+/// The organizations an account belongs to, with its role in each.
+pub async fn orgs_of(pool: &sqlx::AnyPool, account: AccountId) -> Result<Vec<(Org, Role)>, sqlx::Error> {
+    let rows = sqlx::query(ORGS_OF).bind(account.to_string()).fetch_all(pool).await?;
+    rows.iter()
+        .map(|row| {
+            let role: String = row.try_get("role")?;
+            Ok((org_from_row(row)?, Role::parse(&role).ok_or_else(|| bad("role"))?))
+        })
+        .collect()
+}

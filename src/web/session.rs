@@ -1,0 +1,137 @@
+//! Browser sessions kept in the database (so any server instance can serve any request), through
+//! tower-sessions over the project's own pool. The signed-in account id is also kept in its own
+//! column so that every session of an account can be ended at once.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions::Session;
+
+use crate::accounts::Account;
+use crate::db::{self, Db};
+use crate::ids::AccountId;
+
+/// Session key of the signed-in account's id.
+pub const ACCOUNT_KEY: &str = "account_id";
+/// Session key of how the user signed in (`pwd`, later `saml`).
+pub const METHOD_KEY: &str = "auth_method";
+/// Session key of when the user signed in (Unix ms).
+pub const AUTH_AT_KEY: &str = "auth_at";
+
+/// A [`SessionStore`] over the `sessions` table.
+#[derive(Clone, Debug)]
+pub struct DbSessionStore {
+    db: Db,
+}
+
+impl DbSessionStore {
+    pub fn new(db: Db) -> Self {
+        DbSessionStore { db }
+    }
+}
+
+fn backend(err: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(err.to_string())
+}
+
+fn expiry_ms(record: &Record) -> i64 {
+    (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn account_of(record: &Record) -> Option<String> {
+    record.data.get(ACCOUNT_KEY).and_then(|v| v.as_str()).map(str::to_string)
+}
+
+const INSERT: &str = "INSERT INTO sessions (id, account_id, data, expires_at) VALUES ($1, $2, $3, $4)";
+const UPSERT: &str = "INSERT INTO sessions (id, account_id, data, expires_at) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, data = excluded.data, \
+     expires_at = excluded.expires_at";
+const LOAD: &str = "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2";
+const DELETE: &str = "DELETE FROM sessions WHERE id = $1";
+const DELETE_FOR_ACCOUNT: &str = "DELETE FROM sessions WHERE account_id = $1";
+const DELETE_EXPIRED: &str = "DELETE FROM sessions WHERE expires_at <= $1";
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        loop {
+            let inserted = sqlx::query(INSERT)
+                .bind(record.id.to_string())
+                .bind(account_of(record))
+                .bind(data.clone())
+                .bind(expiry_ms(record))
+                .execute(self.db.pool())
+                .await;
+            match inserted {
+                Ok(_) => return Ok(()),
+                // A 128-bit id collision: draw another.
+                Err(err) if db::is_unique_violation(&err) => record.id = Id::default(),
+                Err(err) => return Err(backend(err)),
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        sqlx::query(UPSERT)
+            .bind(record.id.to_string())
+            .bind(account_of(record))
+            .bind(data)
+            .bind(expiry_ms(record))
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let row = sqlx::query(LOAD)
+            .bind(id.to_string())
+            .bind(now)
+            .fetch_optional(self.db.pool())
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let data: String = row.try_get("data").map_err(backend)?;
+        let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
+        let data = serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_at) * 1_000_000)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *id, data, expiry_date }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        sqlx::query(DELETE).bind(id.to_string()).execute(self.db.pool()).await.map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// Ends every session of an account (sign out everywhere, suspension, migration).
+pub async fn end_all_for(tx: &mut db::Tx, account: AccountId) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(DELETE_FOR_ACCOUNT).bind(account.to_string()).execute(&mut **tx).await?;
+    Ok(done.rows_affected())
+}
+
+/// Removes expired sessions.
+pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(DELETE_EXPIRED).bind(now).execute(db.pool()).await?;
+    Ok(done.rows_affected())
+}
+
+/// Starts a signed-in session: a new session id (no fixation), then the account.
+pub async fn sign_in(session: &Session, account: &Account, method: &str, now: i64) -> Result<(), tower_sessions::session::Error> {
+    session.cycle_id().await?;
+    session.insert(ACCOUNT_KEY, account.id.to_string()).await?;
+    session.insert(METHOD_KEY, method).await?;
+    session.insert(AUTH_AT_KEY, now).await?;
+    Ok(())
+}
+
+/// The signed-in account id of this session, if any.
+pub async fn account_id(session: &Session) -> Result<Option<AccountId>, tower_sessions::session::Error> {
+    let raw: Option<String> = session.get(ACCOUNT_KEY).await?;
+    Ok(raw.as_deref().and_then(AccountId::parse))
+}
