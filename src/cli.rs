@@ -16,7 +16,11 @@ use crate::orgs::{self, AdminScope, OrgSlug};
 use crate::{AppState, api_tokens};
 
 #[derive(Parser)]
-#[command(name = "nulab-pass", version, about = "Account security service for organizations that use the Nulab products")]
+#[command(
+    name = "nulab-pass",
+    version,
+    about = "Account security service for organizations that use the Nulab products"
+)]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -104,7 +108,10 @@ enum TokenCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.config.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("error: cannot start the runtime: {err}");
@@ -123,7 +130,9 @@ pub fn main() -> ExitCode {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -145,7 +154,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("schema is up to date");
             Ok(())
         }
-        Command::Account(AccountCommand::Create { email, name, password_stdin: _, output }) => {
+        Command::Account(AccountCommand::Create {
+            email,
+            name,
+            password_stdin: _,
+            output,
+        }) => {
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.strip_suffix('\n').unwrap_or(&password);
@@ -157,36 +171,78 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = open(&config).await?;
             let clock = Clock::default();
             let mut tx = db.begin().await?;
-            let new = NewAccount { email, name, password_hash, email_verified: true };
-            let account =
-                accounts::sign_up(&mut tx, clock.now_ms(), new, &Actor::Operator, &RequestMeta::default(), &config.base_url())
-                    .await?;
+            let new = NewAccount {
+                email,
+                name,
+                password_hash,
+                email_verified: true,
+            };
+            let account = accounts::sign_up(
+                &mut tx,
+                clock.now_ms(),
+                new,
+                &Actor::Operator,
+                &RequestMeta::default(),
+                &config.base_url(),
+            )
+            .await?;
             tx.commit().await?;
-            print(&output, &json!({ "id": account.id, "email": account.email, "name": account.name }), &account.id.to_string());
+            print(
+                &output,
+                &json!({ "id": account.id, "email": account.email, "name": account.name }),
+                &account.id.to_string(),
+            );
             Ok(())
         }
-        Command::Org(OrgCommand::Create { slug, name, admin_email, output }) => {
+        Command::Org(OrgCommand::Create {
+            slug,
+            name,
+            admin_email,
+            output,
+        }) => {
             let slug = OrgSlug::parse(&slug)?;
             let db = open(&config).await?;
             let admin = accounts::store::by_email(db.pool(), &Email::parse(&admin_email)?)
                 .await?
-                .ok_or_else(|| anyhow::anyhow!("no account uses the email {admin_email}; create it first"))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no account uses the email {admin_email}; create it first")
+                })?;
             let clock = Clock::default();
             let mut tx = db.begin().await?;
-            let org = orgs::create(&mut tx, clock.now_ms(), &slug, &name, &admin, &Actor::Operator, &RequestMeta::default()).await?;
+            let org = orgs::create(
+                &mut tx,
+                clock.now_ms(),
+                &slug,
+                &name,
+                &admin,
+                &Actor::Operator,
+                &RequestMeta::default(),
+            )
+            .await?;
             tx.commit().await?;
-            print(&output, &json!({ "id": org.id, "slug": org.slug, "name": org.name, "admin": admin.email }), &org.slug);
+            print(
+                &output,
+                &json!({ "id": org.id, "slug": org.slug, "name": org.name, "admin": admin.email }),
+                &org.slug,
+            );
             Ok(())
         }
         Command::Token(TokenCommand::Create { org, name, output }) => {
             let db = open(&config).await?;
-            let org = orgs::store::by_slug(db.pool(), &org).await?.ok_or_else(|| anyhow::anyhow!("no organization {org}"))?;
+            let org = orgs::store::by_slug(db.pool(), &org)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no organization {org}"))?;
             let scope = AdminScope::grant(org, Actor::Operator, RequestMeta::default());
             let clock = Clock::default();
             let mut tx = db.begin().await?;
-            let (token, secret) = api_tokens::create(&mut tx, clock.now_ms(), &scope, &name).await?;
+            let (token, secret) =
+                api_tokens::create(&mut tx, clock.now_ms(), &scope, &name).await?;
             tx.commit().await?;
-            print(&output, &json!({ "id": token.id, "org": scope.org().slug, "name": token.name, "token": secret }), &secret);
+            print(
+                &output,
+                &json!({ "id": token.id, "org": scope.org().slug, "name": token.name, "token": secret }),
+                &secret,
+            );
             Ok(())
         }
     }
@@ -209,7 +265,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let jobs = crate::jobs::spawn_all(&state)?;
     tracing::info!(address = %listener.local_addr()?, base_url = %state.base_url(), "listening");
     let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     for job in jobs {
         job.abort();
     }

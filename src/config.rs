@@ -9,7 +9,12 @@ use url::Url;
 #[derive(Args, Clone)]
 pub struct Config {
     /// Address the HTTP server listens on.
-    #[arg(long, env = "NULAB_PASS_BIND", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "NULAB_PASS_BIND",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
     pub bind: SocketAddr,
 
     /// Public URL of the service (links in emails, redirects, cookies). Default: derived from the bind address.
@@ -44,11 +49,21 @@ pub struct Config {
     pub dev: bool,
 
     /// Folder of the service's keys and certificates.
-    #[arg(long, env = "NULAB_PASS_CERTS_DIR", default_value = "certs", global = true)]
+    #[arg(
+        long,
+        env = "NULAB_PASS_CERTS_DIR",
+        default_value = "certs",
+        global = true
+    )]
     pub certs_dir: std::path::PathBuf,
 
     /// Log format: `text` or `json`.
-    #[arg(long, env = "NULAB_PASS_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(
+        long,
+        env = "NULAB_PASS_LOG_FORMAT",
+        default_value = "text",
+        global = true
+    )]
     pub log_format: LogFormat,
 
     /// Largest request body accepted, in bytes; larger requests get 413.
@@ -56,11 +71,21 @@ pub struct Config {
     pub max_body_bytes: usize,
 
     /// Browser session lifetime in hours of inactivity.
-    #[arg(long, env = "NULAB_PASS_SESSION_HOURS", default_value_t = 12, global = true)]
+    #[arg(
+        long,
+        env = "NULAB_PASS_SESSION_HOURS",
+        default_value_t = 12,
+        global = true
+    )]
     pub session_hours: u32,
 
     /// How often the outbox sender looks for due email, in milliseconds.
-    #[arg(long, env = "NULAB_PASS_OUTBOX_POLL_MS", default_value_t = 1000, global = true)]
+    #[arg(
+        long,
+        env = "NULAB_PASS_OUTBOX_POLL_MS",
+        default_value_t = 1000,
+        global = true
+    )]
     pub outbox_poll_ms: u64,
 }
 

@@ -33,7 +33,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(db: db::Db, config: Config, clock: clock::Clock) -> Self {
-        AppState { db, config: Arc::new(config), clock }
+        AppState {
+            db,
+            config: Arc::new(config),
+            clock,
+        }
     }
 
     /// The public base URL without a trailing slash.

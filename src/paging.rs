@@ -44,7 +44,10 @@ pub fn into_page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> String) ->
     let more = rows.len() as i64 > limit;
     rows.truncate(limit.max(0) as usize);
     let next_cursor = if more { rows.last().map(key) } else { None };
-    Page { items: rows, next_cursor }
+    Page {
+        items: rows,
+        next_cursor,
+    }
 }
 
 #[cfg(test)]

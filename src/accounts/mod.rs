@@ -53,7 +53,9 @@ impl Email {
                     && !l.ends_with('-')
                     && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             })
-            && labels.last().is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
+            && labels
+                .last()
+                .is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
         if !local_ok || !domain_ok {
             return Err(invalid());
         }
@@ -156,7 +158,10 @@ pub struct Account {
 impl Account {
     /// The audit actor for this account.
     pub fn actor(&self) -> Actor {
-        Actor::Account { id: self.id.to_string(), email: self.email.clone() }
+        Actor::Account {
+            id: self.id.to_string(),
+            email: self.email.clone(),
+        }
     }
 }
 
@@ -202,10 +207,14 @@ pub const VERIFY_LINK_MS: i64 = 2 * DAY_MS;
 pub fn check_password(password: &str) -> Result<(), AccountError> {
     let len = password.chars().count();
     if len < MIN_PASSWORD_LEN {
-        return Err(AccountError::PasswordTooShort { min: MIN_PASSWORD_LEN });
+        return Err(AccountError::PasswordTooShort {
+            min: MIN_PASSWORD_LEN,
+        });
     }
     if len > MAX_PASSWORD_LEN {
-        return Err(AccountError::PasswordTooLong { max: MAX_PASSWORD_LEN });
+        return Err(AccountError::PasswordTooLong {
+            max: MAX_PASSWORD_LEN,
+        });
     }
     Ok(())
 }
@@ -240,9 +249,24 @@ pub async fn sign_up(
 ) -> Result<Account, AccountError> {
     let id = AccountId::new();
     let verified_at = new.email_verified.then_some(now);
-    store::insert(tx, now, id, &new.email, &new.name, AccountKind::Nulab, &new.password_hash, verified_at)
-        .await
-        .map_err(|e| if crate::db::is_unique_violation(&e) { AccountError::EmailTaken } else { e.into() })?;
+    store::insert(
+        tx,
+        now,
+        id,
+        &new.email,
+        &new.name,
+        AccountKind::Nulab,
+        &new.password_hash,
+        verified_at,
+    )
+    .await
+    .map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            AccountError::EmailTaken
+        } else {
+            e.into()
+        }
+    })?;
     let action = if matches!(actor, Actor::Operator) {
         AuditAction::AccountCreated
     } else {
@@ -264,7 +288,9 @@ pub async fn sign_up(
     if !new.email_verified {
         send_verification(tx, now, id, &new.email, &new.name, base_url).await?;
     }
-    store::by_id(&mut **tx, id).await?.ok_or(AccountError::Db(sqlx::Error::RowNotFound))
+    store::by_id(&mut **tx, id)
+        .await?
+        .ok_or(AccountError::Db(sqlx::Error::RowNotFound))
 }
 
 /// Issues a fresh verification link (earlier ones die) and queues the email.
@@ -278,8 +304,16 @@ pub async fn send_verification(
 ) -> Result<(), AccountError> {
     let token = secrets::new_token("");
     store::expire_tokens(tx, id, store::PURPOSE_VERIFY_EMAIL, now).await?;
-    store::insert_token(tx, &secrets::hash_token(&token), id, store::PURPOSE_VERIFY_EMAIL, email, now, now + VERIFY_LINK_MS)
-        .await?;
+    store::insert_token(
+        tx,
+        &secrets::hash_token(&token),
+        id,
+        store::PURPOSE_VERIFY_EMAIL,
+        email,
+        now,
+        now + VERIFY_LINK_MS,
+    )
+    .await?;
     let mail = Mail {
         kind: "account.verify_email",
         to: email.to_string(),
@@ -296,19 +330,32 @@ pub async fn send_verification(
 }
 
 /// Consumes an email-verification token. Expired, used or unknown tokens change nothing.
-pub async fn verify_email(tx: &mut Tx, now: i64, token: &str, meta: &RequestMeta) -> Result<Account, AccountError> {
-    let row = store::token(tx, &secrets::hash_token(token.trim()), store::PURPOSE_VERIFY_EMAIL)
-        .await?
-        .ok_or(AccountError::LinkInvalid)?;
+pub async fn verify_email(
+    tx: &mut Tx,
+    now: i64,
+    token: &str,
+    meta: &RequestMeta,
+) -> Result<Account, AccountError> {
+    let row = store::token(
+        tx,
+        &secrets::hash_token(token.trim()),
+        store::PURPOSE_VERIFY_EMAIL,
+    )
+    .await?
+    .ok_or(AccountError::LinkInvalid)?;
     if row.used_at.is_some() {
         return Err(AccountError::LinkUsed);
     }
     if row.expires_at <= now {
         return Err(AccountError::LinkExpired);
     }
-    let account = store::by_id(&mut **tx, row.account_id).await?.ok_or(AccountError::LinkInvalid)?;
+    let account = store::by_id(&mut **tx, row.account_id)
+        .await?
+        .ok_or(AccountError::LinkInvalid)?;
     // A link for an address the account no longer has proves nothing.
-    if account.email.to_lowercase() != row.email.to_lowercase() || account.status == AccountStatus::Deleted {
+    if account.email.to_lowercase() != row.email.to_lowercase()
+        || account.status == AccountStatus::Deleted
+    {
         return Err(AccountError::LinkInvalid);
     }
     store::use_token(tx, &row.token_hash, now).await?;
@@ -326,7 +373,10 @@ pub async fn verify_email(tx: &mut Tx, now: i64, token: &str, meta: &RequestMeta
         },
     )
     .await?;
-    Ok(Account { email_verified: true, ..account })
+    Ok(Account {
+        email_verified: true,
+        ..account
+    })
 }
 
 /// Why a password sign-in failed, as recorded in the audit event.
@@ -360,8 +410,12 @@ pub async fn sign_in_with_password(
         }
     };
     let outcome = match (&found, verified) {
-        (Some((account, _)), true) if account.status == AccountStatus::Active => Ok(account.clone()),
-        (Some((account, _)), true) if account.status == AccountStatus::Suspended => Err(AccountError::Suspended),
+        (Some((account, _)), true) if account.status == AccountStatus::Active => {
+            Ok(account.clone())
+        }
+        (Some((account, _)), true) if account.status == AccountStatus::Suspended => {
+            Err(AccountError::Suspended)
+        }
         _ => Err(AccountError::InvalidCredentials),
     };
     let mut tx = db.begin().await?;
@@ -417,8 +471,21 @@ mod tests {
         assert_eq!(e.as_str(), "Alice.Smith@example.com");
         assert_eq!(e.normalized(), "alice.smith@example.com");
         assert_eq!(e.domain(), "example.com");
-        for bad in ["", "alice", "alice@", "@example.com", "a@b", "a..b@example.com", ".a@example.com",
-            "a@-example.com", "a@example..com", "a b@example.com", "a@exa mple.com", "a@1.2.3.4", "<a>@example.com"] {
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "a@b",
+            "a..b@example.com",
+            ".a@example.com",
+            "a@-example.com",
+            "a@example..com",
+            "a b@example.com",
+            "a@exa mple.com",
+            "a@1.2.3.4",
+            "<a>@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad} should be refused");
         }
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(65))).is_err());
@@ -427,7 +494,10 @@ mod tests {
 
     #[test]
     fn password_length_is_counted_in_characters() {
-        assert!(matches!(check_password("short"), Err(AccountError::PasswordTooShort { min: 12 })));
+        assert!(matches!(
+            check_password("short"),
+            Err(AccountError::PasswordTooShort { min: 12 })
+        ));
         assert!(check_password("twelve chars").is_ok());
         assert!(check_password("ééééééééééé").is_err());
         assert!(check_password(&"x".repeat(257)).is_err());

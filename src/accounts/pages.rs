@@ -78,7 +78,12 @@ pub fn form_error(err: AppError, render: impl FnOnce(String) -> Response) -> Res
 }
 
 async fn signup_page(session: Session) -> Result<SignupPage, AppError> {
-    Ok(SignupPage { layout: Layout::new(&session, None).await?, email: String::new(), name: String::new(), error: None })
+    Ok(SignupPage {
+        layout: Layout::new(&session, None).await?,
+        email: String::new(),
+        name: String::new(),
+        error: None,
+    })
 }
 
 #[derive(Deserialize)]
@@ -101,8 +106,21 @@ async fn signup(
         let password_hash = super::password::hash(&form.password).await?;
         let now = state.clock.now_ms();
         let mut tx = state.db.begin().await?;
-        let new = NewAccount { email, name, password_hash, email_verified: false };
-        let account = super::sign_up(&mut tx, now, new, &Actor::Anonymous, &meta, &state.base_url()).await?;
+        let new = NewAccount {
+            email,
+            name,
+            password_hash,
+            email_verified: false,
+        };
+        let account = super::sign_up(
+            &mut tx,
+            now,
+            new,
+            &Actor::Anonymous,
+            &meta,
+            &state.base_url(),
+        )
+        .await?;
         tx.commit().await?;
         Ok::<_, AccountError>(account)
     }
@@ -125,7 +143,13 @@ async fn signup(
         Err(err) => {
             let layout = Layout::new(&session, None).await?;
             Ok(form_error(err.into(), |error| {
-                SignupPage { layout, email: form.email.clone(), name: form.name.clone(), error: Some(error) }.into_response()
+                SignupPage {
+                    layout,
+                    email: form.email.clone(),
+                    name: form.name.clone(),
+                    error: Some(error),
+                }
+                .into_response()
             }))
         }
     }
@@ -176,13 +200,23 @@ async fn signin(
         Err(err) => {
             let layout = Layout::new(&session, None).await?;
             Ok(form_error(err.into(), |error| {
-                SigninPage { layout, email: form.email.clone(), next, error: Some(error) }.into_response()
+                SigninPage {
+                    layout,
+                    email: form.email.clone(),
+                    next,
+                    error: Some(error),
+                }
+                .into_response()
             }))
         }
     }
 }
 
-async fn signout(State(state): State<AppState>, session: Session, ClientMeta(meta): ClientMeta) -> Result<Response, AppError> {
+async fn signout(
+    State(state): State<AppState>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+) -> Result<Response, AppError> {
     if let Some(id) = session::account_id(&session).await? {
         let now = state.clock.now_ms();
         let mut tx = state.db.begin().await?;
@@ -227,7 +261,10 @@ async fn verify_email(
             Ok(MessagePage {
                 layout: Layout::new(&session, None).await?,
                 title: "Email confirmed".to_string(),
-                message: format!("{} is confirmed. Organizations can now add you as a member.", account.email),
+                message: format!(
+                    "{} is confirmed. Organizations can now add you as a member.",
+                    account.email
+                ),
                 link: Some(("Go to your account".to_string(), "/account".to_string())),
             }
             .into_response())
@@ -239,7 +276,10 @@ async fn verify_email(
     }
 }
 
-async fn account_page(State(state): State<AppState>, signed_in: SignedIn) -> Result<AccountPage, AppError> {
+async fn account_page(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+) -> Result<AccountPage, AppError> {
     let SignedIn { account, session } = signed_in;
     let method: Option<String> = session.get(session::METHOD_KEY).await?;
     let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
@@ -255,19 +295,33 @@ async fn account_page(State(state): State<AppState>, signed_in: SignedIn) -> Res
     })
 }
 
-async fn resend_verification(State(state): State<AppState>, signed_in: SignedIn) -> Result<Response, AppError> {
+async fn resend_verification(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+) -> Result<Response, AppError> {
     let SignedIn { account, session } = signed_in;
     if !account.email_verified {
         let email = Email::parse(&account.email)?;
         let now = state.clock.now_ms();
         let mut tx = state.db.begin().await?;
-        super::send_verification(&mut tx, now, account.id, &email, &account.name, &state.base_url()).await?;
+        super::send_verification(
+            &mut tx,
+            now,
+            account.id,
+            &email,
+            &account.name,
+            &state.base_url(),
+        )
+        .await?;
         tx.commit().await?;
     }
     Ok(MessagePage {
         layout: Layout::new(&session, Some(&account)).await?,
         title: "Check your email".to_string(),
-        message: format!("We sent a new confirmation link to {}. Earlier links no longer work.", account.email),
+        message: format!(
+            "We sent a new confirmation link to {}. Earlier links no longer work.",
+            account.email
+        ),
         link: Some(("Go to your account".to_string(), "/account".to_string())),
     }
     .into_response())
@@ -279,7 +333,10 @@ mod tests {
 
     #[test]
     fn next_is_a_local_path_only() {
-        assert_eq!(safe_next(Some("/admin/acme/members")), "/admin/acme/members");
+        assert_eq!(
+            safe_next(Some("/admin/acme/members")),
+            "/admin/acme/members"
+        );
         assert_eq!(safe_next(Some("//evil.example")), "/account");
         assert_eq!(safe_next(Some("https://evil.example")), "/account");
         assert_eq!(safe_next(Some("/\\evil.example")), "/account");

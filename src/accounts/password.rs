@@ -1,8 +1,8 @@
 //! Password hashing with argon2id. Hashing costs tens of milliseconds of CPU, so it runs on the
 //! blocking pool, never on the async workers.
 
-use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 
 /// Hashing or verifying could not run.
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +28,9 @@ pub async fn verify(password: &str, stored: &str) -> Result<bool, HashError> {
     let stored = stored.to_string();
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&stored).map_err(|e| HashError(e.to_string()))?;
-        Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
     })
     .await
     .map_err(|e| HashError(e.to_string()))?

@@ -77,14 +77,21 @@ pub(super) async fn insert(
     Ok(())
 }
 
-const BY_ID: &str = concat!("SELECT ", account_columns!(), " FROM accounts a WHERE a.id = $1");
+const BY_ID: &str = concat!(
+    "SELECT ",
+    account_columns!(),
+    " FROM accounts a WHERE a.id = $1"
+);
 
 /// One account by id (deleted ones included).
 pub async fn by_id<'c>(
     exec: impl Executor<'c, Database = Any>,
     id: AccountId,
 ) -> Result<Option<Account>, sqlx::Error> {
-    let row = sqlx::query(BY_ID).bind(id.to_string()).fetch_optional(exec).await?;
+    let row = sqlx::query(BY_ID)
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -99,7 +106,10 @@ pub async fn by_email<'c>(
     exec: impl Executor<'c, Database = Any>,
     email: &Email,
 ) -> Result<Option<Account>, sqlx::Error> {
-    let row = sqlx::query(BY_EMAIL).bind(email.normalized()).fetch_optional(exec).await?;
+    let row = sqlx::query(BY_EMAIL)
+        .bind(email.normalized())
+        .fetch_optional(exec)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -114,7 +124,10 @@ pub(super) async fn credentials(
     pool: &sqlx::AnyPool,
     email_norm: &str,
 ) -> Result<Option<(Account, Option<String>)>, sqlx::Error> {
-    let row = sqlx::query(CREDENTIALS).bind(email_norm.to_string()).fetch_optional(pool).await?;
+    let row = sqlx::query(CREDENTIALS)
+        .bind(email_norm.to_string())
+        .fetch_optional(pool)
+        .await?;
     match row {
         Some(row) => Ok(Some((from_row(&row)?, row.try_get("password_hash")?))),
         None => Ok(None),
@@ -124,15 +137,27 @@ pub(super) async fn credentials(
 const TOUCH_SIGN_IN: &str = "UPDATE accounts SET last_sign_in_at = $2 WHERE id = $1";
 
 pub(super) async fn touch_sign_in(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(TOUCH_SIGN_IN).bind(id.to_string()).bind(now).execute(&mut **tx).await?;
+    sqlx::query(TOUCH_SIGN_IN)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 const SET_VERIFIED: &str =
     "UPDATE accounts SET email_verified_at = $2, updated_at = $2 WHERE id = $1";
 
-pub(super) async fn set_email_verified(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(SET_VERIFIED).bind(id.to_string()).bind(now).execute(&mut **tx).await?;
+pub(super) async fn set_email_verified(
+    tx: &mut Tx,
+    id: AccountId,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_VERIFIED)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -173,7 +198,12 @@ const EXPIRE_TOKENS: &str = "UPDATE email_tokens SET expires_at = $3 \
      WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3";
 
 /// Ends every unused token of this purpose (a new link supersedes the old ones).
-pub(super) async fn expire_tokens(tx: &mut Tx, account: AccountId, purpose: &str, now: i64) -> Result<(), sqlx::Error> {
+pub(super) async fn expire_tokens(
+    tx: &mut Tx,
+    account: AccountId,
+    purpose: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(EXPIRE_TOKENS)
         .bind(account.to_string())
         .bind(purpose.to_string())
@@ -186,7 +216,11 @@ pub(super) async fn expire_tokens(tx: &mut Tx, account: AccountId, purpose: &str
 const TOKEN: &str = "SELECT token_hash, account_id, email, expires_at, used_at FROM email_tokens \
      WHERE token_hash = $1 AND purpose = $2";
 
-pub(super) async fn token(tx: &mut Tx, token_hash: &str, purpose: &str) -> Result<Option<TokenRow>, sqlx::Error> {
+pub(super) async fn token(
+    tx: &mut Tx,
+    token_hash: &str,
+    purpose: &str,
+) -> Result<Option<TokenRow>, sqlx::Error> {
     let row = sqlx::query(TOKEN)
         .bind(token_hash.to_string())
         .bind(purpose.to_string())
@@ -194,7 +228,9 @@ pub(super) async fn token(tx: &mut Tx, token_hash: &str, purpose: &str) -> Resul
         .await?;
     let Some(row) = row else { return Ok(None) };
     let account_id: String = row.try_get("account_id")?;
-    let Some(account_id) = AccountId::parse(&account_id) else { return Ok(None) };
+    let Some(account_id) = AccountId::parse(&account_id) else {
+        return Ok(None);
+    };
     Ok(Some(TokenRow {
         token_hash: row.try_get("token_hash")?,
         account_id,
@@ -204,10 +240,15 @@ pub(super) async fn token(tx: &mut Tx, token_hash: &str, purpose: &str) -> Resul
     }))
 }
 
-const USE_TOKEN: &str = "UPDATE email_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL";
+const USE_TOKEN: &str =
+    "UPDATE email_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL";
 
 pub(super) async fn use_token(tx: &mut Tx, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
-    let done = sqlx::query(USE_TOKEN).bind(token_hash.to_string()).bind(now).execute(&mut **tx).await?;
+    let done = sqlx::query(USE_TOKEN)
+        .bind(token_hash.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     if done.rows_affected() != 1 {
         return Err(sqlx::Error::RowNotFound);
     }

@@ -31,7 +31,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An organization API token (np_...)")).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An organization API token (np_...)"))
+                    .build(),
+            ),
         );
     }
 }
@@ -53,7 +58,10 @@ pub fn routes() -> Router<AppState> {
         .split_for_parts();
     let document = Arc::new(openapi);
     router
-        .route("/api/v1/openapi.json", get(move || async move { Json(document.as_ref().clone()) }))
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(document.as_ref().clone()) }),
+        )
         .route("/api/{*rest}", any(api_not_found))
 }
 

@@ -40,7 +40,12 @@ pub enum TokenError {
 }
 
 /// Creates a token; returns it with its secret, which is never shown again.
-pub async fn create(tx: &mut Tx, now: i64, scope: &AdminScope, name: &str) -> Result<(ApiToken, String), TokenError> {
+pub async fn create(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    name: &str,
+) -> Result<(ApiToken, String), TokenError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
         return Err(TokenError::InvalidName);
@@ -61,26 +66,49 @@ pub async fn create(tx: &mut Tx, now: i64, scope: &AdminScope, name: &str) -> Re
     };
     store::insert(tx, &token, &secrets::hash_token(&secret), creator).await?;
     scope
-        .audit(tx, now, AuditAction::ApiTokenCreated, Target::api_token(token.id), serde_json::json!({ "name": token.name, "prefix": token.prefix }))
+        .audit(
+            tx,
+            now,
+            AuditAction::ApiTokenCreated,
+            Target::api_token(token.id),
+            serde_json::json!({ "name": token.name, "prefix": token.prefix }),
+        )
         .await?;
     Ok((token, secret))
 }
 
 /// Revokes a token of this organization; it stops working at once.
-pub async fn revoke(tx: &mut Tx, now: i64, scope: &AdminScope, id: ApiTokenId) -> Result<(), TokenError> {
-    let token = store::by_id(&mut **tx, scope.org().id, id).await?.ok_or(TokenError::NotFound)?;
+pub async fn revoke(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: ApiTokenId,
+) -> Result<(), TokenError> {
+    let token = store::by_id(&mut **tx, scope.org().id, id)
+        .await?
+        .ok_or(TokenError::NotFound)?;
     if token.revoked_at.is_some() {
         return Ok(());
     }
     store::revoke(tx, id, now).await?;
     scope
-        .audit(tx, now, AuditAction::ApiTokenRevoked, Target::api_token(id), serde_json::json!({ "name": token.name, "prefix": token.prefix }))
+        .audit(
+            tx,
+            now,
+            AuditAction::ApiTokenRevoked,
+            Target::api_token(id),
+            serde_json::json!({ "name": token.name, "prefix": token.prefix }),
+        )
         .await?;
     Ok(())
 }
 
 /// The live token with this secret and its organization.
-pub async fn authenticate(pool: &sqlx::AnyPool, now: i64, secret: &str) -> Result<Option<(ApiToken, Org)>, sqlx::Error> {
+pub async fn authenticate(
+    pool: &sqlx::AnyPool,
+    now: i64,
+    secret: &str,
+) -> Result<Option<(ApiToken, Org)>, sqlx::Error> {
     if !secret.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }

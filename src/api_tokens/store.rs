@@ -9,7 +9,10 @@ use crate::ids::{ApiTokenId, OrgId};
 use crate::orgs::Org;
 
 fn bad(col: &str) -> sqlx::Error {
-    sqlx::Error::ColumnDecode { index: col.to_string(), source: format!("unexpected {col}").into() }
+    sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: format!("unexpected {col}").into(),
+    }
 }
 
 fn from_row(row: &AnyRow) -> Result<ApiToken, sqlx::Error> {
@@ -29,7 +32,12 @@ fn from_row(row: &AnyRow) -> Result<ApiToken, sqlx::Error> {
 const INSERT: &str = "INSERT INTO api_tokens (id, org_id, name, token_hash, prefix, created_by, \
      created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-pub(super) async fn insert(tx: &mut Tx, token: &ApiToken, hash: &str, created_by: Option<String>) -> Result<(), sqlx::Error> {
+pub(super) async fn insert(
+    tx: &mut Tx,
+    token: &ApiToken,
+    hash: &str,
+    created_by: Option<String>,
+) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
         .bind(token.id.to_string())
         .bind(token.org_id.to_string())
@@ -51,7 +59,11 @@ pub(super) async fn by_id<'c>(
     org: OrgId,
     id: ApiTokenId,
 ) -> Result<Option<ApiToken>, sqlx::Error> {
-    let row = sqlx::query(BY_ID).bind(org.to_string()).bind(id.to_string()).fetch_optional(exec).await?;
+    let row = sqlx::query(BY_ID)
+        .bind(org.to_string())
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
     row.as_ref().map(from_row).transpose()
 }
 
@@ -60,14 +72,21 @@ const LIST: &str = "SELECT id, org_id, name, prefix, created_at, last_used_at, r
 
 /// Every token of an organization, newest first (revoked ones included).
 pub async fn list(pool: &sqlx::AnyPool, org: OrgId) -> Result<Vec<ApiToken>, sqlx::Error> {
-    let rows = sqlx::query(LIST).bind(org.to_string()).fetch_all(pool).await?;
+    let rows = sqlx::query(LIST)
+        .bind(org.to_string())
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(from_row).collect()
 }
 
 const REVOKE: &str = "UPDATE api_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL";
 
 pub(super) async fn revoke(tx: &mut Tx, id: ApiTokenId, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(REVOKE).bind(id.to_string()).bind(now).execute(&mut **tx).await?;
+    sqlx::query(REVOKE)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -75,8 +94,15 @@ const BY_HASH: &str = "SELECT t.id, t.org_id, t.name, t.prefix, t.created_at, t.
      t.revoked_at, o.slug, o.name AS org_name, o.seats, o.created_at AS org_created_at \
      FROM api_tokens t JOIN orgs o ON o.id = t.org_id WHERE t.token_hash = $1 AND t.revoked_at IS NULL";
 
-pub(super) async fn by_hash(pool: &sqlx::AnyPool, hash: &str) -> Result<Option<(ApiToken, Org)>, sqlx::Error> {
-    let Some(row) = sqlx::query(BY_HASH).bind(hash.to_string()).fetch_optional(pool).await? else {
+pub(super) async fn by_hash(
+    pool: &sqlx::AnyPool,
+    hash: &str,
+) -> Result<Option<(ApiToken, Org)>, sqlx::Error> {
+    let Some(row) = sqlx::query(BY_HASH)
+        .bind(hash.to_string())
+        .fetch_optional(pool)
+        .await?
+    else {
         return Ok(None);
     };
     let token = from_row(&row)?;
@@ -92,7 +118,15 @@ pub(super) async fn by_hash(pool: &sqlx::AnyPool, hash: &str) -> Result<Option<(
 
 const TOUCH: &str = "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1";
 
-pub(super) async fn touch(pool: &sqlx::AnyPool, id: ApiTokenId, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(TOUCH).bind(id.to_string()).bind(now).execute(pool).await?;
+pub(super) async fn touch(
+    pool: &sqlx::AnyPool,
+    id: ApiTokenId,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(TOUCH)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(pool)
+        .await?;
     Ok(())
 }

@@ -87,13 +87,22 @@ pub struct Target {
 
 impl Target {
     pub fn account(id: impl ToString) -> Self {
-        Target { kind: "account", id: id.to_string() }
+        Target {
+            kind: "account",
+            id: id.to_string(),
+        }
     }
     pub fn org(id: impl ToString) -> Self {
-        Target { kind: "org", id: id.to_string() }
+        Target {
+            kind: "org",
+            id: id.to_string(),
+        }
     }
     pub fn api_token(id: impl ToString) -> Self {
-        Target { kind: "api_token", id: id.to_string() }
+        Target {
+            kind: "api_token",
+            id: id.to_string(),
+        }
     }
 }
 

@@ -20,9 +20,16 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
                 .unwrap_or_else(|| "nulab-pass.localhost".to_string());
             let smtp = Smtp::new(url, &state.config.mail_from, &id_domain)?;
             let poll = Duration::from_millis(state.config.outbox_poll_ms.max(10));
-            jobs.push(tokio::spawn(sender::run(state.db.clone(), state.clock.clone(), smtp, poll)));
+            jobs.push(tokio::spawn(sender::run(
+                state.db.clone(),
+                state.clock.clone(),
+                smtp,
+                poll,
+            )));
         }
-        None => tracing::warn!("NULAB_PASS_SMTP_URL is not set: email stays in the outbox (see /dev/mail with --dev)"),
+        None => tracing::warn!(
+            "NULAB_PASS_SMTP_URL is not set: email stays in the outbox (see /dev/mail with --dev)"
+        ),
     }
     let db = state.db.clone();
     let clock = state.clock.clone();

@@ -23,6 +23,12 @@ struct DevMailPage {
     messages: Vec<OutboxMessage>,
 }
 
-async fn dev_mail(State(state): State<AppState>, session: Session) -> Result<DevMailPage, AppError> {
-    Ok(DevMailPage { layout: Layout::new(&session, None).await?, messages: store::recent(state.db.pool(), 50).await? })
+async fn dev_mail(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<DevMailPage, AppError> {
+    Ok(DevMailPage {
+        layout: Layout::new(&session, None).await?,
+        messages: store::recent(state.db.pool(), 50).await?,
+    })
 }

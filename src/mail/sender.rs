@@ -37,7 +37,11 @@ impl Smtp {
         let from = from
             .parse()
             .map_err(|e| anyhow::anyhow!("NULAB_PASS_MAIL_FROM is not an address: {e}"))?;
-        Ok(Smtp { transport, from, id_domain: id_domain.to_string() })
+        Ok(Smtp {
+            transport,
+            from,
+            id_domain: id_domain.to_string(),
+        })
     }
 }
 
@@ -64,7 +68,12 @@ pub async fn deliver_due(db: &Db, clock: &Clock, smtp: &Smtp) -> Result<usize, s
     Ok(batch.len())
 }
 
-async fn deliver(db: &Db, clock: &Clock, smtp: &Smtp, message: &OutboxMessage) -> Result<(), sqlx::Error> {
+async fn deliver(
+    db: &Db,
+    clock: &Clock,
+    smtp: &Smtp,
+    message: &OutboxMessage,
+) -> Result<(), sqlx::Error> {
     let email = match build(smtp, message) {
         Ok(email) => email,
         Err(reason) => {
@@ -84,13 +93,22 @@ async fn deliver(db: &Db, clock: &Clock, smtp: &Smtp, message: &OutboxMessage) -
         Err(err) => {
             let wait = backoff_ms(message.attempts);
             tracing::warn!(id = %message.id, error = %err, wait_ms = wait, "email not sent; will retry");
-            store::mark_retry(db.pool(), &message.id, clock.now_ms() + wait, &err.to_string()).await
+            store::mark_retry(
+                db.pool(),
+                &message.id,
+                clock.now_ms() + wait,
+                &err.to_string(),
+            )
+            .await
         }
     }
 }
 
 fn build(smtp: &Smtp, message: &OutboxMessage) -> Result<Message, String> {
-    let to: Mailbox = message.to_addr.parse().map_err(|e| format!("bad recipient: {e}"))?;
+    let to: Mailbox = message
+        .to_addr
+        .parse()
+        .map_err(|e| format!("bad recipient: {e}"))?;
     Message::builder()
         .from(smtp.from.clone())
         .to(to)

@@ -94,7 +94,11 @@ const MARK_SENT: &str = "UPDATE outbox SET status = 'sent', sent_at = $2, claime
 
 /// Records a delivery. Only a pending message changes, so a message is marked sent once.
 pub async fn mark_sent(pool: &sqlx::AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(MARK_SENT).bind(id.to_string()).bind(now).execute(pool).await?;
+    sqlx::query(MARK_SENT)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(pool)
+        .await?;
     Ok(())
 }
 
@@ -135,6 +139,9 @@ const SELECT_RECENT: &str = "SELECT id, kind, to_addr, subject, body_text, body_
 
 /// The newest messages, newest first (the development mail page, tests).
 pub async fn recent(pool: &sqlx::AnyPool, limit: i64) -> Result<Vec<OutboxMessage>, sqlx::Error> {
-    let rows = sqlx::query(SELECT_RECENT).bind(limit).fetch_all(pool).await?;
+    let rows = sqlx::query(SELECT_RECENT)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(from_row).collect()
 }

@@ -55,16 +55,31 @@ pub async fn list_members(
     let limit = crate::paging::limit(q.limit).map_err(AppError::bad_request)?;
     let filter = MemberFilter {
         kind: match q.kind.as_deref().filter(|k| !k.is_empty()) {
-            Some(k) => Some(AccountKind::parse(k).ok_or_else(|| AppError::bad_request("kind must be nulab or managed"))?),
+            Some(k) => Some(
+                AccountKind::parse(k)
+                    .ok_or_else(|| AppError::bad_request("kind must be nulab or managed"))?,
+            ),
             None => None,
         },
         status: match q.status.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => Some(AccountStatus::parse(s).ok_or_else(|| AppError::bad_request("status must be active, suspended or deleted"))?),
+            Some(s) => Some(AccountStatus::parse(s).ok_or_else(|| {
+                AppError::bad_request("status must be active, suspended or deleted")
+            })?),
             None => None,
         },
     };
-    let page = super::list_members(state.db.pool(), scope.org().id, &filter, q.cursor.as_deref(), limit).await?;
-    Ok(Json(MemberPage { items: page.items, next_cursor: page.next_cursor }))
+    let page = super::list_members(
+        state.db.pool(),
+        scope.org().id,
+        &filter,
+        q.cursor.as_deref(),
+        limit,
+    )
+    .await?;
+    Ok(Json(MemberPage {
+        items: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -88,7 +103,14 @@ pub async fn add_member(
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
-    let member = super::add_member(&mut tx, state.clock.now_ms(), &scope, &body.email, body.role.unwrap_or(Role::Member)).await?;
+    let member = super::add_member(
+        &mut tx,
+        state.clock.now_ms(),
+        &scope,
+        &body.email,
+        body.role.unwrap_or(Role::Member),
+    )
+    .await?;
     tx.commit().await.map_err(AppError::from)?;
     Ok((StatusCode::CREATED, Json(member)))
 }
@@ -101,7 +123,13 @@ pub struct UpdateMember {
 }
 
 fn account_in_path(raw: &str) -> Result<AccountId, ApiError> {
-    AccountId::parse(raw).ok_or_else(|| ApiError(AppError::client(StatusCode::NOT_FOUND, "not_a_member", "that account is not a member of this organization")))
+    AccountId::parse(raw).ok_or_else(|| {
+        ApiError(AppError::client(
+            StatusCode::NOT_FOUND,
+            "not_a_member",
+            "that account is not a member of this organization",
+        ))
+    })
 }
 
 /// Changes a member's role.
@@ -118,7 +146,8 @@ pub async fn update_member(
 ) -> Result<Json<Member>, ApiError> {
     let account = account_in_path(&account_id)?;
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
-    let member = super::change_role(&mut tx, state.clock.now_ms(), &scope, account, body.role).await?;
+    let member =
+        super::change_role(&mut tx, state.clock.now_ms(), &scope, account, body.role).await?;
     tx.commit().await.map_err(AppError::from)?;
     Ok(Json(member))
 }

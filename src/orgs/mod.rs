@@ -23,10 +23,16 @@ impl OrgSlug {
     pub fn parse(raw: &str) -> Result<OrgSlug, OrgError> {
         let slug = raw.trim().to_ascii_lowercase();
         let ok = (3..=32).contains(&slug.len())
-            && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && slug
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             && !slug.starts_with('-')
             && !slug.ends_with('-');
-        if ok { Ok(OrgSlug(slug)) } else { Err(OrgError::InvalidSlug(raw.trim().chars().take(40).collect())) }
+        if ok {
+            Ok(OrgSlug(slug))
+        } else {
+            Err(OrgError::InvalidSlug(raw.trim().chars().take(40).collect()))
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -87,7 +93,9 @@ pub struct Member {
 /// What can go wrong with organizations, in words an admin can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum OrgError {
-    #[error("\u{201c}{0}\u{201d} is not a valid organization ID: use 3 to 32 lowercase letters, digits and hyphens, not starting or ending with a hyphen")]
+    #[error(
+        "\u{201c}{0}\u{201d} is not a valid organization ID: use 3 to 32 lowercase letters, digits and hyphens, not starting or ending with a hyphen"
+    )]
     InvalidSlug(String),
     #[error("the organization ID \u{201c}{0}\u{201d} is taken; choose another")]
     SlugTaken(String),
@@ -95,7 +103,9 @@ pub enum OrgError {
     InvalidName,
     #[error("no account uses the email {0}; the person must sign up first")]
     NoSuchAccount(String),
-    #[error("{0} has not confirmed their email address yet; ask them to follow the link in the confirmation email")]
+    #[error(
+        "{0} has not confirmed their email address yet; ask them to follow the link in the confirmation email"
+    )]
     EmailNotVerified(String),
     #[error("{0} is already a member of this organization")]
     AlreadyMember(String),
@@ -190,23 +200,51 @@ pub async fn create(
     if !admin.email_verified {
         return Err(OrgError::CreatorNotVerified);
     }
-    let org = Org { id: OrgId::new(), slug: slug.as_str().to_string(), name, seats: 0, created_at: now };
+    let org = Org {
+        id: OrgId::new(),
+        slug: slug.as_str().to_string(),
+        name,
+        seats: 0,
+        created_at: now,
+    };
     store::insert(tx, &org).await.map_err(|e| {
-        if crate::db::is_unique_violation(&e) { OrgError::SlugTaken(org.slug.clone()) } else { e.into() }
+        if crate::db::is_unique_violation(&e) {
+            OrgError::SlugTaken(org.slug.clone())
+        } else {
+            e.into()
+        }
     })?;
     store::insert_membership(tx, org.id, admin.id, Role::Admin, now).await?;
     let scope = AdminScope::grant(org.clone(), actor.clone(), meta.clone());
     scope
-        .audit(tx, now, AuditAction::OrgCreated, Target::org(org.id), serde_json::json!({ "slug": org.slug, "name": org.name }))
+        .audit(
+            tx,
+            now,
+            AuditAction::OrgCreated,
+            Target::org(org.id),
+            serde_json::json!({ "slug": org.slug, "name": org.name }),
+        )
         .await?;
     scope
-        .audit(tx, now, AuditAction::MemberAdded, Target::account(admin.id), serde_json::json!({ "email": admin.email, "role": "admin" }))
+        .audit(
+            tx,
+            now,
+            AuditAction::MemberAdded,
+            Target::account(admin.id),
+            serde_json::json!({ "email": admin.email, "role": "admin" }),
+        )
         .await?;
     Ok(org)
 }
 
 /// Adds an existing, email-verified Nulab account to the organization.
-pub async fn add_member(tx: &mut Tx, now: i64, scope: &AdminScope, email: &str, role: Role) -> Result<Member, OrgError> {
+pub async fn add_member(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    email: &str,
+    role: Role,
+) -> Result<Member, OrgError> {
     let email = Email::parse(email)?;
     let account = accounts::store::by_email(&mut **tx, &email)
         .await?
@@ -225,21 +263,43 @@ pub async fn add_member(tx: &mut Tx, now: i64, scope: &AdminScope, email: &str, 
     if !account.email_verified {
         return Err(OrgError::EmailNotVerified(account.email));
     }
-    store::insert_membership(tx, org_id, account.id, role, now).await.map_err(|e| {
-        if crate::db::is_unique_violation(&e) { OrgError::AlreadyMember(account.email.clone()) } else { e.into() }
-    })?;
+    store::insert_membership(tx, org_id, account.id, role, now)
+        .await
+        .map_err(|e| {
+            if crate::db::is_unique_violation(&e) {
+                OrgError::AlreadyMember(account.email.clone())
+            } else {
+                e.into()
+            }
+        })?;
     scope
-        .audit(tx, now, AuditAction::MemberAdded, Target::account(account.id), serde_json::json!({ "email": account.email, "role": role.as_str() }))
+        .audit(
+            tx,
+            now,
+            AuditAction::MemberAdded,
+            Target::account(account.id),
+            serde_json::json!({ "email": account.email, "role": role.as_str() }),
+        )
         .await?;
-    store::member(&mut **tx, org_id, account.id).await?.ok_or(OrgError::NotAMember)
+    store::member(&mut **tx, org_id, account.id)
+        .await?
+        .ok_or(OrgError::NotAMember)
 }
 
 /// Changes a member's role; the last admin cannot be demoted.
-pub async fn change_role(tx: &mut Tx, now: i64, scope: &AdminScope, account: AccountId, role: Role) -> Result<Member, OrgError> {
+pub async fn change_role(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    account: AccountId,
+    role: Role,
+) -> Result<Member, OrgError> {
     let org_id = scope.org().id;
     // Serialise role changes of this org so two demotions cannot both see "another admin".
     store::lock(tx, org_id).await?;
-    let member = store::member(&mut **tx, org_id, account).await?.ok_or(OrgError::NotAMember)?;
+    let member = store::member(&mut **tx, org_id, account)
+        .await?
+        .ok_or(OrgError::NotAMember)?;
     if member.role == role {
         return Ok(member);
     }
@@ -260,10 +320,17 @@ pub async fn change_role(tx: &mut Tx, now: i64, scope: &AdminScope, account: Acc
 }
 
 /// Removes a Nulab account from the organization; the last admin cannot be removed.
-pub async fn remove_member(tx: &mut Tx, now: i64, scope: &AdminScope, account: AccountId) -> Result<(), OrgError> {
+pub async fn remove_member(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    account: AccountId,
+) -> Result<(), OrgError> {
     let org_id = scope.org().id;
     store::lock(tx, org_id).await?;
-    let member = store::member(&mut **tx, org_id, account).await?.ok_or(OrgError::NotAMember)?;
+    let member = store::member(&mut **tx, org_id, account)
+        .await?
+        .ok_or(OrgError::NotAMember)?;
     if member.kind == AccountKind::Managed {
         return Err(OrgError::ManagedCannotLeave);
     }
@@ -272,7 +339,13 @@ pub async fn remove_member(tx: &mut Tx, now: i64, scope: &AdminScope, account: A
     }
     store::delete_membership(tx, org_id, account).await?;
     scope
-        .audit(tx, now, AuditAction::MemberRemoved, Target::account(account), serde_json::json!({ "email": member.email, "role": member.role.as_str() }))
+        .audit(
+            tx,
+            now,
+            AuditAction::MemberRemoved,
+            Target::account(account),
+            serde_json::json!({ "email": member.email, "role": member.role.as_str() }),
+        )
         .await?;
     Ok(())
 }
@@ -293,10 +366,9 @@ pub async fn list_members(
     limit: i64,
 ) -> Result<Page<Member>, OrgError> {
     let after = match cursor.filter(|c| !c.is_empty()) {
-        Some(c) => Some(
-            crate::paging::decode_cursor(c, 2)
-                .ok_or_else(|| OrgError::BadRequest("the cursor is not valid; start from the first page".to_string()))?,
-        ),
+        Some(c) => Some(crate::paging::decode_cursor(c, 2).ok_or_else(|| {
+            OrgError::BadRequest("the cursor is not valid; start from the first page".to_string())
+        })?),
         None => None,
     };
     let rows = store::members(pool, org, filter, after.as_deref(), limit + 1).await?;
@@ -314,7 +386,16 @@ mod tests {
         assert_eq!(OrgSlug::parse(" Acme-Corp ").unwrap().as_str(), "acme-corp");
         assert!(OrgSlug::parse("abc").is_ok());
         assert!(OrgSlug::parse(&"a".repeat(32)).is_ok());
-        for bad in ["ab", "-abc", "abc-", "a_b_c", "acmé", "acme corp", "", &"a".repeat(33)] {
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "a_b_c",
+            "acmé",
+            "acme corp",
+            "",
+            &"a".repeat(33),
+        ] {
             assert!(OrgSlug::parse(bad).is_err(), "{bad} should be refused");
         }
     }

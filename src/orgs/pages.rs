@@ -24,7 +24,10 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/{org}", get(admin_home))
         .route("/admin/{org}/members", get(members_page).post(add_member))
         .route("/admin/{org}/members/{account_id}/role", post(change_role))
-        .route("/admin/{org}/members/{account_id}/remove", post(remove_member))
+        .route(
+            "/admin/{org}/members/{account_id}/remove",
+            post(remove_member),
+        )
 }
 
 #[derive(Template, WebTemplate)]
@@ -62,20 +65,39 @@ async fn create_org(
         let slug = OrgSlug::parse(&form.slug)?;
         let now = state.clock.now_ms();
         let mut tx = state.db.begin().await?;
-        let org = super::create(&mut tx, now, &slug, &form.name, &account, &account.actor(), &meta).await?;
+        let org = super::create(
+            &mut tx,
+            now,
+            &slug,
+            &form.name,
+            &account,
+            &account.actor(),
+            &meta,
+        )
+        .await?;
         tx.commit().await?;
         Ok::<_, super::OrgError>(org)
     }
     .await;
     match result {
         Ok(org) => {
-            flash(&session, format!("Organization {} created. You are its admin.", org.name)).await?;
+            flash(
+                &session,
+                format!("Organization {} created. You are its admin.", org.name),
+            )
+            .await?;
             Ok(Redirect::to(&format!("/admin/{}/members", org.slug)).into_response())
         }
         Err(err) => {
             let layout = Layout::new(&session, Some(&account)).await?;
             Ok(form_error(err.into(), |error| {
-                NewOrgPage { layout, slug: form.slug.clone(), name: form.name.clone(), error: Some(error) }.into_response()
+                NewOrgPage {
+                    layout,
+                    slug: form.slug.clone(),
+                    name: form.name.clone(),
+                    error: Some(error),
+                }
+                .into_response()
             }))
         }
     }
@@ -106,15 +128,35 @@ struct MembersQuery {
     cursor: Option<String>,
 }
 
-async fn render_members(state: &AppState, admin: &OrgAdmin, query: &MembersQuery, error: Option<String>) -> Result<Response, AppError> {
+async fn render_members(
+    state: &AppState,
+    admin: &OrgAdmin,
+    query: &MembersQuery,
+    error: Option<String>,
+) -> Result<Response, AppError> {
     let kind = query.kind.as_deref().filter(|k| !k.is_empty());
     let status = query.status.as_deref().filter(|s| !s.is_empty());
     let filter = MemberFilter {
-        kind: kind.map(|k| AccountKind::parse(k).ok_or_else(|| AppError::bad_request("unknown kind filter"))).transpose()?,
-        status: status.map(|s| AccountStatus::parse(s).ok_or_else(|| AppError::bad_request("unknown status filter"))).transpose()?,
+        kind: kind
+            .map(|k| {
+                AccountKind::parse(k).ok_or_else(|| AppError::bad_request("unknown kind filter"))
+            })
+            .transpose()?,
+        status: status
+            .map(|s| {
+                AccountStatus::parse(s)
+                    .ok_or_else(|| AppError::bad_request("unknown status filter"))
+            })
+            .transpose()?,
     };
-    let page = super::list_members(state.db.pool(), admin.scope.org().id, &filter, query.cursor.as_deref(), crate::paging::DEFAULT_LIMIT)
-        .await?;
+    let page = super::list_members(
+        state.db.pool(),
+        admin.scope.org().id,
+        &filter,
+        query.cursor.as_deref(),
+        crate::paging::DEFAULT_LIMIT,
+    )
+    .await?;
     Ok(MembersPage {
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
         org: admin.scope.org().clone(),
@@ -129,12 +171,20 @@ async fn render_members(state: &AppState, admin: &OrgAdmin, query: &MembersQuery
     .into_response())
 }
 
-async fn members_page(State(state): State<AppState>, admin: OrgAdmin, Query(query): Query<MembersQuery>) -> Result<Response, AppError> {
+async fn members_page(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Query(query): Query<MembersQuery>,
+) -> Result<Response, AppError> {
     render_members(&state, &admin, &query, None).await
 }
 
 /// Redirects back to the member list with a notice, or re-renders it with the error.
-async fn after_change(state: &AppState, admin: &OrgAdmin, result: Result<String, AppError>) -> Result<Response, AppError> {
+async fn after_change(
+    state: &AppState,
+    admin: &OrgAdmin,
+    result: Result<String, AppError>,
+) -> Result<Response, AppError> {
     match result {
         Ok(notice) => {
             flash(&admin.session, notice).await?;
@@ -142,7 +192,8 @@ async fn after_change(state: &AppState, admin: &OrgAdmin, result: Result<String,
         }
         Err(err) => match err.user_message().map(str::to_string) {
             Some(message) => {
-                let mut response = render_members(state, admin, &MembersQuery::default(), Some(message)).await?;
+                let mut response =
+                    render_members(state, admin, &MembersQuery::default(), Some(message)).await?;
                 *response.status_mut() = err.status();
                 Ok(response)
             }
@@ -158,16 +209,33 @@ struct AddMemberForm {
 }
 
 fn parse_role(raw: &str) -> Result<Role, AppError> {
-    Role::parse(raw).ok_or_else(|| AppError::bad_request("the role must be \u{201c}admin\u{201d} or \u{201c}member\u{201d}"))
+    Role::parse(raw).ok_or_else(|| {
+        AppError::bad_request("the role must be \u{201c}admin\u{201d} or \u{201c}member\u{201d}")
+    })
 }
 
-async fn add_member(State(state): State<AppState>, admin: OrgAdmin, PageForm(form): PageForm<AddMemberForm>) -> Result<Response, AppError> {
+async fn add_member(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    PageForm(form): PageForm<AddMemberForm>,
+) -> Result<Response, AppError> {
     let result = async {
         let role = parse_role(&form.role)?;
         let mut tx = state.db.begin().await?;
-        let member = super::add_member(&mut tx, state.clock.now_ms(), &admin.scope, &form.email, role).await?;
+        let member = super::add_member(
+            &mut tx,
+            state.clock.now_ms(),
+            &admin.scope,
+            &form.email,
+            role,
+        )
+        .await?;
         tx.commit().await?;
-        Ok::<_, AppError>(format!("{} was added as {}.", member.email, member.role.as_str()))
+        Ok::<_, AppError>(format!(
+            "{} was added as {}.",
+            member.email,
+            member.role.as_str()
+        ))
     }
     .await;
     after_change(&state, &admin, result).await
@@ -179,7 +247,8 @@ struct RoleForm {
 }
 
 fn parse_account(raw: &str) -> Result<AccountId, AppError> {
-    AccountId::parse(raw).ok_or_else(|| AppError::not_found("that account is not a member of this organization"))
+    AccountId::parse(raw)
+        .ok_or_else(|| AppError::not_found("that account is not a member of this organization"))
 }
 
 async fn change_role(
@@ -192,7 +261,8 @@ async fn change_role(
         let account = parse_account(&account_id)?;
         let role = parse_role(&form.role)?;
         let mut tx = state.db.begin().await?;
-        let member = super::change_role(&mut tx, state.clock.now_ms(), &admin.scope, account, role).await?;
+        let member =
+            super::change_role(&mut tx, state.clock.now_ms(), &admin.scope, account, role).await?;
         tx.commit().await?;
         Ok::<_, AppError>(format!("{} is now {}.", member.email, member.role.as_str()))
     }
@@ -200,7 +270,11 @@ async fn change_role(
     after_change(&state, &admin, result).await
 }
 
-async fn remove_member(State(state): State<AppState>, admin: OrgAdmin, Path((_, account_id)): Path<(String, String)>) -> Result<Response, AppError> {
+async fn remove_member(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, account_id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
     let result = async {
         let account = parse_account(&account_id)?;
         let mut tx = state.db.begin().await?;

@@ -9,7 +9,10 @@ use crate::db::Tx;
 use crate::ids::{AccountId, OrgId};
 
 fn bad(col: &str) -> sqlx::Error {
-    sqlx::Error::ColumnDecode { index: col.to_string(), source: format!("unexpected {col}").into() }
+    sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: format!("unexpected {col}").into(),
+    }
 }
 
 fn org_from_row(row: &AnyRow) -> Result<Org, sqlx::Error> {
@@ -40,7 +43,8 @@ fn member_from_row(row: &AnyRow) -> Result<Member, sqlx::Error> {
     })
 }
 
-const INSERT: &str = "INSERT INTO orgs (id, slug, name, seats, created_at) VALUES ($1, $2, $3, $4, $5)";
+const INSERT: &str =
+    "INSERT INTO orgs (id, slug, name, seats, created_at) VALUES ($1, $2, $3, $4, $5)";
 
 pub(super) async fn insert(tx: &mut Tx, org: &Org) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
@@ -57,8 +61,14 @@ pub(super) async fn insert(tx: &mut Tx, org: &Org) -> Result<(), sqlx::Error> {
 const BY_SLUG: &str = "SELECT id, slug, name, seats, created_at FROM orgs WHERE slug = $1";
 
 /// The organization with this slug.
-pub async fn by_slug<'c>(exec: impl Executor<'c, Database = Any>, slug: &str) -> Result<Option<Org>, sqlx::Error> {
-    let row = sqlx::query(BY_SLUG).bind(slug.to_ascii_lowercase()).fetch_optional(exec).await?;
+pub async fn by_slug<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    slug: &str,
+) -> Result<Option<Org>, sqlx::Error> {
+    let row = sqlx::query(BY_SLUG)
+        .bind(slug.to_ascii_lowercase())
+        .fetch_optional(exec)
+        .await?;
     row.as_ref().map(org_from_row).transpose()
 }
 
@@ -67,7 +77,10 @@ const LOCK: &str = "UPDATE orgs SET seats = seats WHERE id = $1";
 /// Takes the organization's row lock for the rest of the transaction (PostgreSQL; SQLite's
 /// `BEGIN IMMEDIATE` already serialises writers). One statement that works on both.
 pub async fn lock(tx: &mut Tx, org: OrgId) -> Result<(), sqlx::Error> {
-    sqlx::query(LOCK).bind(org.to_string()).execute(&mut **tx).await?;
+    sqlx::query(LOCK)
+        .bind(org.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
@@ -75,7 +88,13 @@ const INSERT_MEMBERSHIP: &str =
     "INSERT INTO memberships (org_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)";
 
 /// Adds a membership row.
-pub async fn insert_membership(tx: &mut Tx, org: OrgId, account: AccountId, role: Role, now: i64) -> Result<(), sqlx::Error> {
+pub async fn insert_membership(
+    tx: &mut Tx,
+    org: OrgId,
+    account: AccountId,
+    role: Role,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_MEMBERSHIP)
         .bind(org.to_string())
         .bind(account.to_string())
@@ -96,7 +115,11 @@ pub async fn member<'c>(
     org: OrgId,
     account: AccountId,
 ) -> Result<Option<Member>, sqlx::Error> {
-    let row = sqlx::query(MEMBER).bind(org.to_string()).bind(account.to_string()).fetch_optional(exec).await?;
+    let row = sqlx::query(MEMBER)
+        .bind(org.to_string())
+        .bind(account.to_string())
+        .fetch_optional(exec)
+        .await?;
     row.as_ref().map(member_from_row).transpose()
 }
 
@@ -133,14 +156,25 @@ const COUNT_ADMINS: &str = "SELECT COUNT(*) AS n FROM memberships m JOIN account
      WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active'";
 
 /// How many active admins the organization has.
-pub async fn count_admins<'c>(exec: impl Executor<'c, Database = Any>, org: OrgId) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(COUNT_ADMINS).bind(org.to_string()).fetch_one(exec).await?;
+pub async fn count_admins<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(COUNT_ADMINS)
+        .bind(org.to_string())
+        .fetch_one(exec)
+        .await?;
     row.try_get("n")
 }
 
 const SET_ROLE: &str = "UPDATE memberships SET role = $3 WHERE org_id = $1 AND account_id = $2";
 
-pub(super) async fn set_role(tx: &mut Tx, org: OrgId, account: AccountId, role: Role) -> Result<(), sqlx::Error> {
+pub(super) async fn set_role(
+    tx: &mut Tx,
+    org: OrgId,
+    account: AccountId,
+    role: Role,
+) -> Result<(), sqlx::Error> {
     sqlx::query(SET_ROLE)
         .bind(org.to_string())
         .bind(account.to_string())
@@ -152,16 +186,32 @@ pub(super) async fn set_role(tx: &mut Tx, org: OrgId, account: AccountId, role: 
 
 const DELETE_MEMBERSHIP: &str = "DELETE FROM memberships WHERE org_id = $1 AND account_id = $2";
 
-pub(super) async fn delete_membership(tx: &mut Tx, org: OrgId, account: AccountId) -> Result<(), sqlx::Error> {
-    sqlx::query(DELETE_MEMBERSHIP).bind(org.to_string()).bind(account.to_string()).execute(&mut **tx).await?;
+pub(super) async fn delete_membership(
+    tx: &mut Tx,
+    org: OrgId,
+    account: AccountId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(DELETE_MEMBERSHIP)
+        .bind(org.to_string())
+        .bind(account.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 const ROLE_OF: &str = "SELECT m.role FROM memberships m WHERE m.org_id = $1 AND m.account_id = $2";
 
 /// The account's role in the organization, if it is a member.
-pub async fn role_of(pool: &sqlx::AnyPool, org: OrgId, account: AccountId) -> Result<Option<Role>, sqlx::Error> {
-    let row = sqlx::query(ROLE_OF).bind(org.to_string()).bind(account.to_string()).fetch_optional(pool).await?;
+pub async fn role_of(
+    pool: &sqlx::AnyPool,
+    org: OrgId,
+    account: AccountId,
+) -> Result<Option<Role>, sqlx::Error> {
+    let row = sqlx::query(ROLE_OF)
+        .bind(org.to_string())
+        .bind(account.to_string())
+        .fetch_optional(pool)
+        .await?;
     match row {
         Some(row) => {
             let role: String = row.try_get("role")?;
@@ -175,12 +225,21 @@ const ORGS_OF: &str = "SELECT o.id, o.slug, o.name, o.seats, o.created_at, m.rol
      JOIN orgs o ON o.id = m.org_id WHERE m.account_id = $1 ORDER BY o.slug";
 
 /// The organizations an account belongs to, with its role in each.
-pub async fn orgs_of(pool: &sqlx::AnyPool, account: AccountId) -> Result<Vec<(Org, Role)>, sqlx::Error> {
-    let rows = sqlx::query(ORGS_OF).bind(account.to_string()).fetch_all(pool).await?;
+pub async fn orgs_of(
+    pool: &sqlx::AnyPool,
+    account: AccountId,
+) -> Result<Vec<(Org, Role)>, sqlx::Error> {
+    let rows = sqlx::query(ORGS_OF)
+        .bind(account.to_string())
+        .fetch_all(pool)
+        .await?;
     rows.iter()
         .map(|row| {
             let role: String = row.try_get("role")?;
-            Ok((org_from_row(row)?, Role::parse(&role).ok_or_else(|| bad("role"))?))
+            Ok((
+                org_from_row(row)?,
+                Role::parse(&role).ok_or_else(|| bad("role"))?,
+            ))
         })
         .collect()
 }

@@ -31,8 +31,17 @@ fn exempt(path: &str) -> bool {
 }
 
 /// Refuses unsafe requests without the session's CSRF token (403) and bodies over the limit (413).
-pub async fn guard(State(state): State<AppState>, session: Session, request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) || exempt(request.uri().path()) {
+pub async fn guard(
+    State(state): State<AppState>,
+    session: Session,
+    request: Request,
+    next: Next,
+) -> Response {
+    if matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) || exempt(request.uri().path())
+    {
         return next.run(request).await;
     }
     let expected = match session.get::<String>(KEY).await {
@@ -40,7 +49,11 @@ pub async fn guard(State(state): State<AppState>, session: Session, request: Req
         Err(err) => return AppError::from(err).into_response(),
     };
     let (parts, body) = request.into_parts();
-    let from_header = parts.headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let from_header = parts
+        .headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let is_form = parts
         .headers
         .get(header::CONTENT_TYPE)
@@ -49,11 +62,22 @@ pub async fn guard(State(state): State<AppState>, session: Session, request: Req
     let bytes = match to_bytes(body, state.config.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(_) => {
-            return AppError::client(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request is too large").into_response();
+            return AppError::client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "the request is too large",
+            )
+            .into_response();
         }
     };
     let presented = from_header.or_else(|| {
-        is_form.then(|| url::form_urlencoded::parse(&bytes).find(|(k, _)| k == KEY).map(|(_, v)| v.into_owned())).flatten()
+        is_form
+            .then(|| {
+                url::form_urlencoded::parse(&bytes)
+                    .find(|(k, _)| k == KEY)
+                    .map(|(_, v)| v.into_owned())
+            })
+            .flatten()
     });
     let valid = matches!((&expected, &presented), (Some(e), Some(p)) if secrets::same(e, p));
     if !valid {
@@ -63,5 +87,6 @@ pub async fn guard(State(state): State<AppState>, session: Session, request: Req
         )
         .into_response();
     }
-    next.run(Request::from_parts(parts, Body::from(bytes))).await
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }

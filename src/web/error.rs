@@ -16,7 +16,11 @@ use crate::orgs::OrgError;
 #[derive(Debug)]
 pub enum AppError {
     /// Something the user can fix: a status, a stable code and a sentence.
-    Client { status: StatusCode, code: &'static str, message: String },
+    Client {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     /// The page needs a signed-in user; pages redirect to the sign-in page.
     SignInRequired { next: String },
     /// Our fault. Logged with an id; the user sees only the id.
@@ -25,7 +29,11 @@ pub enum AppError {
 
 impl AppError {
     pub fn client(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        AppError::Client { status, code, message: message.into() }
+        AppError::Client {
+            status,
+            code,
+            message: message.into(),
+        }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::client(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -75,12 +83,20 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         match self {
             AppError::SignInRequired { next } => {
-                let target = format!("/signin?next={}", url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>());
+                let target = format!(
+                    "/signin?next={}",
+                    url::form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+                );
                 Redirect::to(&target).into_response()
             }
-            AppError::Client { status, message, .. } => {
-                render_error(status, status.canonical_reason().unwrap_or("Error"), &message, None)
-            }
+            AppError::Client {
+                status, message, ..
+            } => render_error(
+                status,
+                status.canonical_reason().unwrap_or("Error"),
+                &message,
+                None,
+            ),
             AppError::Internal(err) => {
                 let id = Self::log_internal(&err);
                 render_error(
@@ -94,8 +110,18 @@ impl IntoResponse for AppError {
     }
 }
 
-fn render_error(status: StatusCode, title: &str, message: &str, error_id: Option<&str>) -> Response {
-    let page = ErrorPage { status: status.as_u16(), title, message, error_id };
+fn render_error(
+    status: StatusCode,
+    title: &str,
+    message: &str,
+    error_id: Option<&str>,
+) -> Response {
+    let page = ErrorPage {
+        status: status.as_u16(),
+        title,
+        message,
+        error_id,
+    };
     match page.render() {
         Ok(html) => (status, axum::response::Html(html)).into_response(),
         Err(_) => (status, message.to_string()).into_response(),
@@ -115,7 +141,11 @@ impl<E: Into<AppError>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self.0 {
-            AppError::Client { status, code, message } => (status, code, message),
+            AppError::Client {
+                status,
+                code,
+                message,
+            } => (status, code, message),
             AppError::SignInRequired { .. } => (
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -123,10 +153,18 @@ impl IntoResponse for ApiError {
             ),
             AppError::Internal(err) => {
                 let id = AppError::log_internal(&err);
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("internal error (error id {id})"))
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("internal error (error id {id})"),
+                )
             }
         };
-        (status, Json(serde_json::json!({ "error": code, "message": message }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "error": code, "message": message })),
+        )
+            .into_response()
     }
 }
 
@@ -208,8 +246,12 @@ impl From<OrgError> for AppError {
 impl From<TokenError> for AppError {
     fn from(err: TokenError) -> Self {
         match err {
-            TokenError::InvalidName => AppError::client(StatusCode::BAD_REQUEST, "invalid_name", err.to_string()),
-            TokenError::NotFound => AppError::client(StatusCode::NOT_FOUND, "not_found", err.to_string()),
+            TokenError::InvalidName => {
+                AppError::client(StatusCode::BAD_REQUEST, "invalid_name", err.to_string())
+            }
+            TokenError::NotFound => {
+                AppError::client(StatusCode::NOT_FOUND, "not_found", err.to_string())
+            }
             TokenError::Db(e) => AppError::Internal(e.into()),
         }
     }

@@ -30,7 +30,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
 }
 
 fn meta_of(parts: &Parts) -> RequestMeta {
-    let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string());
+    let ip = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string());
     let user_agent = parts
         .headers
         .get(header::USER_AGENT)
@@ -48,8 +51,15 @@ pub struct SignedIn {
 impl FromRequestParts<AppState> for SignedIn {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let next = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let next = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
         let session = Session::from_request_parts(parts, state)
             .await
             .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
@@ -57,7 +67,9 @@ impl FromRequestParts<AppState> for SignedIn {
             return Err(AppError::SignInRequired { next });
         };
         match accounts::store::by_id(state.db.pool(), id).await? {
-            Some(account) if account.status == AccountStatus::Active => Ok(SignedIn { account, session }),
+            Some(account) if account.status == AccountStatus::Active => {
+                Ok(SignedIn { account, session })
+            }
             // Suspended or deleted since signing in: the session ends now.
             _ => {
                 session.flush().await?;
@@ -69,7 +81,9 @@ impl FromRequestParts<AppState> for SignedIn {
 
 /// The path's `{org}` slug.
 async fn org_slug(parts: &mut Parts, state: &AppState) -> Option<String> {
-    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state).await.ok()?;
+    let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+        .await
+        .ok()?;
     params.get("org").cloned()
 }
 
@@ -84,18 +98,26 @@ pub struct OrgAdmin {
 impl FromRequestParts<AppState> for OrgAdmin {
     type Rejection = AppError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let signed_in = SignedIn::from_request_parts(parts, state).await?;
-        let not_found = || AppError::not_found("There is no organization with this ID that you administer.");
+        let not_found =
+            || AppError::not_found("There is no organization with this ID that you administer.");
         let slug = org_slug(parts, state).await.ok_or_else(not_found)?;
-        let org = orgs::store::by_slug(state.db.pool(), &slug).await?.ok_or_else(not_found)?;
+        let org = orgs::store::by_slug(state.db.pool(), &slug)
+            .await?
+            .ok_or_else(not_found)?;
         match orgs::store::role_of(state.db.pool(), org.id, signed_in.account.id).await? {
             Some(Role::Admin) => Ok(OrgAdmin {
                 scope: AdminScope::grant(org, signed_in.account.actor(), meta_of(parts)),
                 account: signed_in.account,
                 session: signed_in.session,
             }),
-            Some(Role::Member) => Err(AppError::forbidden("Only admins of this organization can open its admin pages.")),
+            Some(Role::Member) => Err(AppError::forbidden(
+                "Only admins of this organization can open its admin pages.",
+            )),
             None => Err(not_found()),
         }
     }
@@ -107,8 +129,17 @@ pub struct ApiAdmin(pub AdminScope);
 impl FromRequestParts<AppState> for ApiAdmin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let unauthorized = |msg: &str| ApiError(AppError::client(StatusCode::UNAUTHORIZED, "unauthorized", msg));
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauthorized = |msg: &str| {
+            ApiError(AppError::client(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                msg,
+            ))
+        };
         let header = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -124,9 +155,14 @@ impl FromRequestParts<AppState> for ApiAdmin {
             .ok_or_else(|| unauthorized("the API token is not valid or has been revoked"))?;
         let slug = org_slug(parts, state).await.unwrap_or_default();
         if !slug.eq_ignore_ascii_case(&org.slug) {
-            return Err(ApiError(AppError::forbidden("this API token is not valid for that organization")));
+            return Err(ApiError(AppError::forbidden(
+                "this API token is not valid for that organization",
+            )));
         }
-        let actor = Actor::ApiToken { id: token.id.to_string(), name: token.name };
+        let actor = Actor::ApiToken {
+            id: token.id.to_string(),
+            name: token.name,
+        };
         Ok(ApiAdmin(AdminScope::grant(org, actor, meta_of(parts))))
     }
 }
@@ -142,10 +178,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
             .await
             .map(|axum::Form(v)| PageForm(v))
             .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => {
-                    AppError::client(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request is too large")
-                }
-                _ => AppError::bad_request("The form was incomplete or malformed. Go back and fill in every field."),
+                StatusCode::PAYLOAD_TOO_LARGE => AppError::client(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "the request is too large",
+                ),
+                _ => AppError::bad_request(
+                    "The form was incomplete or malformed. Go back and fill in every field.",
+                ),
             })
     }
 }
@@ -157,14 +197,21 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        axum::Json::<T>::from_request(req, state).await.map(|axum::Json(v)| ApiJson(v)).map_err(|rejection| {
-            let status = rejection.status();
-            let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::client(status, "too_large", "the request body is too large")
-            } else {
-                AppError::client(StatusCode::BAD_REQUEST, "invalid_body", rejection.body_text())
-            };
-            ApiError(err)
-        })
+        axum::Json::<T>::from_request(req, state)
+            .await
+            .map(|axum::Json(v)| ApiJson(v))
+            .map_err(|rejection| {
+                let status = rejection.status();
+                let err = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    AppError::client(status, "too_large", "the request body is too large")
+                } else {
+                    AppError::client(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_body",
+                        rejection.body_text(),
+                    )
+                };
+                ApiError(err)
+            })
     }
 }

@@ -33,7 +33,10 @@ pub struct Layout {
 
 impl Layout {
     pub async fn new(session: &Session, account: Option<&Account>) -> Result<Layout, AppError> {
-        Ok(Layout { signed_in: account.map(|a| a.email.clone()), csrf: csrf::token(session).await? })
+        Ok(Layout {
+            signed_in: account.map(|a| a.email.clone()),
+            csrf: csrf::token(session).await?,
+        })
     }
 }
 
@@ -44,7 +47,9 @@ pub fn router(state: AppState) -> Router {
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(state.config.is_https())
-        .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(state.config.session_hours))));
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(
+            state.config.session_hours,
+        ))));
     let limit = state.config.max_body_bytes;
 
     let mut pages = Router::new()
@@ -89,11 +94,19 @@ pub fn router(state: AppState) -> Router {
 /// Where static files live: beside the binary's working directory, or the crate in development.
 fn static_dir() -> std::path::PathBuf {
     let local = std::path::PathBuf::from("static");
-    if local.is_dir() { local } else { std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static")) }
+    if local.is_dir() {
+        local
+    } else {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
+    }
 }
 
 async fn home(session: Session) -> Result<Response, AppError> {
-    let to = if session::account_id(&session).await?.is_some() { "/account" } else { "/signin" };
+    let to = if session::account_id(&session).await?.is_some() {
+        "/account"
+    } else {
+        "/signin"
+    };
     Ok(Redirect::to(to).into_response())
 }
 

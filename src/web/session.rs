@@ -4,9 +4,9 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
+use tower_sessions::Session;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
-use tower_sessions::Session;
 
 use crate::accounts::Account;
 use crate::db::{self, Db};
@@ -40,10 +40,15 @@ fn expiry_ms(record: &Record) -> i64 {
 }
 
 fn account_of(record: &Record) -> Option<String> {
-    record.data.get(ACCOUNT_KEY).and_then(|v| v.as_str()).map(str::to_string)
+    record
+        .data
+        .get(ACCOUNT_KEY)
+        .and_then(|v| v.as_str())
+        .map(str::to_string)
 }
 
-const INSERT: &str = "INSERT INTO sessions (id, account_id, data, expires_at) VALUES ($1, $2, $3, $4)";
+const INSERT: &str =
+    "INSERT INTO sessions (id, account_id, data, expires_at) VALUES ($1, $2, $3, $4)";
 const UPSERT: &str = "INSERT INTO sessions (id, account_id, data, expires_at) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, data = excluded.data, \
      expires_at = excluded.expires_at";
@@ -55,7 +60,8 @@ const DELETE_EXPIRED: &str = "DELETE FROM sessions WHERE expires_at <= $1";
 #[async_trait]
 impl SessionStore for DbSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         loop {
             let inserted = sqlx::query(INSERT)
                 .bind(record.id.to_string())
@@ -74,7 +80,8 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let data = serde_json::to_string(&record.data).map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(UPSERT)
             .bind(record.id.to_string())
             .bind(account_of(record))
@@ -97,32 +104,53 @@ impl SessionStore for DbSessionStore {
         let Some(row) = row else { return Ok(None) };
         let data: String = row.try_get("data").map_err(backend)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
-        let data = serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        let expiry_date = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_at) * 1_000_000)
-            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        let data =
+            serde_json::from_str(&data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires_at) * 1_000_000)
+                .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sqlx::query(DELETE).bind(id.to_string()).execute(self.db.pool()).await.map_err(backend)?;
+        sqlx::query(DELETE)
+            .bind(id.to_string())
+            .execute(self.db.pool())
+            .await
+            .map_err(backend)?;
         Ok(())
     }
 }
 
 /// Ends every session of an account (sign out everywhere, suspension, migration).
 pub async fn end_all_for(tx: &mut db::Tx, account: AccountId) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(DELETE_FOR_ACCOUNT).bind(account.to_string()).execute(&mut **tx).await?;
+    let done = sqlx::query(DELETE_FOR_ACCOUNT)
+        .bind(account.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(done.rows_affected())
 }
 
 /// Removes expired sessions.
 pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(DELETE_EXPIRED).bind(now).execute(db.pool()).await?;
+    let done = sqlx::query(DELETE_EXPIRED)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
     Ok(done.rows_affected())
 }
 
 /// Starts a signed-in session: a new session id (no fixation), then the account.
-pub async fn sign_in(session: &Session, account: &Account, method: &str, now: i64) -> Result<(), tower_sessions::session::Error> {
+pub async fn sign_in(
+    session: &Session,
+    account: &Account,
+    method: &str,
+    now: i64,
+) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
     session.insert(ACCOUNT_KEY, account.id.to_string()).await?;
     session.insert(METHOD_KEY, method).await?;
@@ -131,7 +159,9 @@ pub async fn sign_in(session: &Session, account: &Account, method: &str, now: i6
 }
 
 /// The signed-in account id of this session, if any.
-pub async fn account_id(session: &Session) -> Result<Option<AccountId>, tower_sessions::session::Error> {
+pub async fn account_id(
+    session: &Session,
+) -> Result<Option<AccountId>, tower_sessions::session::Error> {
     let raw: Option<String> = session.get(ACCOUNT_KEY).await?;
     Ok(raw.as_deref().and_then(AccountId::parse))
 }

@@ -1,0 +1,423 @@
+//! Accounts through the real server: sign-up, email verification, sign-in and sign-out, with
+//! every bad input named by the foundation issue. Each test runs on SQLite and PostgreSQL.
+
+mod common;
+
+use common::{Backend, TestServer, csrf_of, link_in};
+use nulab_pass::mail::store as outbox;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn signup_form(
+    server: &TestServer,
+    client: &reqwest::Client,
+    email: &str,
+    name: &str,
+    password: &str,
+) -> reqwest::Response {
+    let csrf = csrf_of(client, &server.url("/signup")).await;
+    client
+        .post(server.url("/signup"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("name", name),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .expect("post signup")
+}
+
+/// The verification link of the newest queued email to `to`.
+async fn verification_link(server: &TestServer, to: &str) -> String {
+    let messages = outbox::recent(server.db().pool(), 50)
+        .await
+        .expect("outbox");
+    let message = messages
+        .iter()
+        .find(|m| m.to_addr == to && m.kind == "account.verify_email")
+        .expect("verification email queued");
+    link_in(
+        &message.body_text,
+        &format!("{}/verify-email?token=", server.base),
+    )
+    .expect("link in email")
+}
+
+async fn signup_verify_signin(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client();
+    let res = signup_form(
+        &server,
+        &client,
+        "Grace@Example.COM",
+        "Grace Hopper",
+        PASSWORD,
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Check your email"));
+    let account = nulab_pass::accounts::store::by_email(
+        server.db().pool(),
+        &nulab_pass::accounts::Email::parse("grace@example.com").unwrap(),
+    )
+    .await
+    .unwrap()
+    .expect("account stored");
+    assert!(!account.email_verified);
+    assert_eq!(account.kind, nulab_pass::accounts::AccountKind::Nulab);
+    assert_eq!(
+        account.id.0.get_version_num(),
+        4,
+        "account ids are random UUIDs"
+    );
+
+    // The email carries a single-use link; following it verifies the address.
+    let link = verification_link(&server, "Grace@example.com").await;
+    let res = client.get(&link).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("Email confirmed"));
+    let reused = client.get(&link).send().await.unwrap();
+    assert_eq!(reused.status(), 410);
+    assert!(reused.text().await.unwrap().contains("already been used"));
+
+    // Sign out, then sign in again with any letter case of the email.
+    let csrf = csrf_of(&client, &server.url("/account")).await;
+    let res = client
+        .post(server.url("/signout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let res = client.get(server.url("/account")).send().await.unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "signed out: the account page redirects to sign-in"
+    );
+
+    let browser = server.signed_in("GRACE@example.com", PASSWORD).await;
+    let page = browser
+        .get(server.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Grace Hopper") && page.contains("confirmed"));
+    let actions = server.audit_actions(10).await;
+    for expected in [
+        "account.signed_up",
+        "account.email_verified",
+        "account.signed_out",
+        "account.signed_in",
+    ] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "missing {expected} in {actions:?}"
+        );
+    }
+}
+both!(signup_verify_and_sign_in, signup_verify_signin);
+
+async fn session_cookie_is_rotated_and_flagged(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.account("ada@example.com", "Ada", PASSWORD).await;
+    let client = server.client();
+    let res = client.get(server.url("/signin")).send().await.unwrap();
+    let before = res
+        .headers()
+        .get("set-cookie")
+        .expect("anonymous session for the form")
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        before.contains("HttpOnly") && before.contains("SameSite=Lax"),
+        "{before}"
+    );
+    assert!(
+        !before.contains("Secure"),
+        "plain http base URL: no Secure flag"
+    );
+    let csrf = common::hidden_value(&res.text().await.unwrap(), "csrf").unwrap();
+    let res = client
+        .post(server.url("/signin"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let after = res
+        .headers()
+        .get("set-cookie")
+        .expect("new session id at sign-in")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let id = |c: &str| c.split(';').next().unwrap().to_string();
+    assert_ne!(id(&before), id(&after), "the session id changes at sign-in");
+}
+both!(
+    session_id_rotates_at_sign_in,
+    session_cookie_is_rotated_and_flagged
+);
+
+async fn bad_sign_ups_change_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.account("taken@example.com", "Taken", PASSWORD).await;
+    let accounts_before = server.count("accounts").await;
+    let outbox_before = server.count("outbox").await;
+    let audit_before = server.count("audit_events").await;
+    let client = server.client();
+    let cases = [
+        (
+            "TAKEN@Example.com",
+            "Other",
+            PASSWORD,
+            409,
+            "already exists",
+        ),
+        (
+            "not-an-email",
+            "Someone",
+            PASSWORD,
+            400,
+            "not a valid email",
+        ),
+        ("a@b", "Someone", PASSWORD, 400, "not a valid email"),
+        (
+            "new@example.com",
+            "Someone",
+            "short pass",
+            400,
+            "at least 12 characters",
+        ),
+        ("new@example.com", "   ", PASSWORD, 400, "name is required"),
+    ];
+    for (email, name, password, status, fragment) in cases {
+        let res = signup_form(&server, &client, email, name, password).await;
+        assert_eq!(res.status(), status, "{email}");
+        let body = res.text().await.unwrap();
+        assert!(body.contains(fragment), "{email}: expected {fragment:?}");
+    }
+    assert_eq!(server.count("accounts").await, accounts_before);
+    assert_eq!(server.count("outbox").await, outbox_before);
+    assert_eq!(server.count("audit_events").await, audit_before);
+}
+both!(
+    bad_sign_ups_are_refused_and_change_nothing,
+    bad_sign_ups_change_nothing
+);
+
+async fn bad_links_change_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client();
+    assert_eq!(
+        signup_form(&server, &client, "lin@example.com", "Lin", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    let link = verification_link(&server, "lin@example.com").await;
+    let audit_before = server.count("audit_events").await;
+
+    // Forged: a token never issued.
+    let forged = format!(
+        "{}/verify-email?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        server.base
+    );
+    let res = client.get(&forged).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("not valid"));
+
+    // Expired: the link lives 48 hours.
+    server.state.clock.advance_ms(49 * 3600 * 1000);
+    let res = client.get(&link).send().await.unwrap();
+    assert_eq!(res.status(), 410);
+    assert!(res.text().await.unwrap().contains("expired"));
+
+    let account = nulab_pass::accounts::store::by_email(
+        server.db().pool(),
+        &nulab_pass::accounts::Email::parse("lin@example.com").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(!account.email_verified, "no bad link verified the address");
+    assert_eq!(server.count("audit_events").await, audit_before);
+
+    // A resent link supersedes the first; the new one works.
+    let csrf = csrf_of(&client, &server.url("/account")).await;
+    let res = client
+        .post(server.url("/account/resend-verification"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let fresh = verification_link(&server, "lin@example.com").await;
+    assert_ne!(fresh, link);
+    assert_eq!(client.get(&fresh).send().await.unwrap().status(), 200);
+}
+both!(
+    forged_and_expired_links_are_refused,
+    bad_links_change_nothing
+);
+
+async fn wrong_password_is_refused_and_audited(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server.account("ada@example.com", "Ada", PASSWORD).await;
+    let client = server.client();
+    for (email, password) in [
+        ("ada@example.com", "wrong password!"),
+        ("nobody@example.com", PASSWORD),
+    ] {
+        let csrf = csrf_of(&client, &server.url("/signin")).await;
+        let res = client
+            .post(server.url("/signin"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("email", email),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 401);
+        assert!(
+            res.text()
+                .await
+                .unwrap()
+                .contains("email or password is wrong")
+        );
+    }
+    assert_eq!(
+        client
+            .get(server.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        303,
+        "no session"
+    );
+    let failures = server
+        .audit_actions(5)
+        .await
+        .iter()
+        .filter(|a| *a == "account.sign_in_failed")
+        .count();
+    assert_eq!(failures, 2);
+}
+both!(
+    wrong_password_is_refused,
+    wrong_password_is_refused_and_audited
+);
+
+async fn csrf_and_body_limit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client();
+    let accounts_before = server.count("accounts").await;
+    // No token at all.
+    let res = client
+        .post(server.url("/signup"))
+        .form(&[
+            ("email", "x@example.com"),
+            ("name", "X"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("did not come from this site")
+    );
+    // A wrong token with a live session.
+    let _ = csrf_of(&client, &server.url("/signup")).await;
+    let res = client
+        .post(server.url("/signup"))
+        .form(&[
+            ("csrf", "forged"),
+            ("email", "x@example.com"),
+            ("name", "X"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // A body over the limit (256 KiB by default).
+    let csrf = csrf_of(&client, &server.url("/signup")).await;
+    let huge = "n".repeat(300 * 1024);
+    let res = client
+        .post(server.url("/signup"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", "x@example.com"),
+            ("name", huge.as_str()),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(server.count("accounts").await, accounts_before);
+}
+both!(csrf_and_body_limit_are_enforced, csrf_and_body_limit);
+
+async fn health_endpoints(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client();
+    assert_eq!(
+        client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    assert_eq!(
+        client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    server.db().close().await;
+    assert_eq!(
+        client
+            .get(server.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    assert_eq!(
+        client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+both!(health_and_readiness, health_endpoints);

@@ -1,0 +1,261 @@
+//! Shared fixtures: a fresh database (SQLite file or PostgreSQL database), the real server on a
+//! loopback port, an HTTP client with a cookie jar, an SMTP sink, and small page helpers.
+#![allow(dead_code)]
+
+pub mod smtp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use nulab_pass::audit::{Actor, RequestMeta};
+use nulab_pass::clock::Clock;
+use nulab_pass::db::Db;
+use nulab_pass::{AppState, Config, accounts};
+
+/// Which database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an async test body once per database: `both!(name, body)` makes `name::sqlite` and
+/// `name::postgres`, where `body` is `async fn(Backend)`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$body($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$body($crate::common::Backend::Postgres).await
+            }
+        }
+    };
+}
+
+/// A new, empty, migrated database; the guard keeps a SQLite file's folder alive.
+pub struct TestDb {
+    pub db: Db,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+pub async fn fresh_db(backend: Backend) -> TestDb {
+    let (url, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            (
+                format!("sqlite://{}", dir.path().join("test.db").display()),
+                Some(dir),
+            )
+        }
+        Backend::Postgres => {
+            let admin = std::env::var("NULAB_PASS_TEST_POSTGRES_URL").expect(
+                "NULAB_PASS_TEST_POSTGRES_URL is not set: run the suite with scripts/test.sh, which starts PostgreSQL",
+            );
+            let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let admin_db = Db::connect(&admin).await.expect("connect to PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(admin_db.pool())
+                .await
+                .expect("create test database");
+            admin_db.close().await;
+            let base = admin
+                .rsplit_once('/')
+                .map(|(b, _)| b.to_string())
+                .expect("database URL");
+            (format!("{base}/{name}"), None)
+        }
+    };
+    let db = Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    TestDb { db, url, _dir: dir }
+}
+
+/// The real server on 127.0.0.1 with a fresh database.
+pub struct TestServer {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub testdb: Arc<TestDb>,
+    task: tokio::task::JoinHandle<()>,
+    jobs: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts with a configuration adjusted by `adjust` (e.g. an SMTP URL).
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let testdb = Arc::new(fresh_db(backend).await);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let mut config = Config::with_database(&testdb.url);
+        config.bind = addr;
+        config.base_url = Some(format!("http://{addr}").parse().expect("url"));
+        config.outbox_poll_ms = 50;
+        adjust(&mut config);
+        let state = AppState::new(testdb.db.clone(), config, Clock::default());
+        let jobs = nulab_pass::jobs::spawn_all(&state).expect("jobs");
+        let app =
+            nulab_pass::app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        TestServer {
+            base: format!("http://{addr}"),
+            addr,
+            state,
+            testdb,
+            task,
+            jobs,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.state.db
+    }
+
+    /// A browser-like client: cookie jar, no automatic redirects.
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client")
+    }
+
+    /// Creates a Nulab account with a verified email directly (as the operator CLI does).
+    pub async fn account(&self, email: &str, name: &str, password: &str) -> accounts::Account {
+        let hash = accounts::password::hash(password).await.expect("hash");
+        let mut tx = self.db().begin().await.expect("begin");
+        let new = accounts::NewAccount {
+            email: accounts::Email::parse(email).expect("email"),
+            name: name.to_string(),
+            password_hash: hash,
+            email_verified: true,
+        };
+        let account = accounts::sign_up(
+            &mut tx,
+            self.state.clock.now_ms(),
+            new,
+            &Actor::Operator,
+            &RequestMeta::default(),
+            &self.base,
+        )
+        .await
+        .expect("create account");
+        tx.commit().await.expect("commit");
+        account
+    }
+
+    /// Creates an organization with `admin` as its admin.
+    pub async fn org(&self, slug: &str, admin: &accounts::Account) -> nulab_pass::orgs::Org {
+        let mut tx = self.db().begin().await.expect("begin");
+        let slug = nulab_pass::orgs::OrgSlug::parse(slug).expect("slug");
+        let org = nulab_pass::orgs::create(
+            &mut tx,
+            self.state.clock.now_ms(),
+            &slug,
+            "Test Org",
+            admin,
+            &Actor::Operator,
+            &RequestMeta::default(),
+        )
+        .await
+        .expect("create org");
+        tx.commit().await.expect("commit");
+        org
+    }
+
+    /// A signed-in browser for an existing account.
+    pub async fn signed_in(&self, email: &str, password: &str) -> reqwest::Client {
+        let client = self.client();
+        let csrf = csrf_of(&client, &self.url("/signin")).await;
+        let res = client
+            .post(self.url("/signin"))
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("email", email),
+                ("password", password),
+                ("next", "/account"),
+            ])
+            .send()
+            .await
+            .expect("sign in");
+        assert_eq!(res.status(), 303, "sign-in should redirect");
+        client
+    }
+
+    /// Counts rows of a table (to show that nothing changed).
+    pub async fn count(&self, table: &str) -> i64 {
+        let row: (i64,) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+                .fetch_one(self.db().pool())
+                .await
+                .expect("count");
+        row.0
+    }
+
+    /// The actions of the newest audit events, newest first.
+    pub async fn audit_actions(&self, limit: i64) -> Vec<String> {
+        nulab_pass::audit::store::recent(self.db().pool(), None, limit)
+            .await
+            .expect("audit")
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+        for job in &self.jobs {
+            job.abort();
+        }
+    }
+}
+
+/// Loads a page and returns its CSRF token (the session cookie lands in the client's jar).
+pub async fn csrf_of(client: &reqwest::Client, url: &str) -> String {
+    let html = client
+        .get(url)
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("body");
+    hidden_value(&html, "csrf").unwrap_or_else(|| panic!("no csrf field on {url}"))
+}
+
+/// The `value` of the first `<input name="{name}" ...>` in `html`.
+pub fn hidden_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_string())
+}
+
+/// The first URL in `text` that starts with `prefix`.
+pub fn link_in(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(prefix)?;
+    let rest = &text[start..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .unwrap_or(rest.len());
+    Some(rest[..end].replace("&amp;", "&"))
+}
