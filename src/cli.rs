@@ -232,7 +232,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let org = orgs::store::by_slug(db.pool(), &org)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("no organization {org}"))?;
-            let scope = AdminScope::grant(org, Actor::Operator, RequestMeta::default());
+            let scope = AdminScope::operator(org);
             let clock = Clock::default();
             let mut tx = db.begin().await?;
             let (token, secret) =

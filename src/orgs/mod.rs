@@ -142,6 +142,10 @@ impl AdminScope {
     pub(crate) fn grant(org: Org, actor: Actor, meta: RequestMeta) -> Self {
         AdminScope { org, actor, meta }
     }
+    /// The operator's scope: someone with shell access to the server (the CLI, tests).
+    pub fn operator(org: Org) -> Self {
+        Self::grant(org, Actor::Operator, RequestMeta::default())
+    }
     pub fn org(&self) -> &Org {
         &self.org
     }
