@@ -2,6 +2,7 @@
 //! loopback port, an HTTP client with a cookie jar, an SMTP sink, and small page helpers.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod smtp;
 
 use std::net::SocketAddr;
