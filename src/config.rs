@@ -87,6 +87,52 @@ pub struct Config {
         global = true
     )]
     pub outbox_poll_ms: u64,
+
+    /// DNS servers for domain verification, comma-separated `ip:port` (e.g. `127.0.0.1:5353`).
+    /// Default: the system's resolver configuration (`/etc/resolv.conf`).
+    #[arg(
+        long,
+        env = "NULAB_PASS_DNS_SERVERS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub dns_servers: Vec<SocketAddr>,
+
+    /// How long one DNS lookup may take, in milliseconds; a slower answer counts as a failure.
+    #[arg(
+        long,
+        env = "NULAB_PASS_DNS_TIMEOUT_MS",
+        default_value_t = 5000,
+        global = true
+    )]
+    pub dns_timeout_ms: u64,
+
+    /// How often verified, lapsed and pending domains are checked again, in hours.
+    #[arg(
+        long,
+        env = "NULAB_PASS_DOMAIN_RECHECK_HOURS",
+        default_value_t = 24,
+        global = true
+    )]
+    pub domain_recheck_hours: u64,
+
+    /// Days a verified domain may miss its TXT record before it lapses.
+    #[arg(
+        long,
+        env = "NULAB_PASS_DOMAIN_GRACE_DAYS",
+        default_value_t = 7,
+        global = true
+    )]
+    pub domain_grace_days: u64,
+
+    /// Days a pending domain waits for its TXT record before it expires.
+    #[arg(
+        long,
+        env = "NULAB_PASS_DOMAIN_PENDING_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub domain_pending_days: u64,
 }
 
 /// Log output format.

@@ -26,12 +26,20 @@ pub struct Db {
 }
 
 /// Schema migrations, embedded in the binary: (version, description, SQLite text, PostgreSQL text).
-const SCHEMA: &[(i64, &str, &str, &str)] = &[(
-    1,
-    "foundation",
-    include_str!("../migrations/sqlite/0001_foundation.sql"),
-    include_str!("../migrations/postgres/0001_foundation.sql"),
-)];
+const SCHEMA: &[(i64, &str, &str, &str)] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../migrations/sqlite/0001_foundation.sql"),
+        include_str!("../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "domains",
+        include_str!("../migrations/sqlite/0002_domains.sql"),
+        include_str!("../migrations/postgres/0002_domains.sql"),
+    ),
+];
 
 impl Db {
     /// Connects to `url` (`sqlite://...` or `postgres://...`); a SQLite file is created if absent.

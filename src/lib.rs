@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
+pub mod domains;
 pub mod ids;
 pub mod jobs;
 pub mod mail;

@@ -12,6 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::domains;
 use crate::orgs;
 use crate::web::error::{ApiError, AppError};
 
@@ -55,6 +56,10 @@ pub fn routes() -> Router<AppState> {
         .routes(routes!(orgs::api::get_org))
         .routes(routes!(orgs::api::list_members, orgs::api::add_member))
         .routes(routes!(orgs::api::update_member, orgs::api::remove_member))
+        .routes(routes!(domains::api::list_domains, domains::api::add_domain))
+        .routes(routes!(domains::api::get_domain, domains::api::remove_domain))
+        .routes(routes!(domains::api::verify_domain))
+        .routes(routes!(domains::api::retry_domain))
         .split_for_parts();
     let document = Arc::new(openapi);
     router

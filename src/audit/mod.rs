@@ -22,6 +22,15 @@ pub enum AuditAction {
     MemberRoleChanged,
     ApiTokenCreated,
     ApiTokenRevoked,
+    DomainAdded,
+    DomainVerified,
+    DomainVerificationFailed,
+    DomainRecordMissing,
+    DomainRecordRestored,
+    DomainLapsed,
+    DomainExpired,
+    DomainTokenRenewed,
+    DomainRemoved,
 }
 
 impl AuditAction {
@@ -40,6 +49,15 @@ impl AuditAction {
             AuditAction::MemberRoleChanged => "member.role_changed",
             AuditAction::ApiTokenCreated => "api_token.created",
             AuditAction::ApiTokenRevoked => "api_token.revoked",
+            AuditAction::DomainAdded => "domain.added",
+            AuditAction::DomainVerified => "domain.verified",
+            AuditAction::DomainVerificationFailed => "domain.verification_failed",
+            AuditAction::DomainRecordMissing => "domain.record_missing",
+            AuditAction::DomainRecordRestored => "domain.record_restored",
+            AuditAction::DomainLapsed => "domain.lapsed",
+            AuditAction::DomainExpired => "domain.expired",
+            AuditAction::DomainTokenRenewed => "domain.token_renewed",
+            AuditAction::DomainRemoved => "domain.removed",
         }
     }
 }

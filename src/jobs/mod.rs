@@ -1,4 +1,5 @@
-//! Background jobs that run inside the server process: the outbox sender and session cleanup.
+//! Background jobs that run inside the server process: the outbox sender, domain
+//! re-verification and session cleanup.
 //! Each is safe with several server instances (claims and leases live in the database).
 
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
             "NULAB_PASS_SMTP_URL is not set: email stays in the outbox (see /dev/mail with --dev)"
         ),
     }
+    jobs.push(crate::domains::spawn_recheck(state));
     let db = state.db.clone();
     let clock = state.clock.clone();
     jobs.push(tokio::spawn(async move {

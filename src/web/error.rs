@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::accounts::AccountError;
 use crate::api_tokens::TokenError;
+use crate::domains::DomainError;
 use crate::mail::MailError;
 use crate::orgs::OrgError;
 
@@ -254,6 +255,29 @@ impl From<TokenError> for AppError {
             }
             TokenError::Db(e) => AppError::Internal(e.into()),
         }
+    }
+}
+
+impl From<DomainError> for AppError {
+    fn from(err: DomainError) -> Self {
+        use StatusCode as S;
+        let (status, code) = match &err {
+            DomainError::InvalidDomain(_) => (S::BAD_REQUEST, "invalid_domain"),
+            DomainError::IpAddress(_) => (S::BAD_REQUEST, "ip_address"),
+            DomainError::NotJustADomain(_) => (S::BAD_REQUEST, "not_a_domain"),
+            DomainError::EmailNotDomain(_) => (S::BAD_REQUEST, "email_not_domain"),
+            DomainError::PublicMailDomain(_) => (S::BAD_REQUEST, "public_mail_domain"),
+            DomainError::AlreadyAdded(_) => (S::CONFLICT, "domain_exists"),
+            DomainError::VerifiedElsewhere(_) => (S::CONFLICT, "domain_verified_elsewhere"),
+            DomainError::NotFound => (S::NOT_FOUND, "domain_not_found"),
+            DomainError::Expired(_) => (S::CONFLICT, "domain_expired"),
+            DomainError::NotExpired(..) => (S::CONFLICT, "domain_not_expired"),
+            DomainError::InUse { .. } => (S::CONFLICT, "domain_in_use"),
+            DomainError::DnsSetup(_) | DomainError::Mail(_) | DomainError::Db(_) => {
+                return AppError::Internal(err.into());
+            }
+        };
+        AppError::client(status, code, err.to_string())
     }
 }
 

@@ -56,7 +56,8 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(home))
         .merge(crate::accounts::pages::routes())
         .merge(crate::orgs::pages::routes())
-        .merge(crate::api_tokens::pages::routes());
+        .merge(crate::api_tokens::pages::routes())
+        .merge(crate::domains::pages::routes());
     if state.config.dev {
         pages = pages.merge(crate::mail::pages::routes());
     }

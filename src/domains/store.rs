@@ -1,0 +1,302 @@
+//! SQL of domains.
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Executor, Row};
+
+use super::{Domain, DomainId, DomainName, DomainStatus};
+use crate::db::{Dialect, Tx, skip_locked};
+use crate::ids::OrgId;
+
+fn bad(col: &str) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: format!("unexpected {col}").into(),
+    }
+}
+
+/// The columns every domain query reads, in one place.
+macro_rules! columns {
+    () => {
+        "id, org_id, domain, status, token, created_at, token_issued_at, \
+     verified_at, last_checked_at, last_check_result, last_check_message, record_missing_since, \
+     next_check_at, claimed_until"
+    };
+}
+
+fn from_row(row: &AnyRow) -> Result<Domain, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    let org_id: String = row.try_get("org_id")?;
+    let status: String = row.try_get("status")?;
+    Ok(Domain {
+        id: DomainId::parse(&id).ok_or_else(|| bad("id"))?,
+        org_id: OrgId::parse(&org_id).ok_or_else(|| bad("org_id"))?,
+        name: DomainName::from_stored(row.try_get("domain")?),
+        status: DomainStatus::parse(&status).ok_or_else(|| bad("status"))?,
+        token: row.try_get("token")?,
+        created_at: row.try_get("created_at")?,
+        token_issued_at: row.try_get("token_issued_at")?,
+        verified_at: row.try_get("verified_at")?,
+        last_checked_at: row.try_get("last_checked_at")?,
+        last_check_result: row.try_get("last_check_result")?,
+        last_check_message: row.try_get("last_check_message")?,
+        record_missing_since: row.try_get("record_missing_since")?,
+        next_check_at: row.try_get("next_check_at")?,
+        claimed_until: row.try_get("claimed_until")?,
+    })
+}
+
+const INSERT: &str = "INSERT INTO domains (id, org_id, domain, status, token, created_at, \
+     token_issued_at, next_check_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+pub(super) async fn insert(tx: &mut Tx, domain: &Domain, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT)
+        .bind(domain.id.to_string())
+        .bind(domain.org_id.to_string())
+        .bind(domain.name.as_str().to_string())
+        .bind(domain.status.as_str())
+        .bind(domain.token.clone())
+        .bind(domain.created_at)
+        .bind(domain.token_issued_at)
+        .bind(domain.next_check_at)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const BY_ID: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM domains WHERE id = $1 AND org_id = $2"
+);
+
+/// A domain of the organization.
+pub async fn by_id<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+    id: DomainId,
+) -> Result<Option<Domain>, sqlx::Error> {
+    let row = sqlx::query(BY_ID)
+        .bind(id.to_string())
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+const BY_ID_ANY: &str = concat!("SELECT ", columns!(), " FROM domains WHERE id = $1");
+
+/// A domain of any organization (the job).
+pub(super) async fn by_id_any<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    id: DomainId,
+) -> Result<Option<Domain>, sqlx::Error> {
+    let row = sqlx::query(BY_ID_ANY)
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+const LIST: &str = concat!(
+    "SELECT ",
+    columns!(),
+    " FROM domains WHERE org_id = $1 ORDER BY domain"
+);
+
+/// The organization's domains, by name.
+pub async fn list(pool: &sqlx::AnyPool, org: OrgId) -> Result<Vec<Domain>, sqlx::Error> {
+    let rows = sqlx::query(LIST)
+        .bind(org.to_string())
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+const LOCK: &str = "UPDATE domains SET updated_at = updated_at WHERE id = $1";
+const LOCK_IN_ORG: &str =
+    "UPDATE domains SET updated_at = updated_at WHERE id = $1 AND org_id = $2";
+
+/// Takes the domain's row lock for the rest of the transaction (PostgreSQL; SQLite's
+/// `BEGIN IMMEDIATE` already serialises writers). `false` when there is no such domain (in
+/// `org`, when given).
+pub(super) async fn lock(
+    tx: &mut Tx,
+    org: Option<OrgId>,
+    id: DomainId,
+) -> Result<bool, sqlx::Error> {
+    let done = match org {
+        Some(org) => {
+            sqlx::query(LOCK_IN_ORG)
+                .bind(id.to_string())
+                .bind(org.to_string())
+                .execute(&mut **tx)
+                .await?
+        }
+        None => {
+            sqlx::query(LOCK)
+                .bind(id.to_string())
+                .execute(&mut **tx)
+                .await?
+        }
+    };
+    Ok(done.rows_affected() == 1)
+}
+
+const VERIFIED_ELSEWHERE: &str = "SELECT COUNT(*) AS n FROM domains \
+     WHERE domain = $1 AND status = 'verified' AND org_id <> $2";
+
+/// Whether another organization holds `name` verified.
+pub(super) async fn verified_elsewhere<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+    name: &DomainName,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(VERIFIED_ELSEWHERE)
+        .bind(name.as_str().to_string())
+        .bind(org.to_string())
+        .fetch_one(exec)
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}
+
+const SAVE_CHECK: &str = "UPDATE domains SET status = $2, verified_at = $3, \
+     record_missing_since = $4, last_checked_at = $5, last_check_result = $6, \
+     last_check_message = $7, next_check_at = $8, claimed_until = NULL, updated_at = $9 \
+     WHERE id = $1";
+
+/// Stores a check's outcome (status, last check, next check) and releases any claim.
+pub(super) async fn save_check(tx: &mut Tx, domain: &Domain, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(SAVE_CHECK)
+        .bind(domain.id.to_string())
+        .bind(domain.status.as_str())
+        .bind(domain.verified_at)
+        .bind(domain.record_missing_since)
+        .bind(domain.last_checked_at)
+        .bind(domain.last_check_result.clone())
+        .bind(domain.last_check_message.clone())
+        .bind(domain.next_check_at)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const RENEW: &str = "UPDATE domains SET status = 'pending', token = $2, token_issued_at = $3, \
+     verified_at = NULL, last_checked_at = NULL, last_check_result = NULL, \
+     last_check_message = NULL, record_missing_since = NULL, next_check_at = $4, \
+     claimed_until = NULL, updated_at = $3 WHERE id = $1";
+
+/// Gives the domain a new token and makes it pending again.
+pub(super) async fn renew(tx: &mut Tx, domain: &Domain, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(RENEW)
+        .bind(domain.id.to_string())
+        .bind(domain.token.clone())
+        .bind(now)
+        .bind(domain.next_check_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const DELETE: &str = "DELETE FROM domains WHERE id = $1";
+
+pub(super) async fn delete(tx: &mut Tx, id: DomainId) -> Result<(), sqlx::Error> {
+    sqlx::query(DELETE)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+// Domain names hold only letters, digits, dots and hyphens, so the pattern has no wildcard
+// but its leading `%`.
+const COUNT_MANAGED: &str = "SELECT COUNT(*) AS n FROM accounts WHERE kind = 'managed' \
+     AND org_id = $1 AND status <> 'deleted' AND email_norm LIKE $2";
+
+/// Managed accounts of the organization (not deleted) with an email address on `name`.
+pub(super) async fn count_managed_accounts<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+    name: &DomainName,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(COUNT_MANAGED)
+        .bind(org.to_string())
+        .bind(format!("%@{}", name.as_str()))
+        .fetch_one(exec)
+        .await?;
+    row.try_get("n")
+}
+
+const LOCK_VERIFIED: &str = "UPDATE domains SET updated_at = updated_at \
+     WHERE org_id = $1 AND domain = $2 AND status = 'verified'";
+
+/// Whether `domain` is verified for `org`, taking its row lock when it is.
+pub(super) async fn lock_verified(
+    tx: &mut Tx,
+    org: OrgId,
+    domain: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(LOCK_VERIFIED)
+        .bind(org.to_string())
+        .bind(domain.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() > 0)
+}
+
+/// Claims up to `limit` due domains until `lease_until`; another instance skips them until the
+/// lease ends.
+pub(super) async fn claim_due(
+    pool: &sqlx::AnyPool,
+    dialect: Dialect,
+    now: i64,
+    lease_until: i64,
+    limit: i64,
+) -> Result<Vec<Domain>, sqlx::Error> {
+    let sql = format!(
+        "UPDATE domains SET claimed_until = $1 WHERE id IN (SELECT id FROM domains \
+         WHERE status IN ('pending', 'verified', 'lapsed') AND next_check_at <= $2 \
+         AND (claimed_until IS NULL OR claimed_until < $2) \
+         ORDER BY next_check_at, id LIMIT $3{}) RETURNING {}",
+        skip_locked(dialect),
+        columns!()
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(lease_until)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(from_row).collect()
+}
+
+const ADMIN_EMAILS: &str = "SELECT a.email FROM memberships m JOIN accounts a ON a.id = m.account_id \
+     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active' ORDER BY a.email_norm";
+
+/// Email addresses of the organization's active admins.
+pub(super) async fn admin_emails<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(ADMIN_EMAILS)
+        .bind(org.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|row| row.try_get("email")).collect()
+}
+
+const ORG_LABEL: &str = "SELECT slug, name FROM orgs WHERE id = $1";
+
+/// The organization's slug and name, for emails.
+pub(super) async fn org_label<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Option<(String, String)>, sqlx::Error> {
+    let row = sqlx::query(ORG_LABEL)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.map(|row| Ok((row.try_get("slug")?, row.try_get("name")?)))
+        .transpose()
+}
