@@ -88,6 +88,15 @@ enum OrgCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Sets the subscribed seats (never below the managed accounts that use them).
+    Seats {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        seats: i64,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -224,6 +233,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &output,
                 &json!({ "id": org.id, "slug": org.slug, "name": org.name, "admin": admin.email }),
                 &org.slug,
+            );
+            Ok(())
+        }
+        Command::Org(OrgCommand::Seats { org, seats, output }) => {
+            let db = open(&config).await?;
+            let org = orgs::store::by_slug(db.pool(), &org)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("no organization {org}"))?;
+            let clock = Clock::default();
+            let mut tx = db.begin().await?;
+            let result = crate::managed::set_seats(
+                &mut tx,
+                clock.now_ms(),
+                &org,
+                seats,
+                &Actor::Operator,
+                &RequestMeta::default(),
+            )
+            .await?;
+            tx.commit().await?;
+            print(
+                &output,
+                &json!({ "org": org.slug, "seats": result.subscribed, "used": result.used }),
+                &format!(
+                    "{}: {} seats, {} used",
+                    org.slug, result.subscribed, result.used
+                ),
             );
             Ok(())
         }

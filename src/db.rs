@@ -39,6 +39,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0002_domains.sql"),
         include_str!("../migrations/postgres/0002_domains.sql"),
     ),
+    (
+        3,
+        "managed accounts",
+        include_str!("../migrations/sqlite/0003_managed_accounts.sql"),
+        include_str!("../migrations/postgres/0003_managed_accounts.sql"),
+    ),
 ];
 
 impl Db {

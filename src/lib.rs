@@ -13,6 +13,7 @@ pub mod domains;
 pub mod ids;
 pub mod jobs;
 pub mod mail;
+pub mod managed;
 pub mod orgs;
 pub mod paging;
 pub mod secrets;

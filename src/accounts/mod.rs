@@ -1,8 +1,10 @@
 //! Accounts: sign-up, email verification, passwords and sign-in of Nulab accounts.
 //! An account's `id` is a random UUID that never changes (it is the OIDC `sub`).
 
+pub mod credentials;
 pub mod pages;
 pub mod password;
+pub mod password_pages;
 pub mod store;
 
 use std::fmt;
@@ -13,6 +15,7 @@ use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
 use crate::db::Tx;
 use crate::mail::{self, Mail, MailAction, MailError};
+use crate::managed::policy::PasswordPolicy;
 use crate::secrets;
 
 pub use crate::ids::AccountId;
@@ -153,6 +156,9 @@ pub struct Account {
     pub email_verified: bool,
     pub created_at: i64,
     pub last_sign_in_at: Option<i64>,
+    pub password_changed_at: Option<i64>,
+    /// The next sign-in must set a new password (an initial or reset password).
+    pub must_change_password: bool,
 }
 
 impl Account {
@@ -174,10 +180,18 @@ pub enum AccountError {
     EmailTaken,
     #[error("a name is required (at most 200 characters)")]
     InvalidName,
-    #[error("the password must be at least {min} characters long")]
-    PasswordTooShort { min: usize },
-    #[error("the password must be at most {max} characters long")]
-    PasswordTooLong { max: usize },
+    #[error("the password is not accepted: {}", .0.join("; "))]
+    WeakPassword(Vec<String>),
+    #[error(
+        "your organization does not allow signing in with a password; sign in through your organization's single sign-on"
+    )]
+    PasswordSignInDisabled,
+    #[error("the current password is wrong")]
+    WrongCurrentPassword,
+    #[error(
+        "your account is managed by your organization, so you cannot {0} yourself; ask your organization's admin"
+    )]
+    ManagedByOrg(&'static str),
     #[error("the email or password is wrong")]
     InvalidCredentials,
     #[error("this account is suspended; ask your organization's admin")]
@@ -196,27 +210,40 @@ pub enum AccountError {
     Db(#[from] sqlx::Error),
 }
 
-/// Shortest password a Nulab account may have.
-pub const MIN_PASSWORD_LEN: usize = 12;
 /// Longest password accepted anywhere (argon2 accepts more; this bounds the work per request).
 pub const MAX_PASSWORD_LEN: usize = 256;
 /// Lifetime of an email-verification link.
 pub const VERIFY_LINK_MS: i64 = 2 * DAY_MS;
 
-/// Checks a Nulab account password's length (in characters).
+/// The password rules of Nulab accounts: at least 12 characters, not a common password.
+pub fn nulab_policy() -> PasswordPolicy {
+    PasswordPolicy::default()
+}
+
+/// Checks a new password against `policy`; the error lists every rule it breaks.
+pub fn check_new_password(policy: &PasswordPolicy, password: &str) -> Result<(), AccountError> {
+    let broken = policy.violations(password);
+    if broken.is_empty() {
+        Ok(())
+    } else {
+        Err(AccountError::WeakPassword(broken))
+    }
+}
+
+/// Checks a new Nulab account password.
 pub fn check_password(password: &str) -> Result<(), AccountError> {
-    let len = password.chars().count();
-    if len < MIN_PASSWORD_LEN {
-        return Err(AccountError::PasswordTooShort {
-            min: MIN_PASSWORD_LEN,
-        });
+    check_new_password(&nulab_policy(), password)
+}
+
+/// The password policy that applies to `account`: its organization's for a managed account.
+pub async fn policy_for<'c>(
+    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    account: &Account,
+) -> Result<PasswordPolicy, sqlx::Error> {
+    match (account.kind, account.org_id) {
+        (AccountKind::Managed, Some(org)) => crate::managed::store::policy(exec, org).await,
+        _ => Ok(nulab_policy()),
     }
-    if len > MAX_PASSWORD_LEN {
-        return Err(AccountError::PasswordTooLong {
-            max: MAX_PASSWORD_LEN,
-        });
-    }
-    Ok(())
 }
 
 /// Checks a display name.
@@ -384,8 +411,17 @@ fn failure_reason(err: &AccountError) -> &'static str {
     match err {
         AccountError::Suspended => "account_suspended",
         AccountError::InvalidCredentials => "invalid_credentials",
+        AccountError::PasswordSignInDisabled => "password_sign_in_disabled",
         _ => "error",
     }
+}
+
+/// A successful password sign-in.
+#[derive(Clone, Debug)]
+pub struct SignIn {
+    pub account: Account,
+    /// The password is a temporary one or too old: the user must set a new one first.
+    pub must_change_password: bool,
 }
 
 /// Checks an email and password. Success and failure are both audited; on failure nothing
@@ -396,7 +432,7 @@ pub async fn sign_in_with_password(
     email: &str,
     password: &str,
     meta: &RequestMeta,
-) -> Result<Account, AccountError> {
+) -> Result<SignIn, AccountError> {
     let found = match Email::parse(email) {
         Ok(email) => store::credentials(db.pool(), &email.normalized()).await?,
         Err(_) => None,
@@ -411,7 +447,16 @@ pub async fn sign_in_with_password(
     };
     let outcome = match (&found, verified) {
         (Some((account, _)), true) if account.status == AccountStatus::Active => {
-            Ok(account.clone())
+            let policy = policy_for(db.pool(), account).await?;
+            if account.kind == AccountKind::Managed && !policy.password_sign_in {
+                Err(AccountError::PasswordSignInDisabled)
+            } else {
+                Ok(SignIn {
+                    must_change_password: account.must_change_password
+                        || policy.is_expired(account.password_changed_at, now),
+                    account: account.clone(),
+                })
+            }
         }
         (Some((account, _)), true) if account.status == AccountStatus::Suspended => {
             Err(AccountError::Suspended)
@@ -420,7 +465,7 @@ pub async fn sign_in_with_password(
     };
     let mut tx = db.begin().await?;
     match &outcome {
-        Ok(account) => {
+        Ok(SignIn { account, .. }) => {
             store::touch_sign_in(&mut tx, account.id, now).await?;
             audit::record(
                 &mut tx,
@@ -496,9 +541,13 @@ mod tests {
     fn password_length_is_counted_in_characters() {
         assert!(matches!(
             check_password("short"),
-            Err(AccountError::PasswordTooShort { min: 12 })
+            Err(AccountError::WeakPassword(_))
         ));
         assert!(check_password("twelve chars").is_ok());
+        assert!(
+            check_password("1qaz2wsx3edc").is_err(),
+            "common passwords are refused"
+        );
         assert!(check_password("ééééééééééé").is_err());
         assert!(check_password(&"x".repeat(257)).is_err());
     }

@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
         .route("/verify-email", get(verify_email))
         .route("/account", get(account_page))
         .route("/account/resend-verification", post(resend_verification))
+        .merge(super::password_pages::routes())
 }
 
 #[derive(Template, WebTemplate)]
@@ -59,6 +60,7 @@ pub struct MessagePage {
 #[template(path = "account.html")]
 struct AccountPage {
     layout: Layout,
+    notice: Option<String>,
     account: super::Account,
     method: String,
     orgs: Vec<(Org, Role)>,
@@ -161,7 +163,7 @@ struct NextQuery {
 }
 
 /// Only same-site paths are followed after sign-in (no open redirect).
-fn safe_next(next: Option<&str>) -> String {
+pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
         _ => "/account".to_string(),
@@ -193,8 +195,15 @@ async fn signin(
     let now = state.clock.now_ms();
     let next = safe_next(form.next.as_deref());
     match super::sign_in_with_password(&state.db, now, &form.email, &form.password, &meta).await {
-        Ok(account) => {
-            session::sign_in(&session, &account, "pwd", now).await?;
+        Ok(signed_in) => {
+            session::sign_in(&session, &signed_in.account, "pwd", now).await?;
+            if signed_in.must_change_password {
+                session.insert(session::MUST_CHANGE_KEY, true).await?;
+                session
+                    .insert(super::password_pages::NEXT_KEY, next)
+                    .await?;
+                return Ok(Redirect::to("/account/password").into_response());
+            }
             Ok(Redirect::to(&next).into_response())
         }
         Err(err) => {
@@ -285,6 +294,7 @@ async fn account_page(
     let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
     Ok(AccountPage {
         layout: Layout::new(&session, Some(&account)).await?,
+        notice: crate::web::take_flash(&session).await?,
         method: match method.as_deref() {
             Some("pwd") => "password".to_string(),
             Some(other) => other.to_string(),

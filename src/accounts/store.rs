@@ -9,13 +9,17 @@ use crate::ids::OrgId;
 
 /// Purpose of an email token that confirms an address.
 pub const PURPOSE_VERIFY_EMAIL: &str = "verify_email";
+/// Purpose of an email token that sets a managed account's first password.
+pub const PURPOSE_ACTIVATE: &str = "activate";
+/// Purpose of an email token that resets a password.
+pub const PURPOSE_RESET_PASSWORD: &str = "reset_password";
 
 /// The columns every account read selects (table alias `a`), in the shape `from_row` reads.
 #[macro_export]
 macro_rules! account_columns {
     () => {
         "a.id, a.email, a.name, a.kind, a.org_id, a.status, a.email_verified_at, a.created_at, \
-         a.last_sign_in_at"
+         a.last_sign_in_at, a.password_changed_at, a.must_change_password"
     };
 }
 
@@ -45,12 +49,14 @@ pub fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
         email_verified: verified_at.is_some(),
         created_at: row.try_get("created_at")?,
         last_sign_in_at: row.try_get("last_sign_in_at")?,
+        password_changed_at: row.try_get("password_changed_at")?,
+        must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
     })
 }
 
 const INSERT: &str = "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, \
-     password_hash, email_verified_at, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6, $7, $8, $8)";
+     password_hash, email_verified_at, created_at, updated_at, password_changed_at) \
+     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6, $7, $8, $8, $8)";
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn insert(
@@ -162,7 +168,7 @@ pub(super) async fn set_email_verified(
 }
 
 /// A stored single-use email token.
-pub(super) struct TokenRow {
+pub struct TokenRow {
     pub token_hash: String,
     pub account_id: AccountId,
     pub email: String,
@@ -173,7 +179,7 @@ pub(super) struct TokenRow {
 const INSERT_TOKEN: &str = "INSERT INTO email_tokens (token_hash, account_id, purpose, email, \
      created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
-pub(super) async fn insert_token(
+pub async fn insert_token(
     tx: &mut Tx,
     token_hash: &str,
     account: AccountId,
@@ -198,7 +204,7 @@ const EXPIRE_TOKENS: &str = "UPDATE email_tokens SET expires_at = $3 \
      WHERE account_id = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > $3";
 
 /// Ends every unused token of this purpose (a new link supersedes the old ones).
-pub(super) async fn expire_tokens(
+pub async fn expire_tokens(
     tx: &mut Tx,
     account: AccountId,
     purpose: &str,
@@ -216,7 +222,7 @@ pub(super) async fn expire_tokens(
 const TOKEN: &str = "SELECT token_hash, account_id, email, expires_at, used_at FROM email_tokens \
      WHERE token_hash = $1 AND purpose = $2";
 
-pub(super) async fn token(
+pub async fn token(
     tx: &mut Tx,
     token_hash: &str,
     purpose: &str,
@@ -243,7 +249,7 @@ pub(super) async fn token(
 const USE_TOKEN: &str =
     "UPDATE email_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL";
 
-pub(super) async fn use_token(tx: &mut Tx, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn use_token(tx: &mut Tx, token_hash: &str, now: i64) -> Result<(), sqlx::Error> {
     let done = sqlx::query(USE_TOKEN)
         .bind(token_hash.to_string())
         .bind(now)
@@ -252,5 +258,67 @@ pub(super) async fn use_token(tx: &mut Tx, token_hash: &str, now: i64) -> Result
     if done.rows_affected() != 1 {
         return Err(sqlx::Error::RowNotFound);
     }
+    Ok(())
+}
+
+const SET_PASSWORD: &str = "UPDATE accounts SET password_hash = $2, password_changed_at = $3, \
+     must_change_password = 0, updated_at = $3 WHERE id = $1";
+
+/// Stores a new password hash; a forced change is satisfied.
+pub async fn set_password(
+    tx: &mut Tx,
+    id: AccountId,
+    hash: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_PASSWORD)
+        .bind(id.to_string())
+        .bind(hash.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const PASSWORD_HASH: &str = "SELECT password_hash FROM accounts WHERE id = $1";
+
+/// The stored password hash of an account, if it has a password.
+pub async fn password_hash<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    id: AccountId,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(PASSWORD_HASH)
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    match row {
+        Some(row) => row.try_get("password_hash"),
+        None => Ok(None),
+    }
+}
+
+const SET_EMAIL_UNVERIFIED: &str = "UPDATE accounts SET email = $2, email_norm = $3, \
+     email_verified_at = NULL, updated_at = $4 WHERE id = $1";
+const SET_SORT_KEY: &str = "UPDATE memberships SET sort_key = $2 WHERE account_id = $1";
+
+/// Changes the email; it must be confirmed again.
+pub async fn set_email_unverified(
+    tx: &mut Tx,
+    id: AccountId,
+    email: &Email,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_EMAIL_UNVERIFIED)
+        .bind(id.to_string())
+        .bind(email.to_string())
+        .bind(email.normalized())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(SET_SORT_KEY)
+        .bind(id.to_string())
+        .bind(email.normalized())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

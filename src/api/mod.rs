@@ -13,8 +13,8 @@ use utoipa_axum::routes;
 
 use crate::AppState;
 use crate::domains;
-use crate::orgs;
 use crate::web::error::{ApiError, AppError};
+use crate::{managed, orgs};
 
 /// Every API error: `{"error": code, "message": text}`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -56,10 +56,26 @@ pub fn routes() -> Router<AppState> {
         .routes(routes!(orgs::api::get_org))
         .routes(routes!(orgs::api::list_members, orgs::api::add_member))
         .routes(routes!(orgs::api::update_member, orgs::api::remove_member))
-        .routes(routes!(domains::api::list_domains, domains::api::add_domain))
-        .routes(routes!(domains::api::get_domain, domains::api::remove_domain))
+        .routes(routes!(
+            domains::api::list_domains,
+            domains::api::add_domain
+        ))
+        .routes(routes!(
+            domains::api::get_domain,
+            domains::api::remove_domain
+        ))
         .routes(routes!(domains::api::verify_domain))
         .routes(routes!(domains::api::retry_domain))
+        .routes(routes!(managed::api::create))
+        .routes(routes!(managed::api::import))
+        .routes(routes!(
+            managed::api::get,
+            managed::api::update,
+            managed::api::delete
+        ))
+        .routes(routes!(managed::api::action))
+        .routes(routes!(managed::api::get_policy, managed::api::put_policy))
+        .routes(routes!(managed::api::seats))
         .split_for_parts();
     let document = Arc::new(openapi);
     router

@@ -31,6 +31,20 @@ pub enum AuditAction {
     DomainExpired,
     DomainTokenRenewed,
     DomainRemoved,
+    AccountPasswordChanged,
+    AccountEmailChanged,
+    MemberLeft,
+    ManagedAccountCreated,
+    ManagedAccountActivated,
+    ManagedAccountSuspended,
+    ManagedAccountReactivated,
+    ManagedAccountSignedOut,
+    ManagedAccountPasswordReset,
+    ManagedAccountRenamed,
+    ManagedAccountEmailChanged,
+    ManagedAccountDeleted,
+    PasswordPolicyChanged,
+    SubscriptionSeatsChanged,
 }
 
 impl AuditAction {
@@ -58,6 +72,20 @@ impl AuditAction {
             AuditAction::DomainExpired => "domain.expired",
             AuditAction::DomainTokenRenewed => "domain.token_renewed",
             AuditAction::DomainRemoved => "domain.removed",
+            AuditAction::AccountPasswordChanged => "account.password_changed",
+            AuditAction::AccountEmailChanged => "account.email_changed",
+            AuditAction::MemberLeft => "member.left",
+            AuditAction::ManagedAccountCreated => "managed_account.created",
+            AuditAction::ManagedAccountActivated => "managed_account.activated",
+            AuditAction::ManagedAccountSuspended => "managed_account.suspended",
+            AuditAction::ManagedAccountReactivated => "managed_account.reactivated",
+            AuditAction::ManagedAccountSignedOut => "managed_account.signed_out_everywhere",
+            AuditAction::ManagedAccountPasswordReset => "managed_account.password_reset",
+            AuditAction::ManagedAccountRenamed => "managed_account.renamed",
+            AuditAction::ManagedAccountEmailChanged => "managed_account.email_changed",
+            AuditAction::ManagedAccountDeleted => "managed_account.deleted",
+            AuditAction::PasswordPolicyChanged => "password_policy.changed",
+            AuditAction::SubscriptionSeatsChanged => "subscription.seats_changed",
         }
     }
 }

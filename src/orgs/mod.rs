@@ -117,7 +117,9 @@ pub enum OrgError {
     NotAMember,
     #[error("the organization must keep at least one admin: make someone else an admin first")]
     LastAdmin,
-    #[error("a managed account cannot leave its organization; delete the managed account instead")]
+    #[error(
+        "a managed account cannot leave its organization: its admins control it (an admin can delete it instead)"
+    )]
     ManagedCannotLeave,
     #[error("confirm your email address before creating an organization")]
     CreatorNotVerified,
@@ -349,6 +351,39 @@ pub async fn remove_member(
             AuditAction::MemberRemoved,
             Target::account(account),
             serde_json::json!({ "email": member.email, "role": member.role.as_str() }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The signed-in account leaves an organization. Managed accounts cannot leave theirs, and the
+/// last admin cannot leave.
+pub async fn leave(
+    tx: &mut Tx,
+    now: i64,
+    account: &Account,
+    org: &Org,
+    meta: &RequestMeta,
+) -> Result<(), OrgError> {
+    store::lock(tx, org.id).await?;
+    let member = store::member(&mut **tx, org.id, account.id)
+        .await?
+        .ok_or(OrgError::NotAMember)?;
+    if member.kind == AccountKind::Managed {
+        return Err(OrgError::ManagedCannotLeave);
+    }
+    if member.role == Role::Admin && store::count_admins(&mut **tx, org.id).await? <= 1 {
+        return Err(OrgError::LastAdmin);
+    }
+    store::delete_membership(tx, org.id, account.id).await?;
+    let scope = AdminScope::grant(org.clone(), account.actor(), meta.clone());
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::MemberLeft,
+            Target::account(account.id),
+            serde_json::json!({ "email": account.email }),
         )
         .await?;
     Ok(())

@@ -119,6 +119,7 @@ struct MembersPage {
     next_cursor: Option<String>,
     filter_kind: String,
     filter_status: String,
+    seats: crate::managed::Seats,
 }
 
 #[derive(Deserialize, Default)]
@@ -167,6 +168,7 @@ async fn render_members(
         next_cursor: page.next_cursor,
         filter_kind: kind.unwrap_or("").to_string(),
         filter_status: status.unwrap_or("").to_string(),
+        seats: crate::managed::pages::seats_line(state, admin.scope.org()).await?,
     }
     .into_response())
 }

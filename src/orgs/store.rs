@@ -84,8 +84,8 @@ pub async fn lock(tx: &mut Tx, org: OrgId) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-const INSERT_MEMBERSHIP: &str =
-    "INSERT INTO memberships (org_id, account_id, role, created_at) VALUES ($1, $2, $3, $4)";
+const INSERT_MEMBERSHIP: &str = "INSERT INTO memberships (org_id, account_id, role, created_at, sort_key) \
+     SELECT $1, a.id, $3, $4, a.email_norm FROM accounts a WHERE a.id = $2";
 
 /// Adds a membership row.
 pub async fn insert_membership(
@@ -126,8 +126,8 @@ pub async fn member<'c>(
 const MEMBERS: &str = "SELECT a.id, a.email, a.name, a.kind, a.status, a.last_sign_in_at, m.role, \
      m.created_at AS joined_at FROM memberships m JOIN accounts a ON a.id = m.account_id \
      WHERE m.org_id = $1 AND ($2 = '' OR a.kind = $2) AND ($3 = '' OR a.status = $3) \
-     AND ($4 = '' OR a.email_norm > $4 OR (a.email_norm = $4 AND a.id > $5)) \
-     ORDER BY a.email_norm, a.id LIMIT $6";
+     AND ($4 = '' OR m.sort_key > $4 OR (m.sort_key = $4 AND m.account_id > $5)) \
+     ORDER BY m.sort_key, m.account_id LIMIT $6";
 
 pub(super) async fn members(
     pool: &sqlx::AnyPool,
@@ -202,15 +202,15 @@ pub(super) async fn delete_membership(
 const ROLE_OF: &str = "SELECT m.role FROM memberships m WHERE m.org_id = $1 AND m.account_id = $2";
 
 /// The account's role in the organization, if it is a member.
-pub async fn role_of(
-    pool: &sqlx::AnyPool,
+pub async fn role_of<'c>(
+    exec: impl Executor<'c, Database = Any>,
     org: OrgId,
     account: AccountId,
 ) -> Result<Option<Role>, sqlx::Error> {
     let row = sqlx::query(ROLE_OF)
         .bind(org.to_string())
         .bind(account.to_string())
-        .fetch_optional(pool)
+        .fetch_optional(exec)
         .await?;
     match row {
         Some(row) => {

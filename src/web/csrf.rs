@@ -1,5 +1,6 @@
 //! CSRF protection for every state-changing form: a per-session token that each form carries in
-//! a hidden `csrf` field (or an `X-CSRF-Token` header). The API authenticates with bearer
+//! a hidden `csrf` field (or an `X-CSRF-Token` header, or for file uploads a `csrf` query
+//! parameter in the form's action). The API authenticates with bearer
 //! tokens, not cookies, and is exempt.
 
 use axum::body::{Body, to_bytes};
@@ -78,6 +79,14 @@ pub async fn guard(
                     .map(|(_, v)| v.into_owned())
             })
             .flatten()
+    });
+    // File uploads (multipart) carry the token in the form's action URL instead.
+    let presented = presented.or_else(|| {
+        parts.uri.query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == KEY)
+                .map(|(_, v)| v.into_owned())
+        })
     });
     let valid = matches!((&expected, &presented), (Some(e), Some(p)) if secrets::same(e, p));
     if !valid {

@@ -24,6 +24,8 @@ pub enum AppError {
     },
     /// The page needs a signed-in user; pages redirect to the sign-in page.
     SignInRequired { next: String },
+    /// The user must do something elsewhere first (e.g. change a temporary password).
+    RedirectTo(String),
     /// Our fault. Logged with an id; the user sees only the id.
     Internal(anyhow::Error),
 }
@@ -51,6 +53,7 @@ impl AppError {
         match self {
             AppError::Client { status, .. } => *status,
             AppError::SignInRequired { .. } => StatusCode::UNAUTHORIZED,
+            AppError::RedirectTo(_) => StatusCode::SEE_OTHER,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +93,7 @@ impl IntoResponse for AppError {
                 );
                 Redirect::to(&target).into_response()
             }
+            AppError::RedirectTo(to) => Redirect::to(&to).into_response(),
             AppError::Client {
                 status, message, ..
             } => render_error(
@@ -152,6 +156,7 @@ impl IntoResponse for ApiError {
                 "unauthorized",
                 "send an API token: Authorization: Bearer <token>".to_string(),
             ),
+            AppError::RedirectTo(to) => (StatusCode::SEE_OTHER, "redirect", to),
             AppError::Internal(err) => {
                 let id = AppError::log_internal(&err);
                 (
@@ -200,9 +205,10 @@ impl From<AccountError> for AppError {
             AccountError::InvalidEmail(_) => (S::BAD_REQUEST, "invalid_email"),
             AccountError::EmailTaken => (S::CONFLICT, "email_taken"),
             AccountError::InvalidName => (S::BAD_REQUEST, "invalid_name"),
-            AccountError::PasswordTooShort { .. } | AccountError::PasswordTooLong { .. } => {
-                (S::BAD_REQUEST, "weak_password")
-            }
+            AccountError::WeakPassword(_) => (S::BAD_REQUEST, "weak_password"),
+            AccountError::PasswordSignInDisabled => (S::FORBIDDEN, "password_sign_in_disabled"),
+            AccountError::WrongCurrentPassword => (S::FORBIDDEN, "wrong_password"),
+            AccountError::ManagedByOrg(_) => (S::FORBIDDEN, "managed_by_org"),
             AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
             AccountError::Suspended => (S::FORBIDDEN, "account_suspended"),
             AccountError::LinkInvalid => (S::BAD_REQUEST, "link_invalid"),
@@ -284,4 +290,28 @@ impl From<DomainError> for AppError {
 /// Turns a page error into a redirect-free `Response` (for handlers that re-render a form).
 pub fn redirect(to: &str) -> Response {
     Redirect::to(to).into_response()
+}
+
+impl From<crate::managed::ManagedError> for AppError {
+    fn from(err: crate::managed::ManagedError) -> Self {
+        use crate::managed::ManagedError as E;
+        use StatusCode as S;
+        let message = err.to_string();
+        let (status, code) = match err {
+            E::Account(inner) => return inner.into(),
+            E::Org(inner) => return inner.into(),
+            E::Mail(inner) => return inner.into(),
+            E::Db(inner) => return inner.into(),
+            E::DomainNotVerified(_) => (S::CONFLICT, "domain_not_verified"),
+            E::NoFreeSeats { .. } => (S::CONFLICT, "no_free_seats"),
+            E::NotFound => (S::NOT_FOUND, "not_found"),
+            E::InvalidPolicy(_) => (S::BAD_REQUEST, "invalid_policy"),
+            E::LastAdmin => (S::CONFLICT, "last_admin"),
+            E::SeatsBelowUsage { .. } => (S::CONFLICT, "seats_below_usage"),
+            E::InvalidSeats => (S::BAD_REQUEST, "invalid_seats"),
+            E::NotAllowedForManaged(_) => (S::FORBIDDEN, "managed_by_org"),
+            E::InvalidRole => (S::BAD_REQUEST, "invalid_role"),
+        };
+        AppError::client(status, code, message)
+    }
 }

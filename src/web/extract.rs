@@ -68,6 +68,14 @@ impl FromRequestParts<AppState> for SignedIn {
         };
         match accounts::store::by_id(state.db.pool(), id).await? {
             Some(account) if account.status == AccountStatus::Active => {
+                // A temporary or expired password: nothing else until it is changed.
+                let must_change = session
+                    .get::<bool>(session::MUST_CHANGE_KEY)
+                    .await?
+                    .unwrap_or(false);
+                if must_change && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+                    return Err(AppError::RedirectTo("/account/password".to_string()));
+                }
                 Ok(SignedIn { account, session })
             }
             // Suspended or deleted since signing in: the session ends now.
@@ -78,6 +86,9 @@ impl FromRequestParts<AppState> for SignedIn {
         }
     }
 }
+
+/// Pages a user who must change their password may still open.
+const PASSWORD_CHANGE_PATHS: &[&str] = &["/account/password", "/signout"];
 
 /// The path's `{org}` slug.
 async fn org_slug(parts: &mut Parts, state: &AppState) -> Option<String> {

@@ -57,7 +57,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::accounts::pages::routes())
         .merge(crate::orgs::pages::routes())
         .merge(crate::api_tokens::pages::routes())
-        .merge(crate::domains::pages::routes());
+        .merge(crate::domains::pages::routes())
+        .merge(crate::managed::pages::routes());
     if state.config.dev {
         pages = pages.merge(crate::mail::pages::routes());
     }

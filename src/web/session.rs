@@ -18,6 +18,8 @@ pub const ACCOUNT_KEY: &str = "account_id";
 pub const METHOD_KEY: &str = "auth_method";
 /// Session key of when the user signed in (Unix ms).
 pub const AUTH_AT_KEY: &str = "auth_at";
+/// Session key set while the user must replace a temporary or expired password.
+pub const MUST_CHANGE_KEY: &str = "must_change_password";
 
 /// A [`SessionStore`] over the `sessions` table.
 #[derive(Clone, Debug)]

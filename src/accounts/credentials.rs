@@ -1,0 +1,204 @@
+//! Changing credentials: setting a password from an emailed link (activation or reset),
+//! changing one's own password, and changing a Nulab account's email.
+
+use super::store::{self, PURPOSE_ACTIVATE, PURPOSE_RESET_PASSWORD};
+use super::{Account, AccountError, AccountKind, AccountStatus, Email, password};
+use crate::audit::{self, AuditAction, RequestMeta, Target};
+use crate::db::Db;
+use crate::secrets;
+use crate::web::session;
+
+/// An activation or reset link that is still usable, and its account.
+pub struct PasswordLink {
+    pub account: Account,
+    pub purpose: &'static str,
+    token_hash: String,
+}
+
+/// Finds the live password link for `token`.
+pub async fn password_link(db: &Db, now: i64, token: &str) -> Result<PasswordLink, AccountError> {
+    let hash = secrets::hash_token(token.trim());
+    let mut tx = db.begin().await?;
+    let mut found = None;
+    for purpose in [PURPOSE_ACTIVATE, PURPOSE_RESET_PASSWORD] {
+        if let Some(row) = store::token(&mut tx, &hash, purpose).await? {
+            found = Some((row, purpose));
+            break;
+        }
+    }
+    tx.rollback().await?;
+    let (row, purpose) = found.ok_or(AccountError::LinkInvalid)?;
+    if row.used_at.is_some() {
+        return Err(AccountError::LinkUsed);
+    }
+    if row.expires_at <= now {
+        return Err(AccountError::LinkExpired);
+    }
+    let account = store::by_id(db.pool(), row.account_id)
+        .await?
+        .ok_or(AccountError::LinkInvalid)?;
+    if account.status == AccountStatus::Deleted
+        || account.email.to_lowercase() != row.email.to_lowercase()
+    {
+        return Err(AccountError::LinkInvalid);
+    }
+    if account.status == AccountStatus::Suspended {
+        return Err(AccountError::Suspended);
+    }
+    Ok(PasswordLink {
+        account,
+        purpose,
+        token_hash: row.token_hash,
+    })
+}
+
+/// Sets the password from a link: checks the policy, uses the link up (once, even under
+/// concurrent submissions), ends the account's other sessions and audits it.
+pub async fn set_password_with_link(
+    db: &Db,
+    now: i64,
+    token: &str,
+    new_password: &str,
+    meta: &RequestMeta,
+) -> Result<Account, AccountError> {
+    let link = password_link(db, now, token).await?;
+    let policy = super::policy_for(db.pool(), &link.account).await?;
+    super::check_new_password(&policy, new_password)?;
+    let hash = password::hash(new_password).await?;
+    let mut tx = db.begin().await?;
+    store::use_token(&mut tx, &link.token_hash, now)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::RowNotFound => AccountError::LinkUsed,
+            other => other.into(),
+        })?;
+    store::set_password(&mut tx, link.account.id, &hash, now).await?;
+    session::end_all_for(&mut tx, link.account.id).await?;
+    let action = if link.purpose == PURPOSE_ACTIVATE {
+        AuditAction::ManagedAccountActivated
+    } else {
+        AuditAction::AccountPasswordChanged
+    };
+    audit::record(
+        &mut tx,
+        now,
+        audit::Event {
+            org_id: link.account.org_id,
+            action,
+            actor: &link.account.actor(),
+            target: Some(Target::account(link.account.id)),
+            meta,
+            details: serde_json::json!({ "via": link.purpose }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Account {
+        must_change_password: false,
+        password_changed_at: Some(now),
+        ..link.account
+    })
+}
+
+/// Changes the signed-in account's own password; every session of the account ends (the
+/// caller signs the current browser in again).
+pub async fn change_password(
+    db: &Db,
+    now: i64,
+    account: &Account,
+    current: &str,
+    new_password: &str,
+    meta: &RequestMeta,
+) -> Result<(), AccountError> {
+    let policy = super::policy_for(db.pool(), account).await?;
+    if account.kind == AccountKind::Managed && !policy.password_sign_in {
+        return Err(AccountError::PasswordSignInDisabled);
+    }
+    let stored = store::password_hash(db.pool(), account.id).await?;
+    let current_ok = match &stored {
+        Some(hash) => password::verify(current, hash).await?,
+        None => false,
+    };
+    if !current_ok {
+        return Err(AccountError::WrongCurrentPassword);
+    }
+    if current == new_password {
+        return Err(AccountError::WeakPassword(vec![
+            "it must differ from the current password".to_string(),
+        ]));
+    }
+    super::check_new_password(&policy, new_password)?;
+    let hash = password::hash(new_password).await?;
+    let mut tx = db.begin().await?;
+    store::set_password(&mut tx, account.id, &hash, now).await?;
+    session::end_all_for(&mut tx, account.id).await?;
+    audit::record(
+        &mut tx,
+        now,
+        audit::Event {
+            org_id: account.org_id,
+            action: AuditAction::AccountPasswordChanged,
+            actor: &account.actor(),
+            target: Some(Target::account(account.id)),
+            meta,
+            details: serde_json::json!({ "via": "account_page" }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Changes a Nulab account's email after checking its password; the new address must be
+/// confirmed again. Managed accounts cannot change their own email: their admins do.
+pub async fn change_email(
+    db: &Db,
+    now: i64,
+    account: &Account,
+    current_password: &str,
+    new_email: &str,
+    meta: &RequestMeta,
+    base_url: &str,
+) -> Result<Account, AccountError> {
+    if account.kind == AccountKind::Managed {
+        return Err(AccountError::ManagedByOrg("change the email address"));
+    }
+    let email = Email::parse(new_email)?;
+    let stored = store::password_hash(db.pool(), account.id).await?;
+    let ok = match &stored {
+        Some(hash) => password::verify(current_password, hash).await?,
+        None => false,
+    };
+    if !ok {
+        return Err(AccountError::WrongCurrentPassword);
+    }
+    let mut tx = db.begin().await?;
+    store::set_email_unverified(&mut tx, account.id, &email, now)
+        .await
+        .map_err(|e| {
+            if crate::db::is_unique_violation(&e) {
+                AccountError::EmailTaken
+            } else {
+                e.into()
+            }
+        })?;
+    audit::record(
+        &mut tx,
+        now,
+        audit::Event {
+            org_id: None,
+            action: AuditAction::AccountEmailChanged,
+            actor: &account.actor(),
+            target: Some(Target::account(account.id)),
+            meta,
+            details: serde_json::json!({ "from": account.email, "to": email.as_str() }),
+        },
+    )
+    .await?;
+    super::send_verification(&mut tx, now, account.id, &email, &account.name, base_url).await?;
+    let updated = store::by_id(&mut *tx, account.id)
+        .await?
+        .ok_or(AccountError::LinkInvalid)?;
+    tx.commit().await?;
+    Ok(updated)
+}

@@ -1,0 +1,230 @@
+//! The JSON API of managed accounts, the password policy and seats.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+use super::csv::BulkReport;
+use super::policy::PasswordPolicy;
+use super::{ManagedAccount, ManagedChanges, NewManaged, Seats};
+use crate::AppState;
+use crate::api::ErrorBody;
+use crate::ids::AccountId;
+use crate::web::error::{ApiError, AppError};
+use crate::web::extract::{ApiAdmin, ApiJson};
+
+fn id_in_path(raw: &str) -> Result<AccountId, ApiError> {
+    AccountId::parse(raw).ok_or_else(|| {
+        ApiError(AppError::client(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no managed account with this id belongs to this organization",
+        ))
+    })
+}
+
+/// Creates a managed account on a verified domain, within the free seats.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/managed-accounts", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)")), request_body = NewManaged,
+    responses((status = 201, body = ManagedAccount), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    ApiJson(body): ApiJson<NewManaged>,
+) -> Result<(StatusCode, Json<ManagedAccount>), ApiError> {
+    let hash =
+        super::prepare_password(state.db.pool(), scope.org().id, body.password.as_deref()).await?;
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    let account = super::create(
+        &mut tx,
+        state.clock.now_ms(),
+        &scope,
+        &body,
+        hash.as_deref(),
+        &state.base_url(),
+    )
+    .await?;
+    let view = super::view(&mut tx, scope.org().id, &account).await?;
+    tx.commit().await.map_err(AppError::from)?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Creates managed accounts from CSV (`email,name[,role]`); each row is reported.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/managed-accounts/import", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)")),
+    request_body(content = String, content_type = "text/csv"),
+    responses((status = 200, body = BulkReport), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn import(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    body: String,
+) -> Result<Json<BulkReport>, ApiError> {
+    let clock = state.clock.clone();
+    Ok(Json(
+        super::csv::import(
+            &state.db,
+            || clock.now_ms(),
+            &scope,
+            &body,
+            &state.base_url(),
+        )
+        .await?,
+    ))
+}
+
+/// One managed account.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
+    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<ManagedAccount>, ApiError> {
+    let id = id_in_path(&id)?;
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    let account = super::get(&mut tx, scope.org().id, id).await?;
+    let view = super::view(&mut tx, scope.org().id, &account).await?;
+    tx.rollback().await.map_err(AppError::from)?;
+    Ok(Json(view))
+}
+
+/// Changes name, role or email (to another address on a verified domain).
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
+    request_body = ManagedChanges,
+    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn update(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ManagedChanges>,
+) -> Result<Json<ManagedAccount>, ApiError> {
+    let id = id_in_path(&id)?;
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    let account = super::update(&mut tx, state.clock.now_ms(), &scope, id, &body).await?;
+    let view = super::view(&mut tx, scope.org().id, &account).await?;
+    tx.commit().await.map_err(AppError::from)?;
+    Ok(Json(view))
+}
+
+/// Deletes the account (a tombstone keeps its id; its seat is freed).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = id_in_path(&id)?;
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    super::delete(&mut tx, state.clock.now_ms(), &scope, id).await?;
+    tx.commit().await.map_err(AppError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An action on a managed account.
+#[derive(Deserialize, utoipa::ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    /// For `reset-password`: also end sessions and require a new password at the next sign-in.
+    #[serde(default)]
+    pub force_change: bool,
+}
+
+/// `suspend`, `reactivate`, `sign-out` (everywhere) or `reset-password`.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/managed-accounts/{id}/{action}", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id"),
+        ("action" = String, Path, description = "suspend, reactivate, sign-out or reset-password")),
+    request_body(content = Option<ActionBody>),
+    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn action(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    Path((_, id, action)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<ManagedAccount>, ApiError> {
+    let id = id_in_path(&id)?;
+    let body: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        ActionBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| AppError::client(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
+    };
+    let now = state.clock.now_ms();
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    match action.as_str() {
+        "suspend" => drop(super::suspend(&mut tx, now, &scope, id).await?),
+        "reactivate" => drop(super::reactivate(&mut tx, now, &scope, id).await?),
+        "sign-out" => drop(super::sign_out_everywhere(&mut tx, now, &scope, id).await?),
+        "reset-password" => {
+            super::reset_password(
+                &mut tx,
+                now,
+                &scope,
+                id,
+                body.force_change,
+                &state.base_url(),
+            )
+            .await?
+        }
+        _ => {
+            return Err(ApiError(AppError::not_found(
+                "unknown action: use suspend, reactivate, sign-out or reset-password",
+            )));
+        }
+    }
+    let account = super::get(&mut tx, scope.org().id, id).await?;
+    let view = super::view(&mut tx, scope.org().id, &account).await?;
+    tx.commit().await.map_err(AppError::from)?;
+    Ok(Json(view))
+}
+
+/// The password policy of managed accounts.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/password-policy", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)")),
+    responses((status = 200, body = PasswordPolicy)), security(("bearer" = [])))]
+pub async fn get_policy(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+) -> Result<Json<PasswordPolicy>, ApiError> {
+    Ok(Json(
+        super::store::policy(state.db.pool(), scope.org().id)
+            .await
+            .map_err(AppError::from)?,
+    ))
+}
+
+/// Replaces the password policy; it applies from the next password set.
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/password-policy", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)")), request_body = PasswordPolicy,
+    responses((status = 200, body = PasswordPolicy), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+pub async fn put_policy(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    ApiJson(policy): ApiJson<PasswordPolicy>,
+) -> Result<Json<PasswordPolicy>, ApiError> {
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    super::set_policy(&mut tx, state.clock.now_ms(), &scope, &policy).await?;
+    tx.commit().await.map_err(AppError::from)?;
+    Ok(Json(policy))
+}
+
+/// Seats subscribed and used.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/seats", tag = "managed accounts",
+    params(("org" = String, Path, description = "organization ID (slug)")),
+    responses((status = 200, body = Seats)), security(("bearer" = [])))]
+pub async fn seats(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+) -> Result<Json<Seats>, ApiError> {
+    Ok(Json(
+        super::seats(state.db.pool(), scope.org().id)
+            .await
+            .map_err(AppError::from)?,
+    ))
+}

@@ -1,0 +1,620 @@
+//! Managed accounts: accounts owned by one organization, on its verified domains, whose
+//! password rules, status and deletion its admins control; and the seats they take.
+
+pub mod api;
+pub mod csv;
+pub mod pages;
+pub mod policy;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+
+use crate::accounts::{self, Account, AccountError, AccountKind, AccountStatus, Email};
+use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::clock::DAY_MS;
+use crate::db::Tx;
+use crate::ids::{AccountId, OrgId};
+use crate::mail::{self, Mail, MailAction, MailError};
+use crate::orgs::{self, AdminScope, Org, Role};
+use crate::secrets;
+use crate::web::session;
+use policy::PasswordPolicy;
+
+/// Lifetime of an activation link (first password).
+pub const ACTIVATION_LINK_MS: i64 = 7 * DAY_MS;
+/// Lifetime of a password-reset link.
+pub const RESET_LINK_MS: i64 = DAY_MS;
+
+/// What can go wrong with managed accounts, in words an admin can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum ManagedError {
+    #[error(
+        "{0} is not a verified domain of this organization: verify it on the Domains page first"
+    )]
+    DomainNotVerified(String),
+    #[error(
+        "all {seats} seats are in use ({used} of {seats}): add seats (nulab-pass org seats --org {slug} --seats N) or delete managed accounts that are no longer needed"
+    )]
+    NoFreeSeats { used: i64, seats: i64, slug: String },
+    #[error("no managed account with this id belongs to this organization")]
+    NotFound,
+    #[error("the password policy is not valid: {0}")]
+    InvalidPolicy(String),
+    #[error(
+        "the organization must keep at least one active admin: make someone else an admin first"
+    )]
+    LastAdmin,
+    #[error("seats cannot go below the {used} managed accounts that use them")]
+    SeatsBelowUsage { used: i64 },
+    #[error("the number of seats must be between 0 and 1000000")]
+    InvalidSeats,
+    #[error("managed accounts cannot do this themselves: {0}")]
+    NotAllowedForManaged(&'static str),
+    #[error("the role must be \u{201c}admin\u{201d} or \u{201c}member\u{201d}")]
+    InvalidRole,
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Org(#[from] orgs::OrgError),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// A managed account to create.
+#[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewManaged {
+    pub email: String,
+    pub name: String,
+    /// `admin` or `member` (default `member`).
+    pub role: Option<Role>,
+    /// An initial password the user must change at first sign-in. Without it, the user gets
+    /// an activation link by email to choose a first password.
+    pub password: Option<String>,
+}
+
+/// A managed account with its role, as the admin pages and API show it.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct ManagedAccount {
+    #[schema(value_type = String)]
+    pub id: AccountId,
+    pub email: String,
+    pub name: String,
+    pub status: AccountStatus,
+    pub role: Option<Role>,
+    pub created_at: i64,
+    pub last_sign_in_at: Option<i64>,
+    pub password_set: bool,
+    pub must_change_password: bool,
+}
+
+/// Seats of an organization.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+pub struct Seats {
+    pub subscribed: i64,
+    pub used: i64,
+}
+
+impl Seats {
+    pub fn free(&self) -> i64 {
+        (self.subscribed - self.used).max(0)
+    }
+}
+
+/// Seats subscribed and used.
+pub async fn seats(tx_or_pool: &sqlx::AnyPool, org: OrgId) -> Result<Seats, sqlx::Error> {
+    Ok(Seats {
+        subscribed: store::seats(tx_or_pool, org).await?,
+        used: store::seats_used(tx_or_pool, org).await?,
+    })
+}
+
+/// Rule 4 of the design: takes the org's lock, then refuses when no seat is free. Call it in
+/// the transaction that then adds the managed account.
+pub async fn claim_seat(tx: &mut Tx, org: &Org) -> Result<(), ManagedError> {
+    orgs::store::lock(tx, org.id).await?;
+    let seats = store::seats(&mut **tx, org.id).await?;
+    let used = store::seats_used(&mut **tx, org.id).await?;
+    if used >= seats {
+        return Err(ManagedError::NoFreeSeats {
+            used,
+            seats,
+            slug: org.slug.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Hashes an initial password after checking it against the org's policy (outside any
+/// transaction: hashing is slow).
+pub async fn prepare_password(
+    pool: &sqlx::AnyPool,
+    org: OrgId,
+    password: Option<&str>,
+) -> Result<Option<String>, ManagedError> {
+    match password.filter(|p| !p.is_empty()) {
+        Some(password) => {
+            let policy = store::policy(pool, org).await?;
+            accounts::check_new_password(&policy, password)?;
+            Ok(Some(
+                accounts::password::hash(password)
+                    .await
+                    .map_err(AccountError::from)?,
+            ))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Creates a managed account on a verified domain of the org, within its seats. Without an
+/// initial password, the user gets an activation link.
+pub async fn create(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    new: &NewManaged,
+    password_hash: Option<&str>,
+    base_url: &str,
+) -> Result<Account, ManagedError> {
+    let org = scope.org();
+    let email = Email::parse(&new.email)?;
+    let name = accounts::check_name(&new.name)?;
+    let role = new.role.unwrap_or(Role::Member);
+    if !crate::domains::is_email_domain_verified(tx, org.id, email.domain()).await? {
+        return Err(ManagedError::DomainNotVerified(email.domain().to_string()));
+    }
+    claim_seat(tx, org).await?;
+    let id = AccountId::new();
+    store::insert(tx, now, id, org.id, &email, &name, password_hash)
+        .await
+        .map_err(|e| {
+            if crate::db::is_unique_violation(&e) {
+                ManagedError::Account(AccountError::EmailTaken)
+            } else {
+                e.into()
+            }
+        })?;
+    orgs::store::insert_membership(tx, org.id, id, role, now).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::ManagedAccountCreated,
+            Target::account(id),
+            serde_json::json!({ "email": email.as_str(), "role": role.as_str(), "initial_password": password_hash.is_some() }),
+        )
+        .await?;
+    let account = accounts::store::by_id(&mut **tx, id)
+        .await?
+        .ok_or(ManagedError::NotFound)?;
+    if password_hash.is_none() {
+        send_password_link(
+            tx,
+            now,
+            &account,
+            org,
+            accounts::store::PURPOSE_ACTIVATE,
+            base_url,
+        )
+        .await?;
+    } else {
+        let mail = Mail {
+            kind: "managed_account.created",
+            to: account.email.clone(),
+            subject: format!("Your {} account on nulab-pass", org.name),
+            paragraphs: vec![
+                format!("Hello {},", account.name),
+                format!(
+                    "{} created an account for you ({}). Your administrator will give you a temporary password; you will choose your own at the first sign-in.",
+                    org.name, account.email
+                ),
+            ],
+            action: Some(MailAction {
+                label: "Sign in".to_string(),
+                url: format!("{base_url}/signin"),
+            }),
+            closing: vec![format!(
+                "This account is managed by {}: its administrators control its password settings, status and deletion.",
+                org.name
+            )],
+        };
+        mail::enqueue(tx, now, &mail).await?;
+    }
+    Ok(account)
+}
+
+/// Issues a single-use link to set a password (activation or reset) and emails it.
+async fn send_password_link(
+    tx: &mut Tx,
+    now: i64,
+    account: &Account,
+    org: &Org,
+    purpose: &str,
+    base_url: &str,
+) -> Result<(), ManagedError> {
+    let token = secrets::new_token("");
+    let email = Email::parse(&account.email)?;
+    let lifetime = if purpose == accounts::store::PURPOSE_ACTIVATE {
+        ACTIVATION_LINK_MS
+    } else {
+        RESET_LINK_MS
+    };
+    accounts::store::expire_tokens(tx, account.id, accounts::store::PURPOSE_ACTIVATE, now).await?;
+    accounts::store::expire_tokens(tx, account.id, accounts::store::PURPOSE_RESET_PASSWORD, now)
+        .await?;
+    accounts::store::insert_token(
+        tx,
+        &secrets::hash_token(&token),
+        account.id,
+        purpose,
+        &email,
+        now,
+        now + lifetime,
+    )
+    .await?;
+    let url = format!("{base_url}/password/set?token={token}");
+    let mail = if purpose == accounts::store::PURPOSE_ACTIVATE {
+        Mail {
+            kind: "managed_account.activation",
+            to: account.email.clone(),
+            subject: format!("Activate your {} account", org.name),
+            paragraphs: vec![
+                format!("Hello {},", account.name),
+                format!(
+                    "{} created an account for you ({}). Choose your password to activate it.",
+                    org.name, account.email
+                ),
+            ],
+            action: Some(MailAction {
+                label: "Choose my password".to_string(),
+                url,
+            }),
+            closing: vec![
+                "The link works once and expires in 7 days.".to_string(),
+                format!(
+                    "This account is managed by {}: its administrators control its password settings, status and deletion.",
+                    org.name
+                ),
+            ],
+        }
+    } else {
+        Mail {
+            kind: "managed_account.password_reset",
+            to: account.email.clone(),
+            subject: format!("Reset your {} password", org.name),
+            paragraphs: vec![
+                format!("Hello {},", account.name),
+                format!(
+                    "An administrator of {} asked for your password to be reset. Choose a new password with the link below.",
+                    org.name
+                ),
+            ],
+            action: Some(MailAction {
+                label: "Choose a new password".to_string(),
+                url,
+            }),
+            closing: vec![
+                "The link works once and expires in 24 hours. Earlier links no longer work."
+                    .to_string(),
+            ],
+        }
+    };
+    mail::enqueue(tx, now, &mail).await?;
+    Ok(())
+}
+
+/// The managed account `id` of this org, with its role; deleted ones are not found.
+pub async fn get(tx: &mut Tx, org: OrgId, id: AccountId) -> Result<Account, ManagedError> {
+    match accounts::store::by_id(&mut **tx, id).await? {
+        Some(a)
+            if a.kind == AccountKind::Managed
+                && a.org_id == Some(org)
+                && a.status != AccountStatus::Deleted =>
+        {
+            Ok(a)
+        }
+        _ => Err(ManagedError::NotFound),
+    }
+}
+
+/// Refuses to take away the org's last active admin.
+async fn keep_an_admin(tx: &mut Tx, org: OrgId, id: AccountId) -> Result<(), ManagedError> {
+    orgs::store::lock(tx, org).await?;
+    let is_admin = orgs::store::role_of(&mut **tx, org, id).await? == Some(Role::Admin);
+    if is_admin && orgs::store::count_admins(&mut **tx, org).await? <= 1 {
+        return Err(ManagedError::LastAdmin);
+    }
+    Ok(())
+}
+
+/// Suspends: the account cannot sign in by any means, and its sessions end now.
+pub async fn suspend(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: AccountId,
+) -> Result<Account, ManagedError> {
+    let account = get(tx, scope.org().id, id).await?;
+    if account.status == AccountStatus::Suspended {
+        return Ok(account);
+    }
+    keep_an_admin(tx, scope.org().id, id).await?;
+    store::set_status(tx, id, AccountStatus::Suspended.as_str(), now).await?;
+    let ended = session::end_all_for(tx, id).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::ManagedAccountSuspended,
+            Target::account(id),
+            serde_json::json!({ "email": account.email, "sessions_ended": ended }),
+        )
+        .await?;
+    Ok(Account {
+        status: AccountStatus::Suspended,
+        ..account
+    })
+}
+
+/// Lets a suspended account sign in again.
+pub async fn reactivate(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: AccountId,
+) -> Result<Account, ManagedError> {
+    let account = get(tx, scope.org().id, id).await?;
+    if account.status == AccountStatus::Active {
+        return Ok(account);
+    }
+    store::set_status(tx, id, AccountStatus::Active.as_str(), now).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::ManagedAccountReactivated,
+            Target::account(id),
+            serde_json::json!({ "email": account.email }),
+        )
+        .await?;
+    Ok(Account {
+        status: AccountStatus::Active,
+        ..account
+    })
+}
+
+/// Ends every session of the account.
+pub async fn sign_out_everywhere(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: AccountId,
+) -> Result<u64, ManagedError> {
+    let account = get(tx, scope.org().id, id).await?;
+    let ended = session::end_all_for(tx, id).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::ManagedAccountSignedOut,
+            Target::account(id),
+            serde_json::json!({ "email": account.email, "sessions_ended": ended }),
+        )
+        .await?;
+    Ok(ended)
+}
+
+/// Emails a password-reset link; with `force_change`, sessions end and the current password
+/// must be replaced at the next sign-in.
+pub async fn reset_password(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: AccountId,
+    force_change: bool,
+    base_url: &str,
+) -> Result<(), ManagedError> {
+    let account = get(tx, scope.org().id, id).await?;
+    send_password_link(
+        tx,
+        now,
+        &account,
+        scope.org(),
+        accounts::store::PURPOSE_RESET_PASSWORD,
+        base_url,
+    )
+    .await?;
+    if force_change {
+        store::force_password_change(tx, id, now).await?;
+        session::end_all_for(tx, id).await?;
+    }
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::ManagedAccountPasswordReset,
+            Target::account(id),
+            serde_json::json!({ "email": account.email, "force_change": force_change }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Changes to a managed account; absent fields stay as they are.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManagedChanges {
+    pub name: Option<String>,
+    pub role: Option<Role>,
+    /// Another address on a verified domain of the organization.
+    pub email: Option<String>,
+}
+
+/// Changes name, role or email (email only to a verified domain of the org).
+pub async fn update(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: AccountId,
+    changes: &ManagedChanges,
+) -> Result<Account, ManagedError> {
+    let org = scope.org().id;
+    let account = get(tx, org, id).await?;
+    if let Some(name) = &changes.name {
+        let name = accounts::check_name(name)?;
+        if name != account.name {
+            store::set_name(tx, id, &name, now).await?;
+            scope
+                .audit(
+                    tx,
+                    now,
+                    AuditAction::ManagedAccountRenamed,
+                    Target::account(id),
+                    serde_json::json!({ "from": account.name, "to": name }),
+                )
+                .await?;
+        }
+    }
+    if let Some(raw) = &changes.email {
+        let email = Email::parse(raw)?;
+        if email.normalized() != account.email.to_lowercase() {
+            if !crate::domains::is_email_domain_verified(tx, org, email.domain()).await? {
+                return Err(ManagedError::DomainNotVerified(email.domain().to_string()));
+            }
+            store::set_email(tx, id, &email, now).await.map_err(|e| {
+                if crate::db::is_unique_violation(&e) {
+                    ManagedError::Account(AccountError::EmailTaken)
+                } else {
+                    e.into()
+                }
+            })?;
+            scope
+                .audit(
+                    tx,
+                    now,
+                    AuditAction::ManagedAccountEmailChanged,
+                    Target::account(id),
+                    serde_json::json!({ "from": account.email, "to": email.as_str() }),
+                )
+                .await?;
+        }
+    }
+    if let Some(role) = changes.role {
+        orgs::change_role(tx, now, scope, id, role).await?;
+    }
+    accounts::store::by_id(&mut **tx, id)
+        .await?
+        .ok_or(ManagedError::NotFound)
+}
+
+/// Deletes: the account can never sign in again, its seat is freed, its id stays as a
+/// tombstone, and its email may be used by a new account (with a new id).
+pub async fn delete(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: AccountId,
+) -> Result<(), ManagedError> {
+    let account = get(tx, scope.org().id, id).await?;
+    keep_an_admin(tx, scope.org().id, id).await?;
+    session::end_all_for(tx, id).await?;
+    store::tombstone(tx, id, now).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::ManagedAccountDeleted,
+            Target::account(id),
+            serde_json::json!({ "email": account.email }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Replaces the org's password policy; it applies from the next password set.
+pub async fn set_policy(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    policy: &PasswordPolicy,
+) -> Result<(), ManagedError> {
+    policy.validate().map_err(ManagedError::InvalidPolicy)?;
+    let before = store::policy(&mut **tx, scope.org().id).await?;
+    if &before == policy {
+        return Ok(());
+    }
+    store::set_policy(tx, scope.org().id, policy, now).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::PasswordPolicyChanged,
+            Target::org(scope.org().id),
+            serde_json::json!({ "from": before, "to": policy }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Sets the subscribed seats (operator command; never below the seats in use).
+pub async fn set_seats(
+    tx: &mut Tx,
+    now: i64,
+    org: &Org,
+    seats: i64,
+    actor: &Actor,
+    meta: &RequestMeta,
+) -> Result<Seats, ManagedError> {
+    if !(0..=1_000_000).contains(&seats) {
+        return Err(ManagedError::InvalidSeats);
+    }
+    orgs::store::lock(tx, org.id).await?;
+    let used = store::seats_used(&mut **tx, org.id).await?;
+    if seats < used {
+        return Err(ManagedError::SeatsBelowUsage { used });
+    }
+    let before = store::seats(&mut **tx, org.id).await?;
+    store::set_seats(tx, org.id, seats).await?;
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id: Some(org.id),
+            action: AuditAction::SubscriptionSeatsChanged,
+            actor,
+            target: Some(Target::org(org.id)),
+            meta,
+            details: serde_json::json!({ "from": before, "to": seats }),
+        },
+    )
+    .await?;
+    Ok(Seats {
+        subscribed: seats,
+        used,
+    })
+}
+
+/// The view of a managed account the admin pages and API show.
+pub async fn view(
+    tx: &mut Tx,
+    org: OrgId,
+    account: &Account,
+) -> Result<ManagedAccount, ManagedError> {
+    let role = orgs::store::role_of(&mut **tx, org, account.id).await?;
+    let password_set = accounts::store::password_hash(&mut **tx, account.id)
+        .await?
+        .is_some();
+    Ok(ManagedAccount {
+        id: account.id,
+        email: account.email.clone(),
+        name: account.name.clone(),
+        status: account.status,
+        role,
+        created_at: account.created_at,
+        last_sign_in_at: account.last_sign_in_at,
+        password_set,
+        must_change_password: account.must_change_password,
+    })
+}

@@ -1,0 +1,229 @@
+//! SQL of managed accounts, seats and password policies.
+
+use sqlx::{Any, Executor, Row};
+
+use super::policy::PasswordPolicy;
+use crate::accounts::{AccountKind, Email};
+use crate::db::{Tx, flag};
+use crate::ids::{AccountId, OrgId};
+
+const POLICY: &str = "SELECT min_length, require_three_classes, reject_common, max_age_days, \
+     password_sign_in FROM password_policies WHERE org_id = $1";
+
+/// The organization's password policy (the defaults until an admin changes it).
+pub async fn policy<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<PasswordPolicy, sqlx::Error> {
+    let row = sqlx::query(POLICY)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    let Some(row) = row else {
+        return Ok(PasswordPolicy::default());
+    };
+    Ok(PasswordPolicy {
+        min_length: row.try_get("min_length")?,
+        require_three_classes: row.try_get::<i64, _>("require_three_classes")? != 0,
+        reject_common: row.try_get::<i64, _>("reject_common")? != 0,
+        max_age_days: row.try_get("max_age_days")?,
+        password_sign_in: row.try_get::<i64, _>("password_sign_in")? != 0,
+    })
+}
+
+const SET_POLICY: &str = "INSERT INTO password_policies (org_id, min_length, require_three_classes, \
+     reject_common, max_age_days, password_sign_in, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
+     require_three_classes = excluded.require_three_classes, reject_common = excluded.reject_common, \
+     max_age_days = excluded.max_age_days, password_sign_in = excluded.password_sign_in, \
+     updated_at = excluded.updated_at";
+
+pub(super) async fn set_policy(
+    tx: &mut Tx,
+    org: OrgId,
+    policy: &PasswordPolicy,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_POLICY)
+        .bind(org.to_string())
+        .bind(policy.min_length)
+        .bind(flag(policy.require_three_classes))
+        .bind(flag(policy.reject_common))
+        .bind(policy.max_age_days)
+        .bind(flag(policy.password_sign_in))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SEATS_USED: &str = "SELECT COUNT(*) AS n FROM accounts \
+     WHERE org_id = $1 AND kind = 'managed' AND status IN ('active', 'suspended')";
+
+/// Seats taken: active and suspended managed accounts (deleted ones free their seat).
+pub async fn seats_used<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(SEATS_USED)
+        .bind(org.to_string())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("n")
+}
+
+const SEATS: &str = "SELECT seats FROM orgs WHERE id = $1";
+
+/// Subscribed seats of an organization.
+pub async fn seats<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(SEATS)
+        .bind(org.to_string())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("seats")
+}
+
+const SET_SEATS: &str = "UPDATE orgs SET seats = $2 WHERE id = $1";
+
+pub(super) async fn set_seats(tx: &mut Tx, org: OrgId, seats: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_SEATS)
+        .bind(org.to_string())
+        .bind(seats)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const INSERT: &str = "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, \
+     password_hash, email_verified_at, created_at, updated_at, password_changed_at, must_change_password) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $8, $8, $9, $10)";
+
+/// Inserts a managed account; its email counts as verified because the org verified the domain.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn insert(
+    tx: &mut Tx,
+    now: i64,
+    id: AccountId,
+    org: OrgId,
+    email: &Email,
+    name: &str,
+    password_hash: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT)
+        .bind(id.to_string())
+        .bind(email.to_string())
+        .bind(email.normalized())
+        .bind(name.to_string())
+        .bind(AccountKind::Managed.as_str())
+        .bind(org.to_string())
+        .bind(password_hash.map(str::to_string))
+        .bind(now)
+        .bind(password_hash.map(|_| now))
+        .bind(flag(password_hash.is_some()))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SET_STATUS: &str = "UPDATE accounts SET status = $2, updated_at = $3 WHERE id = $1";
+
+pub(super) async fn set_status(
+    tx: &mut Tx,
+    id: AccountId,
+    status: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_STATUS)
+        .bind(id.to_string())
+        .bind(status.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SET_NAME: &str = "UPDATE accounts SET name = $2, updated_at = $3 WHERE id = $1";
+
+pub(super) async fn set_name(
+    tx: &mut Tx,
+    id: AccountId,
+    name: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_NAME)
+        .bind(id.to_string())
+        .bind(name.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SET_EMAIL: &str =
+    "UPDATE accounts SET email = $2, email_norm = $3, updated_at = $4 WHERE id = $1";
+const SET_SORT_KEY: &str = "UPDATE memberships SET sort_key = $2 WHERE account_id = $1";
+
+pub(super) async fn set_email(
+    tx: &mut Tx,
+    id: AccountId,
+    email: &Email,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_EMAIL)
+        .bind(id.to_string())
+        .bind(email.to_string())
+        .bind(email.normalized())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(SET_SORT_KEY)
+        .bind(id.to_string())
+        .bind(email.normalized())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const FORCE_CHANGE: &str =
+    "UPDATE accounts SET must_change_password = 1, updated_at = $2 WHERE id = $1";
+
+pub(super) async fn force_password_change(
+    tx: &mut Tx,
+    id: AccountId,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(FORCE_CHANGE)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const TOMBSTONE: &str = "UPDATE accounts SET status = 'deleted', deleted_at = $2, password_hash = NULL, \
+     updated_at = $2 WHERE id = $1";
+const DELETE_MEMBERSHIPS: &str = "DELETE FROM memberships WHERE account_id = $1";
+const KILL_TOKENS: &str = "UPDATE email_tokens SET expires_at = $2 WHERE account_id = $1 AND used_at IS NULL AND expires_at > $2";
+
+/// Turns an account into a tombstone: no password, no memberships, no live links; the row and
+/// its id stay so that product data referring to it stays attributable.
+pub(super) async fn tombstone(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(TOMBSTONE)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(DELETE_MEMBERSHIPS)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(KILL_TOKENS)
+        .bind(id.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
