@@ -43,7 +43,10 @@ async fn run(db_url: &str, args: &[&str], stdin: Option<&str>) -> Run {
 
 async fn count(url: &str, table: &str) -> i64 {
     let db = nulab_pass::db::Db::connect(url).await.unwrap();
-    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"))).fetch_one(db.pool()).await.unwrap();
+    let row: (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}")))
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
     db.close().await;
     row.0
 }
@@ -56,24 +59,95 @@ async fn operator_commands(backend: Backend) {
     assert_eq!(migrated.code, 0, "{}", migrated.stderr);
 
     // Password on stdin with a trailing newline (echo) and without one (printf).
-    let ada = run(&url, &["account", "create", "--email", "Ada@Example.com", "--name", "Ada Admin", "--password-stdin", "--json"], Some("correct horse battery\n")).await;
+    let ada = run(
+        &url,
+        &[
+            "account",
+            "create",
+            "--email",
+            "Ada@Example.com",
+            "--name",
+            "Ada Admin",
+            "--password-stdin",
+            "--json",
+        ],
+        Some("correct horse battery\n"),
+    )
+    .await;
     assert_eq!(ada.code, 0, "{}", ada.stderr);
     let ada_json: serde_json::Value = serde_json::from_str(ada.stdout.trim()).unwrap();
     assert_eq!(ada_json["email"], "Ada@example.com");
     assert!(uuid::Uuid::parse_str(ada_json["id"].as_str().unwrap()).is_ok());
-    let bob = run(&url, &["account", "create", "--email", "bob@example.com", "--name", "Bob", "--password-stdin"], Some("another long password")).await;
+    let bob = run(
+        &url,
+        &[
+            "account",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--name",
+            "Bob",
+            "--password-stdin",
+        ],
+        Some("another long password"),
+    )
+    .await;
     assert_eq!(bob.code, 0, "{}", bob.stderr);
-    assert!(uuid::Uuid::parse_str(bob.stdout.trim()).is_ok(), "plain output is the id");
+    assert!(
+        uuid::Uuid::parse_str(bob.stdout.trim()).is_ok(),
+        "plain output is the id"
+    );
 
     // Operator-created accounts count as verified and the password works exactly as typed.
-    let account = nulab_pass::accounts::store::by_email(testdb.db.pool(), &nulab_pass::accounts::Email::parse("ada@example.com").unwrap()).await.unwrap().unwrap();
+    let account = nulab_pass::accounts::store::by_email(
+        testdb.db.pool(),
+        &nulab_pass::accounts::Email::parse("ada@example.com").unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert!(account.email_verified);
     let meta = nulab_pass::audit::RequestMeta::default();
     let now = nulab_pass::clock::Clock::default().now_ms();
-    assert!(nulab_pass::accounts::sign_in_with_password(&testdb.db, now, "ada@example.com", "correct horse battery", &meta).await.is_ok());
-    assert!(nulab_pass::accounts::sign_in_with_password(&testdb.db, now, "bob@example.com", "another long password", &meta).await.is_ok());
+    assert!(
+        nulab_pass::accounts::sign_in_with_password(
+            &testdb.db,
+            now,
+            "ada@example.com",
+            "correct horse battery",
+            &meta
+        )
+        .await
+        .is_ok()
+    );
+    assert!(
+        nulab_pass::accounts::sign_in_with_password(
+            &testdb.db,
+            now,
+            "bob@example.com",
+            "another long password",
+            &meta
+        )
+        .await
+        .is_ok()
+    );
 
-    let org = run(&url, &["org", "create", "--slug", "acme", "--name", "Acme Corp", "--admin-email", "ada@example.com", "--json"], None).await;
+    let org = run(
+        &url,
+        &[
+            "org",
+            "create",
+            "--slug",
+            "acme",
+            "--name",
+            "Acme Corp",
+            "--admin-email",
+            "ada@example.com",
+            "--json",
+        ],
+        None,
+    )
+    .await;
     assert_eq!(org.code, 0, "{}", org.stderr);
     let org_json: serde_json::Value = serde_json::from_str(org.stdout.trim()).unwrap();
     assert_eq!(org_json["slug"], "acme");
@@ -82,30 +156,128 @@ async fn operator_commands(backend: Backend) {
     assert_eq!(token.code, 0, "{}", token.stderr);
     assert_eq!(token.stdout.lines().count(), 1, "the token alone on stdout");
     assert!(token.stdout.trim().starts_with("np_"));
-    let token_json = run(&url, &["token", "create", "--org", "acme", "--name", "ci", "--json"], None).await;
+    let token_json = run(
+        &url,
+        &["token", "create", "--org", "acme", "--name", "ci", "--json"],
+        None,
+    )
+    .await;
     let token_json: serde_json::Value = serde_json::from_str(token_json.stdout.trim()).unwrap();
     assert!(token_json["token"].as_str().unwrap().starts_with("np_"));
     assert_eq!(token_json["org"], "acme");
 
     // Bad input: a clear message, a failing exit code, and nothing written.
-    let before = (count(&url, "accounts").await, count(&url, "orgs").await, count(&url, "audit_events").await);
+    let before = (
+        count(&url, "accounts").await,
+        count(&url, "orgs").await,
+        count(&url, "audit_events").await,
+    );
     for (args, stdin, fragment) in [
-        (vec!["account", "create", "--email", "ADA@example.com", "--name", "Again", "--password-stdin"], Some("correct horse battery"), "already exists"),
-        (vec!["account", "create", "--email", "nope", "--name", "X", "--password-stdin"], Some("correct horse battery"), "not a valid email"),
-        (vec!["account", "create", "--email", "c@example.com", "--name", "X", "--password-stdin"], Some("short\n"), "at least 12"),
-        (vec!["org", "create", "--slug", "acme", "--name", "Dup", "--admin-email", "ada@example.com"], None, "is taken"),
-        (vec!["org", "create", "--slug", "A!", "--name", "Bad", "--admin-email", "ada@example.com"], None, "not a valid organization ID"),
-        (vec!["org", "create", "--slug", "other", "--name", "X", "--admin-email", "ghost@example.com"], None, "no account uses"),
-        (vec!["token", "create", "--org", "missing"], None, "no organization"),
+        (
+            vec![
+                "account",
+                "create",
+                "--email",
+                "ADA@example.com",
+                "--name",
+                "Again",
+                "--password-stdin",
+            ],
+            Some("correct horse battery"),
+            "already exists",
+        ),
+        (
+            vec![
+                "account",
+                "create",
+                "--email",
+                "nope",
+                "--name",
+                "X",
+                "--password-stdin",
+            ],
+            Some("correct horse battery"),
+            "not a valid email",
+        ),
+        (
+            vec![
+                "account",
+                "create",
+                "--email",
+                "c@example.com",
+                "--name",
+                "X",
+                "--password-stdin",
+            ],
+            Some("short\n"),
+            "at least 12",
+        ),
+        (
+            vec![
+                "org",
+                "create",
+                "--slug",
+                "acme",
+                "--name",
+                "Dup",
+                "--admin-email",
+                "ada@example.com",
+            ],
+            None,
+            "is taken",
+        ),
+        (
+            vec![
+                "org",
+                "create",
+                "--slug",
+                "A!",
+                "--name",
+                "Bad",
+                "--admin-email",
+                "ada@example.com",
+            ],
+            None,
+            "not a valid organization ID",
+        ),
+        (
+            vec![
+                "org",
+                "create",
+                "--slug",
+                "other",
+                "--name",
+                "X",
+                "--admin-email",
+                "ghost@example.com",
+            ],
+            None,
+            "no account uses",
+        ),
+        (
+            vec!["token", "create", "--org", "missing"],
+            None,
+            "no organization",
+        ),
     ] {
         let out = run(&url, &args, stdin).await;
         assert_ne!(out.code, 0, "{args:?} should fail");
         assert!(out.stderr.contains(fragment), "{args:?}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{args:?} printed {}", out.stdout);
     }
-    assert_eq!((count(&url, "accounts").await, count(&url, "orgs").await, count(&url, "audit_events").await), before);
+    assert_eq!(
+        (
+            count(&url, "accounts").await,
+            count(&url, "orgs").await,
+            count(&url, "audit_events").await
+        ),
+        before
+    );
 }
-both!(operator_commands_work_and_refuse_bad_input, operator_commands);
+both!(
+    operator_commands_work_and_refuse_bad_input,
+    operator_commands
+);
 
 async fn cli_beside_running_server(backend: Backend) {
     let testdb = fresh_db(backend).await;
@@ -128,7 +300,12 @@ async fn cli_beside_running_server(backend: Backend) {
     let base = format!("http://{bind}");
     let mut ready = false;
     for _ in 0..100 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             ready = true;
             break;
         }
@@ -137,18 +314,76 @@ async fn cli_beside_running_server(backend: Backend) {
     assert!(ready, "server did not become ready");
 
     // Operator commands while the server holds the database open, interleaved with API calls.
-    assert_eq!(run(&url, &["account", "create", "--email", "ada@example.com", "--name", "Ada", "--password-stdin"], Some("correct horse battery")).await.code, 0);
-    assert_eq!(run(&url, &["org", "create", "--slug", "acme", "--name", "Acme", "--admin-email", "ada@example.com"], None).await.code, 0);
-    let token = run(&url, &["token", "create", "--org", "acme"], None).await.stdout.trim().to_string();
+    assert_eq!(
+        run(
+            &url,
+            &[
+                "account",
+                "create",
+                "--email",
+                "ada@example.com",
+                "--name",
+                "Ada",
+                "--password-stdin"
+            ],
+            Some("correct horse battery")
+        )
+        .await
+        .code,
+        0
+    );
+    assert_eq!(
+        run(
+            &url,
+            &[
+                "org",
+                "create",
+                "--slug",
+                "acme",
+                "--name",
+                "Acme",
+                "--admin-email",
+                "ada@example.com"
+            ],
+            None
+        )
+        .await
+        .code,
+        0
+    );
+    let token = run(&url, &["token", "create", "--org", "acme"], None)
+        .await
+        .stdout
+        .trim()
+        .to_string();
     let mut creations = Vec::new();
     for i in 0..5 {
         let url = url.clone();
         creations.push(tokio::spawn(async move {
-            run(&url, &["account", "create", "--email", &format!("u{i}@example.com"), "--name", "U", "--password-stdin"], Some("correct horse battery")).await.code
+            run(
+                &url,
+                &[
+                    "account",
+                    "create",
+                    "--email",
+                    &format!("u{i}@example.com"),
+                    "--name",
+                    "U",
+                    "--password-stdin",
+                ],
+                Some("correct horse battery"),
+            )
+            .await
+            .code
         }));
     }
     for i in 0..5 {
-        let res = client.get(format!("{base}/api/v1/orgs/acme/members")).bearer_auth(&token).send().await.unwrap();
+        let res = client
+            .get(format!("{base}/api/v1/orgs/acme/members"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(res.status(), 200, "request {i}");
     }
     for c in creations {
@@ -164,7 +399,15 @@ async fn cli_beside_running_server(backend: Backend) {
             .unwrap();
         assert_eq!(res.status(), 201);
     }
-    let members: serde_json::Value = client.get(format!("{base}/api/v1/orgs/acme/members")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let members: serde_json::Value = client
+        .get(format!("{base}/api/v1/orgs/acme/members"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(members["items"].as_array().unwrap().len(), 6);
     server.kill().await.unwrap();
 }

@@ -13,7 +13,12 @@ async fn sign_up(server: &TestServer, email: &str) {
     let csrf = csrf_of(&client, &server.url("/signup")).await;
     let res = client
         .post(server.url("/signup"))
-        .form(&[("csrf", csrf.as_str()), ("email", email), ("name", "Someone"), ("password", PASSWORD)])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("name", "Someone"),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -21,7 +26,10 @@ async fn sign_up(server: &TestServer, email: &str) {
 }
 
 async fn pending(server: &TestServer) -> i64 {
-    let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'pending'").fetch_one(server.db().pool()).await.unwrap();
+    let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'pending'")
+        .fetch_one(server.db().pool())
+        .await
+        .unwrap();
     row.0
 }
 
@@ -37,17 +45,40 @@ async fn delivered_with_text_and_html(backend: Backend) {
     let got = sink.wait_for(1, 20).await;
     let mail = &got[0];
     assert_eq!(mail.rcpt_to, vec!["grace@example.com".to_string()]);
-    assert!(mail.header("From").unwrap().contains("no-reply@pass.example"));
-    assert!(mail.header("Subject").unwrap().contains("Confirm your email"));
+    assert!(
+        mail.header("From")
+            .unwrap()
+            .contains("no-reply@pass.example")
+    );
+    assert!(
+        mail.header("Subject")
+            .unwrap()
+            .contains("Confirm your email")
+    );
     let message_id = mail.header("Message-ID").unwrap();
     assert!(message_id.ends_with("@127.0.0.1>"), "{message_id}");
     // Both parts carry the same working link.
-    let link = link_in(&mail.text(), &format!("{}/verify-email?token=", server.base)).expect("link in text part");
-    assert_eq!(link_in(&mail.html(), &format!("{}/verify-email?token=", server.base)).as_deref(), Some(link.as_str()));
+    let link = link_in(
+        &mail.text(),
+        &format!("{}/verify-email?token=", server.base),
+    )
+    .expect("link in text part");
+    assert_eq!(
+        link_in(
+            &mail.html(),
+            &format!("{}/verify-email?token=", server.base)
+        )
+        .as_deref(),
+        Some(link.as_str())
+    );
     let res = server.client().get(&link).send().await.unwrap();
     assert_eq!(res.status(), 200);
     // Marked sent once, with the time.
-    let row: (String, i64, Option<i64>) = sqlx::query_as("SELECT status, attempts, sent_at FROM outbox").fetch_one(server.db().pool()).await.unwrap();
+    let row: (String, i64, Option<i64>) =
+        sqlx::query_as("SELECT status, attempts, sent_at FROM outbox")
+            .fetch_one(server.db().pool())
+            .await
+            .unwrap();
     assert_eq!(row.0, "sent");
     assert_eq!(row.1, 1);
     assert!(row.2.is_some());
@@ -65,14 +96,19 @@ async fn smtp_down_then_back(backend: Backend) {
     // While SMTP is down the messages wait in the outbox and record the failed attempts.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
-        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE attempts > 0 AND last_error IS NOT NULL")
-            .fetch_one(server.db().pool())
-            .await
-            .unwrap();
+        let row: (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM outbox WHERE attempts > 0 AND last_error IS NOT NULL",
+        )
+        .fetch_one(server.db().pool())
+        .await
+        .unwrap();
         if row.0 == 5 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "attempts were not recorded");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "attempts were not recorded"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(pending(&server).await, 5);
@@ -87,9 +123,17 @@ async fn smtp_down_then_back(backend: Backend) {
     assert_eq!(got_later.len(), 5, "no message sent twice");
     let mut recipients: Vec<String> = got.iter().map(|m| m.rcpt_to[0].clone()).collect();
     recipients.sort();
-    assert_eq!(recipients, (0..5).map(|i| format!("user{i}@example.com")).collect::<Vec<_>>());
+    assert_eq!(
+        recipients,
+        (0..5)
+            .map(|i| format!("user{i}@example.com"))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(pending(&server).await, 0);
-    let sent: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'sent'").fetch_one(server.db().pool()).await.unwrap();
+    let sent: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM outbox WHERE status = 'sent'")
+        .fetch_one(server.db().pool())
+        .await
+        .unwrap();
     assert_eq!(sent.0, 5);
 }
 both!(email_waits_while_smtp_is_down, smtp_down_then_back);
@@ -115,24 +159,55 @@ async fn two_senders_share_the_outbox(backend: Backend) {
     for job in jobs_a.into_iter().chain(jobs_b) {
         job.abort();
     }
-    let mut recipients: Vec<String> = sink.messages().iter().map(|m| m.rcpt_to[0].clone()).collect();
+    let mut recipients: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|m| m.rcpt_to[0].clone())
+        .collect();
     recipients.sort();
     recipients.dedup();
     assert_eq!(sink.messages().len(), 20);
     assert_eq!(recipients.len(), 20);
 }
-both!(two_senders_deliver_each_message_once, two_senders_share_the_outbox);
+both!(
+    two_senders_deliver_each_message_once,
+    two_senders_share_the_outbox
+);
 
 async fn dev_page_only_in_dev_mode(backend: Backend) {
     let plain = TestServer::start(backend).await;
     sign_up(&plain, "ada@example.com").await;
-    assert_eq!(plain.client().get(plain.url("/dev/mail")).send().await.unwrap().status(), 404);
-    assert_eq!(pending(&plain).await, 1, "without SMTP the message stays in the outbox");
+    assert_eq!(
+        plain
+            .client()
+            .get(plain.url("/dev/mail"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(
+        pending(&plain).await,
+        1,
+        "without SMTP the message stays in the outbox"
+    );
 
     let dev = TestServer::start_with(backend, |c| c.dev = true).await;
     sign_up(&dev, "bob@example.com").await;
-    let page = dev.client().get(dev.url("/dev/mail")).send().await.unwrap().text().await.unwrap();
+    let page = dev
+        .client()
+        .get(dev.url("/dev/mail"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("bob@example.com") && page.contains("Confirm your email"));
     assert!(link_in(&page, &format!("{}/verify-email?token=", dev.base)).is_some());
 }
-both!(dev_mail_page_exists_only_in_dev_mode, dev_page_only_in_dev_mode);
+both!(
+    dev_mail_page_exists_only_in_dev_mode,
+    dev_page_only_in_dev_mode
+);

@@ -8,18 +8,28 @@ use common::{Backend, TestServer, link_in};
 
 async fn first_day_in_a_browser(backend: Backend) {
     let server = TestServer::start(backend).await;
-    server.account("bob@example.com", "Bob", "another long password").await;
+    server
+        .account("bob@example.com", "Bob", "another long password")
+        .await;
     let browser = Browser::start().await;
 
     browser.goto(&server.url("/signup")).await;
     browser.fill("input[name=email]", "ada@example.com").await;
     browser.fill("input[name=name]", "Ada Lovelace").await;
-    browser.fill("input[name=password]", "correct horse battery").await;
+    browser
+        .fill("input[name=password]", "correct horse battery")
+        .await;
     browser.click("main button[type=submit]").await;
     assert!(browser.source().await.contains("Check your email"));
 
-    let outbox = nulab_pass::mail::store::recent(server.db().pool(), 10).await.unwrap();
-    let link = link_in(&outbox[0].body_text, &format!("{}/verify-email?token=", server.base)).unwrap();
+    let outbox = nulab_pass::mail::store::recent(server.db().pool(), 10)
+        .await
+        .unwrap();
+    let link = link_in(
+        &outbox[0].body_text,
+        &format!("{}/verify-email?token=", server.base),
+    )
+    .unwrap();
     browser.goto(&link).await;
     assert!(browser.source().await.contains("Email confirmed"));
 
@@ -28,23 +38,45 @@ async fn first_day_in_a_browser(backend: Backend) {
     browser.fill("input[name=name]", "Acme Corp").await;
     browser.click("main button[type=submit]").await;
     assert!(browser.current_url().await.ends_with("/admin/acme/members"));
-    assert!(browser.source().await.contains("Organization Acme Corp created"));
+    assert!(
+        browser
+            .source()
+            .await
+            .contains("Organization Acme Corp created")
+    );
 
     browser.fill("input[name=email]", "bob@example.com").await;
-    browser.click("form[action='/admin/acme/members'] button[type=submit]").await;
+    browser
+        .click("form[action='/admin/acme/members'] button[type=submit]")
+        .await;
     let page = browser.source().await;
-    assert!(page.contains("bob@example.com was added as member."), "notice shown");
+    assert!(
+        page.contains("bob@example.com was added as member."),
+        "notice shown"
+    );
     if let Ok(dir) = std::env::var("NULAB_PASS_SCREENSHOTS") {
-        browser.screenshot(&std::path::Path::new(&dir).join(format!("members-{backend:?}.png"))).await;
+        browser
+            .screenshot(&std::path::Path::new(&dir).join(format!("members-{backend:?}.png")))
+            .await;
     }
 
     browser.goto(&server.url("/admin/acme/api-tokens")).await;
     browser.fill("input[name=name]", "provisioning").await;
-    browser.click("form[action='/admin/acme/api-tokens'] button[type=submit]").await;
-    let token = browser.script("return document.getElementById('new-token').textContent").await;
+    browser
+        .click("form[action='/admin/acme/api-tokens'] button[type=submit]")
+        .await;
+    let token = browser
+        .script("return document.getElementById('new-token').textContent")
+        .await;
     let token = token.as_str().unwrap().to_string();
     assert!(token.starts_with("np_"));
-    let res = server.client().get(server.url("/api/v1/orgs/acme/members")).bearer_auth(&token).send().await.unwrap();
+    let res = server
+        .client()
+        .get(server.url("/api/v1/orgs/acme/members"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 
     // Signing out in the browser ends the session.
