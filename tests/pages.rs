@@ -45,7 +45,9 @@ async fn first_day_in_a_browser(backend: Backend) {
             .contains("Organization Acme Corp created")
     );
 
-    browser.fill("input[name=email]", "bob@example.com").await;
+    browser
+        .fill("form[action='/admin/acme/members'] input[name=email]", "bob@example.com")
+        .await;
     browser
         .click("form[action='/admin/acme/members'] button[type=submit]")
         .await;

@@ -28,6 +28,24 @@ pub fn routes() -> Router<AppState> {
             "/admin/{org}/members/{account_id}/remove",
             post(remove_member),
         )
+        .route("/account/orgs/{org}/leave", post(leave))
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+    crate::web::extract::ClientMeta(meta): crate::web::extract::ClientMeta,
+    Path(slug): Path<String>,
+) -> Result<Response, AppError> {
+    let SignedIn { account, session } = signed_in;
+    let org = super::store::by_slug(state.db.pool(), &slug)
+        .await?
+        .ok_or(super::OrgError::NotAMember)?;
+    let mut tx = state.db.begin().await?;
+    super::leave(&mut tx, state.clock.now_ms(), &account, &org, &meta).await?;
+    tx.commit().await?;
+    flash(&session, format!("You left {}.", org.name)).await?;
+    Ok(Redirect::to("/account").into_response())
 }
 
 #[derive(Template, WebTemplate)]

@@ -260,3 +260,110 @@ pub fn link_in(text: &str, prefix: &str) -> Option<String> {
         .unwrap_or(rest.len());
     Some(rest[..end].replace("&amp;", "&"))
 }
+
+impl TestServer {
+    /// Marks `domain` verified for `org` directly in the database (the domain tests prove the
+    /// DNS path; here it is a fixture).
+    pub async fn verified_domain(&self, org: &nulab_pass::orgs::Org, domain: &str) {
+        self.domain_row(org, domain, "verified").await;
+    }
+
+    /// Adds a domain row of `org` in any status (`pending`, `verified`, `lapsed`, `expired`).
+    pub async fn domain_row(&self, org: &nulab_pass::orgs::Org, domain: &str, status: &str) {
+        let now = self.state.clock.now_ms();
+        sqlx::query(
+            "INSERT INTO domains (id, org_id, domain, status, token, created_at, token_issued_at, \
+             verified_at, next_check_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $6)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(org.id.to_string())
+        .bind(domain.to_string())
+        .bind(status.to_string())
+        .bind(format!("fixture-{}", uuid::Uuid::new_v4().simple()))
+        .bind(now)
+        .bind((status == "verified").then_some(now))
+        .bind(now + 365 * 24 * 3600 * 1000)
+        .execute(self.db().pool())
+        .await
+        .expect("domain fixture");
+    }
+
+    /// Sets the subscribed seats as the operator would.
+    pub async fn seats(&self, org: &nulab_pass::orgs::Org, seats: i64) {
+        let mut tx = self.db().begin().await.expect("begin");
+        nulab_pass::managed::set_seats(
+            &mut tx,
+            self.state.clock.now_ms(),
+            org,
+            seats,
+            &Actor::Operator,
+            &RequestMeta::default(),
+        )
+        .await
+        .expect("seats");
+        tx.commit().await.expect("commit");
+    }
+
+    /// An API token of `org`.
+    pub async fn token(&self, org: &nulab_pass::orgs::Org) -> String {
+        let scope = nulab_pass::orgs::AdminScope::operator(org.clone());
+        let mut tx = self.db().begin().await.expect("begin");
+        let (_, secret) =
+            nulab_pass::api_tokens::create(&mut tx, self.state.clock.now_ms(), &scope, "tests")
+                .await
+                .expect("token");
+        tx.commit().await.expect("commit");
+        secret
+    }
+
+    /// The newest outbox message of `kind` to `to`.
+    pub async fn last_mail(&self, to: &str, kind: &str) -> nulab_pass::mail::store::OutboxMessage {
+        nulab_pass::mail::store::recent(self.db().pool(), 500)
+            .await
+            .expect("outbox")
+            .into_iter()
+            .find(|m| m.to_addr.eq_ignore_ascii_case(to) && m.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} email to {to}"))
+    }
+}
+
+/// Sends a JSON API request and returns the status and the parsed body (`Null` when empty).
+pub async fn api(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let res = req.send().await.expect("api request");
+    let status = res.status().as_u16();
+    let text = res.text().await.expect("body");
+    let value = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    (status, value)
+}
+
+/// Posts a form with the CSRF token of `page` (loaded first) and returns the response.
+pub async fn post_form(
+    client: &reqwest::Client,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> reqwest::Response {
+    let csrf = csrf_of(client, page).await;
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    client
+        .post(action)
+        .form(&all)
+        .send()
+        .await
+        .expect("post form")
+}
