@@ -687,5 +687,12 @@ async fn api_errors_and_openapi(backend: Backend) {
     .await;
     assert_eq!(status, 413);
     assert_eq!(server.count("memberships").await, 1);
+
+    // A server-side failure (the database is gone) answers 500 with only an error id.
+    server.db().close().await;
+    let (status, body) = api(&client, reqwest::Method::GET, server.url("/api/v1/orgs/acme"), &token, None).await;
+    assert_eq!((status, body["error"].as_str()), (500, Some("internal")));
+    let message = body["message"].as_str().unwrap();
+    assert!(message.starts_with("internal error (error id ") && !message.to_lowercase().contains("pool"), "{message}");
 }
 both!(api_errors_and_openapi_document, api_errors_and_openapi);
