@@ -16,6 +16,7 @@ pub mod mail;
 pub mod managed;
 pub mod orgs;
 pub mod paging;
+pub mod saml;
 pub mod secrets;
 pub mod web;
 
