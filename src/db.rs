@@ -45,6 +45,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0003_managed_accounts.sql"),
         include_str!("../migrations/postgres/0003_managed_accounts.sql"),
     ),
+    (
+        4,
+        "saml",
+        include_str!("../migrations/sqlite/0004_saml.sql"),
+        include_str!("../migrations/postgres/0004_saml.sql"),
+    ),
 ];
 
 impl Db {
