@@ -44,6 +44,15 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Runs the mock SAML identity provider (for tests and integrators; never in production).
+    MockIdp {
+        /// Address the mock IdP listens on (`--bind` is the server's own address).
+        #[arg(long = "listen", default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// The mock's public URL (default: http://<listen>).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +167,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::MockIdp { listen, public_url } => {
+            let public = public_url
+                .unwrap_or_else(|| format!("http://{listen}"))
+                .trim_end_matches('/')
+                .to_string();
+            // A dev key pair of its own, kept beside the service's keys so metadata stays stable.
+            let keys = crate::saml::keys::load_or_create(
+                &config.certs_dir,
+                "mock-idp",
+                "nulab-pass mock IdP (test only)",
+            )?;
+            let idp = crate::mock_idp::MockIdp::with_keys(
+                &format!("{public}/metadata"),
+                &format!("{public}/sso"),
+                keys,
+            );
+            println!("mock IdP metadata: {public}/metadata");
+            crate::saml::mock_idp_server::serve(idp, listen).await
+        }
         Command::Db(DbCommand::Migrate) => {
             open(&config).await?.close().await;
             println!("schema is up to date");

@@ -44,3 +44,7 @@ uuid_id!(
     /// An API token's id.
     ApiTokenId
 );
+uuid_id!(
+    /// A SAML IdP connection's id.
+    SamlConnectionId
+);

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use axum::Router;
 
 pub use config::Config;
+pub use saml::mock_idp;
 
 /// Everything a request handler needs; cheap to clone.
 #[derive(Clone)]

@@ -163,6 +163,11 @@ struct NextQuery {
 }
 
 /// Only same-site paths are followed after sign-in (no open redirect).
+/// A same-site path to continue to (`/account` when `next` is missing or points elsewhere).
+pub fn local_path(next: Option<&str>) -> String {
+    safe_next(next)
+}
+
 pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),

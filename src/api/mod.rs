@@ -76,6 +76,12 @@ pub fn routes() -> Router<AppState> {
         .routes(routes!(managed::api::action))
         .routes(routes!(managed::api::get_policy, managed::api::put_policy))
         .routes(routes!(managed::api::seats))
+        .routes(routes!(crate::saml::api::create, crate::saml::api::list))
+        .routes(routes!(
+            crate::saml::api::get,
+            crate::saml::api::update,
+            crate::saml::api::delete
+        ))
         .split_for_parts();
     let document = Arc::new(openapi);
     router

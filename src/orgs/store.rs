@@ -72,6 +72,20 @@ pub async fn by_slug<'c>(
     row.as_ref().map(org_from_row).transpose()
 }
 
+const BY_ID: &str = "SELECT id, slug, name, seats, created_at FROM orgs WHERE id = $1";
+
+/// The organization with this id.
+pub async fn by_id<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    id: OrgId,
+) -> Result<Option<Org>, sqlx::Error> {
+    let row = sqlx::query(BY_ID)
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(org_from_row).transpose()
+}
+
 const LOCK: &str = "UPDATE orgs SET seats = seats WHERE id = $1";
 
 /// Takes the organization's row lock for the rest of the transaction (PostgreSQL; SQLite's

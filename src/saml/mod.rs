@@ -1,8 +1,422 @@
 //! SAML 2.0 single sign-on: this server is the service provider for each organization's IdP
-//! connections. Only this module imports samael.
+//! connections. Only this module imports samael. Connections are created from IdP metadata
+//! (pasted or fetched), sign-in starts at a connection's login URL, and the ACS admits a
+//! response only when every check of DESIGN.md rule 3 holds (see `acs`).
 
-use crate::db::Db;
-use crate::ids::OrgId;
+pub mod acs;
+pub mod admin;
+pub mod api;
+pub mod fetch;
+pub mod jobs;
+pub mod keys;
+pub mod metadata;
+pub mod mock_idp;
+pub mod mock_idp_server;
+pub mod pages;
+pub mod sp;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditAction, Target};
+use crate::db::{Db, Tx};
+use crate::ids::{OrgId, SamlConnectionId};
+use crate::orgs::AdminScope;
+use metadata::{Certificate, IdpMetadata, MetadataError};
+
+/// Default allowed clock skew.
+pub const DEFAULT_SKEW_SECONDS: i64 = 120;
+/// Largest allowed clock skew.
+pub const MAX_SKEW_SECONDS: i64 = 600;
+
+/// Per-connection settings an admin controls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConnectionSettings {
+    /// Attribute holding the email; `null` = the NameID (any format, if it is an email).
+    pub email_attribute: Option<String>,
+    /// Accept unsolicited (IdP-initiated) responses.
+    pub allow_idp_initiated: bool,
+    /// Sign AuthnRequests (RSA-SHA256, HTTP-Redirect).
+    pub sign_authn_requests: bool,
+    /// Require the Assertion itself to be signed (not only the Response).
+    pub require_signed_assertions: bool,
+    /// Accept RSA-SHA1 signatures (off by default; only for IdPs that cannot do better).
+    pub allow_sha1: bool,
+    /// Allowed clock difference, 0–600 seconds.
+    pub clock_skew_seconds: i64,
+    /// Verified domains of the org routed to this connection; `null` = all of them.
+    pub domains: Option<Vec<String>>,
+}
+
+/// One IdP connection of an organization.
+#[derive(Clone, Debug)]
+pub struct Connection {
+    pub id: SamlConnectionId,
+    pub org_id: OrgId,
+    pub name: String,
+    pub idp_entity_id: String,
+    pub sso_redirect_url: Option<String>,
+    pub sso_post_url: Option<String>,
+    pub certificates: Vec<Certificate>,
+    pub want_authn_requests_signed: bool,
+    pub metadata_xml: String,
+    pub metadata_url: Option<String>,
+    pub metadata_fetched_at: Option<i64>,
+    pub metadata_error: Option<String>,
+    pub settings: ConnectionSettings,
+    /// Certificate fingerprint → expiry warnings already sent (days before: 30, 7).
+    pub expiry_warnings: BTreeMap<String, Vec<i64>>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The SP-side addresses of a connection.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct SpUrls {
+    pub sp_entity_id: String,
+    pub acs_url: String,
+    pub sp_metadata_url: String,
+    pub login_url: String,
+}
+
+impl Connection {
+    /// The addresses an IdP admin enters, derived from the base URL.
+    pub fn sp_urls(&self, base_url: &str) -> SpUrls {
+        sp_urls(base_url, self.id)
+    }
+
+    /// Where AuthnRequests go (HTTP-Redirect).
+    pub fn sso_url(&self) -> Option<&str> {
+        self.sso_redirect_url
+            .as_deref()
+            .or(self.sso_post_url.as_deref())
+    }
+
+    /// Whether this connection routes `domain` (among the org's verified domains).
+    pub fn routes(&self, domain: &str) -> bool {
+        match &self.settings.domains {
+            Some(list) => list.iter().any(|d| d.eq_ignore_ascii_case(domain)),
+            None => true,
+        }
+    }
+}
+
+/// The SP-side addresses for connection `id`.
+pub fn sp_urls(base_url: &str, id: SamlConnectionId) -> SpUrls {
+    SpUrls {
+        sp_entity_id: format!("{base_url}/sso/{id}/metadata"),
+        acs_url: format!("{base_url}/sso/{id}/acs"),
+        sp_metadata_url: format!("{base_url}/sso/{id}/metadata"),
+        login_url: format!("{base_url}/sso/{id}/login"),
+    }
+}
+
+/// What can go wrong when administering connections.
+#[derive(Debug, thiserror::Error)]
+pub enum SamlError {
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    #[error("the metadata could not be fetched: {0}")]
+    Fetch(String),
+    #[error("{0}")]
+    InvalidSetting(String),
+    #[error("{0} is not a verified domain of this organization")]
+    DomainNotVerified(String),
+    #[error("no SSO connection with this id belongs to this organization")]
+    NotFound,
+    #[error("this organization already has a connection to the IdP {0}")]
+    DuplicateEntity(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+    #[error(transparent)]
+    Mail(#[from] crate::mail::MailError),
+}
+
+/// Settings a create or update may give; absent fields keep their value (or the default).
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct SettingsChange {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email_attribute: Option<Option<String>>,
+    pub allow_idp_initiated: Option<bool>,
+    pub sign_authn_requests: Option<bool>,
+    pub require_signed_assertions: Option<bool>,
+    pub allow_sha1: Option<bool>,
+    pub clock_skew_seconds: Option<i64>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub domains: Option<Option<Vec<String>>>,
+}
+
+/// Tells an explicit `null` (Some(None)) from an absent field (None).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+impl SettingsChange {
+    /// Applies the change to `base` and checks the result against the org's verified domains.
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        org: OrgId,
+        mut base: ConnectionSettings,
+    ) -> Result<ConnectionSettings, SamlError> {
+        if let Some(attr) = &self.email_attribute {
+            base.email_attribute = attr
+                .as_ref()
+                .map(|a| a.trim().to_string())
+                .filter(|a| !a.is_empty());
+            if base.email_attribute.as_ref().is_some_and(|a| a.len() > 256) {
+                return Err(SamlError::InvalidSetting(
+                    "the email attribute name is too long (256 characters at most)".into(),
+                ));
+            }
+        }
+        base.allow_idp_initiated = self.allow_idp_initiated.unwrap_or(base.allow_idp_initiated);
+        base.sign_authn_requests = self.sign_authn_requests.unwrap_or(base.sign_authn_requests);
+        base.require_signed_assertions = self
+            .require_signed_assertions
+            .unwrap_or(base.require_signed_assertions);
+        base.allow_sha1 = self.allow_sha1.unwrap_or(base.allow_sha1);
+        if let Some(skew) = self.clock_skew_seconds {
+            if !(0..=MAX_SKEW_SECONDS).contains(&skew) {
+                return Err(SamlError::InvalidSetting(format!(
+                    "the clock skew must be between 0 and {MAX_SKEW_SECONDS} seconds"
+                )));
+            }
+            base.clock_skew_seconds = skew;
+        }
+        if let Some(domains) = &self.domains {
+            base.domains = match domains {
+                None => None,
+                Some(list) => {
+                    let verified = store::verified_domains(&mut **tx, org).await?;
+                    let mut chosen = Vec::new();
+                    for d in list {
+                        let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
+                        if !verified.contains(&d) {
+                            return Err(SamlError::DomainNotVerified(d));
+                        }
+                        if !chosen.contains(&d) {
+                            chosen.push(d);
+                        }
+                    }
+                    Some(chosen)
+                }
+            };
+        }
+        Ok(base)
+    }
+}
+
+/// A new connection: metadata (XML or URL) plus optional settings.
+#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct NewConnection {
+    pub metadata_xml: Option<String>,
+    pub metadata_url: Option<String>,
+    /// Which IdP to use when the metadata describes several.
+    pub entity_id: Option<String>,
+    pub name: Option<String>,
+    #[serde(flatten)]
+    pub settings: SettingsChange,
+}
+
+/// Reads the metadata of a new or refreshed connection (fetching it when given a URL).
+pub async fn load_metadata(
+    xml: Option<&str>,
+    url: Option<&str>,
+    entity_id: Option<&str>,
+) -> Result<(IdpMetadata, String), SamlError> {
+    let xml = match (
+        xml.filter(|x| !x.trim().is_empty()),
+        url.filter(|u| !u.trim().is_empty()),
+    ) {
+        (Some(xml), _) => xml.to_string(),
+        (None, Some(url)) => fetch::metadata(url).await?,
+        (None, None) => {
+            return Err(SamlError::InvalidSetting(
+                "give the IdP metadata: metadata_xml or metadata_url".into(),
+            ));
+        }
+    };
+    Ok((metadata::parse(&xml, entity_id)?, xml))
+}
+
+/// Creates a connection from already-loaded metadata.
+pub async fn create(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    new: &NewConnection,
+    meta: IdpMetadata,
+    xml: String,
+) -> Result<Connection, SamlError> {
+    let org = scope.org().id;
+    let defaults = ConnectionSettings {
+        email_attribute: None,
+        allow_idp_initiated: false,
+        sign_authn_requests: meta.want_authn_requests_signed,
+        require_signed_assertions: false,
+        allow_sha1: false,
+        clock_skew_seconds: DEFAULT_SKEW_SECONDS,
+        domains: None,
+    };
+    let settings = new.settings.apply(tx, org, defaults).await?;
+    let name = new
+        .name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .unwrap_or(&meta.entity_id)
+        .chars()
+        .take(100)
+        .collect();
+    let url = new
+        .metadata_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string);
+    let connection = Connection {
+        id: SamlConnectionId::new(),
+        org_id: org,
+        name,
+        idp_entity_id: meta.entity_id.clone(),
+        sso_redirect_url: meta.sso_redirect.clone(),
+        sso_post_url: meta.sso_post.clone(),
+        certificates: meta.certificates.clone(),
+        want_authn_requests_signed: meta.want_authn_requests_signed,
+        metadata_xml: xml,
+        metadata_fetched_at: url.as_ref().map(|_| now),
+        metadata_url: url,
+        metadata_error: None,
+        settings,
+        expiry_warnings: BTreeMap::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let next_refresh = connection
+        .metadata_url
+        .as_ref()
+        .map(|_| now + fetch::REFRESH_MS);
+    store::insert(tx, &connection, next_refresh)
+        .await
+        .map_err(|e| {
+            if crate::db::is_unique_violation(&e) {
+                SamlError::DuplicateEntity(meta.entity_id.clone())
+            } else {
+                e.into()
+            }
+        })?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::SamlConnectionCreated,
+            Target { kind: "saml_connection", id: connection.id.to_string() },
+            serde_json::json!({
+                "idp_entity_id": connection.idp_entity_id,
+                "certificates": connection.certificates.iter().map(|c| &c.fingerprint).collect::<Vec<_>>(),
+                "metadata_url": connection.metadata_url,
+            }),
+        )
+        .await?;
+    Ok(connection)
+}
+
+/// The connection `id` of this org.
+pub async fn get(tx: &mut Tx, org: OrgId, id: SamlConnectionId) -> Result<Connection, SamlError> {
+    match store::by_id(&mut **tx, id).await? {
+        Some(c) if c.org_id == org => Ok(c),
+        _ => Err(SamlError::NotFound),
+    }
+}
+
+/// Changes settings (and, with new metadata, the IdP's endpoints and certificates).
+pub async fn update(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: SamlConnectionId,
+    name: Option<&str>,
+    change: &SettingsChange,
+    metadata: Option<(IdpMetadata, String, Option<String>)>,
+) -> Result<Connection, SamlError> {
+    let mut connection = get(tx, scope.org().id, id).await?;
+    let before = connection.clone();
+    connection.settings = change
+        .apply(tx, scope.org().id, connection.settings.clone())
+        .await?;
+    if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
+        connection.name = name.chars().take(100).collect();
+    }
+    if let Some((meta, xml, url)) = metadata {
+        apply_metadata(&mut connection, meta, xml, now);
+        if url.is_some() {
+            connection.metadata_url = url;
+        }
+    }
+    connection.updated_at = now;
+    store::update(tx, &connection).await.map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            SamlError::DuplicateEntity(connection.idp_entity_id.clone())
+        } else {
+            e.into()
+        }
+    })?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::SamlConnectionUpdated,
+            Target { kind: "saml_connection", id: id.to_string() },
+            serde_json::json!({ "from": before.settings, "to": connection.settings, "certificates_changed": before.certificates != connection.certificates }),
+        )
+        .await?;
+    Ok(connection)
+}
+
+/// Replaces the IdP facts of `connection` with freshly read metadata.
+pub fn apply_metadata(connection: &mut Connection, meta: IdpMetadata, xml: String, now: i64) {
+    connection.idp_entity_id = meta.entity_id;
+    connection.sso_redirect_url = meta.sso_redirect;
+    connection.sso_post_url = meta.sso_post;
+    connection.certificates = meta.certificates;
+    connection.want_authn_requests_signed = meta.want_authn_requests_signed;
+    connection.metadata_xml = xml;
+    connection.metadata_fetched_at = Some(now);
+    connection.metadata_error = None;
+}
+
+/// Deletes a connection: sign-in through it stops at once.
+pub async fn delete(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: SamlConnectionId,
+) -> Result<(), SamlError> {
+    let connection = get(tx, scope.org().id, id).await?;
+    store::delete(tx, id).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::SamlConnectionDeleted,
+            Target {
+                kind: "saml_connection",
+                id: id.to_string(),
+            },
+            serde_json::json!({ "idp_entity_id": connection.idp_entity_id }),
+        )
+        .await?;
+    Ok(())
+}
 
 /// Where an SSO sign-in starts for a work email or an organization ID.
 #[derive(Clone, Debug)]
@@ -13,9 +427,31 @@ pub struct SsoRoute {
     pub login_url: String,
 }
 
-/// The SSO route for `identifier` (a work email or an organization ID), when an SSO connection
-/// of an organization with that verified domain (or that ID) routes it; `None` otherwise.
-pub async fn sso_start_for(_db: &Db, _base_url: &str, _identifier: &str) -> Result<Option<SsoRoute>, sqlx::Error> {
-    // Connections arrive with the SAML feature; until then no identifier routes to SSO.
-    Ok(None)
+/// The SSO route for `identifier` (a work email or an organization ID): the first connection
+/// (oldest) of the org that verified the email's domain and routes it, or of the org with that
+/// ID; `None` when no connection applies.
+pub async fn sso_start_for(
+    db: &Db,
+    base_url: &str,
+    identifier: &str,
+) -> Result<Option<SsoRoute>, sqlx::Error> {
+    let identifier = identifier.trim().to_ascii_lowercase();
+    let (org, domain) = match identifier.rsplit_once('@') {
+        Some((_, domain)) => match store::org_of_verified_domain(db.pool(), domain).await? {
+            Some(org) => (org, Some(domain.to_string())),
+            None => return Ok(None),
+        },
+        None => match crate::orgs::store::by_slug(db.pool(), &identifier).await? {
+            Some(org) => (org.id, None),
+            None => return Ok(None),
+        },
+    };
+    let connections = store::of_org(db.pool(), org).await?;
+    let chosen = connections
+        .into_iter()
+        .find(|c| domain.as_deref().is_none_or(|d| c.routes(d)));
+    Ok(chosen.map(|c| SsoRoute {
+        org_id: org,
+        login_url: c.sp_urls(base_url).login_url,
+    }))
 }

@@ -28,7 +28,8 @@ pub async fn token(session: &Session) -> Result<String, AppError> {
 
 /// Paths whose POSTs do not come from our own forms.
 fn exempt(path: &str) -> bool {
-    path.starts_with("/api/")
+    // The ACS receives the IdP's cross-site POST; the signed response is its own proof.
+    path.starts_with("/api/") || (path.starts_with("/sso/") && path.ends_with("/acs"))
 }
 
 /// Refuses unsafe requests without the session's CSRF token (403) and bodies over the limit (413).

@@ -315,3 +315,22 @@ impl From<crate::managed::ManagedError> for AppError {
         AppError::client(status, code, message)
     }
 }
+
+impl From<crate::saml::SamlError> for AppError {
+    fn from(err: crate::saml::SamlError) -> Self {
+        use crate::saml::SamlError as E;
+        use StatusCode as S;
+        let message = err.to_string();
+        let (status, code) = match err {
+            E::Db(inner) => return inner.into(),
+            E::Mail(inner) => return inner.into(),
+            E::Metadata(_) => (S::BAD_REQUEST, "invalid_metadata"),
+            E::Fetch(_) => (S::BAD_GATEWAY, "metadata_fetch_failed"),
+            E::InvalidSetting(_) => (S::BAD_REQUEST, "invalid_setting"),
+            E::DomainNotVerified(_) => (S::BAD_REQUEST, "domain_not_verified"),
+            E::NotFound => (S::NOT_FOUND, "not_found"),
+            E::DuplicateEntity(_) => (S::CONFLICT, "duplicate_connection"),
+        };
+        AppError::client(status, code, message)
+    }
+}

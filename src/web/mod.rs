@@ -58,22 +58,33 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::orgs::pages::routes())
         .merge(crate::api_tokens::pages::routes())
         .merge(crate::domains::pages::routes())
-        .merge(crate::managed::pages::routes());
+        .merge(crate::managed::pages::routes())
+        .merge(crate::saml::pages::routes());
     if state.config.dev {
         pages = pages.merge(crate::mail::pages::routes());
     }
 
-    Router::new()
+    // The ACS takes larger bodies so that it can refuse an oversized response itself (with a
+    // reason code and an audit event); everything else has the configured limit.
+    let acs_limit = 4 * crate::saml::acs::MAX_BODY;
+    let acs = crate::saml::pages::acs_routes()
+        .layer(DefaultBodyLimit::max(acs_limit))
+        .layer(RequestBodyLimitLayer::new(acs_limit));
+    let limited = Router::new()
         .merge(pages)
         .merge(crate::api::routes())
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit));
+
+    Router::new()
+        .merge(limited)
+        .merge(acs)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest_service("/static", ServeDir::new(static_dir()))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(session_layer)
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

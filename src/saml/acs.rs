@@ -1,0 +1,581 @@
+//! The assertion consumer service's checks. [`verify`] runs on the blocking pool: it refuses
+//! DTDs, wrapped or split documents and weak or unknown signatures before samael verifies
+//! every signature against the connection's certificates and checks audience, destination,
+//! recipient, issuer, time window and InResponseTo; identity values are read only from the
+//! signed content samael returns. The caller then applies the account rules.
+
+use quick_xml::events::Event;
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+use samael::crypto::AllowedSignatureAlgorithm;
+use samael::metadata::EntityDescriptor;
+use samael::service_provider::{Error as SpError, ServiceProviderBuilder};
+
+use super::metadata::{self, Certificate};
+use super::{Connection, SpUrls};
+
+/// Largest SAMLResponse POST accepted.
+pub const MAX_BODY: usize = 256 * 1024;
+
+const PROTOCOL: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
+const ASSERTION: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
+const DSIG: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
+const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
+
+/// Why a sign-in was refused; `code()` goes on the error page and into the audit event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    TooLarge,
+    Malformed,
+    DtdForbidden,
+    UnknownConnection,
+    MissingSignature,
+    BadSignature,
+    UnknownSigningKey,
+    WeakAlgorithm,
+    AssertionNotSigned,
+    Wrapped,
+    EncryptedAssertion,
+    NameIdSplit,
+    WrongAudience,
+    WrongDestination,
+    WrongRecipient,
+    WrongIssuer,
+    Expired,
+    NotYetValid,
+    StatusNotSuccess,
+    UnknownRequest,
+    ExpiredRequest,
+    OtherBrowser,
+    Unsolicited,
+    Replayed,
+    NoEmail,
+    UnknownAccount,
+    AccountSuspended,
+    DomainNotVerified,
+    DomainNotRouted,
+    NotManaged,
+}
+
+impl Reason {
+    /// The stable reason code.
+    pub fn code(self) -> &'static str {
+        use Reason::*;
+        match self {
+            TooLarge => "response_too_large",
+            Malformed => "malformed_response",
+            DtdForbidden => "dtd_forbidden",
+            UnknownConnection => "unknown_connection",
+            MissingSignature => "missing_signature",
+            BadSignature => "bad_signature",
+            UnknownSigningKey => "unknown_signing_key",
+            WeakAlgorithm => "weak_signature_algorithm",
+            AssertionNotSigned => "assertion_not_signed",
+            Wrapped => "signature_wrapping",
+            EncryptedAssertion => "encrypted_assertion_unsupported",
+            NameIdSplit => "nameid_split",
+            WrongAudience => "wrong_audience",
+            WrongDestination => "wrong_destination",
+            WrongRecipient => "wrong_recipient",
+            WrongIssuer => "wrong_issuer",
+            Expired => "expired",
+            NotYetValid => "not_yet_valid",
+            StatusNotSuccess => "status_not_success",
+            UnknownRequest => "unknown_request",
+            ExpiredRequest => "expired_request",
+            OtherBrowser => "other_browser",
+            Unsolicited => "unsolicited_response",
+            Replayed => "replayed",
+            NoEmail => "no_email",
+            UnknownAccount => "unknown_account",
+            AccountSuspended => "account_suspended",
+            DomainNotVerified => "domain_not_verified",
+            DomainNotRouted => "domain_not_routed",
+            NotManaged => "not_managed_account",
+        }
+    }
+
+    /// Which rule failed, for the person signing in (no secrets, no raw values).
+    pub fn message(self) -> &'static str {
+        use Reason::*;
+        match self {
+            TooLarge => "The sign-in response from your identity provider is larger than 256 KiB.",
+            Malformed => "The sign-in response from your identity provider could not be read.",
+            DtdForbidden => {
+                "The sign-in response contains a DTD or entity declaration, which is never accepted."
+            }
+            UnknownConnection => {
+                "This single sign-on connection does not exist (any more). Start again from the sign-in page."
+            }
+            MissingSignature => "The sign-in response is not signed.",
+            BadSignature => "The signature of the sign-in response is not valid.",
+            UnknownSigningKey => {
+                "The sign-in response was signed with a key that is not configured for your organization's connection."
+            }
+            WeakAlgorithm => {
+                "The sign-in response uses a signature algorithm weaker than RSA-SHA256."
+            }
+            AssertionNotSigned => {
+                "Your organization requires the assertion itself to be signed, and it is not."
+            }
+            Wrapped => {
+                "The sign-in response holds more than one assertion (a signature-wrapping pattern) and was refused."
+            }
+            EncryptedAssertion => {
+                "The sign-in response is encrypted, which this service does not accept; ask your admin to turn off assertion encryption."
+            }
+            NameIdSplit => {
+                "The user name in the sign-in response contains comments or markup and was refused."
+            }
+            WrongAudience => "The sign-in response was meant for another service (audience).",
+            WrongDestination => "The sign-in response was sent to another address (destination).",
+            WrongRecipient => "The sign-in response names another recipient.",
+            WrongIssuer => {
+                "The sign-in response comes from another identity provider than the one configured."
+            }
+            Expired => {
+                "The sign-in response has expired. Check the clocks of the identity provider and try again."
+            }
+            NotYetValid => {
+                "The sign-in response is not valid yet. Check the clocks of the identity provider."
+            }
+            StatusNotSuccess => "Your identity provider reported that the sign-in did not succeed.",
+            UnknownRequest => "The sign-in response answers a request this service did not send.",
+            ExpiredRequest => "The sign-in took longer than 10 minutes. Start again.",
+            OtherBrowser => "The sign-in was started in another browser. Start again in this one.",
+            Unsolicited => {
+                "Your organization does not allow sign-in started at the identity provider. Start from this service's sign-in page."
+            }
+            Replayed => "This sign-in response was already used.",
+            NoEmail => "The sign-in response carries no usable email address.",
+            UnknownAccount => {
+                "There is no managed account with this email in your organization. Ask your admin."
+            }
+            AccountSuspended => "Your account is suspended. Ask your organization's admin.",
+            DomainNotVerified => {
+                "Your email's domain is not verified for your organization, so single sign-on is not allowed for it."
+            }
+            DomainNotRouted => "Your email's domain does not sign in through this connection.",
+            NotManaged => {
+                "Your account is a Nulab account, not a managed account of this organization, so it cannot sign in through its identity provider. Sign in with your password; your organization's admin can migrate your account."
+            }
+        }
+    }
+}
+
+/// A refused response: the reason, and for admins and the audit log what was expected and what came.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    pub reason: Reason,
+    pub detail: String,
+}
+
+impl Rejection {
+    pub fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// What the signed content of an accepted response says.
+#[derive(Clone, Debug)]
+pub struct Verified {
+    pub issuer: String,
+    pub assertion_id: String,
+    pub response_id: Option<String>,
+    pub in_response_to: Option<String>,
+    pub name_id: Option<String>,
+    pub name_id_format: Option<String>,
+    pub attributes: Vec<(String, Vec<String>)>,
+    /// When the assertion stops being valid (Unix ms, skew included): the replay cache keeps
+    /// its ID until then.
+    pub valid_until: i64,
+    pub assertion_signed: bool,
+}
+
+/// Facts read from the raw document before any signature is trusted (only ever used to refuse).
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub root_is_response: bool,
+    pub response_id: Option<String>,
+    pub destination: Option<String>,
+    pub in_response_to: Option<String>,
+    pub status: Option<String>,
+    pub assertions: usize,
+    pub encrypted_assertions: usize,
+    pub signatures: usize,
+    pub algorithms: Vec<String>,
+    pub embedded_certs: Vec<String>,
+    pub references: Vec<String>,
+    pub split_values: bool,
+}
+
+/// Reads the document's outline. Refuses DTDs and anything not well-formed.
+pub fn scan(xml: &str) -> Result<Scan, Rejection> {
+    if metadata::has_dtd(xml) {
+        return Err(Rejection::new(
+            Reason::DtdForbidden,
+            "the document declares a DTD or entities",
+        ));
+    }
+    let mut reader = NsReader::from_str(xml);
+    let mut scan = Scan::default();
+    let mut depth = 0usize;
+    // Inside a NameID or AttributeValue: any nested node splits the value.
+    let mut value_depth: Option<usize> = None;
+    let mut in_cert = false;
+    loop {
+        let (ns, event) = reader
+            .read_resolved_event()
+            .map_err(|e| Rejection::new(Reason::Malformed, format!("not well-formed XML: {e}")))?;
+        let bound = |uri: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == uri);
+        let attr = |e: &quick_xml::events::BytesStart, name: &[u8]| {
+            e.attributes()
+                .flatten()
+                .find(|a| a.key.as_ref() == name)
+                .and_then(|a| {
+                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                        .ok()
+                        .map(|v| v.into_owned())
+                })
+        };
+        match &event {
+            Event::Start(e) | Event::Empty(e) => {
+                if value_depth.is_some() {
+                    scan.split_values = true;
+                }
+                let local = e.local_name();
+                let local = local.as_ref();
+                if depth == 0 {
+                    scan.root_is_response = local == b"Response" && bound(PROTOCOL);
+                    scan.response_id = attr(e, b"ID");
+                    scan.destination = attr(e, b"Destination");
+                    scan.in_response_to = attr(e, b"InResponseTo");
+                }
+                match local {
+                    b"Assertion" if bound(ASSERTION) => scan.assertions += 1,
+                    b"EncryptedAssertion" if bound(ASSERTION) => scan.encrypted_assertions += 1,
+                    b"StatusCode" if bound(PROTOCOL) && scan.status.is_none() => {
+                        scan.status = attr(e, b"Value")
+                    }
+                    b"Signature" if bound(DSIG) => scan.signatures += 1,
+                    b"SignatureMethod" | b"DigestMethod" if bound(DSIG) => {
+                        scan.algorithms.extend(attr(e, b"Algorithm"))
+                    }
+                    b"Reference" if bound(DSIG) => scan.references.extend(attr(e, b"URI")),
+                    b"X509Certificate" if bound(DSIG) && matches!(event, Event::Start(_)) => {
+                        in_cert = true
+                    }
+                    b"NameID" | b"AttributeValue"
+                        if bound(ASSERTION) && matches!(event, Event::Start(_)) =>
+                    {
+                        value_depth = Some(depth)
+                    }
+                    _ => {}
+                }
+                if matches!(event, Event::Start(_)) {
+                    depth += 1;
+                }
+            }
+            Event::End(_) => {
+                depth = depth.saturating_sub(1);
+                in_cert = false;
+                if value_depth == Some(depth) {
+                    value_depth = None;
+                }
+            }
+            Event::Comment(_) | Event::PI(_) | Event::CData(_) if value_depth.is_some() => {
+                scan.split_values = true
+            }
+            Event::Text(t) if in_cert => {
+                scan.embedded_certs.push(
+                    t.decode()
+                        .map(|c| c.split_whitespace().collect())
+                        .unwrap_or_default(),
+                );
+            }
+            Event::DocType(_) => {
+                return Err(Rejection::new(
+                    Reason::DtdForbidden,
+                    "the document declares a DTD",
+                ));
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(scan)
+}
+
+fn algorithm_allowed(uri: &str, allow_sha1: bool) -> bool {
+    const STRONG: &[&str] = &[
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
+        "http://www.w3.org/2001/04/xmlenc#sha256",
+        "http://www.w3.org/2001/04/xmldsig-more#sha384",
+        "http://www.w3.org/2001/04/xmlenc#sha512",
+    ];
+    const SHA1: &[&str] = &[
+        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+        "http://www.w3.org/2000/09/xmldsig#sha1",
+    ];
+    STRONG.contains(&uri) || (allow_sha1 && SHA1.contains(&uri))
+}
+
+fn certificate_known(b64: &str, certs: &[Certificate]) -> bool {
+    match metadata::certificate(b64) {
+        Ok(cert) => certs.iter().any(|c| c.fingerprint == cert.fingerprint),
+        Err(_) => false,
+    }
+}
+
+/// Checks a decoded response for `connection`. `request_ids` are the requests this browser may
+/// be answering (`None`: an unsolicited response the connection allows).
+pub fn verify(
+    xml: &str,
+    connection: &Connection,
+    sp: &SpUrls,
+    request_ids: Option<&[&str]>,
+) -> Result<Verified, Rejection> {
+    let outline = scan(xml)?;
+    if !outline.root_is_response {
+        return Err(Rejection::new(
+            Reason::Malformed,
+            "the document is not a SAML protocol Response",
+        ));
+    }
+    if outline.encrypted_assertions > 0 {
+        return Err(Rejection::new(
+            Reason::EncryptedAssertion,
+            "an EncryptedAssertion came",
+        ));
+    }
+    if outline.assertions != 1 {
+        return Err(Rejection::new(
+            Reason::Wrapped,
+            format!(
+                "expected exactly one Assertion, {} came",
+                outline.assertions
+            ),
+        ));
+    }
+    if outline.split_values {
+        return Err(Rejection::new(
+            Reason::NameIdSplit,
+            "a NameID or AttributeValue contains a comment, processing instruction, CDATA or element",
+        ));
+    }
+    if outline.signatures == 0 {
+        return Err(Rejection::new(
+            Reason::MissingSignature,
+            "neither the Response nor the Assertion is signed",
+        ));
+    }
+    if let Some(weak) = outline
+        .algorithms
+        .iter()
+        .find(|a| !algorithm_allowed(a, connection.settings.allow_sha1))
+    {
+        return Err(Rejection::new(
+            Reason::WeakAlgorithm,
+            format!("expected RSA-SHA256 or stronger, {weak} came"),
+        ));
+    }
+    if let Some(unknown) = outline
+        .embedded_certs
+        .iter()
+        .find(|c| !certificate_known(c, &connection.certificates))
+    {
+        let came = metadata::certificate(unknown)
+            .map(|c| format!("{} (SHA-256 {})", c.subject, &c.fingerprint[..16]))
+            .unwrap_or_else(|_| "an unreadable certificate".into());
+        return Err(Rejection::new(
+            Reason::UnknownSigningKey,
+            format!(
+                "signed by {came}, which is not among the connection's {} certificate(s)",
+                connection.certificates.len()
+            ),
+        ));
+    }
+    if let Some(status) = outline.status.as_deref().filter(|s| *s != SUCCESS) {
+        return Err(Rejection::new(
+            Reason::StatusNotSuccess,
+            format!("expected {SUCCESS}, {status} came"),
+        ));
+    }
+    if let Some(dest) = outline.destination.as_deref().filter(|d| *d != sp.acs_url) {
+        return Err(Rejection::new(
+            Reason::WrongDestination,
+            format!("expected {}, {dest} came", sp.acs_url),
+        ));
+    }
+    // Never let samael see metadata without a certificate: it would skip signature checks.
+    if connection.certificates.is_empty() {
+        return Err(Rejection::new(
+            Reason::UnknownSigningKey,
+            "the connection has no signing certificate",
+        ));
+    }
+    let canonical = metadata::canonical_xml(
+        &connection.idp_entity_id,
+        &connection.certificates,
+        connection.sso_url().unwrap_or(&sp.login_url),
+    );
+    let idp: EntityDescriptor = canonical.parse().map_err(|_| {
+        Rejection::new(
+            Reason::Malformed,
+            "the connection's certificates could not be loaded",
+        )
+    })?;
+    let allowed = vec![
+        AllowedSignatureAlgorithm::RsaSha256,
+        AllowedSignatureAlgorithm::RsaSha384,
+        AllowedSignatureAlgorithm::RsaSha512,
+    ];
+    let skew = chrono::Duration::seconds(connection.settings.clock_skew_seconds);
+    let provider = ServiceProviderBuilder::default()
+        .entity_id(Some(sp.sp_entity_id.clone()))
+        .metadata_url(Some(sp.sp_metadata_url.clone()))
+        .acs_url(Some(sp.acs_url.clone()))
+        .slo_url(None::<String>)
+        .idp_metadata(idp)
+        .allow_idp_initiated(request_ids.is_none())
+        .max_clock_skew(skew)
+        .max_issue_delay(chrono::Duration::seconds(90) + skew)
+        // With SHA-1 allowed, no allowlist: samael has no SHA-1 entry; the scan above still
+        // refused anything weaker than SHA-1.
+        .allowed_signature_algorithms(if connection.settings.allow_sha1 {
+            None
+        } else {
+            Some(allowed)
+        })
+        .build()
+        .map_err(|e| Rejection::new(Reason::Malformed, format!("service provider setup: {e}")))?;
+    let assertion = provider
+        .parse_xml_response(xml, request_ids)
+        .map_err(|e| from_samael(&e, sp))?;
+    let audiences: Vec<String> = assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.audience_restrictions.as_ref())
+        .map(|rs| rs.iter().flat_map(|r| r.audience.clone()).collect())
+        .unwrap_or_default();
+    if !audiences.contains(&sp.sp_entity_id) {
+        return Err(Rejection::new(
+            Reason::WrongAudience,
+            format!(
+                "expected audience {}, {:?} came",
+                sp.sp_entity_id, audiences
+            ),
+        ));
+    }
+    let assertion_signed = outline
+        .references
+        .iter()
+        .any(|r| r.strip_prefix('#') == Some(assertion.id.as_str()));
+    if connection.settings.require_signed_assertions && !assertion_signed {
+        return Err(Rejection::new(
+            Reason::AssertionNotSigned,
+            "only the Response is signed; the connection requires a signed Assertion",
+        ));
+    }
+    let now = chrono::Utc::now();
+    let until = assertion
+        .conditions
+        .as_ref()
+        .and_then(|c| c.not_on_or_after)
+        .unwrap_or(now + chrono::Duration::minutes(5))
+        + skew;
+    let subject = assertion.subject.as_ref();
+    let attributes = assertion
+        .attribute_statements
+        .iter()
+        .flatten()
+        .flat_map(|s| s.attributes.iter())
+        .map(|a| {
+            (
+                a.name.clone().unwrap_or_default(),
+                a.values.iter().filter_map(|v| v.value.clone()).collect(),
+            )
+        })
+        .collect();
+    Ok(Verified {
+        issuer: assertion.issuer.value.clone().unwrap_or_default(),
+        assertion_id: assertion.id.clone(),
+        response_id: outline.response_id,
+        in_response_to: outline.in_response_to,
+        name_id: subject
+            .and_then(|s| s.name_id.as_ref())
+            .map(|n| n.value.trim().to_string()),
+        name_id_format: subject
+            .and_then(|s| s.name_id.as_ref())
+            .and_then(|n| n.format.clone()),
+        attributes,
+        valid_until: until.timestamp_millis(),
+        assertion_signed,
+    })
+}
+
+fn from_samael(err: &SpError, sp: &SpUrls) -> Rejection {
+    use SpError::*;
+    let reason = match err {
+        DestinationValidationError { .. } => Reason::WrongDestination,
+        AssertionRecipientMismatch { .. } => Reason::WrongRecipient,
+        AssertionConditionAudienceRestrictionFailed { .. } => Reason::WrongAudience,
+        AssertionIssuerMismatch { .. } | ResponseIssuerMismatch { .. } => Reason::WrongIssuer,
+        AssertionExpired { .. }
+        | ResponseExpired { .. }
+        | AssertionConditionExpired { .. }
+        | AssertionSubjectConfirmationExpired { .. } => Reason::Expired,
+        AssertionConditionExpiredBefore { .. }
+        | AssertionSubjectConfirmationExpiredBefore { .. } => Reason::NotYetValid,
+        ResponseBadStatusCode { .. } => Reason::StatusNotSuccess,
+        AssertionInResponseToInvalid { .. } | ResponseInResponseToInvalid { .. } => {
+            Reason::UnknownRequest
+        }
+        FailedToValidateSignature => Reason::BadSignature,
+        EncryptedAssertionsNotYetSupported | MissingEncryptedKeyInfo | FailedToDecryptAssertion => {
+            Reason::EncryptedAssertion
+        }
+        _ => Reason::Malformed,
+    };
+    // samael's messages name expected and received values (URLs, times, IDs), never keys.
+    Rejection::new(reason, format!("{err} (ACS {})", sp.acs_url))
+}
+
+/// The email the connection reads: the NameID (whatever its format, if it is an email), or
+/// the first value of the configured attribute (by Name or FriendlyName).
+pub fn email_of(
+    verified: &Verified,
+    connection: &Connection,
+) -> Result<crate::accounts::Email, Rejection> {
+    let raw = match &connection.settings.email_attribute {
+        None => verified.name_id.clone(),
+        Some(attr) => verified
+            .attributes
+            .iter()
+            .find(|(name, _)| name == attr)
+            .and_then(|(_, values)| values.first().cloned()),
+    };
+    let raw = raw.ok_or_else(|| {
+        let from = connection
+            .settings
+            .email_attribute
+            .as_deref()
+            .map(|a| format!("attribute {a}"))
+            .unwrap_or_else(|| "the NameID".into());
+        Rejection::new(
+            Reason::NoEmail,
+            format!("expected an email in {from}; nothing came"),
+        )
+    })?;
+    crate::accounts::Email::parse(&raw).map_err(|_| {
+        Rejection::new(
+            Reason::NoEmail,
+            "the value where the email is expected is not an email address",
+        )
+    })
+}

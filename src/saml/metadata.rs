@@ -1,0 +1,283 @@
+//! IdP metadata: picks the IdP's `EntityDescriptor` (also inside an `EntitiesDescriptor`),
+//! its SSO endpoints and every certificate it may sign with (`use="signing"` or no `use`), and
+//! refuses metadata without one. samael is then given a canonical document holding exactly
+//! those certificates, so it never falls back to accepting unsigned responses.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use openssl::x509::X509;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+use serde::{Deserialize, Serialize};
+
+const MD: &[u8] = b"urn:oasis:names:tc:SAML:2.0:metadata";
+const DS: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
+/// The HTTP-Redirect binding.
+pub const REDIRECT_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect";
+/// The HTTP-POST binding.
+pub const POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
+
+/// What the SP needs from an IdP's metadata.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdpMetadata {
+    pub entity_id: String,
+    pub sso_redirect: Option<String>,
+    pub sso_post: Option<String>,
+    pub certificates: Vec<Certificate>,
+    pub want_authn_requests_signed: bool,
+}
+
+/// One signing certificate, with what admins are shown.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Certificate {
+    /// Base64 DER.
+    pub der_base64: String,
+    pub subject: String,
+    /// Expiry, Unix milliseconds.
+    pub not_after: i64,
+    /// SHA-256 fingerprint, hex.
+    pub fingerprint: String,
+}
+
+/// Why metadata was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MetadataError {
+    #[error("the metadata is not well-formed XML: {0}")]
+    Malformed(String),
+    #[error("the metadata contains a DTD or entity declaration, which is not accepted")]
+    Dtd,
+    #[error("the metadata describes no identity provider (no IDPSSODescriptor)")]
+    NoIdp,
+    #[error("the metadata describes {0} identity providers; give the entity ID of the one to use")]
+    SeveralIdps(usize),
+    #[error("the metadata has no identity provider with entity ID {0}")]
+    EntityNotFound(String),
+    #[error(
+        "the metadata has no signing certificate: without one, responses could not be verified"
+    )]
+    NoSigningCertificate,
+    #[error("a certificate in the metadata is not valid X.509: {0}")]
+    BadCertificate(String),
+    #[error("the metadata has no SingleSignOnService with the HTTP-Redirect or HTTP-POST binding")]
+    NoSsoEndpoint,
+}
+
+#[derive(Default)]
+struct Candidate {
+    entity_id: String,
+    is_idp: bool,
+    redirect: Option<String>,
+    post: Option<String>,
+    want_signed: bool,
+    certs: Vec<String>,
+}
+
+fn attr(e: &BytesStart, name: &[u8]) -> Option<String> {
+    e.attributes()
+        .flatten()
+        .find(|a| a.key.local_name().as_ref() == name)
+        .and_then(|a| {
+            a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .ok()
+                .map(|v| v.into_owned())
+        })
+}
+
+/// Whether `xml` declares a DTD or entities (refused everywhere: no entity expansion).
+pub fn has_dtd(xml: &str) -> bool {
+    let upper = xml.to_ascii_uppercase();
+    upper.contains("<!DOCTYPE") || upper.contains("<!ENTITY")
+}
+
+/// Parses IdP metadata; `entity_id` picks one IdP out of several.
+pub fn parse(xml: &str, entity_id: Option<&str>) -> Result<IdpMetadata, MetadataError> {
+    if has_dtd(xml) {
+        return Err(MetadataError::Dtd);
+    }
+    let mut reader = NsReader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    let mut candidates: Vec<Candidate> = Vec::new();
+    let mut current: Option<Candidate> = None;
+    let mut in_idp = false;
+    let mut key_use: Option<Option<String>> = None;
+    let mut in_cert = false;
+    let mut cert_text = String::new();
+    loop {
+        let (ns, event) = reader
+            .read_resolved_event()
+            .map_err(|e| MetadataError::Malformed(e.to_string()))?;
+        let ns_is = |uri: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == uri);
+        match event {
+            Event::Start(ref e) | Event::Empty(ref e) => {
+                let empty = matches!(event, Event::Empty(_));
+                let local = e.local_name();
+                match (local.as_ref(), ns_is(MD), ns_is(DS)) {
+                    (b"EntityDescriptor", true, _) => {
+                        current = Some(Candidate {
+                            entity_id: attr(e, b"entityID").unwrap_or_default(),
+                            ..Candidate::default()
+                        });
+                    }
+                    (b"IDPSSODescriptor", true, _) => {
+                        if let Some(c) = current.as_mut() {
+                            c.is_idp = true;
+                            c.want_signed = attr(e, b"WantAuthnRequestsSigned")
+                                .is_some_and(|v| v == "true" || v == "1");
+                        }
+                        in_idp = !empty;
+                    }
+                    (b"KeyDescriptor", true, _) if in_idp => key_use = Some(attr(e, b"use")),
+                    (b"X509Certificate", _, true) if in_idp && key_use.is_some() && !empty => {
+                        in_cert = true;
+                        cert_text.clear();
+                    }
+                    (b"SingleSignOnService", true, _) if in_idp => {
+                        if let (Some(c), Some(binding), Some(location)) =
+                            (current.as_mut(), attr(e, b"Binding"), attr(e, b"Location"))
+                        {
+                            if binding == REDIRECT_BINDING && c.redirect.is_none() {
+                                c.redirect = Some(location);
+                            } else if binding == POST_BINDING && c.post.is_none() {
+                                c.post = Some(location);
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::Text(ref t) if in_cert => {
+                cert_text.push_str(
+                    &t.decode()
+                        .map_err(|e| MetadataError::Malformed(e.to_string()))?,
+                );
+            }
+            Event::End(ref e) => {
+                let local = e.local_name();
+                match (local.as_ref(), ns_is(MD), ns_is(DS)) {
+                    (b"X509Certificate", _, true) if in_cert => {
+                        in_cert = false;
+                        // Keys for signing: use="signing", or no use (signing and encryption).
+                        let signing = matches!(&key_use, Some(None))
+                            || matches!(&key_use, Some(Some(u)) if u == "signing" || u.is_empty());
+                        if signing && let Some(c) = current.as_mut() {
+                            c.certs.push(cert_text.split_whitespace().collect());
+                        }
+                    }
+                    (b"KeyDescriptor", true, _) => key_use = None,
+                    (b"IDPSSODescriptor", true, _) => in_idp = false,
+                    (b"EntityDescriptor", true, _) => {
+                        if let Some(c) = current.take() {
+                            candidates.push(c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Event::DocType(_) => return Err(MetadataError::Dtd),
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    let idps: Vec<Candidate> = candidates.into_iter().filter(|c| c.is_idp).collect();
+    let chosen = match entity_id.filter(|e| !e.trim().is_empty()) {
+        Some(wanted) => idps
+            .into_iter()
+            .find(|c| c.entity_id == wanted.trim())
+            .ok_or_else(|| MetadataError::EntityNotFound(wanted.to_string()))?,
+        None => match idps.len() {
+            0 => return Err(MetadataError::NoIdp),
+            1 => idps.into_iter().next().ok_or(MetadataError::NoIdp)?,
+            n => return Err(MetadataError::SeveralIdps(n)),
+        },
+    };
+    if chosen.entity_id.is_empty() {
+        return Err(MetadataError::Malformed(
+            "the EntityDescriptor has no entityID".into(),
+        ));
+    }
+    let mut certificates = Vec::new();
+    for b64 in &chosen.certs {
+        let cert = certificate(b64)?;
+        if !certificates
+            .iter()
+            .any(|c: &Certificate| c.fingerprint == cert.fingerprint)
+        {
+            certificates.push(cert);
+        }
+    }
+    if certificates.is_empty() {
+        return Err(MetadataError::NoSigningCertificate);
+    }
+    if chosen.redirect.is_none() && chosen.post.is_none() {
+        return Err(MetadataError::NoSsoEndpoint);
+    }
+    Ok(IdpMetadata {
+        entity_id: chosen.entity_id,
+        sso_redirect: chosen.redirect,
+        sso_post: chosen.post,
+        certificates,
+        want_authn_requests_signed: chosen.want_signed,
+    })
+}
+
+/// Reads one base64 DER certificate.
+pub fn certificate(b64: &str) -> Result<Certificate, MetadataError> {
+    let der = STANDARD
+        .decode(b64.trim())
+        .map_err(|e| MetadataError::BadCertificate(e.to_string()))?;
+    let x509 = X509::from_der(&der).map_err(|e| MetadataError::BadCertificate(e.to_string()))?;
+    let subject = x509
+        .subject_name()
+        .entries()
+        .map(|e| {
+            format!(
+                "{}={}",
+                e.object().nid().short_name().unwrap_or("?"),
+                String::from_utf8_lossy(e.data().as_slice())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let epoch = openssl::asn1::Asn1Time::from_unix(0)
+        .map_err(|e| MetadataError::BadCertificate(e.to_string()))?;
+    let diff = epoch
+        .diff(x509.not_after())
+        .map_err(|e| MetadataError::BadCertificate(e.to_string()))?;
+    let not_after = (i64::from(diff.days) * 86_400 + i64::from(diff.secs)) * 1000;
+    let digest = openssl::sha::sha256(&der);
+    Ok(Certificate {
+        der_base64: STANDARD.encode(&der),
+        subject,
+        not_after,
+        fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
+    })
+}
+
+fn escape(raw: &str) -> String {
+    raw.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The canonical metadata samael is given: the entity ID, the SSO endpoint and every
+/// signing certificate marked `use="signing"`.
+pub fn canonical_xml(entity_id: &str, certificates: &[Certificate], sso_url: &str) -> String {
+    let keys: String = certificates
+        .iter()
+        .map(|c| {
+            format!(
+                "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
+                c.der_base64
+            )
+        })
+        .collect();
+    format!(
+        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{}\">\
+         <md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}\
+         <md:SingleSignOnService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
+        escape(entity_id),
+        escape(sso_url)
+    )
+}

@@ -1,0 +1,297 @@
+//! A mock identity provider for tests and integrators: it publishes metadata and mints SAML
+//! responses signed (RSA-SHA256 by default) with its own test key — valid ones, and, on
+//! request, deliberately broken ones (unsigned, wrong audience, expired, wrapped, ...).
+//! `nulab-pass mock-idp` serves it over HTTP (see `mock_idp_server`).
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use samael::crypto::{Crypto, CryptoProvider};
+
+use super::keys::{self, KeyPair};
+
+/// Which elements carry a signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signing {
+    Response,
+    Assertion,
+    Both,
+    None,
+}
+
+/// Signature algorithm of the mock's signatures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    RsaSha256,
+    RsaSha1,
+}
+
+/// Email claim URI used by Microsoft Entra ID and ADFS.
+pub const EMAIL_CLAIM: &str = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress";
+/// NameID format of email addresses.
+pub const EMAIL_FORMAT: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
+
+/// Everything a response says; [`ResponseSpec::new`] gives a valid one.
+#[derive(Clone, Debug)]
+pub struct ResponseSpec {
+    pub destination: Option<String>,
+    pub recipient: String,
+    pub audience: Option<String>,
+    pub in_response_to: Option<String>,
+    /// Issuer of the Response and the Assertion (default: the mock's entity ID).
+    pub issuer: Option<String>,
+    pub name_id: Option<String>,
+    pub name_id_format: String,
+    /// Raw XML placed inside the NameID instead of the escaped `name_id` (for hostile tests).
+    pub name_id_raw: Option<String>,
+    pub attributes: Vec<(String, Vec<String>)>,
+    /// Seconds added to "now" for IssueInstant (negative: in the past).
+    pub issued_offset_secs: i64,
+    /// Conditions window relative to IssueInstant.
+    pub not_before_secs: i64,
+    pub not_on_or_after_secs: i64,
+    pub status: String,
+    pub signing: Signing,
+    pub algorithm: Algorithm,
+    pub response_id: String,
+    pub assertion_id: String,
+}
+
+impl ResponseSpec {
+    /// A valid response for `email` (in the NameID) to `acs_url`, for the SP `audience`.
+    pub fn new(email: &str, acs_url: &str, audience: &str, in_response_to: Option<&str>) -> Self {
+        ResponseSpec {
+            destination: Some(acs_url.to_string()),
+            recipient: acs_url.to_string(),
+            audience: Some(audience.to_string()),
+            in_response_to: in_response_to.map(str::to_string),
+            issuer: None,
+            name_id: Some(email.to_string()),
+            name_id_format: EMAIL_FORMAT.to_string(),
+            name_id_raw: None,
+            attributes: vec![("email".to_string(), vec![email.to_string()])],
+            issued_offset_secs: 0,
+            not_before_secs: -30,
+            not_on_or_after_secs: 300,
+            status: "urn:oasis:names:tc:SAML:2.0:status:Success".to_string(),
+            signing: Signing::Both,
+            algorithm: Algorithm::RsaSha256,
+            response_id: new_id(),
+            assertion_id: new_id(),
+        }
+    }
+}
+
+/// A fresh XML ID (starts with a letter, 128 random bits).
+pub fn new_id() -> String {
+    format!("_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The mock IdP: an entity ID, an SSO URL and a signing key.
+#[derive(Clone)]
+pub struct MockIdp {
+    pub entity_id: String,
+    pub sso_url: String,
+    pub keys: KeyPair,
+}
+
+fn esc(raw: &str) -> String {
+    raw.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn time(offset_secs: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+impl MockIdp {
+    /// A mock with a fresh key.
+    pub fn generate(entity_id: &str, sso_url: &str) -> anyhow::Result<MockIdp> {
+        Ok(MockIdp {
+            entity_id: entity_id.to_string(),
+            sso_url: sso_url.to_string(),
+            keys: keys::self_signed("nulab-pass mock IdP", 1, 365)?,
+        })
+    }
+
+    /// A mock with a given key pair (rollover tests, a persistent key).
+    pub fn with_keys(entity_id: &str, sso_url: &str, keys: KeyPair) -> MockIdp {
+        MockIdp {
+            entity_id: entity_id.to_string(),
+            sso_url: sso_url.to_string(),
+            keys,
+        }
+    }
+
+    /// The certificate as base64 DER.
+    pub fn cert_base64(&self) -> String {
+        self.keys.cert_base64().unwrap_or_default()
+    }
+
+    /// Metadata with this key (`use="signing"`) and the SSO endpoint on both bindings.
+    pub fn metadata_xml(&self) -> String {
+        metadata_with_certs(&self.entity_id, &self.sso_url, &[self.cert_base64()], false)
+    }
+
+    /// The response XML for `spec`, signed as it asks.
+    pub fn response_xml(&self, spec: &ResponseSpec) -> anyhow::Result<String> {
+        let issuer = esc(spec.issuer.as_deref().unwrap_or(&self.entity_id));
+        let issued = time(spec.issued_offset_secs);
+        let in_response_to = spec
+            .in_response_to
+            .as_deref()
+            .map(|id| format!(" InResponseTo=\"{}\"", esc(id)))
+            .unwrap_or_default();
+        let name_id = match (&spec.name_id_raw, &spec.name_id) {
+            (Some(raw), _) => format!(
+                "<saml:NameID Format=\"{}\">{raw}</saml:NameID>",
+                esc(&spec.name_id_format)
+            ),
+            (None, Some(v)) => format!(
+                "<saml:NameID Format=\"{}\">{}</saml:NameID>",
+                esc(&spec.name_id_format),
+                esc(v)
+            ),
+            (None, None) => String::new(),
+        };
+        let audience = spec
+            .audience
+            .as_deref()
+            .map(|a| format!("<saml:AudienceRestriction><saml:Audience>{}</saml:Audience></saml:AudienceRestriction>", esc(a)))
+            .unwrap_or_default();
+        let attributes: String = spec
+            .attributes
+            .iter()
+            .map(|(name, values)| {
+                let values: String = values.iter().map(|v| format!("<saml:AttributeValue xsi:type=\"xs:string\">{}</saml:AttributeValue>", esc(v))).collect();
+                format!("<saml:Attribute Name=\"{}\" NameFormat=\"urn:oasis:names:tc:SAML:2.0:attrname-format:basic\">{values}</saml:Attribute>", esc(name))
+            })
+            .collect();
+        let statement = if attributes.is_empty() {
+            String::new()
+        } else {
+            format!("<saml:AttributeStatement>{attributes}</saml:AttributeStatement>")
+        };
+        let sign_assertion = matches!(spec.signing, Signing::Assertion | Signing::Both);
+        let sign_response = matches!(spec.signing, Signing::Response | Signing::Both);
+        let assertion = format!(
+            "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" ID=\"{aid}\" IssueInstant=\"{issued}\" Version=\"2.0\">\
+             <saml:Issuer>{issuer}</saml:Issuer>{sig}\
+             <saml:Subject>{name_id}<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\">\
+             <saml:SubjectConfirmationData{in_response_to} NotOnOrAfter=\"{confirm_until}\" Recipient=\"{recipient}\"/></saml:SubjectConfirmation></saml:Subject>\
+             <saml:Conditions NotBefore=\"{not_before}\" NotOnOrAfter=\"{not_after}\">{audience}</saml:Conditions>\
+             <saml:AuthnStatement AuthnInstant=\"{issued}\" SessionIndex=\"{aid}\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>\
+             {statement}</saml:Assertion>",
+            aid = spec.assertion_id,
+            sig = if sign_assertion {
+                self.signature_template(&spec.assertion_id, spec.algorithm)
+            } else {
+                String::new()
+            },
+            confirm_until = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
+            recipient = esc(&spec.recipient),
+            not_before = time(spec.issued_offset_secs + spec.not_before_secs),
+            not_after = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
+        );
+        let assertion = if sign_assertion {
+            self.sign(&assertion)?
+        } else {
+            assertion
+        };
+        let destination = spec
+            .destination
+            .as_deref()
+            .map(|d| format!(" Destination=\"{}\"", esc(d)))
+            .unwrap_or_default();
+        let response = format!(
+            "<samlp:Response xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\" xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" ID=\"{rid}\" Version=\"2.0\" IssueInstant=\"{issued}\"{destination}{in_response_to}>\
+             <saml:Issuer>{issuer}</saml:Issuer>{sig}<samlp:Status><samlp:StatusCode Value=\"{status}\"/></samlp:Status>{assertion}</samlp:Response>",
+            rid = spec.response_id,
+            sig = if sign_response {
+                self.signature_template(&spec.response_id, spec.algorithm)
+            } else {
+                String::new()
+            },
+            status = esc(&spec.status),
+        );
+        if sign_response {
+            self.sign(&response)
+        } else {
+            Ok(response)
+        }
+    }
+
+    /// The response for the HTTP-POST binding (base64 of the XML).
+    pub fn response_b64(&self, spec: &ResponseSpec) -> anyhow::Result<String> {
+        Ok(STANDARD.encode(self.response_xml(spec)?))
+    }
+
+    /// An empty enveloped-signature template that xmlsec fills in.
+    pub fn signature_template(&self, id: &str, algorithm: Algorithm) -> String {
+        let (method, digest) = match algorithm {
+            Algorithm::RsaSha256 => (
+                "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+                "http://www.w3.org/2001/04/xmlenc#sha256",
+            ),
+            Algorithm::RsaSha1 => (
+                "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+                "http://www.w3.org/2000/09/xmldsig#sha1",
+            ),
+        };
+        format!(
+            "<ds:Signature xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\"><ds:SignedInfo>\
+             <ds:CanonicalizationMethod Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>\
+             <ds:SignatureMethod Algorithm=\"{method}\"/><ds:Reference URI=\"#{id}\"><ds:Transforms>\
+             <ds:Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/>\
+             <ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/></ds:Transforms>\
+             <ds:DigestMethod Algorithm=\"{digest}\"/><ds:DigestValue></ds:DigestValue></ds:Reference></ds:SignedInfo>\
+             <ds:SignatureValue></ds:SignatureValue><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature>",
+            self.cert_base64()
+        )
+    }
+
+    /// Signs the first signature template of `xml` with the mock's key.
+    pub fn sign(&self, xml: &str) -> anyhow::Result<String> {
+        let der = self.keys.key.private_key_to_der()?;
+        let signed =
+            Crypto::sign_xml(xml, &der).map_err(|e| anyhow::anyhow!("signing failed: {e}"))?;
+        Ok(strip_declaration(&signed))
+    }
+}
+
+/// Removes a leading `<?xml ...?>` declaration (so a signed element can be embedded).
+pub fn strip_declaration(xml: &str) -> String {
+    let trimmed = xml.trim_start();
+    match trimmed
+        .strip_prefix("<?xml")
+        .and_then(|rest| rest.find("?>").map(|end| &rest[end + 2..]))
+    {
+        Some(rest) => rest.trim_start().to_string(),
+        None => trimmed.to_string(),
+    }
+}
+
+/// IdP metadata listing `certs` (base64 DER) as signing keys.
+pub fn metadata_with_certs(
+    entity_id: &str,
+    sso_url: &str,
+    certs: &[String],
+    want_signed: bool,
+) -> String {
+    let keys: String = certs
+        .iter()
+        .map(|c| format!("<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{c}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"))
+        .collect();
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{}\">\
+         <md:IDPSSODescriptor WantAuthnRequestsSigned=\"{want_signed}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}\
+         <md:NameIDFormat>{EMAIL_FORMAT}</md:NameIDFormat>\
+         <md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"{sso}\"/>\
+         <md:SingleSignOnService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST\" Location=\"{sso}\"/>\
+         </md:IDPSSODescriptor></md:EntityDescriptor>\n",
+        esc(entity_id),
+        sso = esc(sso_url)
+    )
+}
