@@ -44,6 +44,12 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Products (OIDC clients): register, list, rotate secrets, delete.
+    #[command(subcommand)]
+    Product(crate::oidc::clients::ProductCommand),
+    /// The OIDC signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Runs the mock SAML identity provider (for tests and integrators; never in production).
     MockIdp {
         /// Address the mock IdP listens on (`--bind` is the server's own address).
@@ -53,6 +59,12 @@ enum Command {
         #[arg(long)]
         public_url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Replaces the ID-token signing key; the previous key stays in the JWKS until the next rotation.
+    Rotate,
 }
 
 #[derive(Subcommand)]
@@ -167,6 +179,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     match cli.command {
         Command::Serve => serve(config).await,
+        Command::Product(command) => {
+            let db = open(&config).await?;
+            crate::oidc::clients::run(&db, Clock::default().now_ms(), command).await
+        }
+        Command::Keys(KeysCommand::Rotate) => {
+            let kid = crate::oidc::keys::rotate(&config.certs_dir)?;
+            println!("{}", json!({ "kid": kid }));
+            Ok(())
+        }
         Command::MockIdp { listen, public_url } => {
             let public = public_url
                 .unwrap_or_else(|| format!("http://{listen}"))
@@ -324,6 +345,7 @@ fn print(output: &Output, value: &serde_json::Value, plain: &str) {
 async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting nulab-pass");
     let db = open(&config).await?;
+    crate::oidc::keys::ensure(&config.certs_dir)?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let state = AppState::new(db.clone(), config, Clock::default());
     let jobs = crate::jobs::spawn_all(&state)?;

@@ -51,6 +51,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0004_saml.sql"),
         include_str!("../migrations/postgres/0004_saml.sql"),
     ),
+    (
+        5,
+        "oidc and sign-in",
+        include_str!("../migrations/sqlite/0005_oidc_sign_in.sql"),
+        include_str!("../migrations/postgres/0005_oidc_sign_in.sql"),
+    ),
 ];
 
 impl Db {

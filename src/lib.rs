@@ -14,10 +14,12 @@ pub mod ids;
 pub mod jobs;
 pub mod mail;
 pub mod managed;
+pub mod oidc;
 pub mod orgs;
 pub mod paging;
 pub mod saml;
 pub mod secrets;
+pub mod sign_in;
 pub mod web;
 
 use std::sync::Arc;

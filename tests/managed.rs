@@ -416,7 +416,9 @@ async fn initial_password_and_policy(backend: Backend) {
     let (_, status, location) = sign_in_status(s, "ana@corp.test", "Violet-Mountain-2026").await;
     assert_eq!((status, location.as_str()), (303, "/account/password"));
 
-    // With password sign-in switched off, managed accounts cannot use a password at all.
+    // With password sign-in switched off, managed accounts cannot use a password at all. (An
+    // admin with a second factor keeps a password sign-in, or SSO could not be required.)
+    s.enroll_totp("admin@corp.test").await;
     let off = json!({"min_length": 16, "require_three_classes": true, "reject_common": true, "max_age_days": null, "password_sign_in": false});
     assert_eq!(
         f.api(Method::PUT, "/api/v1/orgs/corp/password-policy", Some(off))

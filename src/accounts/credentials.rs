@@ -74,6 +74,7 @@ pub async fn set_password_with_link(
         })?;
     store::set_password(&mut tx, link.account.id, &hash, now).await?;
     session::end_all_for(&mut tx, link.account.id).await?;
+    crate::oidc::revoke_all_for(&mut tx, link.account.id, now).await?;
     let action = if link.purpose == PURPOSE_ACTIVATE {
         AuditAction::ManagedAccountActivated
     } else {
@@ -132,6 +133,7 @@ pub async fn change_password(
     let mut tx = db.begin().await?;
     store::set_password(&mut tx, account.id, &hash, now).await?;
     session::end_all_for(&mut tx, account.id).await?;
+    crate::oidc::revoke_all_for(&mut tx, account.id, now).await?;
     audit::record(
         &mut tx,
         now,

@@ -6,6 +6,7 @@ pub mod pages;
 pub mod password;
 pub mod password_pages;
 pub mod store;
+pub mod totp;
 
 use std::fmt;
 
@@ -196,6 +197,10 @@ pub enum AccountError {
     InvalidCredentials,
     #[error("this account is suspended; ask your organization's admin")]
     Suspended,
+    #[error(
+        "you administer {0}, which requires single sign-on: signing in with a password needs two-step verification, which this account has not set up. Ask another admin of {0} to switch off \u{201c}SSO required\u{201d} for a moment, sign in and set it up on your account page"
+    )]
+    SecondFactorNotSetUp(String),
     #[error("this link is not valid; request a new one")]
     LinkInvalid,
     #[error("this link has expired; request a new one")]
@@ -412,6 +417,7 @@ fn failure_reason(err: &AccountError) -> &'static str {
         AccountError::Suspended => "account_suspended",
         AccountError::InvalidCredentials => "invalid_credentials",
         AccountError::PasswordSignInDisabled => "password_sign_in_disabled",
+        AccountError::SecondFactorNotSetUp(_) => "second_factor_not_set_up",
         _ => "error",
     }
 }
@@ -422,6 +428,9 @@ pub struct SignIn {
     pub account: Account,
     /// The password is a temporary one or too old: the user must set a new one first.
     pub must_change_password: bool,
+    /// The account has a second factor: the sign-in completes only after its code
+    /// (`sign_in::second_factor::complete_sign_in`).
+    pub second_factor_required: bool,
 }
 
 /// Checks an email and password. Success and failure are both audited; on failure nothing
@@ -451,11 +460,22 @@ pub async fn sign_in_with_password(
             if account.kind == AccountKind::Managed && !policy.password_sign_in {
                 Err(AccountError::PasswordSignInDisabled)
             } else {
-                Ok(SignIn {
-                    must_change_password: account.must_change_password
-                        || policy.is_expired(account.password_changed_at, now),
-                    account: account.clone(),
-                })
+                // Break-glass: an admin of an organization that requires SSO signing in with
+                // a password must pass a second factor, so it must have one.
+                let second_factor =
+                    crate::sign_in::has_second_factor(db.pool(), account.id).await?;
+                let sso_orgs = crate::sign_in::break_glass_orgs(db.pool(), account).await?;
+                match sso_orgs.first() {
+                    Some(org) if !second_factor => {
+                        Err(AccountError::SecondFactorNotSetUp(org.name.clone()))
+                    }
+                    _ => Ok(SignIn {
+                        must_change_password: account.must_change_password
+                            || policy.is_expired(account.password_changed_at, now),
+                        account: account.clone(),
+                        second_factor_required: second_factor,
+                    }),
+                }
             }
         }
         (Some((account, _)), true) if account.status == AccountStatus::Suspended => {
@@ -465,6 +485,26 @@ pub async fn sign_in_with_password(
     };
     let mut tx = db.begin().await?;
     match &outcome {
+        Ok(SignIn {
+            account,
+            second_factor_required: true,
+            ..
+        }) => {
+            // Not signed in yet: the second factor completes (and audits) the sign-in.
+            audit::record(
+                &mut tx,
+                now,
+                audit::Event {
+                    org_id: account.org_id,
+                    action: AuditAction::AccountPasswordVerified,
+                    actor: &account.actor(),
+                    target: Some(Target::account(account.id)),
+                    meta,
+                    details: serde_json::json!({ "method": "password", "second_factor": "totp" }),
+                },
+            )
+            .await?;
+        }
         Ok(SignIn { account, .. }) => {
             store::touch_sign_in(&mut tx, account.id, now).await?;
             audit::record(

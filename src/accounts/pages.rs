@@ -20,7 +20,6 @@ use crate::web::{Layout, session};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/signup", get(signup_page).post(signup))
-        .route("/signin", get(signin_page).post(signin))
         .route("/signout", post(signout))
         .route("/verify-email", get(verify_email))
         .route("/account", get(account_page))
@@ -34,15 +33,6 @@ struct SignupPage {
     layout: Layout,
     email: String,
     name: String,
-    error: Option<String>,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "signin.html")]
-struct SigninPage {
-    layout: Layout,
-    email: String,
-    next: String,
     error: Option<String>,
 }
 
@@ -64,6 +54,7 @@ struct AccountPage {
     account: super::Account,
     method: String,
     orgs: Vec<(Org, Role)>,
+    two_step: bool,
 }
 
 /// Re-renders a form page with the error's message and status; internal errors pass through.
@@ -157,72 +148,16 @@ async fn signup(
     }
 }
 
-#[derive(Deserialize)]
-struct NextQuery {
-    next: Option<String>,
-}
-
-/// Only same-site paths are followed after sign-in (no open redirect).
 /// A same-site path to continue to (`/account` when `next` is missing or points elsewhere).
 pub fn local_path(next: Option<&str>) -> String {
     safe_next(next)
 }
 
+/// Only same-site paths are followed after sign-in (no open redirect).
 pub(super) fn safe_next(next: Option<&str>) -> String {
     match next {
         Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
         _ => "/account".to_string(),
-    }
-}
-
-async fn signin_page(session: Session, Query(q): Query<NextQuery>) -> Result<SigninPage, AppError> {
-    Ok(SigninPage {
-        layout: Layout::new(&session, None).await?,
-        email: String::new(),
-        next: safe_next(q.next.as_deref()),
-        error: None,
-    })
-}
-
-#[derive(Deserialize)]
-struct SigninForm {
-    email: String,
-    password: String,
-    next: Option<String>,
-}
-
-async fn signin(
-    State(state): State<AppState>,
-    session: Session,
-    ClientMeta(meta): ClientMeta,
-    PageForm(form): PageForm<SigninForm>,
-) -> Result<Response, AppError> {
-    let now = state.clock.now_ms();
-    let next = safe_next(form.next.as_deref());
-    match super::sign_in_with_password(&state.db, now, &form.email, &form.password, &meta).await {
-        Ok(signed_in) => {
-            session::sign_in(&session, &signed_in.account, "pwd", now).await?;
-            if signed_in.must_change_password {
-                session.insert(session::MUST_CHANGE_KEY, true).await?;
-                session
-                    .insert(super::password_pages::NEXT_KEY, next)
-                    .await?;
-                return Ok(Redirect::to("/account/password").into_response());
-            }
-            Ok(Redirect::to(&next).into_response())
-        }
-        Err(err) => {
-            let layout = Layout::new(&session, None).await?;
-            Ok(form_error(err.into(), |error| {
-                SigninPage {
-                    layout,
-                    email: form.email.clone(),
-                    next,
-                    error: Some(error),
-                }
-                .into_response()
-            }))
-        }
     }
 }
 
@@ -297,6 +232,7 @@ async fn account_page(
     let SignedIn { account, session } = signed_in;
     let method: Option<String> = session.get(session::METHOD_KEY).await?;
     let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
+    let two_step = crate::sign_in::has_second_factor(state.db.pool(), account.id).await?;
     Ok(AccountPage {
         layout: Layout::new(&session, Some(&account)).await?,
         notice: crate::web::take_flash(&session).await?,
@@ -307,6 +243,7 @@ async fn account_page(
         },
         account,
         orgs,
+        two_step,
     })
 }
 

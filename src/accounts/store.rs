@@ -142,7 +142,7 @@ pub(super) async fn credentials(
 
 const TOUCH_SIGN_IN: &str = "UPDATE accounts SET last_sign_in_at = $2 WHERE id = $1";
 
-pub(super) async fn touch_sign_in(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
+pub(crate) async fn touch_sign_in(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(TOUCH_SIGN_IN)
         .bind(id.to_string())
         .bind(now)

@@ -76,6 +76,10 @@ pub fn routes() -> Router<AppState> {
         .routes(routes!(managed::api::action))
         .routes(routes!(managed::api::get_policy, managed::api::put_policy))
         .routes(routes!(managed::api::seats))
+        .routes(routes!(
+            crate::sign_in::api::get_settings,
+            crate::sign_in::api::put_settings
+        ))
         .routes(routes!(crate::saml::api::create, crate::saml::api::list))
         .routes(routes!(
             crate::saml::api::get,

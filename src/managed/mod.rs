@@ -52,6 +52,10 @@ pub enum ManagedError {
     NotAllowedForManaged(&'static str),
     #[error("the role must be \u{201c}admin\u{201d} or \u{201c}member\u{201d}")]
     InvalidRole,
+    #[error(
+        "single sign-on cannot be required yet: no admin could sign in if the IdP failed. At least one admin who is a Nulab account must set up two-step verification on their account page first; that admin keeps a password sign-in (with the code) for emergencies"
+    )]
+    NoBreakGlassAdmin,
     #[error(transparent)]
     Account(#[from] AccountError),
     #[error(transparent)]
@@ -343,6 +347,7 @@ pub async fn suspend(
     keep_an_admin(tx, scope.org().id, id).await?;
     store::set_status(tx, id, AccountStatus::Suspended.as_str(), now).await?;
     let ended = session::end_all_for(tx, id).await?;
+    crate::oidc::revoke_all_for(tx, id, now).await?;
     scope
         .audit(
             tx,
@@ -394,6 +399,7 @@ pub async fn sign_out_everywhere(
 ) -> Result<u64, ManagedError> {
     let account = get(tx, scope.org().id, id).await?;
     let ended = session::end_all_for(tx, id).await?;
+    crate::oidc::revoke_all_for(tx, id, now).await?;
     scope
         .audit(
             tx,
@@ -429,6 +435,7 @@ pub async fn reset_password(
     if force_change {
         store::force_password_change(tx, id, now).await?;
         session::end_all_for(tx, id).await?;
+        crate::oidc::revoke_all_for(tx, id, now).await?;
     }
     scope
         .audit(
@@ -520,6 +527,7 @@ pub async fn delete(
     let account = get(tx, scope.org().id, id).await?;
     keep_an_admin(tx, scope.org().id, id).await?;
     session::end_all_for(tx, id).await?;
+    crate::oidc::revoke_all_for(tx, id, now).await?;
     store::tombstone(tx, id, now).await?;
     scope
         .audit(
@@ -544,6 +552,16 @@ pub async fn set_policy(
     let before = store::policy(&mut **tx, scope.org().id).await?;
     if &before == policy {
         return Ok(());
+    }
+    if before.password_sign_in && !policy.password_sign_in {
+        // "SSO required" must never lock the organization out when its IdP fails.
+        orgs::store::lock(tx, scope.org().id).await?;
+        if crate::sign_in::break_glass_admins(tx, scope.org().id)
+            .await?
+            .is_empty()
+        {
+            return Err(ManagedError::NoBreakGlassAdmin);
+        }
     }
     store::set_policy(tx, scope.org().id, policy, now).await?;
     scope

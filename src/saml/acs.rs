@@ -209,6 +209,7 @@ pub struct Scan {
     pub algorithms: Vec<String>,
     pub embedded_certs: Vec<String>,
     pub references: Vec<String>,
+    pub audiences: Vec<String>,
     pub split_values: bool,
 }
 
@@ -226,6 +227,7 @@ pub fn scan(xml: &str) -> Result<Scan, Rejection> {
     // Inside a NameID or AttributeValue: any nested node splits the value.
     let mut value_depth: Option<usize> = None;
     let mut in_cert = false;
+    let mut in_audience = false;
     loop {
         let (ns, event) = reader
             .read_resolved_event()
@@ -268,6 +270,9 @@ pub fn scan(xml: &str) -> Result<Scan, Rejection> {
                     b"X509Certificate" if bound(DSIG) && matches!(event, Event::Start(_)) => {
                         in_cert = true
                     }
+                    b"Audience" if bound(ASSERTION) && matches!(event, Event::Start(_)) => {
+                        in_audience = true
+                    }
                     b"NameID" | b"AttributeValue"
                         if bound(ASSERTION) && matches!(event, Event::Start(_)) =>
                     {
@@ -282,6 +287,7 @@ pub fn scan(xml: &str) -> Result<Scan, Rejection> {
             Event::End(_) => {
                 depth = depth.saturating_sub(1);
                 in_cert = false;
+                in_audience = false;
                 if value_depth == Some(depth) {
                     value_depth = None;
                 }
@@ -296,6 +302,9 @@ pub fn scan(xml: &str) -> Result<Scan, Rejection> {
                         .unwrap_or_default(),
                 );
             }
+            Event::Text(t) if in_audience => scan
+                .audiences
+                .push(t.decode().map(|a| a.trim().to_string()).unwrap_or_default()),
             Event::DocType(_) => {
                 return Err(Rejection::new(
                     Reason::DtdForbidden,
@@ -454,9 +463,16 @@ pub fn verify(
         })
         .build()
         .map_err(|e| Rejection::new(Reason::Malformed, format!("service provider setup: {e}")))?;
-    let assertion = provider
-        .parse_xml_response(xml, request_ids)
-        .map_err(|e| from_samael(&e, sp))?;
+    let assertion = provider.parse_xml_response(xml, request_ids).map_err(|e| {
+        let mut rejection = from_samael(&e, sp);
+        if rejection.reason == Reason::WrongAudience {
+            rejection.detail = format!(
+                "expected audience {}, {:?} came",
+                sp.sp_entity_id, outline.audiences
+            );
+        }
+        rejection
+    })?;
     let audiences: Vec<String> = assertion
         .conditions
         .as_ref()

@@ -29,7 +29,14 @@ pub async fn token(session: &Session) -> Result<String, AppError> {
 /// Paths whose POSTs do not come from our own forms.
 fn exempt(path: &str) -> bool {
     // The ACS receives the IdP's cross-site POST; the signed response is its own proof.
-    path.starts_with("/api/") || (path.starts_with("/sso/") && path.ends_with("/acs"))
+    path.starts_with("/api/")
+        || (path.starts_with("/sso/") && path.ends_with("/acs"))
+        // OIDC endpoints that products call, or post browsers to: they authenticate the
+        // product, or change nothing without the user's own confirmation.
+        || matches!(
+            path,
+            "/oauth/token" | "/oauth/userinfo" | "/oauth/authorize" | "/oauth/logout"
+        )
 }
 
 /// Refuses unsafe requests without the session's CSRF token (403) and bodies over the limit (413).

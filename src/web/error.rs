@@ -211,6 +211,7 @@ impl From<AccountError> for AppError {
             AccountError::ManagedByOrg(_) => (S::FORBIDDEN, "managed_by_org"),
             AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
             AccountError::Suspended => (S::FORBIDDEN, "account_suspended"),
+            AccountError::SecondFactorNotSetUp(_) => (S::FORBIDDEN, "second_factor_not_set_up"),
             AccountError::LinkInvalid => (S::BAD_REQUEST, "link_invalid"),
             AccountError::LinkExpired => (S::GONE, "link_expired"),
             AccountError::LinkUsed => (S::GONE, "link_used"),
@@ -311,6 +312,7 @@ impl From<crate::managed::ManagedError> for AppError {
             E::InvalidSeats => (S::BAD_REQUEST, "invalid_seats"),
             E::NotAllowedForManaged(_) => (S::FORBIDDEN, "managed_by_org"),
             E::InvalidRole => (S::BAD_REQUEST, "invalid_role"),
+            E::NoBreakGlassAdmin => (S::CONFLICT, "no_break_glass_admin"),
         };
         AppError::client(status, code, message)
     }

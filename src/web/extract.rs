@@ -68,6 +68,11 @@ impl FromRequestParts<AppState> for SignedIn {
         };
         match accounts::store::by_id(state.db.pool(), id).await? {
             Some(account) if account.status == AccountStatus::Active => {
+                // The organization's session lifetime is over: sign in again.
+                if !crate::sign_in::session_alive(state, &session, &account).await? {
+                    session.flush().await?;
+                    return Err(AppError::SignInRequired { next });
+                }
                 // A temporary or expired password: nothing else until it is changed.
                 let must_change = session
                     .get::<bool>(session::MUST_CHANGE_KEY)

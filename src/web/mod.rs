@@ -59,6 +59,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_tokens::pages::routes())
         .merge(crate::domains::pages::routes())
         .merge(crate::managed::pages::routes())
+        .merge(crate::sign_in::pages::routes())
+        .merge(crate::oidc::endpoints::routes())
         .merge(crate::saml::pages::routes());
     if state.config.dev {
         pages = pages.merge(crate::mail::pages::routes());

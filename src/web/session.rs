@@ -20,6 +20,11 @@ pub const METHOD_KEY: &str = "auth_method";
 pub const AUTH_AT_KEY: &str = "auth_at";
 /// Session key set while the user must replace a temporary or expired password.
 pub const MUST_CHANGE_KEY: &str = "must_change_password";
+/// Session key set when a password sign-in was completed with a second factor (`otp`).
+pub const SECOND_FACTOR_KEY: &str = "second_factor";
+/// Session key: when this sign-in ends (Unix ms, app clock; 0: the server's inactivity timeout).
+/// Set from the organization's session lifetime on the first request after the sign-in.
+pub const SESSION_UNTIL_KEY: &str = "session_until";
 
 /// A [`SessionStore`] over the `sessions` table.
 #[derive(Clone, Debug)]
@@ -154,6 +159,9 @@ pub async fn sign_in(
     now: i64,
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
+    // What belonged to an earlier sign-in in this browser does not carry over.
+    session.remove_value(SECOND_FACTOR_KEY).await?;
+    session.remove_value(SESSION_UNTIL_KEY).await?;
     session.insert(ACCOUNT_KEY, account.id.to_string()).await?;
     session.insert(METHOD_KEY, method).await?;
     session.insert(AUTH_AT_KEY, now).await?;

@@ -85,6 +85,7 @@ pub struct TestServer {
     pub testdb: Arc<TestDb>,
     task: tokio::task::JoinHandle<()>,
     jobs: Vec<tokio::task::JoinHandle<()>>,
+    _certs: tempfile::TempDir,
 }
 
 impl TestServer {
@@ -103,6 +104,9 @@ impl TestServer {
         config.bind = addr;
         config.base_url = Some(format!("http://{addr}").parse().expect("url"));
         config.outbox_poll_ms = 50;
+        // Keys generated at first start go to a folder of this test only.
+        let certs = tempfile::tempdir().expect("certs dir");
+        config.certs_dir = certs.path().to_path_buf();
         adjust(&mut config);
         let state = AppState::new(testdb.db.clone(), config, Clock::default());
         let jobs = nulab_pass::jobs::spawn_all(&state).expect("jobs");
@@ -118,6 +122,7 @@ impl TestServer {
             testdb,
             task,
             jobs,
+            _certs: certs,
         }
     }
 
@@ -366,4 +371,36 @@ pub async fn post_form(
         .send()
         .await
         .expect("post form")
+}
+
+impl TestServer {
+    /// Turns on two-step verification (TOTP) for the account with `email` directly, as if it had
+    /// enrolled on its account page; returns the base32 secret.
+    pub async fn enroll_totp(&self, email: &str) -> String {
+        let account = accounts::store::by_email(
+            self.db().pool(),
+            &accounts::Email::parse(email).expect("email"),
+        )
+        .await
+        .expect("account")
+        .expect("account exists");
+        let secret = accounts::totp::new_secret();
+        let now = self.state.clock.now_ms();
+        let mut tx = self.db().begin().await.expect("begin");
+        nulab_pass::sign_in::store::put_pending_totp(&mut tx, account.id, &secret, now)
+            .await
+            .expect("totp");
+        assert!(
+            nulab_pass::sign_in::store::confirm_totp(&mut tx, account.id, now, 0)
+                .await
+                .expect("confirm")
+        );
+        tx.commit().await.expect("commit");
+        secret
+    }
+
+    /// The code an authenticator app shows now (on the server's clock) for `secret`.
+    pub fn totp_code(&self, secret: &str) -> String {
+        accounts::totp::code_at(secret, self.state.clock.now_ms()).expect("code")
+    }
 }

@@ -1,0 +1,251 @@
+//! How people sign in: the identifier-first routing (a work email or an organization ID goes to
+//! the organization's IdP when it has SSO, otherwise to the password form), the TOTP second
+//! factor and break-glass sign-in of admins of organizations that require SSO, and each
+//! organization's session lifetime.
+
+pub mod api;
+pub mod pages;
+pub mod second_factor;
+pub mod settings_pages;
+pub mod store;
+
+use serde::{Deserialize, Serialize};
+use tower_sessions::Session;
+
+use crate::AppState;
+use crate::accounts::{self, Account, AccountKind, Email};
+use crate::audit::AuditAction;
+use crate::db::{Db, Tx};
+use crate::ids::AccountId;
+use crate::orgs::AdminScope;
+use crate::web::session;
+use store::OrgRef;
+
+/// Session lifetime when no organization of the account sets one, in hours.
+pub const DEFAULT_LIFETIME_HOURS: i64 = 12;
+/// Longest session lifetime an organization may choose: 30 days.
+pub const MAX_LIFETIME_HOURS: i64 = 30 * 24;
+const HOUR_MS: i64 = 3_600_000;
+
+/// What can go wrong with sign-in settings, in words an admin can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    #[error(
+        "the session lifetime must be a whole number of hours between 1 and {MAX_LIFETIME_HOURS} (30 days)"
+    )]
+    InvalidLifetime,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Where the identifier a person typed leads.
+#[derive(Clone, Debug)]
+pub enum Route {
+    /// To the organization's IdP: the SSO login URL (without `return_to`).
+    Sso { login_url: String },
+    /// To the password form, prefilled with the email, with a notice to show above it.
+    Password {
+        email: String,
+        notice: Option<String>,
+    },
+    /// A managed account of an org that requires SSO but has no IdP connection for it.
+    SsoWithoutConnection { org: String },
+    /// An organization ID without SSO.
+    NoSuchSsoOrg { identifier: String },
+}
+
+/// Decides where `identifier` (a work email or an organization ID) signs in. Nulab accounts
+/// always use their password, even on a domain an organization verified for SSO (they are told
+/// their admin can migrate them); everyone else on such a domain goes to the IdP.
+pub async fn route(
+    db: &Db,
+    base_url: &str,
+    identifier: &str,
+) -> Result<Route, accounts::AccountError> {
+    let identifier = identifier.trim();
+    if !identifier.contains('@') {
+        return Ok(
+            match crate::saml::sso_start_for(db, base_url, identifier).await? {
+                Some(sso) => Route::Sso {
+                    login_url: sso.login_url,
+                },
+                None => Route::NoSuchSsoOrg {
+                    identifier: identifier.chars().take(64).collect(),
+                },
+            },
+        );
+    }
+    let email = Email::parse(identifier)?;
+    let account = accounts::store::by_email(db.pool(), &email).await?;
+    let sso = crate::saml::sso_start_for(db, base_url, email.as_str()).await?;
+    match (account, sso) {
+        (Some(account), Some(sso)) if account.kind == AccountKind::Nulab => {
+            let org = store::org_by_id(db.pool(), sso.org_id).await?;
+            let org = org
+                .map(|o| o.name)
+                .unwrap_or_else(|| "an organization".to_string());
+            Ok(Route::Password {
+                email: email.to_string(),
+                notice: Some(format!(
+                    "{} is on a domain that {org} verified and signs in to with single sign-on. \
+                     This is a Nulab account, so sign in with its password; {org}'s admin can migrate it into a managed account, after which you sign in through {org}'s single sign-on.",
+                    email
+                )),
+            })
+        }
+        (_, Some(sso)) => Ok(Route::Sso {
+            login_url: sso.login_url,
+        }),
+        (Some(account), None) if account.kind == AccountKind::Managed => {
+            let policy = accounts::policy_for(db.pool(), &account).await?;
+            if policy.password_sign_in {
+                Ok(Route::Password {
+                    email: email.to_string(),
+                    notice: None,
+                })
+            } else {
+                let org = match account.org_id {
+                    Some(id) => store::org_by_id(db.pool(), id).await?.map(|o| o.name),
+                    None => None,
+                };
+                Ok(Route::SsoWithoutConnection {
+                    org: org.unwrap_or_else(|| "your organization".into()),
+                })
+            }
+        }
+        _ => Ok(Route::Password {
+            email: email.to_string(),
+            notice: None,
+        }),
+    }
+}
+
+/// `login_url` with `return_to` appended.
+pub fn with_return_to(login_url: &str, return_to: &str) -> String {
+    let sep = if login_url.contains('?') { '&' } else { '?' };
+    let encoded: String = url::form_urlencoded::byte_serialize(return_to.as_bytes()).collect();
+    format!("{login_url}{sep}return_to={encoded}")
+}
+
+/// The fixed lifetime (ms) of a new session of `account`: its organization's setting for a
+/// managed account, the shortest of its organizations' settings for a Nulab account; `None`
+/// when none sets one (the server's inactivity timeout then applies).
+pub async fn lifetime_ms(db: &Db, account: &Account) -> Result<Option<i64>, sqlx::Error> {
+    let hours = match (account.kind, account.org_id) {
+        (AccountKind::Managed, Some(org)) => store::lifetime_hours(db.pool(), org).await?,
+        _ => store::shortest_lifetime_hours(db.pool(), account.id).await?,
+    };
+    Ok(hours.map(|h| h * HOUR_MS))
+}
+
+/// Applies the session lifetime once per sign-in (on the first request after it, for sign-ins
+/// that other modules complete), then answers whether the session is still within it.
+pub async fn session_alive(
+    state: &AppState,
+    session: &Session,
+    account: &Account,
+) -> Result<bool, crate::web::error::AppError> {
+    let now = state.clock.now_ms();
+    let until = match session.get::<i64>(session::SESSION_UNTIL_KEY).await? {
+        Some(until) => until,
+        None => {
+            let auth_at = session
+                .get::<i64>(session::AUTH_AT_KEY)
+                .await?
+                .unwrap_or(now);
+            let until = match lifetime_ms(&state.db, account).await? {
+                Some(lifetime) => {
+                    let until = auth_at + lifetime;
+                    // The store's expiry is wall-clock time; the rule above uses the app clock.
+                    let left = time::Duration::milliseconds((until - now).max(0));
+                    session.set_expiry(Some(tower_sessions::Expiry::AtDateTime(
+                        time::OffsetDateTime::now_utc() + left,
+                    )));
+                    until
+                }
+                None => 0,
+            };
+            session.insert(session::SESSION_UNTIL_KEY, until).await?;
+            until
+        }
+    };
+    Ok(until == 0 || now < until)
+}
+
+/// The session lifetime an organization uses, in hours.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionSettings {
+    /// Hours a sign-in lasts, 1–720 (30 days); applied at each sign-in. Default 12.
+    pub session_lifetime_hours: i64,
+}
+
+/// The organization's session settings (the default when it never set them).
+pub async fn settings(db: &Db, scope: &AdminScope) -> Result<SessionSettings, SignInError> {
+    Ok(SessionSettings {
+        session_lifetime_hours: store::lifetime_hours(db.pool(), scope.org().id)
+            .await?
+            .unwrap_or(DEFAULT_LIFETIME_HOURS),
+    })
+}
+
+/// Changes the session lifetime; it applies from each member's next sign-in.
+pub async fn set_settings(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    new: SessionSettings,
+) -> Result<(), SignInError> {
+    if !(1..=MAX_LIFETIME_HOURS).contains(&new.session_lifetime_hours) {
+        return Err(SignInError::InvalidLifetime);
+    }
+    let before = store::lifetime_hours(&mut **tx, scope.org().id).await?;
+    if before == Some(new.session_lifetime_hours) {
+        return Ok(());
+    }
+    store::put_lifetime_hours(tx, scope.org().id, new.session_lifetime_hours, now).await?;
+    scope
+        .audit(
+            tx,
+            now,
+            AuditAction::SessionSettingsChanged,
+            crate::audit::Target::org(scope.org().id),
+            serde_json::json!({
+                "from": before.unwrap_or(DEFAULT_LIFETIME_HOURS),
+                "to": new.session_lifetime_hours,
+            }),
+        )
+        .await?;
+    Ok(())
+}
+
+/// The organizations requiring SSO that `account` administers: a password sign-in of such an
+/// admin is a break-glass sign-in and needs a second factor. Managed accounts never qualify.
+pub async fn break_glass_orgs<'c>(
+    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    account: &Account,
+) -> Result<Vec<OrgRef>, sqlx::Error> {
+    if account.kind != AccountKind::Nulab {
+        return Ok(Vec::new());
+    }
+    store::sso_required_admin_orgs(exec, account.id).await
+}
+
+/// How many admins of the org could still sign in if its IdP broke: Nulab accounts with a
+/// password and a confirmed second factor. "SSO required" needs at least one.
+pub async fn break_glass_admins(
+    tx: &mut Tx,
+    org: crate::ids::OrgId,
+) -> Result<Vec<String>, sqlx::Error> {
+    store::break_glass_admins(&mut **tx, org).await
+}
+
+/// Whether the account has a confirmed second factor.
+pub async fn has_second_factor<'c>(
+    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    account: AccountId,
+) -> Result<bool, sqlx::Error> {
+    Ok(store::totp(exec, account)
+        .await?
+        .is_some_and(|t| t.confirmed_at.is_some()))
+}

@@ -1,0 +1,281 @@
+//! The TOTP second factor: enrollment on the account page (confirmed by the password and a first
+//! code), the check after a password sign-in (each code works once), removal, and the
+//! break-glass notices when an admin of an organization that requires SSO signs in this way.
+
+use axum::http::StatusCode;
+
+use super::store;
+use crate::accounts::{self, Account, totp};
+use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::db::{Db, Tx};
+use crate::mail::{self, Mail, MailAction, MailError};
+use crate::web::error::AppError;
+
+/// Name authenticator apps show for the codes.
+pub const ISSUER: &str = "nulab-pass";
+
+/// What can go wrong with the second factor, in words a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum SecondFactorError {
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error(
+        "the code is wrong or has already been used; enter the current code from your authenticator app"
+    )]
+    WrongCode,
+    #[error("two-step verification is already set up for this account")]
+    AlreadyEnrolled,
+    #[error("two-step verification is not set up for this account")]
+    NotEnrolled,
+    #[error(
+        "this account has no password, so it signs in through single sign-on and needs no second factor here"
+    )]
+    NoPassword,
+    #[error(
+        "you are the only admin of {0} who can sign in without single sign-on, and {0} requires it: another admin must set up two-step verification first, or {0} would be locked out when its IdP fails"
+    )]
+    LastBreakGlassAdmin(String),
+    #[error(transparent)]
+    Mail(#[from] MailError),
+    #[error(transparent)]
+    Hash(#[from] accounts::password::HashError),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl From<SecondFactorError> for AppError {
+    fn from(err: SecondFactorError) -> Self {
+        use SecondFactorError as E;
+        let (status, code) = match &err {
+            E::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
+            E::WrongCode => (StatusCode::UNAUTHORIZED, "wrong_code"),
+            E::AlreadyEnrolled => (StatusCode::CONFLICT, "already_enrolled"),
+            E::NotEnrolled => (StatusCode::CONFLICT, "not_enrolled"),
+            E::NoPassword => (StatusCode::CONFLICT, "no_password"),
+            E::LastBreakGlassAdmin(_) => (StatusCode::CONFLICT, "last_break_glass_admin"),
+            E::Mail(_) | E::Hash(_) | E::Db(_) => return AppError::Internal(err.into()),
+        };
+        AppError::client(status, code, err.to_string())
+    }
+}
+
+/// The secret to show while enrolling: the pending one, or a fresh one.
+pub async fn pending_secret(
+    db: &Db,
+    now: i64,
+    account: &Account,
+) -> Result<String, SecondFactorError> {
+    let mut tx = db.begin().await?;
+    let secret = match store::totp(&mut *tx, account.id).await? {
+        Some(row) if row.confirmed_at.is_some() => return Err(SecondFactorError::AlreadyEnrolled),
+        Some(row) => row.secret,
+        None => {
+            let secret = totp::new_secret();
+            store::put_pending_totp(&mut tx, account.id, &secret, now).await?;
+            secret
+        }
+    };
+    tx.commit().await?;
+    Ok(secret)
+}
+
+async fn check_password(
+    db: &Db,
+    account: &Account,
+    password: &str,
+) -> Result<(), SecondFactorError> {
+    let stored = accounts::store::password_hash(db.pool(), account.id)
+        .await?
+        .ok_or(SecondFactorError::NoPassword)?;
+    if accounts::password::verify(password, &stored).await? {
+        Ok(())
+    } else {
+        Err(SecondFactorError::WrongPassword)
+    }
+}
+
+/// Confirms enrollment with the account's password and a first code from the app.
+pub async fn confirm(
+    db: &Db,
+    now: i64,
+    account: &Account,
+    password: &str,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<(), SecondFactorError> {
+    check_password(db, account, password).await?;
+    let mut tx = db.begin().await?;
+    let row = match store::totp(&mut *tx, account.id).await? {
+        Some(row) if row.confirmed_at.is_some() => return Err(SecondFactorError::AlreadyEnrolled),
+        Some(row) => row,
+        None => return Err(SecondFactorError::NotEnrolled),
+    };
+    let step = totp::matching_step(&row.secret, code, now).ok_or(SecondFactorError::WrongCode)?;
+    if !store::confirm_totp(&mut tx, account.id, now, step).await? {
+        return Err(SecondFactorError::AlreadyEnrolled);
+    }
+    record(
+        &mut tx,
+        now,
+        account,
+        None,
+        AuditAction::AccountTotpEnrolled,
+        meta,
+        serde_json::json!({ "method": "totp" }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Removes the second factor, unless the account is the last admin who could sign in to an
+/// organization that requires SSO without it.
+pub async fn remove(
+    db: &Db,
+    now: i64,
+    account: &Account,
+    password: &str,
+    code: &str,
+    meta: &RequestMeta,
+) -> Result<(), SecondFactorError> {
+    check_password(db, account, password).await?;
+    let mut tx = db.begin().await?;
+    let row = store::totp(&mut *tx, account.id)
+        .await?
+        .filter(|r| r.confirmed_at.is_some())
+        .ok_or(SecondFactorError::NotEnrolled)?;
+    let step = totp::matching_step(&row.secret, code, now).ok_or(SecondFactorError::WrongCode)?;
+    if !store::use_totp_step(&mut tx, account.id, step).await? {
+        return Err(SecondFactorError::WrongCode);
+    }
+    for org in super::break_glass_orgs(&mut *tx, account).await? {
+        crate::orgs::store::lock(&mut tx, org.id).await?;
+        let others = store::break_glass_admins(&mut *tx, org.id).await?;
+        if !others
+            .iter()
+            .any(|email| !email.eq_ignore_ascii_case(&account.email))
+        {
+            return Err(SecondFactorError::LastBreakGlassAdmin(org.name));
+        }
+    }
+    store::delete_totp(&mut tx, account.id).await?;
+    record(
+        &mut tx,
+        now,
+        account,
+        None,
+        AuditAction::AccountTotpRemoved,
+        meta,
+        serde_json::json!({ "method": "totp" }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Checks the code that completes a password sign-in. Success signs the account in (audited);
+/// for each organization requiring SSO that it administers, a break-glass event is recorded and
+/// its other admins are emailed. A wrong or replayed code is audited as a failed sign-in.
+pub async fn complete_sign_in(
+    db: &Db,
+    now: i64,
+    account: &Account,
+    code: &str,
+    meta: &RequestMeta,
+    base_url: &str,
+) -> Result<(), SecondFactorError> {
+    let mut tx = db.begin().await?;
+    let row = store::totp(&mut *tx, account.id)
+        .await?
+        .filter(|r| r.confirmed_at.is_some());
+    let accepted = match &row {
+        Some(row) => match totp::matching_step(&row.secret, code, now) {
+            Some(step) => store::use_totp_step(&mut tx, account.id, step).await?,
+            None => false,
+        },
+        None => false,
+    };
+    if !accepted {
+        audit::record(
+            &mut tx,
+            now,
+            audit::Event {
+                org_id: account.org_id,
+                action: AuditAction::AccountSignInFailed,
+                actor: &Actor::Anonymous,
+                target: Some(Target::account(account.id)),
+                meta,
+                details: serde_json::json!({ "method": "password", "second_factor": "totp", "reason": "wrong_second_factor", "email": account.email }),
+            },
+        )
+        .await?;
+        tx.commit().await?;
+        return Err(SecondFactorError::WrongCode);
+    }
+    accounts::store::touch_sign_in(&mut tx, account.id, now).await?;
+    record(
+        &mut tx,
+        now,
+        account,
+        account.org_id,
+        AuditAction::AccountSignedIn,
+        meta,
+        serde_json::json!({ "method": "password", "second_factor": "totp" }),
+    )
+    .await?;
+    for org in super::break_glass_orgs(&mut *tx, account).await? {
+        record(
+            &mut tx,
+            now,
+            account,
+            Some(org.id),
+            AuditAction::AccountBreakGlassSignedIn,
+            meta,
+            serde_json::json!({ "email": account.email, "org": org.slug, "ip": meta.ip }),
+        )
+        .await?;
+        for to in store::other_admins(&mut *tx, org.id, account.id).await? {
+            let mail = Mail {
+                kind: "account.break_glass_signed_in",
+                to,
+                subject: format!("{} signed in to {} without single sign-on", account.email, org.name),
+                paragraphs: vec![
+                    format!(
+                        "{} ({}), an admin of {}, signed in with a password and a second factor instead of single sign-on.",
+                        account.name, account.email, org.name
+                    ),
+                    "This break-glass sign-in exists so that the organization is never locked out when its IdP fails. If you did not expect it, review the audit log and the admin's account now.".to_string(),
+                ],
+                action: Some(MailAction { label: "Open the members page".to_string(), url: format!("{base_url}/admin/{}/members", org.slug) }),
+                closing: vec![format!("From {}", meta.ip.as_deref().unwrap_or("an unknown address"))],
+            };
+            mail::enqueue(&mut tx, now, &mail).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn record(
+    tx: &mut Tx,
+    now: i64,
+    account: &Account,
+    org_id: Option<crate::ids::OrgId>,
+    action: AuditAction,
+    meta: &RequestMeta,
+    details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id,
+            action,
+            actor: &account.actor(),
+            target: Some(Target::account(account.id)),
+            meta,
+            details,
+        },
+    )
+    .await
+}

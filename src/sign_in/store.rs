@@ -1,0 +1,236 @@
+//! SQL of sign-in: TOTP credentials, break-glass admins, and organizations' session lifetimes.
+
+use sqlx::{Any, Executor, Row};
+
+use crate::db::Tx;
+use crate::ids::{AccountId, OrgId};
+
+/// A TOTP credential; `confirmed_at` is `None` while enrollment waits for the first code.
+#[derive(Clone, Debug)]
+pub struct TotpRow {
+    pub secret: String,
+    pub confirmed_at: Option<i64>,
+    pub last_step: i64,
+    pub created_at: i64,
+}
+
+const TOTP: &str = "SELECT secret, confirmed_at, last_step, created_at FROM totp_credentials WHERE account_id = $1";
+
+pub async fn totp<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+) -> Result<Option<TotpRow>, sqlx::Error> {
+    let row = sqlx::query(TOTP)
+        .bind(account.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.map(|row| {
+        Ok(TotpRow {
+            secret: row.try_get("secret")?,
+            confirmed_at: row.try_get("confirmed_at")?,
+            last_step: row.try_get("last_step")?,
+            created_at: row.try_get("created_at")?,
+        })
+    })
+    .transpose()
+}
+
+const PUT_PENDING_TOTP: &str = "INSERT INTO totp_credentials (account_id, secret, confirmed_at, \
+     last_step, created_at) VALUES ($1, $2, NULL, 0, $3) ON CONFLICT (account_id) DO UPDATE \
+     SET secret = excluded.secret, created_at = excluded.created_at, last_step = 0 \
+     WHERE totp_credentials.confirmed_at IS NULL";
+
+/// Stores a new unconfirmed secret (never over a confirmed one).
+pub async fn put_pending_totp(
+    tx: &mut Tx,
+    account: AccountId,
+    secret: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(PUT_PENDING_TOTP)
+        .bind(account.to_string())
+        .bind(secret.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const CONFIRM_TOTP: &str = "UPDATE totp_credentials SET confirmed_at = $2, last_step = $3 \
+     WHERE account_id = $1 AND confirmed_at IS NULL";
+
+pub async fn confirm_totp(
+    tx: &mut Tx,
+    account: AccountId,
+    now: i64,
+    step: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(CONFIRM_TOTP)
+        .bind(account.to_string())
+        .bind(now)
+        .bind(step)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+const USE_STEP: &str = "UPDATE totp_credentials SET last_step = $2 \
+     WHERE account_id = $1 AND confirmed_at IS NOT NULL AND last_step < $2";
+
+/// Records that the code of `step` was used; `false` when it (or a later one) already was.
+pub async fn use_totp_step(
+    tx: &mut Tx,
+    account: AccountId,
+    step: i64,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(USE_STEP)
+        .bind(account.to_string())
+        .bind(step)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+const DELETE_TOTP: &str = "DELETE FROM totp_credentials WHERE account_id = $1";
+
+pub async fn delete_totp(tx: &mut Tx, account: AccountId) -> Result<(), sqlx::Error> {
+    sqlx::query(DELETE_TOTP)
+        .bind(account.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// An organization named in sign-in messages and break-glass notices.
+#[derive(Clone, Debug)]
+pub struct OrgRef {
+    pub id: OrgId,
+    pub slug: String,
+    pub name: String,
+}
+
+fn org_ref(row: &sqlx::any::AnyRow) -> Result<OrgRef, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    Ok(OrgRef {
+        id: OrgId::parse(&id).ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "id".into(),
+            source: "not an org id".into(),
+        })?,
+        slug: row.try_get("slug")?,
+        name: row.try_get("name")?,
+    })
+}
+
+const SSO_REQUIRED_ADMIN_ORGS: &str = "SELECT o.id, o.slug, o.name FROM memberships m \
+     JOIN orgs o ON o.id = m.org_id JOIN password_policies p ON p.org_id = m.org_id \
+     WHERE m.account_id = $1 AND m.role = 'admin' AND p.password_sign_in = 0 ORDER BY o.slug";
+
+/// The organizations that require SSO and that this account administers.
+pub async fn sso_required_admin_orgs<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+) -> Result<Vec<OrgRef>, sqlx::Error> {
+    let rows = sqlx::query(SSO_REQUIRED_ADMIN_ORGS)
+        .bind(account.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(org_ref).collect()
+}
+
+const ORG_BY_ID: &str = "SELECT id, slug, name FROM orgs WHERE id = $1";
+
+pub async fn org_by_id<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Option<OrgRef>, sqlx::Error> {
+    let row = sqlx::query(ORG_BY_ID)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(org_ref).transpose()
+}
+
+const BREAK_GLASS_ADMINS: &str = "SELECT a.email FROM memberships m \
+     JOIN accounts a ON a.id = m.account_id JOIN totp_credentials t ON t.account_id = a.id \
+     WHERE m.org_id = $1 AND m.role = 'admin' AND a.kind = 'nulab' AND a.status = 'active' \
+     AND a.password_hash IS NOT NULL AND t.confirmed_at IS NOT NULL ORDER BY a.email_norm";
+
+/// Emails of the admins who can sign in without SSO: active Nulab accounts with a password
+/// and a confirmed second factor.
+pub async fn break_glass_admins<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(BREAK_GLASS_ADMINS)
+        .bind(org.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|r| r.try_get("email")).collect()
+}
+
+const OTHER_ADMINS: &str = "SELECT a.email FROM memberships m JOIN accounts a ON a.id = m.account_id \
+     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active' AND a.id <> $2 \
+     ORDER BY a.email_norm";
+
+/// Emails of the org's active admins other than `account`.
+pub async fn other_admins<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+    account: AccountId,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(OTHER_ADMINS)
+        .bind(org.to_string())
+        .bind(account.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|r| r.try_get("email")).collect()
+}
+
+const LIFETIME: &str = "SELECT lifetime_hours FROM session_settings WHERE org_id = $1";
+
+/// The org's configured session lifetime in hours, if it set one.
+pub async fn lifetime_hours<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(LIFETIME)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.map(|r| r.try_get("lifetime_hours")).transpose()
+}
+
+const PUT_LIFETIME: &str = "INSERT INTO session_settings (org_id, lifetime_hours, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (org_id) DO UPDATE SET lifetime_hours = excluded.lifetime_hours, \
+     updated_at = excluded.updated_at";
+
+pub async fn put_lifetime_hours(
+    tx: &mut Tx,
+    org: OrgId,
+    hours: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(PUT_LIFETIME)
+        .bind(org.to_string())
+        .bind(hours)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SHORTEST_LIFETIME: &str = "SELECT MIN(s.lifetime_hours) AS hours FROM session_settings s \
+     WHERE s.org_id IN (SELECT m.org_id FROM memberships m WHERE m.account_id = $1) \
+     OR s.org_id = (SELECT a.org_id FROM accounts a WHERE a.id = $1)";
+
+/// The shortest session lifetime among the organizations the account belongs to.
+pub async fn shortest_lifetime_hours<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(SHORTEST_LIFETIME)
+        .bind(account.to_string())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("hours")
+}
