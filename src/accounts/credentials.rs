@@ -175,7 +175,7 @@ pub async fn change_email(
         return Err(AccountError::WrongCurrentPassword);
     }
     let mut tx = db.begin().await?;
-    store::set_email_unverified(&mut tx, account.id, &email, now)
+    store::set_email(&mut tx, account.id, &email, None, now)
         .await
         .map_err(|e| {
             if crate::db::is_unique_violation(&e) {

@@ -297,22 +297,25 @@ pub async fn password_hash<'c>(
     }
 }
 
-const SET_EMAIL_UNVERIFIED: &str = "UPDATE accounts SET email = $2, email_norm = $3, \
-     email_verified_at = NULL, updated_at = $4 WHERE id = $1";
+const SET_EMAIL: &str = "UPDATE accounts SET email = $2, email_norm = $3, \
+     email_verified_at = $5, updated_at = $4 WHERE id = $1";
 const SET_SORT_KEY: &str = "UPDATE memberships SET sort_key = $2 WHERE account_id = $1";
 
-/// Changes the email; it must be confirmed again.
-pub async fn set_email_unverified(
+/// Changes the email (and the member lists' sort key). `verified_at` is `None` when the new
+/// address must be confirmed again, or the time an organization vouched for it.
+pub async fn set_email(
     tx: &mut Tx,
     id: AccountId,
     email: &Email,
+    verified_at: Option<i64>,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(SET_EMAIL_UNVERIFIED)
+    sqlx::query(SET_EMAIL)
         .bind(id.to_string())
         .bind(email.to_string())
         .bind(email.normalized())
         .bind(now)
+        .bind(verified_at)
         .execute(&mut **tx)
         .await?;
     sqlx::query(SET_SORT_KEY)

@@ -490,13 +490,15 @@ pub async fn update(
             if !crate::domains::is_email_domain_verified(tx, org, email.domain()).await? {
                 return Err(ManagedError::DomainNotVerified(email.domain().to_string()));
             }
-            store::set_email(tx, id, &email, now).await.map_err(|e| {
-                if crate::db::is_unique_violation(&e) {
-                    ManagedError::Account(AccountError::EmailTaken)
-                } else {
-                    e.into()
-                }
-            })?;
+            accounts::store::set_email(tx, id, &email, Some(now), now)
+                .await
+                .map_err(|e| {
+                    if crate::db::is_unique_violation(&e) {
+                        ManagedError::Account(AccountError::EmailTaken)
+                    } else {
+                        e.into()
+                    }
+                })?;
             scope
                 .audit(
                     tx,

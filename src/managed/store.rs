@@ -162,31 +162,6 @@ pub(super) async fn set_name(
     Ok(())
 }
 
-const SET_EMAIL: &str =
-    "UPDATE accounts SET email = $2, email_norm = $3, updated_at = $4 WHERE id = $1";
-const SET_SORT_KEY: &str = "UPDATE memberships SET sort_key = $2 WHERE account_id = $1";
-
-pub(super) async fn set_email(
-    tx: &mut Tx,
-    id: AccountId,
-    email: &Email,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(SET_EMAIL)
-        .bind(id.to_string())
-        .bind(email.to_string())
-        .bind(email.normalized())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(SET_SORT_KEY)
-        .bind(id.to_string())
-        .bind(email.normalized())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 const FORCE_CHANGE: &str =
     "UPDATE accounts SET must_change_password = 1, updated_at = $2 WHERE id = $1";
 

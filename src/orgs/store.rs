@@ -140,7 +140,7 @@ pub async fn member<'c>(
 const MEMBERS: &str = "SELECT a.id, a.email, a.name, a.kind, a.status, a.last_sign_in_at, m.role, \
      m.created_at AS joined_at FROM memberships m JOIN accounts a ON a.id = m.account_id \
      WHERE m.org_id = $1 AND ($2 = '' OR a.kind = $2) AND ($3 = '' OR a.status = $3) \
-     AND ($4 = '' OR m.sort_key > $4 OR (m.sort_key = $4 AND m.account_id > $5)) \
+     AND (m.sort_key, m.account_id) > ($4, $5) \
      ORDER BY m.sort_key, m.account_id LIMIT $6";
 
 pub(super) async fn members(

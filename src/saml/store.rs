@@ -59,50 +59,12 @@ fn from_row(row: &AnyRow) -> Result<Connection, sqlx::Error> {
     })
 }
 
-const INSERT: &str = "INSERT INTO saml_connections (id, org_id, name, idp_entity_id, sso_redirect_url, \
+// INSERT and UPDATE share $1..$20 in the order `bind_fields` binds them.
+const INSERT: &str = "INSERT INTO saml_connections (id, name, idp_entity_id, sso_redirect_url, \
      sso_post_url, certificates, want_authn_requests_signed, metadata_xml, metadata_url, metadata_fetched_at, \
      metadata_error, email_attribute, allow_idp_initiated, sign_authn_requests, require_signed_assertions, \
-     allow_sha1, clock_skew_seconds, domains, expiry_warnings, created_at, updated_at, next_refresh_at) \
+     allow_sha1, clock_skew_seconds, domains, expiry_warnings, updated_at, org_id, created_at, next_refresh_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)";
-
-pub(super) async fn insert(
-    tx: &mut Tx,
-    c: &Connection,
-    next_refresh_at: Option<i64>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT)
-        .bind(c.id.to_string())
-        .bind(c.org_id.to_string())
-        .bind(c.name.clone())
-        .bind(c.idp_entity_id.clone())
-        .bind(c.sso_redirect_url.clone())
-        .bind(c.sso_post_url.clone())
-        .bind(serde_json::to_string(&c.certificates).unwrap_or_else(|_| "[]".into()))
-        .bind(flag(c.want_authn_requests_signed))
-        .bind(c.metadata_xml.clone())
-        .bind(c.metadata_url.clone())
-        .bind(c.metadata_fetched_at)
-        .bind(c.metadata_error.clone())
-        .bind(c.settings.email_attribute.clone())
-        .bind(flag(c.settings.allow_idp_initiated))
-        .bind(flag(c.settings.sign_authn_requests))
-        .bind(flag(c.settings.require_signed_assertions))
-        .bind(flag(c.settings.allow_sha1))
-        .bind(c.settings.clock_skew_seconds)
-        .bind(
-            c.settings
-                .domains
-                .as_ref()
-                .map(|d| serde_json::to_string(d).unwrap_or_else(|_| "[]".into())),
-        )
-        .bind(serde_json::to_string(&c.expiry_warnings).unwrap_or_else(|_| "{}".into()))
-        .bind(c.created_at)
-        .bind(c.updated_at)
-        .bind(next_refresh_at)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
 
 const UPDATE: &str = "UPDATE saml_connections SET name = $2, idp_entity_id = $3, sso_redirect_url = $4, \
      sso_post_url = $5, certificates = $6, want_authn_requests_signed = $7, metadata_xml = $8, metadata_url = $9, \
@@ -110,9 +72,10 @@ const UPDATE: &str = "UPDATE saml_connections SET name = $2, idp_entity_id = $3,
      sign_authn_requests = $14, require_signed_assertions = $15, allow_sha1 = $16, clock_skew_seconds = $17, \
      domains = $18, expiry_warnings = $19, updated_at = $20 WHERE id = $1";
 
-/// Writes every field of `c` back.
-pub(super) async fn update(tx: &mut Tx, c: &Connection) -> Result<(), sqlx::Error> {
-    sqlx::query(UPDATE)
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+fn bind_fields<'q>(query: AnyQuery<'q>, c: &Connection) -> AnyQuery<'q> {
+    query
         .bind(c.id.to_string())
         .bind(c.name.clone())
         .bind(c.idp_entity_id.clone())
@@ -138,6 +101,25 @@ pub(super) async fn update(tx: &mut Tx, c: &Connection) -> Result<(), sqlx::Erro
         )
         .bind(serde_json::to_string(&c.expiry_warnings).unwrap_or_else(|_| "{}".into()))
         .bind(c.updated_at)
+}
+
+pub(super) async fn insert(
+    tx: &mut Tx,
+    c: &Connection,
+    next_refresh_at: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    bind_fields(sqlx::query(INSERT), c)
+        .bind(c.org_id.to_string())
+        .bind(c.created_at)
+        .bind(next_refresh_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes every field of `c` back.
+pub(super) async fn update(tx: &mut Tx, c: &Connection) -> Result<(), sqlx::Error> {
+    bind_fields(sqlx::query(UPDATE), c)
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -1,0 +1,165 @@
+//! Member list at 100,000 members: seeds one organization (10% managed accounts, 5% of those
+//! suspended) and times the first page, a page deep into the list through its cursor, and the
+//! filtered lists. SQLite always; PostgreSQL too when NULAB_PASS_TEST_POSTGRES_URL is set.
+//! Run: `cargo bench --bench members`.
+
+use std::time::{Duration, Instant};
+
+use nulab_pass::accounts::{AccountKind, AccountStatus};
+use nulab_pass::db::Db;
+use nulab_pass::ids::{AccountId, OrgId};
+use nulab_pass::orgs::{self, MemberFilter};
+
+const MEMBERS: usize = 100_000;
+
+async fn seed(db: &Db) -> OrgId {
+    let org = OrgId::new();
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("INSERT INTO orgs (id, slug, name, seats, created_at) VALUES ($1, 'big', 'Big Corp', 20000, 0)")
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    for chunk in 0..MEMBERS / 500 {
+        let mut accounts = String::from(
+            "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, email_verified_at, created_at, updated_at) VALUES ",
+        );
+        let mut members = String::from(
+            "INSERT INTO memberships (org_id, account_id, role, created_at, sort_key) VALUES ",
+        );
+        for j in 0..500 {
+            let i = chunk * 500 + j;
+            let id = AccountId::new();
+            let email = format!("user{i:06}@big.test");
+            let managed = i % 10 == 0;
+            let (kind, org_ref) = if managed {
+                ("managed", format!("'{org}'"))
+            } else {
+                ("nulab", "NULL".to_string())
+            };
+            let status = if managed && i % 200 == 0 {
+                "suspended"
+            } else {
+                "active"
+            };
+            let sep = if j == 0 { "" } else { "," };
+            accounts.push_str(&format!(
+                "{sep}('{id}','{email}','{email}','User {i}','{kind}',{org_ref},'{status}',0,0,0)"
+            ));
+            members.push_str(&format!("{sep}('{org}','{id}','member',0,'{email}')"));
+        }
+        sqlx::query(sqlx::AssertSqlSafe(accounts))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(members))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    org
+}
+
+async fn time<T>(label: &str, runs: u32, mut f: impl AsyncFnMut() -> T) {
+    f().await;
+    let mut samples: Vec<Duration> = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        f().await;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    let median = samples[samples.len() / 2];
+    let worst = samples[samples.len() - 1];
+    println!(
+        "  {label:<48} median {:>7.2} ms   max {:>7.2} ms",
+        median.as_secs_f64() * 1e3,
+        worst.as_secs_f64() * 1e3
+    );
+}
+
+async fn bench(name: &str, url: &str) {
+    let db = Db::connect(url).await.unwrap();
+    db.migrate().await.unwrap();
+    let start = Instant::now();
+    let org = seed(&db).await;
+    println!(
+        "{name}: seeded {MEMBERS} members in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    let pool = db.pool().clone();
+    let all = MemberFilter::default();
+    time("first page (50)", 50, async || {
+        orgs::list_members(&pool, org, &all, None, 50)
+            .await
+            .unwrap()
+    })
+    .await;
+    // Walk to the middle once to get a deep cursor.
+    let mut cursor = None;
+    for _ in 0..(MEMBERS / 2 / 500) {
+        let page = orgs::list_members(&pool, org, &all, cursor.as_deref(), 500)
+            .await
+            .unwrap();
+        cursor = page.next_cursor;
+    }
+    let deep = cursor.clone();
+    time("page at member 50,000 (50, by cursor)", 50, async || {
+        orgs::list_members(&pool, org, &all, deep.as_deref(), 50)
+            .await
+            .unwrap()
+    })
+    .await;
+    let managed = MemberFilter {
+        kind: Some(AccountKind::Managed),
+        status: None,
+    };
+    time("first page, managed accounts only", 50, async || {
+        orgs::list_members(&pool, org, &managed, None, 50)
+            .await
+            .unwrap()
+    })
+    .await;
+    let suspended = MemberFilter {
+        kind: Some(AccountKind::Managed),
+        status: Some(AccountStatus::Suspended),
+    };
+    time("first page, suspended managed accounts", 50, async || {
+        orgs::list_members(&pool, org, &suspended, None, 50)
+            .await
+            .unwrap()
+    })
+    .await;
+    time("page of 500", 20, async || {
+        orgs::list_members(&pool, org, &all, None, 500)
+            .await
+            .unwrap()
+    })
+    .await;
+    db.close().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    bench(
+        "SQLite",
+        &format!("sqlite://{}", dir.path().join("bench.db").display()),
+    )
+    .await;
+    if let Ok(admin) = std::env::var("NULAB_PASS_TEST_POSTGRES_URL") {
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let admin_db = Db::connect(&admin).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(admin_db.pool())
+            .await
+            .unwrap();
+        let base = admin.rsplit_once('/').unwrap().0;
+        bench("PostgreSQL", &format!("{base}/{name}")).await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(admin_db.pool())
+            .await
+            .unwrap();
+    }
+}
