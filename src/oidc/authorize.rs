@@ -371,7 +371,8 @@ async fn authorize(
             return Ok(Redirect::to(&sign_in::with_return_to(&login_url, &next)).into_response());
         }
     }
-    let mut target = url::form_urlencoded::Serializer::new(String::from("/signin?"));
+    let mut target =
+        url::form_urlencoded::Serializer::for_suffix(String::from("/signin?"), "/signin?".len());
     target.append_pair("next", &next);
     if let Some(hint) = login_hint.as_deref() {
         target.append_pair("login_hint", hint);
@@ -438,9 +439,12 @@ pub async fn resume(
             .await
         }
         _ => {
-            let target: String = url::form_urlencoded::Serializer::new(String::from("/signin?"))
-                .append_pair("next", &resume_path(&handle))
-                .finish();
+            let target: String = url::form_urlencoded::Serializer::for_suffix(
+                String::from("/signin?"),
+                "/signin?".len(),
+            )
+            .append_pair("next", &resume_path(&handle))
+            .finish();
             Ok(Redirect::to(&target).into_response())
         }
     }
