@@ -269,6 +269,8 @@ struct PolicyPage {
     notice: Option<String>,
     error: Option<String>,
     policy: PasswordPolicy,
+    /// Admins who could still sign in if the IdP failed ("SSO required" needs one).
+    break_glass_admins: Vec<String>,
 }
 
 async fn policy_page(
@@ -282,6 +284,11 @@ async fn policy_page(
         notice: take_flash(&admin.session).await?,
         error: None,
         policy: super::store::policy(state.db.pool(), admin.scope.org().id).await?,
+        break_glass_admins: crate::sign_in::store::break_glass_admins(
+            state.db.pool(),
+            admin.scope.org().id,
+        )
+        .await?,
     })
 }
 
@@ -340,6 +347,11 @@ async fn save_policy(
                 notice: None,
                 error: Some(message),
                 policy,
+                break_glass_admins: crate::sign_in::store::break_glass_admins(
+                    state.db.pool(),
+                    admin.scope.org().id,
+                )
+                .await?,
             }
             .into_response();
             *page.status_mut() = status;

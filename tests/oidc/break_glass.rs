@@ -86,6 +86,10 @@ async fn break_glass(backend: Backend) {
         page.contains("two-step verification") && page.contains("IdP failed"),
         "{page}"
     );
+    assert!(
+        page.contains("No admin qualifies yet"),
+        "the page explains it before anyone tries"
+    );
     let (_, policy) = api(
         &s.client(),
         Method::GET,
@@ -177,7 +181,19 @@ async fn break_glass(backend: Backend) {
             .contains("badge ok\">on")
     );
 
-    // Now SSO can be required.
+    // Now SSO can be required; the policy page names who keeps a way in.
+    let page = admin_browser
+        .get(s.url("/admin/corp/password-policy"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Admins who qualify: admin@corp.test"),
+        "{page}"
+    );
     assert_eq!(put_policy(s, &token).await.0, 200);
 
     // Bob, an admin without a second factor, cannot sign in with a password any more.
