@@ -57,6 +57,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0005_oidc_sign_in.sql"),
         include_str!("../migrations/postgres/0005_oidc_sign_in.sql"),
     ),
+    (
+        6,
+        "migration requests",
+        include_str!("../migrations/sqlite/0006_migration.sql"),
+        include_str!("../migrations/postgres/0006_migration.sql"),
+    ),
 ];
 
 impl Db {

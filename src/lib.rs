@@ -14,6 +14,7 @@ pub mod ids;
 pub mod jobs;
 pub mod mail;
 pub mod managed;
+pub mod migration;
 pub mod oidc;
 pub mod orgs;
 pub mod paging;

@@ -82,6 +82,16 @@ pub fn routes() -> Router<AppState> {
         ))
         .routes(routes!(crate::saml::api::create, crate::saml::api::list))
         .routes(routes!(
+            crate::migration::api::create,
+            crate::migration::api::list
+        ))
+        .routes(routes!(crate::migration::api::resend))
+        .routes(routes!(crate::migration::api::cancel))
+        .routes(routes!(
+            crate::migration::api::get_settings,
+            crate::migration::api::put_settings
+        ))
+        .routes(routes!(
             crate::saml::api::get,
             crate::saml::api::update,
             crate::saml::api::delete

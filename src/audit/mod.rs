@@ -67,6 +67,15 @@ pub enum AuditAction {
     OidcTokenRefreshed,
     OidcCodeReused,
     OidcRefreshTokenReused,
+    MigrationRequested,
+    MigrationResent,
+    MigrationReminded,
+    MigrationAccepted,
+    MigrationDeclined,
+    MigrationExpired,
+    MigrationCancelled,
+    MigrationFailed,
+    MigrationSettingsChanged,
 }
 
 impl AuditAction {
@@ -130,6 +139,15 @@ impl AuditAction {
             AuditAction::OidcTokenRefreshed => "oidc.token_refreshed",
             AuditAction::OidcCodeReused => "oidc.code_reused",
             AuditAction::OidcRefreshTokenReused => "oidc.refresh_token_reused",
+            AuditAction::MigrationRequested => "migration.requested",
+            AuditAction::MigrationResent => "migration.resent",
+            AuditAction::MigrationReminded => "migration.reminded",
+            AuditAction::MigrationAccepted => "migration.accepted",
+            AuditAction::MigrationDeclined => "migration.declined",
+            AuditAction::MigrationExpired => "migration.expired",
+            AuditAction::MigrationCancelled => "migration.cancelled",
+            AuditAction::MigrationFailed => "migration.failed",
+            AuditAction::MigrationSettingsChanged => "migration.settings_changed",
         }
     }
 }

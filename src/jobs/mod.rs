@@ -35,6 +35,7 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
     jobs.push(crate::domains::spawn_recheck(state));
     jobs.push(crate::oidc::spawn_cleanup(state));
     jobs.push(tokio::spawn(crate::saml::jobs::run(state.clone())));
+    jobs.push(crate::migration::jobs::spawn(state));
     let db = state.db.clone();
     let clock = state.clock.clone();
     jobs.push(tokio::spawn(async move {

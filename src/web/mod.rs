@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::api_tokens::pages::routes())
         .merge(crate::domains::pages::routes())
         .merge(crate::managed::pages::routes())
+        .merge(crate::migration::pages::routes())
         .merge(crate::sign_in::pages::routes())
         .merge(crate::oidc::endpoints::routes())
         .merge(crate::saml::pages::routes());

@@ -1,0 +1,302 @@
+//! The admin's Migrations page: eligible members (and why others are not), a preview before
+//! anything is sent, the requests with their history, filters, resend/cancel, CSV export.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::overview::{self, Candidate, SeatView};
+use super::{MigrationId, MigrationRequest, Wanted};
+use crate::AppState;
+use crate::orgs::Org;
+use crate::web::error::AppError;
+use crate::web::extract::OrgAdmin;
+use crate::web::{Layout, flash, format_time, take_flash};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/{org}/migrations", get(page).post(ask))
+        .route("/admin/{org}/migrations.csv", get(export))
+        .route("/admin/{org}/migrations/{id}/{action}", post(action))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/migrations.html")]
+struct MigrationsPage {
+    layout: Layout,
+    org: Org,
+    section: &'static str,
+    notice: Option<String>,
+    error: Option<String>,
+    seats: SeatView,
+    candidates: Vec<Candidate>,
+    requests: Vec<MigrationRequest>,
+    counts: Vec<(String, i64)>,
+    filter: String,
+    preview: Option<Preview>,
+}
+
+/// What would happen if the selection were sent now.
+struct Preview {
+    asked: Vec<Candidate>,
+    refused: Vec<(String, String)>,
+    free_now: i64,
+    if_all_accept: i64,
+    subscribed: i64,
+}
+
+impl MigrationsPage {
+    fn time(&self, ms: impl std::borrow::Borrow<Option<i64>>) -> String {
+        ms.borrow()
+            .map(format_time)
+            .unwrap_or_else(|| "-".to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct Filter {
+    status: Option<String>,
+}
+
+async fn build(
+    state: &AppState,
+    admin: &OrgAdmin,
+    filter: Option<&str>,
+    preview: Option<Preview>,
+) -> Result<MigrationsPage, AppError> {
+    let org = admin.scope.org().clone();
+    let status = super::api::parse_status(filter)?;
+    let counts = super::store::counts(state.db.pool(), org.id).await?;
+    let counts = super::MigrationStatus::ALL
+        .iter()
+        .map(|s| {
+            let n = counts
+                .iter()
+                .find(|(k, _)| k == s.as_str())
+                .map_or(0, |(_, n)| *n);
+            (s.as_str().to_string(), n)
+        })
+        .collect();
+    Ok(MigrationsPage {
+        layout: Layout::new(&admin.session, Some(&admin.account)).await?,
+        seats: overview::seats(&state.db, org.id).await?,
+        candidates: overview::candidates(&state.db, org.id).await?,
+        requests: super::store::list(state.db.pool(), org.id, status, 1000).await?,
+        counts,
+        filter: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        org,
+        section: "migrations",
+        notice: take_flash(&admin.session).await?,
+        error: None,
+        preview,
+    })
+}
+
+async fn page(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Query(filter): Query<Filter>,
+) -> Result<MigrationsPage, AppError> {
+    build(&state, &admin, filter.status.as_deref(), None).await
+}
+
+/// The selection of a form: checked account ids, pasted emails (CSV or one a line), or all.
+fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool) {
+    let mut wanted = Vec::new();
+    let mut send = false;
+    for (k, v) in url::form_urlencoded::parse(body) {
+        match k.as_ref() {
+            "account_id" => wanted.push(Wanted::Id(v.into_owned())),
+            "emails" => wanted.extend(
+                v.split([',', ';', '\n', '\r', ' ', '\t'])
+                    .map(str::trim)
+                    .filter(|e| e.contains('@'))
+                    .map(|e| Wanted::Email(e.to_string())),
+            ),
+            "all" if v == "1" => wanted.extend(
+                candidates
+                    .iter()
+                    .filter(|c| c.problem.is_none())
+                    .map(|c| Wanted::Id(c.account_id.to_string())),
+            ),
+            "step" => send = v == "send",
+            _ => {}
+        }
+    }
+    (wanted, send)
+}
+
+async fn ask(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let org = admin.scope.org().clone();
+    let candidates = overview::candidates(&state.db, org.id).await?;
+    let (wanted, send) = selection(&body, &candidates);
+    if wanted.is_empty() {
+        let mut page = build(&state, &admin, None, None).await?;
+        page.error = Some("Select at least one account, or paste their emails.".to_string());
+        return Ok(page.into_response());
+    }
+    if !send {
+        let seats = overview::seats(&state.db, org.id).await?;
+        let mut asked = Vec::new();
+        let mut refused = Vec::new();
+        for w in &wanted {
+            let (key, found) = match w {
+                Wanted::Id(id) => (
+                    id.clone(),
+                    candidates.iter().find(|c| c.account_id.to_string() == *id),
+                ),
+                Wanted::Email(e) => (
+                    e.clone(),
+                    candidates.iter().find(|c| c.email.eq_ignore_ascii_case(e)),
+                ),
+            };
+            match found {
+                Some(c)
+                    if c.problem.is_none()
+                        && !asked
+                            .iter()
+                            .any(|a: &Candidate| a.account_id == c.account_id) =>
+                {
+                    if (asked.len() as i64) < seats.free() {
+                        asked.push(c.clone());
+                    } else {
+                        refused.push((c.email.clone(), super::Ineligible::NoFreeSeats.message()));
+                    }
+                }
+                Some(c) => refused.push((
+                    c.email.clone(),
+                    c.problem
+                        .as_ref()
+                        .map_or("named twice".to_string(), |p| p.message()),
+                )),
+                None => refused.push((
+                    key,
+                    "not a Nulab-account member of this organization".to_string(),
+                )),
+            }
+        }
+        let preview = Preview {
+            if_all_accept: seats.if_all_accept() + asked.len() as i64,
+            free_now: seats.free(),
+            subscribed: seats.subscribed,
+            asked,
+            refused,
+        };
+        return Ok(build(&state, &admin, None, Some(preview))
+            .await?
+            .into_response());
+    }
+    let mut tx = state.db.begin().await?;
+    let results = super::request_batch(
+        &mut tx,
+        state.clock.now_ms(),
+        &admin.scope,
+        &wanted,
+        &state.base_url(),
+    )
+    .await?;
+    tx.commit().await?;
+    let made = results.iter().filter(|r| r.id.is_some()).count();
+    let refused: Vec<String> = results
+        .iter()
+        .filter(|r| r.id.is_none())
+        .map(|r| format!("{}: {}", r.input, r.message.clone().unwrap_or_default()))
+        .collect();
+    let mut notice = format!("{made} request(s) sent.");
+    if !refused.is_empty() {
+        notice.push_str(&format!(" Not asked: {}.", refused.join("; ")));
+    }
+    flash(&admin.session, notice).await?;
+    Ok(Redirect::to(&format!("/admin/{}/migrations", org.slug)).into_response())
+}
+
+async fn action(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, id, action)): Path<(String, String, String)>,
+) -> Result<Response, AppError> {
+    let org = admin.scope.org().clone();
+    let id = MigrationId::parse(&id).ok_or(super::MigrationError::NotFound)?;
+    let now = state.clock.now_ms();
+    let mut tx = state.db.begin().await?;
+    let request = match action.as_str() {
+        "resend" => super::resend(&mut tx, now, &admin.scope, id, &state.base_url()).await?,
+        "cancel" => super::cancel(&mut tx, now, &admin.scope, id).await?,
+        _ => return Err(AppError::not_found("unknown action: use resend or cancel")),
+    };
+    tx.commit().await?;
+    let done = if action == "resend" {
+        "sent again (the earlier link no longer works)"
+    } else {
+        "cancelled"
+    };
+    flash(
+        &admin.session,
+        format!("The request to {} was {done}.", request.email),
+    )
+    .await?;
+    Ok(Redirect::to(&format!("/admin/{}/migrations", org.slug)).into_response())
+}
+
+/// A CSV cell: quoted, and never read as a formula by a spreadsheet.
+fn cell(value: &str) -> String {
+    let value = if value.starts_with(['=', '+', '-', '@']) {
+        format!("'{value}")
+    } else {
+        value.to_string()
+    };
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
+
+async fn export(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Query(filter): Query<Filter>,
+) -> Result<Response, AppError> {
+    let status = super::api::parse_status(filter.status.as_deref())?;
+    let requests =
+        super::store::list(state.db.pool(), admin.scope.org().id, status, 100_000).await?;
+    let mut csv = String::from(
+        "id,account_id,email,status,failure,requested_by,requested_at,emailed_at,reminded_at,opened_at,decided_at,expires_at\n",
+    );
+    let t = |ms: Option<i64>| ms.map(format_time).unwrap_or_default();
+    for r in requests {
+        let row = [
+            r.id.to_string(),
+            r.account_id.to_string(),
+            r.email.clone(),
+            r.status.as_str().to_string(),
+            r.failure.clone().unwrap_or_default(),
+            r.requested_by.clone(),
+            t(Some(r.requested_at)),
+            t(r.emailed_at),
+            t(r.reminded_at),
+            t(r.opened_at),
+            t(r.decided_at),
+            t(Some(r.expires_at)),
+        ];
+        csv.push_str(&row.iter().map(|v| cell(v)).collect::<Vec<_>>().join(","));
+        csv.push('\n');
+    }
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"migrations.csv\"",
+            ),
+        ],
+        csv,
+    )
+        .into_response())
+}

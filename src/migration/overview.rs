@@ -1,0 +1,91 @@
+//! What the admin sees before asking: which members are eligible (and why the others are not),
+//! the seats, and whether an SSO connection routes each account's domain. Read only.
+
+use super::{Ineligible, domain_of, store};
+use crate::accounts::{AccountKind, AccountStatus};
+use crate::db::Db;
+use crate::ids::{AccountId, OrgId};
+use crate::orgs::{self, MemberFilter};
+
+/// Most members the overview reads.
+const MAX_MEMBERS: i64 = 5000;
+
+/// A Nulab-account member and whether it can be asked now.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub account_id: AccountId,
+    pub email: String,
+    pub name: String,
+    pub domain: String,
+    pub problem: Option<Ineligible>,
+    /// Name of the SSO connection that routes the account's domain, if any.
+    pub sso_connection: Option<String>,
+}
+
+/// Seats as migration sees them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SeatView {
+    pub subscribed: i64,
+    pub managed: i64,
+    pub pending: i64,
+}
+
+impl SeatView {
+    /// Seats neither used nor reserved by a pending request.
+    pub fn free(&self) -> i64 {
+        (self.subscribed - self.managed - self.pending).max(0)
+    }
+    /// Seats in use if every pending request is accepted.
+    pub fn if_all_accept(&self) -> i64 {
+        self.managed + self.pending
+    }
+}
+
+pub async fn seats(db: &Db, org: OrgId) -> Result<SeatView, sqlx::Error> {
+    Ok(SeatView {
+        subscribed: crate::managed::store::seats(db.pool(), org).await?,
+        managed: crate::managed::store::seats_used(db.pool(), org).await?,
+        pending: store::pending_count(db.pool(), org).await?,
+    })
+}
+
+/// Every Nulab-account member, each with the reason it cannot be asked (if any).
+pub async fn candidates(db: &Db, org: OrgId) -> Result<Vec<Candidate>, orgs::OrgError> {
+    let filter = MemberFilter {
+        kind: Some(AccountKind::Nulab),
+        status: None,
+    };
+    let members = orgs::list_members(db.pool(), org, &filter, None, MAX_MEMBERS).await?;
+    let verified = crate::saml::store::verified_domains(db.pool(), org).await?;
+    let connections = crate::saml::store::of_org(db.pool(), org).await?;
+    let mut out = Vec::with_capacity(members.items.len());
+    for m in members.items {
+        let domain = domain_of(&m.email);
+        let Some(account) = crate::accounts::store::by_id(db.pool(), m.account_id).await? else {
+            continue;
+        };
+        let problem = if account.status != AccountStatus::Active {
+            Some(Ineligible::AccountInactive)
+        } else if !account.email_verified {
+            Some(Ineligible::EmailNotVerified)
+        } else if !verified.contains(&domain) {
+            Some(Ineligible::DomainNotVerified(domain.clone()))
+        } else if store::has_pending(db.pool(), org, m.account_id).await? {
+            Some(Ineligible::PendingRequest)
+        } else {
+            None
+        };
+        out.push(Candidate {
+            account_id: m.account_id,
+            email: m.email,
+            name: m.name,
+            sso_connection: connections
+                .iter()
+                .find(|c| c.routes(&domain))
+                .map(|c| c.name.clone()),
+            domain,
+            problem,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,774 @@
+//! Migration of Nulab accounts into managed accounts, through the running server: the whole
+//! flow with a real SMTP server (the link followed from the captured email) and an SSO sign-in
+//! afterwards; and every bad input and race, each asserting the error and that nothing changed.
+
+mod common;
+
+use common::smtp::SmtpSink;
+use common::{Backend, TestServer, api, link_in, post_form};
+use nulab_pass::accounts::{self, AccountKind};
+use nulab_pass::mock_idp::{MockIdp, ResponseSpec};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// An org `corp` (admin `admin@corp.test`) with `corp.test` verified, `seats` seats, an API
+/// token, and Nulab-account members `names@corp.test`; `sam` is also a member of `other`.
+struct World {
+    server: TestServer,
+    org: nulab_pass::orgs::Org,
+    token: String,
+    other_token: String,
+}
+
+async fn world_with(server: TestServer, seats: i64, names: &[&str]) -> World {
+    let admin = server.account("admin@corp.test", "Admin", PASSWORD).await;
+    let org = server.org("corp", &admin).await;
+    let other_admin = server.account("boss@other.test", "Boss", PASSWORD).await;
+    let other = server.org("other", &other_admin).await;
+    server.verified_domain(&org, "corp.test").await;
+    server.seats(&org, seats).await;
+    let token = server.token(&org).await;
+    let other_token = server.token(&other).await;
+    let http = server.client();
+    for name in names {
+        let email = format!("{name}@corp.test");
+        server.account(&email, name, PASSWORD).await;
+        let (status, body) = api(
+            &http,
+            Method::POST,
+            server.url("/api/v1/orgs/corp/members"),
+            &token,
+            Some(json!({"email": email})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    World {
+        server,
+        org,
+        token,
+        other_token,
+    }
+}
+
+async fn world(backend: Backend, seats: i64, names: &[&str]) -> World {
+    world_with(TestServer::start(backend).await, seats, names).await
+}
+
+impl World {
+    async fn ask(&self, body: Value) -> (u16, Value) {
+        api(
+            &self.server.client(),
+            Method::POST,
+            self.server.url("/api/v1/orgs/corp/migrations"),
+            &self.token,
+            Some(body),
+        )
+        .await
+    }
+    async fn ask_one(&self, email: &str) -> String {
+        let (status, body) = self.ask(json!({"emails": [email]})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["requested"], 1, "{body}");
+        body["results"][0]["id"].as_str().unwrap().to_string()
+    }
+    /// The newest consent link emailed to `email` (from the outbox).
+    async fn link(&self, email: &str) -> String {
+        let mail = self.server.last_mail(email, "migration.requested").await;
+        link_in(&mail.body_text, &self.server.url("/migration/")).expect("link in email")
+    }
+    async fn account(&self, email: &str) -> accounts::Account {
+        accounts::store::by_email(
+            self.server.db().pool(),
+            &accounts::Email::parse(email).unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+    }
+    async fn status_of(&self, id: &str) -> String {
+        let (_, list) = api(
+            &self.server.client(),
+            Method::GET,
+            self.server.url("/api/v1/orgs/corp/migrations"),
+            &self.token,
+            None,
+        )
+        .await;
+        list["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap()["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+    async fn post(&self, path: &str) -> (u16, Value) {
+        api(
+            &self.server.client(),
+            Method::POST,
+            self.server.url(path),
+            &self.token,
+            None,
+        )
+        .await
+    }
+    /// Agrees on the consent page with the password, in a fresh browser.
+    async fn agree(&self, link: &str, password: &str) -> (u16, String) {
+        let browser = self.server.client();
+        // The CSRF token is per browser session: take it from any page (a dead link shows none).
+        let res = post_form(
+            &browser,
+            &self.server.url("/signin"),
+            &format!("{link}/accept"),
+            &[("password", password)],
+        )
+        .await;
+        (res.status().as_u16(), res.text().await.unwrap())
+    }
+    /// Still a Nulab account, still a member, and (when given) still the same kind of request.
+    async fn assert_unchanged(&self, email: &str) {
+        let account = self.account(email).await;
+        assert_eq!(
+            account.kind,
+            AccountKind::Nulab,
+            "{email} must still be a Nulab account"
+        );
+        assert_eq!(account.org_id, None);
+        assert_eq!(
+            nulab_pass::managed::store::seats_used(self.server.db().pool(), self.org.id)
+                .await
+                .unwrap(),
+            0
+        );
+    }
+}
+
+async fn end_to_end(backend: Backend) {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let server = TestServer::start_with(backend, |c| c.smtp_url = Some(url)).await;
+    let w = world_with(server, 5, &["sam"]).await;
+    let s = &w.server;
+    let http = s.client();
+    // sam is also a member of another organization, whose membership will end.
+    let (status, _) = api(
+        &http,
+        Method::POST,
+        s.url("/api/v1/orgs/other/members"),
+        &w.other_token,
+        Some(json!({"email": "sam@corp.test"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let before = w.account("sam@corp.test").await;
+    // sam has a session that the migration will end.
+    let old_browser = s.signed_in("sam@corp.test", PASSWORD).await;
+    assert_eq!(
+        old_browser
+            .get(s.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let id = w.ask_one("sam@corp.test").await;
+    // The user's email arrives over SMTP; follow its link as a browser would.
+    let got = sink.wait_for(2, 30).await;
+    let to_sam = got
+        .iter()
+        .find(|m| m.rcpt_to.iter().any(|r| r == "sam@corp.test"))
+        .expect("email to sam");
+    assert!(
+        got.iter()
+            .any(|m| m.rcpt_to.iter().any(|r| r == "admin@corp.test")),
+        "admins are told"
+    );
+    let text = to_sam.text();
+    assert!(
+        text.contains("API token") && text.contains("Test Org"),
+        "who asks: {text}"
+    );
+    let link = link_in(&text, &s.url("/migration/")).expect("consent link");
+    let browser = s.client();
+    let page = browser.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    for expected in [
+        "API token",
+        "password settings",
+        "deletion",
+        "Test Org",
+        "Backlog, Cacoo and Typetalk stays",
+        "name=\"csrf\"",
+    ] {
+        assert!(page.contains(expected), "consent page shows {expected}");
+    }
+    // Other organizations' memberships are listed by name (both orgs are named "Test Org" here).
+    assert!(page.contains("memberships in these organizations end"));
+    let res = post_form(
+        &browser,
+        &link,
+        &format!("{link}/accept"),
+        &[("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert!(res.text().await.unwrap().contains("now a managed account"));
+
+    let after = w.account("sam@corp.test").await;
+    assert_eq!(after.id, before.id, "the id never changes");
+    assert_eq!(after.email, before.email);
+    assert_eq!(after.kind, AccountKind::Managed);
+    assert_eq!(after.org_id, Some(w.org.id));
+    let orgs = nulab_pass::orgs::store::orgs_of(s.db().pool(), after.id)
+        .await
+        .unwrap();
+    assert_eq!(orgs.len(), 1, "only this org's membership stays");
+    assert_eq!(orgs[0].0.slug, "corp");
+    assert_eq!(w.status_of(&id).await, "completed");
+    // The old session ended.
+    assert_ne!(
+        old_browser
+            .get(s.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let actions = s.audit_actions(10).await;
+    assert!(
+        actions.contains(&"migration.accepted".to_string()),
+        "{actions:?}"
+    );
+    let got = sink.wait_for(4, 30).await;
+    assert!(
+        got.iter()
+            .any(|m| m.rcpt_to.iter().any(|r| r == "sam@corp.test")
+                && m.text().contains("now a managed account"))
+    );
+    assert!(
+        got.iter().any(
+            |m| m.rcpt_to.iter().any(|r| r == "admin@corp.test") && m.text().contains("agreed")
+        )
+    );
+    // The link is single use.
+    let again = browser.get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 410);
+
+    // The migrated account signs in through the org's IdP, as the same account.
+    let idp = MockIdp::generate(
+        "https://idp.corp.test/metadata",
+        "https://idp.corp.test/sso",
+    )
+    .unwrap();
+    let (status, connection) = api(
+        &http,
+        Method::POST,
+        s.url("/api/v1/orgs/corp/saml-connections"),
+        &w.token,
+        Some(json!({"metadata_xml": idp.metadata_xml(), "name": "Mock IdP"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{connection}");
+    let sso = s.client();
+    let res = sso
+        .get(connection["login_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("nulab_pass_sso="))
+        .unwrap();
+    let query: Vec<(String, String)> = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let get = |k: &str| {
+        query
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let facts = nulab_pass::saml::mock_idp_server::read_request(&get("SAMLRequest")).unwrap();
+    let acs = connection["acs_url"].as_str().unwrap();
+    let spec = ResponseSpec::new(
+        "sam@corp.test",
+        acs,
+        connection["sp_entity_id"].as_str().unwrap(),
+        Some(&facts.id),
+    );
+    let res = sso
+        .post(acs)
+        .header("cookie", cookie.split(';').next().unwrap())
+        .form(&[
+            ("SAMLResponse", idp.response_b64(&spec).unwrap().as_str()),
+            ("RelayState", get("RelayState").as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "SSO sign-in of the migrated account");
+    let account_page = sso
+        .get(s.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(account_page.contains("sam@corp.test") && account_page.contains("managed account"));
+    let events = nulab_pass::audit::store::recent(s.db().pool(), None, 5)
+        .await
+        .unwrap();
+    let signed_in = events
+        .iter()
+        .find(|e| e.action == "sso.signin.succeeded")
+        .expect("SSO sign-in audited");
+    assert!(
+        signed_in.target_id.as_deref() == Some(before.id.to_string().as_str())
+            || signed_in.actor_id.as_deref() == Some(before.id.to_string().as_str()),
+        "the same account (OIDC sub) signs in: {signed_in:?}"
+    );
+}
+both!(the_whole_flow_works_end_to_end, end_to_end);
+
+async fn eligibility(backend: Backend) {
+    let w = world(backend, 2, &["ann", "bob", "cid", "dan"]).await;
+    let s = &w.server;
+    let http = s.client();
+    // Not members: an account of another org, an unknown email, a managed account.
+    s.account("eve@corp.test", "Eve", PASSWORD).await;
+    let (status, _) = api(
+        &http,
+        Method::POST,
+        s.url("/api/v1/orgs/other/members"),
+        &w.other_token,
+        Some(json!({"email": "eve@corp.test"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    s.account("zed@elsewhere.test", "Zed", PASSWORD).await;
+    let (status, _) = api(
+        &http,
+        Method::POST,
+        s.url("/api/v1/orgs/corp/members"),
+        &w.token,
+        Some(json!({"email": "zed@elsewhere.test"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, _) = api(
+        &http,
+        Method::POST,
+        s.url("/api/v1/orgs/corp/managed-accounts"),
+        &w.token,
+        Some(json!({"email": "max@corp.test", "name": "Max"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let outbox = s.count("outbox").await;
+    let (status, body) = w.ask(json!({"emails": ["eve@corp.test", "nobody@corp.test", "max@corp.test", "zed@elsewhere.test", "not an email"]})).await;
+    assert_eq!(status, 200);
+    let codes: Vec<&str> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["error"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "not_a_member",
+            "not_a_member",
+            "already_managed",
+            "domain_not_verified",
+            "invalid_input"
+        ]
+    );
+    assert_eq!(body["requested"], 0);
+    assert_eq!(s.count("migration_requests").await, 0, "nothing created");
+    assert_eq!(s.count("outbox").await, outbox, "nothing emailed");
+    // Another org's token cannot ask for corp's members.
+    let (status, _) = api(
+        &http,
+        Method::POST,
+        s.url("/api/v1/orgs/corp/migrations"),
+        &w.other_token,
+        Some(json!({"emails": ["ann@corp.test"]})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // One seat is used by max: one free. More accounts than free seats: one asked, the rest say why.
+    let (status, body) = w
+        .ask(
+            json!({"emails": ["ann@corp.test", "bob@corp.test", "cid@corp.test", "ann@corp.test"]}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results[0]["status"], "pending");
+    assert_eq!(results[1]["error"], "no_free_seats");
+    assert_eq!(results[2]["error"], "no_free_seats");
+    assert_eq!(results[3]["error"], "pending_request");
+    assert!(results[1]["message"].as_str().unwrap().contains("seat"));
+    assert_eq!(s.count("migration_requests").await, 1);
+    // Bad bodies.
+    for bad in [
+        json!({}),
+        json!({"emails": []}),
+        json!({"emails": ["a@corp.test"], "account_ids": []}),
+    ] {
+        let (status, body) = w.ask(bad).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    let (status, _) = api(
+        &http,
+        Method::GET,
+        s.url("/api/v1/orgs/corp/migrations?status=bogus"),
+        &w.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, list) = api(
+        &http,
+        Method::GET,
+        s.url("/api/v1/orgs/corp/migrations?status=pending"),
+        &w.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(list["counts"]["pending"], 1);
+    assert_eq!(list["requests"].as_array().unwrap().len(), 1);
+    // Cancelling frees the seat for another member.
+    let id = results[0]["id"].as_str().unwrap();
+    let (status, _) = w
+        .post(&format!("/api/v1/orgs/corp/migrations/{id}/cancel"))
+        .await;
+    assert_eq!(status, 200);
+    let (status, again) = w
+        .post(&format!("/api/v1/orgs/corp/migrations/{id}/cancel"))
+        .await;
+    assert_eq!(
+        (status, again["error"].as_str()),
+        (409, Some("not_pending"))
+    );
+    w.ask_one("bob@corp.test").await;
+}
+both!(
+    only_eligible_members_within_free_seats_are_asked,
+    eligibility
+);
+
+async fn bad_links(backend: Backend) {
+    let w = world(backend, 5, &["ann", "bob", "cid", "dan"]).await;
+    let s = &w.server;
+    // Forged.
+    let forged = s.url("/migration/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+    assert_eq!(s.client().get(&forged).send().await.unwrap().status(), 404);
+    // Cancelled.
+    let id = w.ask_one("ann@corp.test").await;
+    let link = w.link("ann@corp.test").await;
+    w.post(&format!("/api/v1/orgs/corp/migrations/{id}/cancel"))
+        .await;
+    let (status, body) = w.agree(&link, PASSWORD).await;
+    assert_eq!(status, 410);
+    assert!(body.contains("cancelled"), "{body}");
+    w.assert_unchanged("ann@corp.test").await;
+    // Superseded by a resend: the old link dies, the new one works.
+    let id = w.ask_one("bob@corp.test").await;
+    let old = w.link("bob@corp.test").await;
+    let (status, _) = w
+        .post(&format!("/api/v1/orgs/corp/migrations/{id}/resend"))
+        .await;
+    assert_eq!(status, 200);
+    let new = w.link("bob@corp.test").await;
+    assert_ne!(old, new);
+    let (status, body) = w.agree(&old, PASSWORD).await;
+    assert_eq!(status, 404);
+    assert!(body.contains("newest email"), "{body}");
+    w.assert_unchanged("bob@corp.test").await;
+    assert_eq!(s.client().get(&new).send().await.unwrap().status(), 200);
+    // Another account's session sees a clear message and cannot act.
+    let cid_id = w.ask_one("cid@corp.test").await;
+    let cid_link = w.link("cid@corp.test").await;
+    let dan = s.signed_in("dan@corp.test", PASSWORD).await;
+    let page = dan.get(&cid_link).send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("signed in as dan@corp.test")
+    );
+    let csrf = common::csrf_of(&dan, &s.url("/account")).await;
+    for action in ["accept", "decline"] {
+        let res = dan
+            .post(format!("{cid_link}/{action}"))
+            .form(&[("csrf", csrf.as_str()), ("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{action} by another account");
+    }
+    w.assert_unchanged("cid@corp.test").await;
+    w.assert_unchanged("dan@corp.test").await;
+    assert_eq!(w.status_of(&cid_id).await, "pending");
+    // Expired: the job ends it and frees the seat; the link says so.
+    s.state.clock.advance_ms(11 * 24 * 3600 * 1000);
+    let summary = nulab_pass::migration::jobs::run_once(s.db(), s.state.clock.now_ms(), &s.base)
+        .await
+        .unwrap();
+    assert!(summary.reminded >= 1, "{summary:?}");
+    s.last_mail("cid@corp.test", "migration.reminder").await;
+    s.state.clock.advance_ms(4 * 24 * 3600 * 1000);
+    let summary = nulab_pass::migration::jobs::run_once(s.db(), s.state.clock.now_ms(), &s.base)
+        .await
+        .unwrap();
+    assert!(summary.expired >= 2, "{summary:?}");
+    assert_eq!(w.status_of(&cid_id).await, "expired");
+    let (status, body) = w.agree(&cid_link, PASSWORD).await;
+    assert_eq!(status, 410);
+    assert!(body.contains("expired"), "{body}");
+    w.assert_unchanged("cid@corp.test").await;
+    // Declined, then the link is used up; admins may ask again.
+    let dan_id = w.ask_one("dan@corp.test").await;
+    let dan_link = w.link("dan@corp.test").await;
+    let browser = s.client();
+    let res = post_form(&browser, &dan_link, &format!("{dan_link}/decline"), &[]).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(w.status_of(&dan_id).await, "declined");
+    let (status, _) = w.agree(&dan_link, PASSWORD).await;
+    assert_eq!(status, 410, "a decided link is dead");
+    w.assert_unchanged("dan@corp.test").await;
+    w.ask_one("dan@corp.test").await;
+}
+both!(
+    reused_expired_cancelled_superseded_forged_and_foreign_links_fail,
+    bad_links
+);
+
+async fn wrong_password(backend: Backend) {
+    let w = world(backend, 5, &["ann"]).await;
+    let s = &w.server;
+    let id = w.ask_one("ann@corp.test").await;
+    let link = w.link("ann@corp.test").await;
+    for _ in 0..5 {
+        let (status, body) = w.agree(&link, "wrong password!").await;
+        assert_eq!(status, 403);
+        assert!(body.contains("password is wrong"));
+    }
+    // Now even the right password is refused until the window ends.
+    let (status, body) = w.agree(&link, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    w.assert_unchanged("ann@corp.test").await;
+    assert_eq!(w.status_of(&id).await, "pending");
+    s.state.clock.advance_ms(16 * 60 * 1000);
+    let (status, _) = w.agree(&link, PASSWORD).await;
+    assert_eq!(status, 200);
+    assert_eq!(w.account("ann@corp.test").await.kind, AccountKind::Managed);
+}
+both!(wrong_passwords_are_refused_and_rate_limited, wrong_password);
+
+async fn races(backend: Backend) {
+    let w = world(backend, 10, &["ann", "bob", "cid", "dan", "eli"]).await;
+    let s = &w.server;
+    // Two parallel acceptances: exactly one migration.
+    w.ask_one("ann@corp.test").await;
+    let link = w.link("ann@corp.test").await;
+    let (a, b) = tokio::join!(w.agree(&link, PASSWORD), w.agree(&link, PASSWORD));
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [200, 410], "exactly one acceptance wins");
+    let accepted = nulab_pass::audit::store::recent(s.db().pool(), None, 50)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "migration.accepted")
+        .count();
+    assert_eq!(accepted, 1);
+    assert_eq!(
+        nulab_pass::managed::store::seats_used(s.db().pool(), w.org.id)
+            .await
+            .unwrap(),
+        1
+    );
+    // Cancel while the user accepts: one of them wins, never both.
+    let id = w.ask_one("bob@corp.test").await;
+    let link = w.link("bob@corp.test").await;
+    let cancel_path = format!("/api/v1/orgs/corp/migrations/{id}/cancel");
+    let (accept, cancel) = tokio::join!(w.agree(&link, PASSWORD), w.post(&cancel_path));
+    let bob = w.account("bob@corp.test").await;
+    match (accept.0, cancel.0) {
+        (200, 409) => assert_eq!(bob.kind, AccountKind::Managed),
+        (410, 200) => assert_eq!(bob.kind, AccountKind::Nulab),
+        other => panic!("both or neither won: {other:?}"),
+    }
+    // The domain lapses between request and consent.
+    let cid_id = w.ask_one("cid@corp.test").await;
+    let cid_link = w.link("cid@corp.test").await;
+    sqlx::query("UPDATE domains SET status = 'lapsed' WHERE domain = 'corp.test'")
+        .execute(s.db().pool())
+        .await
+        .unwrap();
+    let (status, body) = w.agree(&cid_link, PASSWORD).await;
+    assert_eq!(status, 409);
+    assert!(body.contains("not a verified domain"), "{body}");
+    w.assert_unchanged_kind("cid@corp.test").await;
+    let (_, list) = api(
+        &s.client(),
+        Method::GET,
+        s.url("/api/v1/orgs/corp/migrations?status=pending"),
+        &w.token,
+        None,
+    )
+    .await;
+    let row = list["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == cid_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        row["failure"], "domain_not_verified",
+        "the request shows why"
+    );
+    sqlx::query("UPDATE domains SET status = 'verified' WHERE domain = 'corp.test'")
+        .execute(s.db().pool())
+        .await
+        .unwrap();
+    // The member is removed in between.
+    w.ask_one("dan@corp.test").await;
+    let dan_link = w.link("dan@corp.test").await;
+    let dan = w.account("dan@corp.test").await;
+    let (status, _) = api(
+        &s.client(),
+        Method::DELETE,
+        s.url(&format!("/api/v1/orgs/corp/members/{}", dan.id)),
+        &w.token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = w.agree(&dan_link, PASSWORD).await;
+    assert_eq!(status, 409);
+    assert!(body.contains("not a member"), "{body}");
+    w.assert_unchanged_kind("dan@corp.test").await;
+    // Seats reduced in between (to the managed accounts in use): no seat for eli.
+    w.ask_one("eli@corp.test").await;
+    let eli_link = w.link("eli@corp.test").await;
+    let used = nulab_pass::managed::store::seats_used(s.db().pool(), w.org.id)
+        .await
+        .unwrap();
+    s.seats(&w.org, used).await;
+    let (status, body) = w.agree(&eli_link, PASSWORD).await;
+    assert_eq!(status, 409);
+    assert!(body.contains("seat"), "{body}");
+    w.assert_unchanged_kind("eli@corp.test").await;
+    assert_eq!(
+        nulab_pass::managed::store::seats_used(s.db().pool(), w.org.id)
+            .await
+            .unwrap(),
+        used
+    );
+}
+both!(
+    races_and_changed_preconditions_migrate_once_or_not_at_all,
+    races
+);
+
+impl World {
+    async fn assert_unchanged_kind(&self, email: &str) {
+        let account = self.account(email).await;
+        assert_eq!(
+            account.kind,
+            AccountKind::Nulab,
+            "{email} must still be a Nulab account"
+        );
+        assert_eq!(account.org_id, None);
+    }
+}
+
+async fn admin_page(backend: Backend) {
+    let w = world(backend, 5, &["ann", "bob"]).await;
+    let s = &w.server;
+    let admin = s.signed_in("admin@corp.test", PASSWORD).await;
+    let page = admin
+        .get(s.url("/admin/corp/migrations"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("ann@corp.test") && html.contains("Migrations"));
+    let ann = w.account("ann@corp.test").await;
+    let page_url = s.url("/admin/corp/migrations");
+    let res = post_form(
+        &admin,
+        &page_url,
+        &page_url,
+        &[("step", "preview"), ("account_id", &ann.id.to_string())],
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("nothing has been sent yet") && html.contains("will be asked"),
+        "{html}"
+    );
+    assert_eq!(
+        s.count("migration_requests").await,
+        0,
+        "a preview sends nothing"
+    );
+    let res = post_form(
+        &admin,
+        &page_url,
+        &page_url,
+        &[("step", "send"), ("emails", "ann@corp.test, bob@corp.test")],
+    )
+    .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(s.count("migration_requests").await, 2);
+    let csv = admin
+        .get(s.url("/admin/corp/migrations.csv?status=pending"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.starts_with("id,account_id,email,status") && csv.contains("\"ann@corp.test\""),
+        "{csv}"
+    );
+    // A member who is not an admin cannot open it.
+    let bob = s.signed_in("bob@corp.test", PASSWORD).await;
+    assert_eq!(
+        bob.get(s.url("/admin/corp/migrations"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+}
+both!(the_admin_page_previews_sends_and_exports, admin_page);
