@@ -690,9 +690,20 @@ async fn api_errors_and_openapi(backend: Backend) {
 
     // A server-side failure (the database is gone) answers 500 with only an error id.
     server.db().close().await;
-    let (status, body) = api(&client, reqwest::Method::GET, server.url("/api/v1/orgs/acme"), &token, None).await;
+    let (status, body) = api(
+        &client,
+        reqwest::Method::GET,
+        server.url("/api/v1/orgs/acme"),
+        &token,
+        None,
+    )
+    .await;
     assert_eq!((status, body["error"].as_str()), (500, Some("internal")));
     let message = body["message"].as_str().unwrap();
-    assert!(message.starts_with("internal error (error id ") && !message.to_lowercase().contains("pool"), "{message}");
+    assert!(
+        message.starts_with("internal error (error id ")
+            && !message.to_lowercase().contains("pool"),
+        "{message}"
+    );
 }
 both!(api_errors_and_openapi_document, api_errors_and_openapi);

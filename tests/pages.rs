@@ -46,7 +46,10 @@ async fn first_day_in_a_browser(backend: Backend) {
     );
 
     browser
-        .fill("form[action='/admin/acme/members'] input[name=email]", "bob@example.com")
+        .fill(
+            "form[action='/admin/acme/members'] input[name=email]",
+            "bob@example.com",
+        )
         .await;
     browser
         .click("form[action='/admin/acme/members'] button[type=submit]")
