@@ -194,7 +194,7 @@ impl Sso {
             return None;
         }
         let page = res.text().await.unwrap();
-        page.contains("Signed in with</dt><dd>saml").then(|| page)
+        page.contains("Signed in with</dt><dd>saml").then_some(page)
     }
 
     /// The response was refused with `code`: the page says so, no session, an audit event.

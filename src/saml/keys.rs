@@ -94,7 +94,10 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-static SP_KEYS: OnceLock<Mutex<Vec<(PathBuf, Arc<KeyPair>)>>> = OnceLock::new();
+/// Loaded SP key pairs, by certs folder.
+type KeyCache = Mutex<Vec<(PathBuf, Arc<KeyPair>)>>;
+
+static SP_KEYS: OnceLock<KeyCache> = OnceLock::new();
 
 /// The service provider's signing pair for this certs folder (loaded once per process).
 pub fn sp_keys(dir: &Path) -> anyhow::Result<Arc<KeyPair>> {
