@@ -1,8 +1,11 @@
 //! Migration of Nulab accounts into managed accounts, through the running server: the whole
 //! flow with a real SMTP server (the link followed from the captured email) and an SSO sign-in
-//! afterwards; and every bad input and race, each asserting the error and that nothing changed.
+//! afterwards; every bad input and race, each asserting the error and that nothing changed; and
+//! the server process killed mid-batch (`crash`).
 
 mod common;
+#[path = "migration/crash.rs"]
+mod crash;
 
 use common::smtp::SmtpSink;
 use common::{Backend, TestServer, api, link_in, post_form};

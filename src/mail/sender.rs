@@ -1,7 +1,9 @@
-//! Delivers the outbox over SMTP. Each message is claimed with a lease, sent, then marked sent;
-//! failures are retried with exponential backoff, and permanent SMTP refusals are marked failed.
-//! A message carries a Message-ID derived from its outbox id, so in the rare case of a crash
-//! between handing it to SMTP and marking it sent, the repeat is recognisable downstream.
+//! Delivers the outbox over SMTP. Each message is claimed alone with a short lease, sent, then
+//! marked sent; failures are retried with exponential backoff, and permanent SMTP refusals are
+//! marked failed. A sender that dies mid-message leaves one message leased, which another (or the
+//! restarted) sender takes once the lease ends. A message carries a Message-ID derived from its
+//! outbox id, so in the rare case of a crash after the SMTP server accepted it and before it was
+//! marked sent, the repeat is recognisable downstream.
 
 use std::time::Duration;
 
@@ -12,10 +14,12 @@ use super::store::{self, OutboxMessage};
 use crate::clock::Clock;
 use crate::db::Db;
 
-/// How long a claimed message stays hidden from other senders.
-const LEASE_MS: i64 = 5 * 60 * 1000;
-/// How many messages one pass claims.
-const BATCH: i64 = 20;
+/// Longest one SMTP delivery may take before it counts as failed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a claimed message stays hidden from other senders: twice the longest delivery.
+const LEASE_MS: i64 = 2 * SEND_TIMEOUT.as_millis() as i64;
+/// How many messages one pass delivers, each claimed on its own.
+const BATCH: usize = 20;
 /// Longest wait between two attempts at one message.
 const MAX_BACKOFF_MS: i64 = 15 * 60 * 1000;
 
@@ -59,13 +63,21 @@ pub async fn run(db: Db, clock: Clock, smtp: Smtp, poll: Duration) {
     }
 }
 
-/// One pass: claims due messages and tries each once. Returns how many were claimed.
+/// One pass: claims due messages one at a time (so a crash strands at most one behind its
+/// lease) and tries each once. Returns how many were claimed.
 pub async fn deliver_due(db: &Db, clock: &Clock, smtp: &Smtp) -> Result<usize, sqlx::Error> {
-    let batch = store::claim_due(db.pool(), db.dialect(), clock.now_ms(), LEASE_MS, BATCH).await?;
-    for message in &batch {
-        deliver(db, clock, smtp, message).await?;
+    let mut claimed = 0;
+    while claimed < BATCH {
+        let Some(message) = store::claim_due(db.pool(), db.dialect(), clock.now_ms(), LEASE_MS, 1)
+            .await?
+            .pop()
+        else {
+            break;
+        };
+        claimed += 1;
+        deliver(db, clock, smtp, &message).await?;
     }
-    Ok(batch.len())
+    Ok(claimed)
 }
 
 async fn deliver(
@@ -81,27 +93,31 @@ async fn deliver(
             return store::mark_failed(db.pool(), &message.id, &reason).await;
         }
     };
-    match smtp.transport.send(email).await {
-        Ok(_) => {
+    let sent = tokio::time::timeout(SEND_TIMEOUT, smtp.transport.send(email)).await;
+    match sent {
+        Ok(Ok(_)) => {
             tracing::info!(id = %message.id, kind = %message.kind, "email sent");
             store::mark_sent(db.pool(), &message.id, clock.now_ms()).await
         }
-        Err(err) if err.is_permanent() => {
+        Ok(Err(err)) if err.is_permanent() => {
             tracing::error!(id = %message.id, error = %err, "SMTP refused email permanently");
             store::mark_failed(db.pool(), &message.id, &err.to_string()).await
         }
-        Err(err) => {
-            let wait = backoff_ms(message.attempts);
-            tracing::warn!(id = %message.id, error = %err, wait_ms = wait, "email not sent; will retry");
-            store::mark_retry(
-                db.pool(),
-                &message.id,
-                clock.now_ms() + wait,
-                &err.to_string(),
-            )
-            .await
-        }
+        Ok(Err(err)) => retry(db, clock, message, &err.to_string()).await,
+        Err(_) => retry(db, clock, message, "SMTP delivery timed out").await,
     }
+}
+
+/// Records a transient failure; the message is tried again after a backoff.
+async fn retry(
+    db: &Db,
+    clock: &Clock,
+    message: &OutboxMessage,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    let wait = backoff_ms(message.attempts);
+    tracing::warn!(id = %message.id, error, wait_ms = wait, "email not sent; will retry");
+    store::mark_retry(db.pool(), &message.id, clock.now_ms() + wait, error).await
 }
 
 fn build(smtp: &Smtp, message: &OutboxMessage) -> Result<Message, String> {

@@ -8,7 +8,6 @@ pub mod smtp;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use nulab_pass::audit::{Actor, RequestMeta};
 use nulab_pass::clock::Clock;
 use nulab_pass::db::Db;
 use nulab_pass::{AppState, Config, accounts};
@@ -147,22 +146,8 @@ impl TestServer {
     pub async fn account(&self, email: &str, name: &str, password: &str) -> accounts::Account {
         let hash = accounts::password::hash(password).await.expect("hash");
         let mut tx = self.db().begin().await.expect("begin");
-        let new = accounts::NewAccount {
-            email: accounts::Email::parse(email).expect("email"),
-            name: name.to_string(),
-            password_hash: hash,
-            email_verified: true,
-        };
-        let account = accounts::sign_up(
-            &mut tx,
-            self.state.clock.now_ms(),
-            new,
-            &Actor::Operator,
-            &RequestMeta::default(),
-            &self.base,
-        )
-        .await
-        .expect("create account");
+        let account =
+            fixture::account(&mut tx, self.state.clock.now_ms(), email, name, &hash).await;
         tx.commit().await.expect("commit");
         account
     }
@@ -170,18 +155,7 @@ impl TestServer {
     /// Creates an organization with `admin` as its admin.
     pub async fn org(&self, slug: &str, admin: &accounts::Account) -> nulab_pass::orgs::Org {
         let mut tx = self.db().begin().await.expect("begin");
-        let slug = nulab_pass::orgs::OrgSlug::parse(slug).expect("slug");
-        let org = nulab_pass::orgs::create(
-            &mut tx,
-            self.state.clock.now_ms(),
-            &slug,
-            "Test Org",
-            admin,
-            &Actor::Operator,
-            &RequestMeta::default(),
-        )
-        .await
-        .expect("create org");
+        let org = fixture::org(&mut tx, self.state.clock.now_ms(), slug, admin).await;
         tx.commit().await.expect("commit");
         org
     }
@@ -275,50 +249,17 @@ impl TestServer {
 
     /// Adds a domain row of `org` in any status (`pending`, `verified`, `lapsed`, `expired`).
     pub async fn domain_row(&self, org: &nulab_pass::orgs::Org, domain: &str, status: &str) {
-        let now = self.state.clock.now_ms();
-        sqlx::query(
-            "INSERT INTO domains (id, org_id, domain, status, token, created_at, token_issued_at, \
-             verified_at, next_check_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $6)",
-        )
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(org.id.to_string())
-        .bind(domain.to_string())
-        .bind(status.to_string())
-        .bind(format!("fixture-{}", uuid::Uuid::new_v4().simple()))
-        .bind(now)
-        .bind((status == "verified").then_some(now))
-        .bind(now + 365 * 24 * 3600 * 1000)
-        .execute(self.db().pool())
-        .await
-        .expect("domain fixture");
+        fixture::domain(self.db(), self.state.clock.now_ms(), org, domain, status).await;
     }
 
     /// Sets the subscribed seats as the operator would.
     pub async fn seats(&self, org: &nulab_pass::orgs::Org, seats: i64) {
-        let mut tx = self.db().begin().await.expect("begin");
-        nulab_pass::managed::set_seats(
-            &mut tx,
-            self.state.clock.now_ms(),
-            org,
-            seats,
-            &Actor::Operator,
-            &RequestMeta::default(),
-        )
-        .await
-        .expect("seats");
-        tx.commit().await.expect("commit");
+        fixture::seats(self.db(), self.state.clock.now_ms(), org, seats).await;
     }
 
     /// An API token of `org`.
     pub async fn token(&self, org: &nulab_pass::orgs::Org) -> String {
-        let scope = nulab_pass::orgs::AdminScope::operator(org.clone());
-        let mut tx = self.db().begin().await.expect("begin");
-        let (_, secret) =
-            nulab_pass::api_tokens::create(&mut tx, self.state.clock.now_ms(), &scope, "tests")
-                .await
-                .expect("token");
-        tx.commit().await.expect("commit");
-        secret
+        fixture::token(self.db(), self.state.clock.now_ms(), org).await
     }
 
     /// The newest outbox message of `kind` to `to`.
@@ -402,5 +343,101 @@ impl TestServer {
     /// The code an authenticator app shows now (on the server's clock) for `secret`.
     pub fn totp_code(&self, secret: &str) -> String {
         accounts::totp::code_at(secret, self.state.clock.now_ms()).expect("code")
+    }
+}
+
+/// Fixtures on a bare database, for tests that also run the server as its own process.
+pub mod fixture {
+    use nulab_pass::audit::{Actor, RequestMeta};
+    use nulab_pass::db::{Db, Tx};
+    use nulab_pass::{accounts, orgs};
+
+    /// A Nulab account with a verified email (so no verification link is emailed) and the given
+    /// password hash.
+    pub async fn account(
+        tx: &mut Tx,
+        now: i64,
+        email: &str,
+        name: &str,
+        hash: &str,
+    ) -> accounts::Account {
+        let new = accounts::NewAccount {
+            email: accounts::Email::parse(email).expect("email"),
+            name: name.to_string(),
+            password_hash: hash.to_string(),
+            email_verified: true,
+        };
+        accounts::sign_up(
+            tx,
+            now,
+            new,
+            &Actor::Operator,
+            &RequestMeta::default(),
+            "http://127.0.0.1",
+        )
+        .await
+        .expect("create account")
+    }
+
+    /// An organization named "Test Org" with `admin` as its admin.
+    pub async fn org(tx: &mut Tx, now: i64, slug: &str, admin: &accounts::Account) -> orgs::Org {
+        let slug = orgs::OrgSlug::parse(slug).expect("slug");
+        orgs::create(
+            tx,
+            now,
+            &slug,
+            "Test Org",
+            admin,
+            &Actor::Operator,
+            &RequestMeta::default(),
+        )
+        .await
+        .expect("create org")
+    }
+
+    /// A domain row of `org` in any status (`pending`, `verified`, `lapsed`, `expired`).
+    pub async fn domain(db: &Db, now: i64, org: &orgs::Org, domain: &str, status: &str) {
+        sqlx::query(
+            "INSERT INTO domains (id, org_id, domain, status, token, created_at, token_issued_at, \
+             verified_at, next_check_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $6)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(org.id.to_string())
+        .bind(domain.to_string())
+        .bind(status.to_string())
+        .bind(format!("fixture-{}", uuid::Uuid::new_v4().simple()))
+        .bind(now)
+        .bind((status == "verified").then_some(now))
+        .bind(now + 365 * 24 * 3600 * 1000)
+        .execute(db.pool())
+        .await
+        .expect("domain fixture");
+    }
+
+    /// The subscribed seats, set as the operator would.
+    pub async fn seats(db: &Db, now: i64, org: &orgs::Org, seats: i64) {
+        let mut tx = db.begin().await.expect("begin");
+        nulab_pass::managed::set_seats(
+            &mut tx,
+            now,
+            org,
+            seats,
+            &Actor::Operator,
+            &RequestMeta::default(),
+        )
+        .await
+        .expect("seats");
+        tx.commit().await.expect("commit");
+    }
+
+    /// An API token of `org`.
+    pub async fn token(db: &Db, now: i64, org: &orgs::Org) -> String {
+        let scope = orgs::AdminScope::operator(org.clone());
+        let mut tx = db.begin().await.expect("begin");
+        let (_, secret) = nulab_pass::api_tokens::create(&mut tx, now, &scope, "tests")
+            .await
+            .expect("token");
+        tx.commit().await.expect("commit");
+        secret
     }
 }

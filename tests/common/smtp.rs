@@ -1,6 +1,9 @@
 //! A real SMTP server on loopback that keeps what it receives. It can be stopped (connections
-//! refused) and started again on the same port, to show that mail waits and is not lost.
+//! refused) and started again on the same port, to show that mail waits and is not lost. It can
+//! also hold the next message at `DATA` without answering, so a test can kill the sending server
+//! while a delivery is open: a message whose `DATA` was never answered is not delivered.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,10 +93,18 @@ fn decode_qp(body: &str) -> String {
     String::from_utf8(out).expect("utf-8 text")
 }
 
+/// Holding deliveries at `DATA`: armed by the test, counted as sessions reach it.
+#[derive(Default)]
+pub struct Hold {
+    armed: AtomicBool,
+    held: AtomicUsize,
+}
+
 /// The sink: a port, what arrived, and the running listener.
 pub struct SmtpSink {
     pub port: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    hold: Arc<Hold>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -103,10 +114,16 @@ impl SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
-        let task = Some(tokio::spawn(serve(listener, received.clone())));
+        let hold = Arc::new(Hold::default());
+        let task = Some(tokio::spawn(serve(
+            listener,
+            received.clone(),
+            hold.clone(),
+        )));
         SmtpSink {
             port,
             received,
+            hold,
             task,
         }
     }
@@ -137,7 +154,31 @@ impl SmtpSink {
                 Err(err) => panic!("rebind smtp port: {err}"),
             }
         };
-        self.task = Some(tokio::spawn(serve(listener, self.received.clone())));
+        self.task = Some(tokio::spawn(serve(
+            listener,
+            self.received.clone(),
+            self.hold.clone(),
+        )));
+    }
+
+    /// From now on, every delivery stops at `DATA` unanswered until its client goes away; returns
+    /// once one delivery is held.
+    pub async fn hold_next(&self, secs: u64) {
+        self.hold.armed.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        while self.hold.held.load(Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no delivery reached DATA within {secs} s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Answers deliveries normally again.
+    pub fn release(&self) {
+        self.hold.armed.store(false, Ordering::SeqCst);
+        self.hold.held.store(0, Ordering::SeqCst);
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -166,7 +207,7 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn serve(listener: TcpListener, received: Arc<Mutex<Vec<Received>>>) {
+async fn serve(listener: TcpListener, received: Arc<Mutex<Vec<Received>>>, hold: Arc<Hold>) {
     // Connections are children of this task: aborting it drops them all.
     let mut connections = tokio::task::JoinSet::new();
     loop {
@@ -174,8 +215,9 @@ async fn serve(listener: TcpListener, received: Arc<Mutex<Vec<Received>>>) {
             continue;
         };
         let received = received.clone();
+        let hold = hold.clone();
         connections.spawn(async move {
-            let _ = session(stream, received).await;
+            let _ = session(stream, received, hold).await;
         });
     }
 }
@@ -183,6 +225,7 @@ async fn serve(listener: TcpListener, received: Arc<Mutex<Vec<Received>>>) {
 async fn session(
     stream: tokio::net::TcpStream,
     received: Arc<Mutex<Vec<Received>>>,
+    hold: Arc<Hold>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
@@ -214,6 +257,13 @@ async fn session(
                     .to_string(),
             );
             write.write_all(b"250 ok\r\n").await?;
+        } else if upper.starts_with("DATA") && hold.armed.load(Ordering::SeqCst) {
+            // Never answered: the transaction stays open until the client goes away, and then
+            // nothing was delivered (RFC 5321 section 3.3: no mail before the final reply).
+            hold.held.fetch_add(1, Ordering::SeqCst);
+            let mut rest = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut lines, &mut rest).await?;
+            return Ok(());
         } else if upper.starts_with("DATA") {
             write.write_all(b"354 go ahead\r\n").await?;
             let mut data = String::new();
