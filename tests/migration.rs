@@ -1,7 +1,10 @@
 //! Migration of Nulab accounts into managed accounts, through the running server: the whole
 //! flow with a real SMTP server (the link followed from the captured email) and an SSO sign-in
 //! afterwards; and every bad input and race, each asserting the error and that nothing changed.
+//! The admin's pages (member list, filter, link lifetime) are in `migration/admin_pages.rs`.
 
+#[path = "migration/admin_pages.rs"]
+mod admin_pages;
 mod common;
 
 use common::smtp::SmtpSink;
