@@ -3,13 +3,16 @@
 //! JWKS, userinfo, refresh, logout, session lifetimes, key rotation and the product commands of
 //! the real binary; every bad input the issue names (each asserting the error and that nothing
 //! was issued); TOTP break-glass and the "SSO required" guard; and a managed account signing in
-//! through the mock IdP. Everything runs on SQLite and PostgreSQL.
+//! through the mock IdP, also after a migration (the same `sub`). Everything runs on SQLite and
+//! PostgreSQL.
 
 #[path = "oidc/bad_input.rs"]
 mod bad_input;
 #[path = "oidc/break_glass.rs"]
 mod break_glass;
 mod common;
+#[path = "oidc/migration.rs"]
+mod migration;
 #[path = "oidc/sso.rs"]
 mod sso;
 

@@ -22,6 +22,85 @@ async fn run_binary(db_url: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// Connects `corp` (through its admin API token) to a new mock IdP; returns the IdP and the
+/// connection as the API shows it.
+pub async fn connect_mock_idp(s: &TestServer, token: &str) -> (MockIdp, Value) {
+    let idp = MockIdp::generate(IDP_ENTITY, IDP_SSO).unwrap();
+    let (status, connection) = api(
+        &s.client(),
+        Method::POST,
+        s.url("/api/v1/orgs/corp/saml-connections"),
+        token,
+        Some(json!({"metadata_xml": idp.metadata_xml(), "name": "Mock IdP"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{connection}");
+    (idp, connection)
+}
+
+/// The product sends `email` with a login hint, in a fresh browser: straight to the IdP (no page
+/// in between), which answers for it; back to the product, which exchanges the code. Returns the
+/// verified ID token's payload and the tokens.
+pub async fn sign_in_through_idp(
+    w: &World,
+    product: &Product,
+    idp: &MockIdp,
+    connection: &Value,
+    email: &str,
+) -> (Value, Tokens) {
+    let s = &w.server;
+    let login_url = connection["login_url"].as_str().unwrap();
+    let started = start(product, &[("login_hint", email)]);
+    let browser = s.client();
+    let (status, location) = get(&browser, &started.url).await;
+    assert_eq!(status, 303);
+    assert!(
+        location.starts_with(login_url) && location.contains("return_to="),
+        "{location}"
+    );
+    let res = browser.get(&location).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let to_idp = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(to_idp.starts_with(IDP_SSO), "{to_idp}");
+    let query = params(&to_idp);
+    let request = nulab_pass::saml::mock_idp_server::read_request(&query["SAMLRequest"]).unwrap();
+    let acs = connection["acs_url"].as_str().unwrap();
+    let spec = ResponseSpec::new(
+        email,
+        acs,
+        connection["sp_entity_id"].as_str().unwrap(),
+        Some(&request.id),
+    );
+    let response = idp.response_b64(&spec).unwrap();
+    let res = browser
+        .post(acs)
+        .form(&[
+            ("SAMLResponse", response.as_str()),
+            ("RelayState", query["RelayState"].as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        303,
+        "{}",
+        res.text().await.unwrap_or_default()
+    );
+    // After SSO the browser continues the request it started with.
+    let resume = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        resume.starts_with("/oauth/authorize/resume?request="),
+        "{resume}"
+    );
+    let (_, callback) = get(&browser, &s.url(&resume)).await;
+    let back = params(&callback);
+    assert_eq!(back["state"], started.csrf.secret().as_str());
+    let tokens = w.exchange(product, &back["code"], started.verifier).await;
+    let claims = verified_payload(product, &tokens, &started.nonce);
+    (claims, tokens)
+}
+
 async fn through_the_idp(backend: Backend) {
     let w = world(backend).await;
     let s = &w.server;
@@ -62,68 +141,12 @@ async fn through_the_idp(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201);
-    let idp = MockIdp::generate(IDP_ENTITY, IDP_SSO).unwrap();
-    let (status, connection) = api(
-        &http,
-        Method::POST,
-        s.url("/api/v1/orgs/corp/saml-connections"),
-        &token,
-        Some(json!({"metadata_xml": idp.metadata_xml(), "name": "Mock IdP"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{connection}");
+    let (idp, connection) = connect_mock_idp(s, &token).await;
     let login_url = connection["login_url"].as_str().unwrap();
 
     // The product sends Mia with a login hint: straight to the IdP, no page in between.
     let product = w.product(&creds).await;
-    let started = start(&product, &[("login_hint", "mia@corp.test")]);
-    let browser = s.client();
-    let (status, location) = get(&browser, &started.url).await;
-    assert_eq!(status, 303);
-    assert!(
-        location.starts_with(login_url) && location.contains("return_to="),
-        "{location}"
-    );
-    let res = browser.get(&location).send().await.unwrap();
-    assert_eq!(res.status(), 303);
-    let to_idp = res.headers()["location"].to_str().unwrap().to_string();
-    assert!(to_idp.starts_with(IDP_SSO), "{to_idp}");
-    let query = params(&to_idp);
-    let request = nulab_pass::saml::mock_idp_server::read_request(&query["SAMLRequest"]).unwrap();
-    let acs = connection["acs_url"].as_str().unwrap();
-    let spec = ResponseSpec::new(
-        "mia@corp.test",
-        acs,
-        connection["sp_entity_id"].as_str().unwrap(),
-        Some(&request.id),
-    );
-    let response = idp.response_b64(&spec).unwrap();
-    let res = browser
-        .post(acs)
-        .form(&[
-            ("SAMLResponse", response.as_str()),
-            ("RelayState", query["RelayState"].as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        res.status(),
-        303,
-        "{}",
-        res.text().await.unwrap_or_default()
-    );
-    // After SSO the browser continues the request it started with.
-    let resume = res.headers()["location"].to_str().unwrap().to_string();
-    assert!(
-        resume.starts_with("/oauth/authorize/resume?request="),
-        "{resume}"
-    );
-    let (_, callback) = get(&browser, &s.url(&resume)).await;
-    let back = params(&callback);
-    assert_eq!(back["state"], started.csrf.secret().as_str());
-    let tokens = w.exchange(&product, &back["code"], started.verifier).await;
-    let claims = verified_payload(&product, &tokens, &started.nonce);
+    let (claims, _) = sign_in_through_idp(&w, &product, &idp, &connection, "mia@corp.test").await;
     assert_eq!(claims["sub"], account_id(s, "mia@corp.test").await.as_str());
     assert_eq!(claims["email"], "mia@corp.test");
     assert_eq!(claims["org"], "corp");
