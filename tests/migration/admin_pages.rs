@@ -6,6 +6,11 @@ use super::*;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
+/// The text of the page at `url`.
+async fn page_text(browser: &reqwest::Client, url: &str) -> String {
+    browser.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The preview's row for `email`: the SSO connection that routes its domain, or the fallback.
 fn preview_row(email: &str, connection: &str) -> String {
     format!("<tr><td>{email}</td><td>{connection}</td></tr>")
@@ -38,14 +43,7 @@ async fn from_the_member_list(backend: Backend) {
     );
     let admin = s.signed_in("admin@corp.test", PASSWORD).await;
     let members = s.url("/admin/corp/members");
-    let html = admin
-        .get(&members)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&admin, &members).await;
     assert!(
         html.contains("<form id=\"migrate\" method=\"post\" action=\"/admin/corp/migrations\"")
             && html.contains("Preview migration of selected"),
@@ -153,14 +151,7 @@ async fn all_filtered(backend: Backend) {
     .await;
     assert_eq!(status, 201);
     let admin = s.signed_in("admin@corp.test", PASSWORD).await;
-    let html = admin
-        .get(s.url("/admin/corp/migrations?q=ANN"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = page_text(&admin, &s.url("/admin/corp/migrations?q=ANN")).await;
     assert!(
         html.contains("<td>ann@corp.test</td>")
             && html.contains("<td>anna@corp.test</td>")
@@ -170,14 +161,7 @@ async fn all_filtered(backend: Backend) {
     );
     assert!(html.contains("<input type=\"hidden\" name=\"q\" value=\"ANN\">"));
     assert!(html.contains("all eligible members matching"));
-    let by_domain = admin
-        .get(s.url("/admin/corp/migrations?q=elsewhere.test"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let by_domain = page_text(&admin, &s.url("/admin/corp/migrations?q=elsewhere.test")).await;
     assert!(
         by_domain.contains("zed@elsewhere.test") && !by_domain.contains("<td>ann@corp.test</td>")
     );
@@ -269,7 +253,7 @@ async fn link_lifetime(backend: Backend) {
     let page = s.url("/admin/corp/migrations");
     let settings = s.url("/admin/corp/migration-settings");
     let field = |days: &str| format!("name=\"link_days\" min=\"1\" max=\"30\" value=\"{days}\"");
-    let html = admin.get(&page).send().await.unwrap().text().await.unwrap();
+    let html = page_text(&admin, &page).await;
     assert!(html.contains(&field("14")), "the default: {html}");
     let token = w.token.as_str();
     let stored = || async move {
@@ -295,7 +279,7 @@ async fn link_lifetime(backend: Backend) {
     let res = post_form(&admin, &page, &settings, &[("link_days", " 30 ")]).await;
     assert_eq!(res.status(), 303);
     assert_eq!(res.headers()["location"], "/admin/corp/migrations");
-    let html = admin.get(&page).send().await.unwrap().text().await.unwrap();
+    let html = page_text(&admin, &page).await;
     assert!(
         html.contains("stay valid for 30 day(s)") && html.contains(&field("30")),
         "{html}"
@@ -318,21 +302,7 @@ async fn link_lifetime(backend: Backend) {
 
     // Requests sent from now on use the new lifetime.
     let id = w.ask_one("ann@corp.test").await;
-    let (_, list) = api(
-        &s.client(),
-        Method::GET,
-        s.url("/api/v1/orgs/corp/migrations"),
-        &w.token,
-        None,
-    )
-    .await;
-    let request = list["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == id.as_str())
-        .unwrap()
-        .clone();
+    let request = w.request(&id).await;
     assert_eq!(
         request["expires_at"].as_i64().unwrap() - request["requested_at"].as_i64().unwrap(),
         30 * DAY_MS

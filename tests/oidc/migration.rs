@@ -12,11 +12,7 @@ async fn same_sub(backend: Backend) {
     let w = world(backend).await;
     let s = &w.server;
     // corp has a verified domain and seats; sam is a Nulab-account member on that domain.
-    let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
-    let org = s.org("corp", &admin).await;
-    s.verified_domain(&org, "corp.test").await;
-    s.seats(&org, 5).await;
-    let token = s.token(&org).await;
+    let token = corp_org(s, 5).await;
     s.account(SAM, "Sam", PASSWORD).await;
     let (status, body) = api(
         &s.client(),

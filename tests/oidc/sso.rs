@@ -126,11 +126,7 @@ async fn through_the_idp(backend: Backend) {
     };
 
     // An org with a verified domain, a managed account and a connection to the mock IdP.
-    let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
-    let org = s.org("corp", &admin).await;
-    s.verified_domain(&org, "corp.test").await;
-    s.seats(&org, 5).await;
-    let token = s.token(&org).await;
+    let token = corp_org(s, 5).await;
     let http = s.client();
     let (status, _) = api(
         &http,
