@@ -1,8 +1,11 @@
 //! Migration of Nulab accounts into managed accounts, through the running server: the whole
 //! flow with a real SMTP server (the link followed from the captured email) and an SSO sign-in
-//! afterwards; every bad input and race, each asserting the error and that nothing changed; and
-//! the server process killed mid-batch (`crash`).
+//! afterwards; every bad input and race, each asserting the error and that nothing changed; the
+//! admin's pages (member list, filter, link lifetime) in `migration/admin_pages.rs`; and the server
+//! process killed mid-batch in `migration/crash.rs`.
 
+#[path = "migration/admin_pages.rs"]
+mod admin_pages;
 mod common;
 #[path = "migration/crash.rs"]
 mod crash;
@@ -91,7 +94,8 @@ impl World {
         .unwrap()
         .unwrap()
     }
-    async fn status_of(&self, id: &str) -> String {
+    /// The request with `id`, as the API lists it.
+    async fn request(&self, id: &str) -> Value {
         let (_, list) = api(
             &self.server.client(),
             Method::GET,
@@ -105,7 +109,11 @@ impl World {
             .unwrap()
             .iter()
             .find(|r| r["id"] == id)
-            .unwrap()["status"]
+            .unwrap()
+            .clone()
+    }
+    async fn status_of(&self, id: &str) -> String {
+        self.request(id).await["status"]
             .as_str()
             .unwrap()
             .to_string()
@@ -635,21 +643,8 @@ async fn races(backend: Backend) {
     assert_eq!(status, 409);
     assert!(body.contains("not a verified domain"), "{body}");
     w.assert_unchanged_kind("cid@corp.test").await;
-    let (_, list) = api(
-        &s.client(),
-        Method::GET,
-        s.url("/api/v1/orgs/corp/migrations?status=pending"),
-        &w.token,
-        None,
-    )
-    .await;
-    let row = list["requests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["id"] == cid_id.as_str())
-        .unwrap()
-        .clone();
+    let row = w.request(&cid_id).await;
+    assert_eq!(row["status"], "pending");
     assert_eq!(
         row["failure"], "domain_not_verified",
         "the request shows why"

@@ -3,13 +3,16 @@
 //! JWKS, userinfo, refresh, logout, session lifetimes, key rotation and the product commands of
 //! the real binary; every bad input the issue names (each asserting the error and that nothing
 //! was issued); TOTP break-glass and the "SSO required" guard; and a managed account signing in
-//! through the mock IdP. Everything runs on SQLite and PostgreSQL.
+//! through the mock IdP, also after a migration (the same `sub`). Everything runs on SQLite and
+//! PostgreSQL.
 
 #[path = "oidc/bad_input.rs"]
 mod bad_input;
 #[path = "oidc/break_glass.rs"]
 mod break_glass;
 mod common;
+#[path = "oidc/migration.rs"]
+mod migration;
 #[path = "oidc/sso.rs"]
 mod sso;
 
@@ -514,11 +517,7 @@ both!(
 async fn managed_claims(backend: Backend) {
     let w = world(backend).await;
     let s = &w.server;
-    let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
-    let org = s.org("corp", &admin).await;
-    s.verified_domain(&org, "corp.test").await;
-    s.seats(&org, 5).await;
-    let token = s.token(&org).await;
+    let token = corp_org(s, 5).await;
     managed_account(s, &token, "kim@corp.test", "Kim").await;
     let (_, claims, tokens) = w.sign_in_to_backlog("kim@corp.test", PASSWORD).await;
     assert_eq!(claims["org"], "corp");
@@ -526,6 +525,16 @@ async fn managed_claims(backend: Backend) {
     assert_eq!(w.userinfo(&tokens.access).await.1["org"], "corp");
 }
 both!(a_managed_account_carries_its_org, managed_claims);
+
+/// An org `corp` (admin `admin@corp.test`) with `corp.test` verified and `seats` seats; returns
+/// its admin API token.
+pub async fn corp_org(s: &TestServer, seats: i64) -> String {
+    let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
+    let org = s.org("corp", &admin).await;
+    s.verified_domain(&org, "corp.test").await;
+    s.seats(&org, seats).await;
+    s.token(&org).await
+}
 
 /// Creates a managed account with `PASSWORD` as its password (no forced change).
 pub async fn managed_account(s: &TestServer, token: &str, email: &str, name: &str) {

@@ -1,5 +1,6 @@
-//! The admin's Migrations page: eligible members (and why others are not), a preview before
-//! anything is sent, the requests with their history, filters, resend/cancel, CSV export.
+//! The admin's Migrations page: eligible members (and why others are not) with a text filter, a
+//! preview before anything is sent, the requests with their history, filters, resend/cancel, CSV
+//! export, and the lifetime of consent links.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -16,7 +17,7 @@ use super::{MigrationId, MigrationRequest, Wanted};
 use crate::AppState;
 use crate::orgs::Org;
 use crate::web::error::AppError;
-use crate::web::extract::OrgAdmin;
+use crate::web::extract::{OrgAdmin, PageForm};
 use crate::web::{Layout, flash, format_time, take_flash};
 
 pub fn routes() -> Router<AppState> {
@@ -24,6 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/{org}/migrations", get(page).post(ask))
         .route("/admin/{org}/migrations.csv", get(export))
         .route("/admin/{org}/migrations/{id}/{action}", post(action))
+        // Not under `migrations/`, where `{id}/{action}` would claim it.
+        .route("/admin/{org}/migration-settings", post(save_link_days))
 }
 
 #[derive(Template, WebTemplate)]
@@ -39,6 +42,10 @@ struct MigrationsPage {
     requests: Vec<MigrationRequest>,
     counts: Vec<(String, i64)>,
     filter: String,
+    /// The text filter over the candidates.
+    q: String,
+    /// Days new consent links stay valid, as shown in its form (the rejected input after an error).
+    link_days: String,
     preview: Option<Preview>,
 }
 
@@ -59,19 +66,24 @@ impl MigrationsPage {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Filter {
     status: Option<String>,
+    /// Text that candidates' email, name or domain must contain.
+    q: Option<String>,
 }
 
 async fn build(
     state: &AppState,
     admin: &OrgAdmin,
-    filter: Option<&str>,
+    filter: &Filter,
     preview: Option<Preview>,
 ) -> Result<MigrationsPage, AppError> {
     let org = admin.scope.org().clone();
-    let status = super::api::parse_status(filter)?;
+    let status = super::api::parse_status(filter.status.as_deref())?;
+    let q = filter.q.clone().unwrap_or_default();
+    let mut candidates = overview::candidates(&state.db, org.id).await?;
+    candidates.retain(|c| c.matches(&q));
     let counts = super::store::counts(state.db.pool(), org.id).await?;
     let counts = super::MigrationStatus::ALL
         .iter()
@@ -86,10 +98,14 @@ async fn build(
     Ok(MigrationsPage {
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
         seats: overview::seats(&state.db, org.id).await?,
-        candidates: overview::candidates(&state.db, org.id).await?,
+        candidates,
         requests: super::store::list(state.db.pool(), org.id, status, 1000).await?,
         counts,
         filter: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
+        q,
+        link_days: super::store::link_days(state.db.pool(), org.id)
+            .await?
+            .to_string(),
         org,
         section: "migrations",
         notice: take_flash(&admin.session).await?,
@@ -103,13 +119,23 @@ async fn page(
     admin: OrgAdmin,
     Query(filter): Query<Filter>,
 ) -> Result<MigrationsPage, AppError> {
-    build(&state, &admin, filter.status.as_deref(), None).await
+    build(&state, &admin, &filter, None).await
 }
 
-/// The selection of a form: checked account ids, pasted emails (CSV or one a line), or all.
+/// The form's text filter (it may come after `all` in the body).
+fn form_q(body: &[u8]) -> String {
+    url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "q")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The selection of a form: checked account ids, pasted emails (CSV or one a line), or all
+/// eligible candidates that match the form's text filter `q`; and whether to send now.
 fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool) {
     let mut wanted = Vec::new();
     let mut send = false;
+    let q = form_q(body);
     for (k, v) in url::form_urlencoded::parse(body) {
         match k.as_ref() {
             "account_id" => wanted.push(Wanted::Id(v.into_owned())),
@@ -122,7 +148,7 @@ fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool) {
             "all" if v == "1" => wanted.extend(
                 candidates
                     .iter()
-                    .filter(|c| c.problem.is_none())
+                    .filter(|c| c.problem.is_none() && c.matches(&q))
                     .map(|c| Wanted::Id(c.account_id.to_string())),
             ),
             "step" => send = v == "send",
@@ -140,8 +166,13 @@ async fn ask(
     let org = admin.scope.org().clone();
     let candidates = overview::candidates(&state.db, org.id).await?;
     let (wanted, send) = selection(&body, &candidates);
+    // The page after a preview or an error keeps the table filtered as it was.
+    let shown = Filter {
+        status: None,
+        q: Some(form_q(&body)),
+    };
     if wanted.is_empty() {
-        let mut page = build(&state, &admin, None, None).await?;
+        let mut page = build(&state, &admin, &shown, None).await?;
         page.error = Some("Select at least one account, or paste their emails.".to_string());
         return Ok(page.into_response());
     }
@@ -192,7 +223,7 @@ async fn ask(
             asked,
             refused,
         };
-        return Ok(build(&state, &admin, None, Some(preview))
+        return Ok(build(&state, &admin, &shown, Some(preview))
             .await?
             .into_response());
     }
@@ -246,6 +277,53 @@ async fn action(
     )
     .await?;
     Ok(Redirect::to(&format!("/admin/{}/migrations", org.slug)).into_response())
+}
+
+#[derive(Deserialize)]
+struct LinkDaysForm {
+    link_days: String,
+}
+
+/// Saves the lifetime of consent links sent from now on; a bad value re-renders the page with
+/// the error and changes nothing.
+async fn save_link_days(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    PageForm(form): PageForm<LinkDaysForm>,
+) -> Result<Response, AppError> {
+    let result = async {
+        let days = form
+            .link_days
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| super::MigrationError::InvalidLinkDays)?;
+        let mut tx = state.db.begin().await?;
+        super::set_link_days(&mut tx, state.clock.now_ms(), &admin.scope, days).await?;
+        tx.commit().await?;
+        Ok::<_, super::MigrationError>(days)
+    }
+    .await;
+    let err = match result {
+        Ok(days) => {
+            flash(
+                &admin.session,
+                format!("Consent links sent from now on stay valid for {days} day(s)."),
+            )
+            .await?;
+            let to = format!("/admin/{}/migrations", admin.scope.org().slug);
+            return Ok(Redirect::to(&to).into_response());
+        }
+        Err(err) => AppError::from(err),
+    };
+    let Some(message) = err.user_message().map(str::to_string) else {
+        return Err(err);
+    };
+    let mut page = build(&state, &admin, &Filter::default(), None).await?;
+    page.error = Some(message);
+    page.link_days = form.link_days;
+    let mut response = page.into_response();
+    *response.status_mut() = err.status();
+    Ok(response)
 }
 
 /// A CSV cell: quoted, and never read as a formula by a spreadsheet.

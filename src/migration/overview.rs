@@ -22,6 +22,18 @@ pub struct Candidate {
     pub sso_connection: Option<String>,
 }
 
+impl Candidate {
+    /// Whether the admin's text filter `q` (case-insensitive) is part of the email, the name or
+    /// the domain; an empty filter matches everyone.
+    pub fn matches(&self, q: &str) -> bool {
+        let q = q.trim().to_lowercase();
+        q.is_empty()
+            || [&self.email, &self.name, &self.domain]
+                .iter()
+                .any(|field| field.to_lowercase().contains(&q))
+    }
+}
+
 /// Seats as migration sees them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SeatView {
@@ -88,4 +100,27 @@ pub async fn candidates(db: &Db, org: OrgId) -> Result<Vec<Candidate>, orgs::Org
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_matches_email_name_or_domain_ignoring_case() {
+        let c = Candidate {
+            account_id: AccountId::new(),
+            email: "ann.lee@corp.test".into(),
+            name: "Ann Lee".into(),
+            domain: "corp.test".into(),
+            problem: None,
+            sso_connection: None,
+        };
+        for q in ["", "  ", "ANN", "lee@", "ann lee", "Corp.Test", " corp "] {
+            assert!(c.matches(q), "{q:?} matches");
+        }
+        for q in ["bob", "other.test", "ann  lee"] {
+            assert!(!c.matches(q), "{q:?} does not match");
+        }
+    }
 }

@@ -138,6 +138,8 @@ struct MembersPage {
     filter_kind: String,
     filter_status: String,
     seats: crate::managed::Seats,
+    /// Whether any listed member is a Nulab account, which the admin may select for migration.
+    nulab_members: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -176,7 +178,9 @@ async fn render_members(
         crate::paging::DEFAULT_LIMIT,
     )
     .await?;
+    let nulab_members = page.items.iter().any(|m| m.kind == AccountKind::Nulab);
     Ok(MembersPage {
+        nulab_members,
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
         org: admin.scope.org().clone(),
         section: "members",

@@ -130,6 +130,13 @@ impl Browser {
         .await;
     }
 
+    /// Clicks the element matching `css` where no page follows (a checkbox).
+    pub async fn tick(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), None)
+            .await;
+    }
+
     /// Clicks the element matching `css` and waits until the next page has loaded: a marker set
     /// on the old document is gone and the new one is complete.
     pub async fn click(&self, css: &str) {

@@ -613,11 +613,7 @@ both!(unsupported_response_types_are_refused, response_types);
 /// An org `corp` with a verified domain, an API token, and managed accounts with passwords.
 async fn corp(w: &World, people: &[&str]) -> String {
     let s = &w.server;
-    let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
-    let org = s.org("corp", &admin).await;
-    s.verified_domain(&org, "corp.test").await;
-    s.seats(&org, 10).await;
-    let token = s.token(&org).await;
+    let token = corp_org(s, 10).await;
     for email in people {
         managed_account(s, &token, email, "Person").await;
     }

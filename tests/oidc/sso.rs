@@ -22,61 +22,35 @@ async fn run_binary(db_url: &str, args: &[&str]) -> (i32, String, String) {
     )
 }
 
-async fn through_the_idp(backend: Backend) {
-    let w = world(backend).await;
-    let s = &w.server;
-    let db_url = s.testdb.url.clone();
-    // The operator registers the product with the real binary.
-    let (code, out, err) = run_binary(
-        &db_url,
-        &[
-            "product",
-            "create",
-            "--name",
-            "typetalk",
-            "--redirect-uri",
-            CALLBACK,
-        ],
-    )
-    .await;
-    assert_eq!(code, 0, "{err}");
-    let created: Value = serde_json::from_str(out.trim()).unwrap();
-    let creds = Creds {
-        client_id: created["client_id"].as_str().unwrap().into(),
-        client_secret: created["client_secret"].as_str().unwrap().into(),
-    };
-
-    // An org with a verified domain, a managed account and a connection to the mock IdP.
-    let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
-    let org = s.org("corp", &admin).await;
-    s.verified_domain(&org, "corp.test").await;
-    s.seats(&org, 5).await;
-    let token = s.token(&org).await;
-    let http = s.client();
-    let (status, _) = api(
-        &http,
-        Method::POST,
-        s.url("/api/v1/orgs/corp/managed-accounts"),
-        &token,
-        Some(json!({"email": "mia@corp.test", "name": "Mia"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+/// Connects `corp` (through its admin API token) to a new mock IdP; returns the IdP and the
+/// connection as the API shows it.
+pub async fn connect_mock_idp(s: &TestServer, token: &str) -> (MockIdp, Value) {
     let idp = MockIdp::generate(IDP_ENTITY, IDP_SSO).unwrap();
     let (status, connection) = api(
-        &http,
+        &s.client(),
         Method::POST,
         s.url("/api/v1/orgs/corp/saml-connections"),
-        &token,
+        token,
         Some(json!({"metadata_xml": idp.metadata_xml(), "name": "Mock IdP"})),
     )
     .await;
     assert_eq!(status, 201, "{connection}");
-    let login_url = connection["login_url"].as_str().unwrap();
+    (idp, connection)
+}
 
-    // The product sends Mia with a login hint: straight to the IdP, no page in between.
-    let product = w.product(&creds).await;
-    let started = start(&product, &[("login_hint", "mia@corp.test")]);
+/// The product sends `email` with a login hint, in a fresh browser: straight to the IdP (no page
+/// in between), which answers for it; back to the product, which exchanges the code. Returns the
+/// verified ID token's payload and the tokens.
+pub async fn sign_in_through_idp(
+    w: &World,
+    product: &Product,
+    idp: &MockIdp,
+    connection: &Value,
+    email: &str,
+) -> (Value, Tokens) {
+    let s = &w.server;
+    let login_url = connection["login_url"].as_str().unwrap();
+    let started = start(product, &[("login_hint", email)]);
     let browser = s.client();
     let (status, location) = get(&browser, &started.url).await;
     assert_eq!(status, 303);
@@ -92,7 +66,7 @@ async fn through_the_idp(backend: Backend) {
     let request = nulab_pass::saml::mock_idp_server::read_request(&query["SAMLRequest"]).unwrap();
     let acs = connection["acs_url"].as_str().unwrap();
     let spec = ResponseSpec::new(
-        "mia@corp.test",
+        email,
         acs,
         connection["sp_entity_id"].as_str().unwrap(),
         Some(&request.id),
@@ -122,8 +96,53 @@ async fn through_the_idp(backend: Backend) {
     let (_, callback) = get(&browser, &s.url(&resume)).await;
     let back = params(&callback);
     assert_eq!(back["state"], started.csrf.secret().as_str());
-    let tokens = w.exchange(&product, &back["code"], started.verifier).await;
-    let claims = verified_payload(&product, &tokens, &started.nonce);
+    let tokens = w.exchange(product, &back["code"], started.verifier).await;
+    let claims = verified_payload(product, &tokens, &started.nonce);
+    (claims, tokens)
+}
+
+async fn through_the_idp(backend: Backend) {
+    let w = world(backend).await;
+    let s = &w.server;
+    let db_url = s.testdb.url.clone();
+    // The operator registers the product with the real binary.
+    let (code, out, err) = run_binary(
+        &db_url,
+        &[
+            "product",
+            "create",
+            "--name",
+            "typetalk",
+            "--redirect-uri",
+            CALLBACK,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let created: Value = serde_json::from_str(out.trim()).unwrap();
+    let creds = Creds {
+        client_id: created["client_id"].as_str().unwrap().into(),
+        client_secret: created["client_secret"].as_str().unwrap().into(),
+    };
+
+    // An org with a verified domain, a managed account and a connection to the mock IdP.
+    let token = corp_org(s, 5).await;
+    let http = s.client();
+    let (status, _) = api(
+        &http,
+        Method::POST,
+        s.url("/api/v1/orgs/corp/managed-accounts"),
+        &token,
+        Some(json!({"email": "mia@corp.test", "name": "Mia"})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (idp, connection) = connect_mock_idp(s, &token).await;
+    let login_url = connection["login_url"].as_str().unwrap();
+
+    // The product sends Mia with a login hint: straight to the IdP, no page in between.
+    let product = w.product(&creds).await;
+    let (claims, _) = sign_in_through_idp(&w, &product, &idp, &connection, "mia@corp.test").await;
     assert_eq!(claims["sub"], account_id(s, "mia@corp.test").await.as_str());
     assert_eq!(claims["email"], "mia@corp.test");
     assert_eq!(claims["org"], "corp");
