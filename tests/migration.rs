@@ -37,26 +37,16 @@ async fn world_with(server: TestServer, seats: i64, names: &[&str]) -> World {
     server.seats(&org, seats).await;
     let token = server.token(&org).await;
     let other_token = server.token(&other).await;
-    let http = server.client();
-    for name in names {
-        let email = format!("{name}@corp.test");
-        server.account(&email, name, PASSWORD).await;
-        let (status, body) = api(
-            &http,
-            Method::POST,
-            server.url("/api/v1/orgs/corp/members"),
-            &token,
-            Some(json!({"email": email})),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
-    }
-    World {
+    let w = World {
         server,
         org,
         token,
         other_token,
+    };
+    for name in names {
+        w.member(name, PASSWORD).await;
     }
+    w
 }
 
 async fn world(backend: Backend, seats: i64, names: &[&str]) -> World {
@@ -64,6 +54,20 @@ async fn world(backend: Backend, seats: i64, names: &[&str]) -> World {
 }
 
 impl World {
+    /// A Nulab account `name@corp.test` with `password`, added to corp as a member.
+    async fn member(&self, name: &str, password: &str) {
+        let email = format!("{name}@corp.test");
+        self.server.account(&email, name, password).await;
+        let (status, body) = api(
+            &self.server.client(),
+            Method::POST,
+            self.server.url("/api/v1/orgs/corp/members"),
+            &self.token,
+            Some(json!({"email": email})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
     async fn ask(&self, body: Value) -> (u16, Value) {
         api(
             &self.server.client(),
@@ -770,3 +774,63 @@ async fn admin_page(backend: Backend) {
     );
 }
 both!(the_admin_page_previews_sends_and_exports, admin_page);
+
+async fn policy_after_migration(backend: Backend) {
+    let w = world(backend, 5, &[]).await;
+    let s = &w.server;
+    // corp asks for 24 characters: ann's password is too short, bob's is long enough.
+    const LONG: &str = "a rather longer passphrase of bob";
+    w.member("ann", PASSWORD).await;
+    w.member("bob", LONG).await;
+    let (status, body) = api(
+        &s.client(),
+        Method::PUT,
+        s.url("/api/v1/orgs/corp/password-policy"),
+        &w.token,
+        Some(json!({"min_length": 24, "require_three_classes": false, "reject_common": true, "max_age_days": null, "password_sign_in": true})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for (name, password) in [("ann", PASSWORD), ("bob", LONG)] {
+        let email = format!("{name}@corp.test");
+        w.ask_one(&email).await;
+        let (status, body) = w.agree(&w.link(&email).await, password).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let ann = w.account("ann@corp.test").await;
+    let bob = w.account("bob@corp.test").await;
+    assert_eq!(
+        (ann.kind, ann.must_change_password),
+        (AccountKind::Managed, true),
+        "a password the org's policy refuses must be changed at the next sign-in"
+    );
+    assert_eq!(
+        (bob.kind, bob.must_change_password),
+        (AccountKind::Managed, false),
+        "a password within the policy stays until the next change"
+    );
+    // Signing in shows it: ann goes to the password change page, bob to the account.
+    for (email, password, to) in [
+        ("ann@corp.test", PASSWORD, "/account/password"),
+        ("bob@corp.test", LONG, "/account"),
+    ] {
+        let browser = s.client();
+        let res = post_form(
+            &browser,
+            &s.url("/signin"),
+            &s.url("/signin"),
+            &[
+                ("email", email),
+                ("password", password),
+                ("next", "/account"),
+            ],
+        )
+        .await;
+        assert_eq!(res.status(), 303, "{email} signs in");
+        assert_eq!(res.headers()["location"], to, "{email}");
+    }
+}
+both!(
+    the_org_password_policy_applies_at_once_only_to_a_password_it_refuses,
+    policy_after_migration
+);

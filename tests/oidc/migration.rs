@@ -25,11 +25,11 @@ async fn same_sub(backend: Backend) {
     assert_eq!(status, 201, "{body}");
 
     // Before: the product signs sam in with the password and keeps the `sub`.
-    let (_, before, tokens) = w.sign_in_to_backlog(SAM, PASSWORD).await;
+    let (_, before, old_tokens) = w.sign_in_to_backlog(SAM, PASSWORD).await;
     let sub = before["sub"].as_str().expect("sub").to_string();
     assert_eq!(sub, account_id(s, SAM).await);
     assert_eq!(before["email"], SAM);
-    let (status, info) = w.userinfo(&tokens.access).await;
+    let (status, info) = w.userinfo(&old_tokens.access).await;
     assert_eq!((status, info["sub"].as_str()), (200, Some(sub.as_str())));
 
     // The admin asks; sam agrees through the emailed link with the password, as a browser would.
@@ -54,6 +54,22 @@ async fn same_sub(backend: Backend) {
     .await;
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("now a managed account"));
+
+    // The migration ended the product's tokens: the product has to sign sam in again.
+    assert_eq!(w.userinfo(&old_tokens.access).await.0, 401);
+    let (status, body, _) = w
+        .token_raw(
+            Some(&w.backlog),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &old_tokens.refresh),
+            ],
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
 
     // After: the managed account signs in to the product through the org's IdP.
     let (idp, connection) = connect_mock_idp(s, &token).await;
