@@ -4,7 +4,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use crate::accounts::{self, Account, AccountKind};
 use crate::ids::AccountId;
 use crate::orgs::{Member, Org, Role};
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm};
+use crate::web::extract::{OrgAdmin, PageForm, UploadedText};
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
@@ -110,25 +110,8 @@ struct ImportPage {
 async fn import(
     State(state): State<AppState>,
     admin: OrgAdmin,
-    mut multipart: Multipart,
+    UploadedText(text): UploadedText,
 ) -> Result<ImportPage, AppError> {
-    let mut text = None;
-    while let Some(field) = multipart
-        .next_field()
-        .await
-        .map_err(|_| AppError::bad_request("the upload is malformed; choose the CSV file again"))?
-    {
-        if field.name() == Some("file") {
-            let bytes = field.bytes().await.map_err(|_| {
-                AppError::bad_request("the upload is malformed; choose the CSV file again")
-            })?;
-            text = Some(
-                String::from_utf8(bytes.to_vec())
-                    .map_err(|_| AppError::bad_request("the CSV file must be UTF-8 text"))?,
-            );
-        }
-    }
-    let text = text.ok_or_else(|| AppError::bad_request("choose a CSV file to upload"))?;
     let clock = state.clock.clone();
     let report = super::csv::import(
         &state.db,

@@ -7,7 +7,7 @@ use askama_web::WebTemplate;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
@@ -17,13 +17,14 @@ use super::{MigrationId, MigrationRequest, Wanted};
 use crate::AppState;
 use crate::orgs::Org;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm};
+use crate::web::extract::{OrgAdmin, PageForm, UploadedText};
 use crate::web::{Layout, flash, format_time, take_flash};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/{org}/migrations", get(page).post(ask))
         .route("/admin/{org}/migrations.csv", get(export))
+        .route("/admin/{org}/migrations/upload", post(upload))
         .route("/admin/{org}/migrations/{id}/{action}", post(action))
         // Not under `migrations/`, where `{id}/{action}` would claim it.
         .route("/admin/{org}/migration-settings", post(save_link_days))
@@ -122,6 +123,15 @@ async fn page(
     build(&state, &admin, &filter, None).await
 }
 
+/// The addresses in pasted text or a CSV file: every comma-, semicolon-, space- or
+/// line-separated cell with an `@` (so a header row like `email` is skipped).
+fn emails_in(text: &str) -> impl Iterator<Item = Wanted> + '_ {
+    text.split([',', ';', '\n', '\r', ' ', '\t'])
+        .map(|cell| cell.trim().trim_matches('"'))
+        .filter(|cell| cell.contains('@'))
+        .map(|e| Wanted::Email(e.to_string()))
+}
+
 /// The form's text filter (it may come after `all` in the body).
 fn form_q(body: &[u8]) -> String {
     url::form_urlencoded::parse(body)
@@ -139,12 +149,7 @@ fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool) {
     for (k, v) in url::form_urlencoded::parse(body) {
         match k.as_ref() {
             "account_id" => wanted.push(Wanted::Id(v.into_owned())),
-            "emails" => wanted.extend(
-                v.split([',', ';', '\n', '\r', ' ', '\t'])
-                    .map(str::trim)
-                    .filter(|e| e.contains('@'))
-                    .map(|e| Wanted::Email(e.to_string())),
-            ),
+            "emails" => wanted.extend(emails_in(&v)),
             "all" if v == "1" => wanted.extend(
                 candidates
                     .iter()
@@ -156,6 +161,103 @@ fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool) {
         }
     }
     (wanted, send)
+}
+
+/// What sending `wanted` would do now: who is asked within the free seats, who is not and why.
+fn preview(candidates: &[Candidate], wanted: &[Wanted], seats: SeatView) -> Preview {
+    let mut asked = Vec::new();
+    let mut refused = Vec::new();
+    for w in wanted {
+        let (key, found) = match w {
+            Wanted::Id(id) => (
+                id.clone(),
+                candidates.iter().find(|c| c.account_id.to_string() == *id),
+            ),
+            Wanted::Email(e) => (
+                e.clone(),
+                candidates.iter().find(|c| c.email.eq_ignore_ascii_case(e)),
+            ),
+        };
+        match found {
+            Some(c)
+                if c.problem.is_none()
+                    && !asked
+                        .iter()
+                        .any(|a: &Candidate| a.account_id == c.account_id) =>
+            {
+                if (asked.len() as i64) < seats.free() {
+                    asked.push(c.clone());
+                } else {
+                    refused.push((c.email.clone(), super::Ineligible::NoFreeSeats.message()));
+                }
+            }
+            Some(c) => refused.push((
+                c.email.clone(),
+                c.problem
+                    .as_ref()
+                    .map_or("named twice".to_string(), |p| p.message()),
+            )),
+            None => refused.push((
+                key,
+                "not a Nulab-account member of this organization".to_string(),
+            )),
+        }
+    }
+    Preview {
+        if_all_accept: seats.if_all_accept() + asked.len() as i64,
+        free_now: seats.free(),
+        subscribed: seats.subscribed,
+        asked,
+        refused,
+    }
+}
+
+/// The page for a selection not sent yet: its preview, or (with 400) why there is none.
+async fn previewed(
+    state: &AppState,
+    admin: &OrgAdmin,
+    candidates: &[Candidate],
+    wanted: &[Wanted],
+    shown: &Filter,
+    none_chosen: &str,
+) -> Result<Response, AppError> {
+    let problem = if wanted.is_empty() {
+        Some(none_chosen.to_string())
+    } else if wanted.len() > super::MAX_BATCH {
+        Some(super::MigrationError::BadBatch.to_string())
+    } else {
+        None
+    };
+    if let Some(problem) = problem {
+        let mut page = build(state, admin, shown, None).await?;
+        page.error = Some(problem);
+        return Ok((StatusCode::BAD_REQUEST, page).into_response());
+    }
+    let seats = overview::seats(&state.db, admin.scope.org().id).await?;
+    let preview = preview(candidates, wanted, seats);
+    Ok(build(state, admin, shown, Some(preview))
+        .await?
+        .into_response())
+}
+
+/// A CSV file of emails (or any text with one address a cell): previewed like a selection;
+/// nothing is sent from here.
+async fn upload(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    UploadedText(text): UploadedText,
+) -> Result<Response, AppError> {
+    let candidates = overview::candidates(&state.db, admin.scope.org().id).await?;
+    let wanted: Vec<Wanted> = emails_in(&text).collect();
+    previewed(
+        &state,
+        &admin,
+        &candidates,
+        &wanted,
+        &Filter::default(),
+        "The file names no email addresses: put one address a row (a header row is skipped).",
+    )
+    .await
 }
 
 async fn ask(
@@ -171,61 +273,16 @@ async fn ask(
         status: None,
         q: Some(form_q(&body)),
     };
-    if wanted.is_empty() {
-        let mut page = build(&state, &admin, &shown, None).await?;
-        page.error = Some("Select at least one account, or paste their emails.".to_string());
-        return Ok(page.into_response());
-    }
-    if !send {
-        let seats = overview::seats(&state.db, org.id).await?;
-        let mut asked = Vec::new();
-        let mut refused = Vec::new();
-        for w in &wanted {
-            let (key, found) = match w {
-                Wanted::Id(id) => (
-                    id.clone(),
-                    candidates.iter().find(|c| c.account_id.to_string() == *id),
-                ),
-                Wanted::Email(e) => (
-                    e.clone(),
-                    candidates.iter().find(|c| c.email.eq_ignore_ascii_case(e)),
-                ),
-            };
-            match found {
-                Some(c)
-                    if c.problem.is_none()
-                        && !asked
-                            .iter()
-                            .any(|a: &Candidate| a.account_id == c.account_id) =>
-                {
-                    if (asked.len() as i64) < seats.free() {
-                        asked.push(c.clone());
-                    } else {
-                        refused.push((c.email.clone(), super::Ineligible::NoFreeSeats.message()));
-                    }
-                }
-                Some(c) => refused.push((
-                    c.email.clone(),
-                    c.problem
-                        .as_ref()
-                        .map_or("named twice".to_string(), |p| p.message()),
-                )),
-                None => refused.push((
-                    key,
-                    "not a Nulab-account member of this organization".to_string(),
-                )),
-            }
-        }
-        let preview = Preview {
-            if_all_accept: seats.if_all_accept() + asked.len() as i64,
-            free_now: seats.free(),
-            subscribed: seats.subscribed,
-            asked,
-            refused,
-        };
-        return Ok(build(&state, &admin, &shown, Some(preview))
-            .await?
-            .into_response());
+    if !send || wanted.is_empty() || wanted.len() > super::MAX_BATCH {
+        return previewed(
+            &state,
+            &admin,
+            &candidates,
+            &wanted,
+            &shown,
+            "Select at least one account, or paste their emails.",
+        )
+        .await;
     }
     let mut tx = state.db.begin().await?;
     let results = super::request_batch(

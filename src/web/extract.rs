@@ -206,6 +206,43 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for PageForm<T> {
     }
 }
 
+/// The UTF-8 text of the file a page uploads as the multipart field `file` (a CSV file); every
+/// rejection is a readable 400 (or 413) page.
+pub struct UploadedText(pub String);
+
+impl<S: Send + Sync> FromRequest<S> for UploadedText {
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let malformed = || AppError::bad_request("the upload is malformed; choose the file again");
+        let mut multipart = axum::extract::Multipart::from_request(req, state)
+            .await
+            .map_err(|_| malformed())?;
+        let mut text = None;
+        while let Some(field) = multipart.next_field().await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::client(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    "the file is too large",
+                )
+            } else {
+                malformed()
+            }
+        })? {
+            if field.name() == Some("file") {
+                let bytes = field.bytes().await.map_err(|_| malformed())?;
+                text = Some(
+                    String::from_utf8(bytes.to_vec())
+                        .map_err(|_| AppError::bad_request("the file must be UTF-8 text"))?,
+                );
+            }
+        }
+        text.map(UploadedText)
+            .ok_or_else(|| AppError::bad_request("choose a file to upload"))
+    }
+}
+
 /// A JSON body whose rejection is a JSON 400 (or 413) error.
 pub struct ApiJson<T>(pub T);
 

@@ -91,6 +91,7 @@ async fn from_the_member_list(backend: Backend) {
     );
     // The button without a checked row says what to do.
     let res = post_form(&admin, &members, &migrations, &[("step", "preview")]).await;
+    assert_eq!(res.status(), 400);
     assert!(
         res.text()
             .await
@@ -128,12 +129,23 @@ both!(
     from_the_member_list
 );
 
-/// Previews "all eligible members" under the filter `q`.
-async fn preview_all(admin: &reqwest::Client, page: &str, action: &str, q: &str) -> String {
+/// Previews "all eligible members" under the filter `q`; the page's status and text.
+async fn preview_all_status(
+    admin: &reqwest::Client,
+    page: &str,
+    action: &str,
+    q: &str,
+) -> (u16, String) {
     let fields = [("step", "preview"), ("all", "1"), ("q", q)];
     let res = post_form(admin, page, action, &fields).await;
-    assert_eq!(res.status(), 200);
-    res.text().await.unwrap()
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+/// Previews "all eligible members" under the filter `q`, which selects someone.
+async fn preview_all(admin: &reqwest::Client, page: &str, action: &str, q: &str) -> String {
+    let (status, html) = preview_all_status(admin, page, action, q).await;
+    assert_eq!(status, 200, "{html}");
+    html
 }
 
 async fn all_filtered(backend: Backend) {
@@ -186,7 +198,8 @@ async fn all_filtered(backend: Backend) {
     );
     assert!(html.contains(&preview_row("ann@corp.test", NO_SSO)));
     // The filter only has an ineligible member: nothing to preview, and the page says so.
-    let html = preview_all(&admin, &page, &action, "elsewhere").await;
+    let (status, html) = preview_all_status(&admin, &page, &action, "elsewhere").await;
+    assert_eq!(status, 400);
     assert!(html.contains("Select at least one account"), "{html}");
     // With an SSO connection for corp.test the preview names it per account.
     let idp = MockIdp::generate(
@@ -311,4 +324,85 @@ async fn link_lifetime(backend: Backend) {
 both!(
     the_consent_link_lifetime_is_set_on_the_migrations_page,
     link_lifetime
+);
+
+async fn from_a_csv_file(backend: Backend) {
+    let w = world(backend, 1, &["ann", "bob"]).await;
+    let s = &w.server;
+    let admin = s.signed_in("admin@corp.test", PASSWORD).await;
+    let page = s.url("/admin/corp/migrations");
+    let html = page_text(&admin, &page).await;
+    assert!(
+        html.contains("enctype=\"multipart/form-data\""),
+        "the upload form"
+    );
+    let csrf = common::hidden_value(&html, "csrf").expect("csrf");
+    let upload = s.url(&format!("/admin/corp/migrations/upload?csrf={csrf}"));
+    let send = |bytes: Vec<u8>| {
+        let form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("emails.csv"),
+        );
+        admin.post(&upload).multipart(form).send()
+    };
+    let (ann, bob) = (
+        w.account("ann@corp.test").await.id,
+        w.account("bob@corp.test").await.id,
+    );
+    // A header row, quotes and a second column; one seat free, so bob waits; nobody is no member.
+    let csv = "email,name\n\"ann@corp.test\",Ann\r\nbob@corp.test,Bob\nnobody@corp.test,No\n";
+    let res = send(csv.as_bytes().to_vec()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("nothing has been sent yet")
+            && html.contains("<strong>1</strong> will be asked")
+            && html.contains(&to_send(ann))
+            && !html.contains(&to_send(bob)),
+        "{html}"
+    );
+    assert!(
+        html.contains("bob@corp.test: no free seat")
+            && html.contains("nobody@corp.test: not a Nulab-account member"),
+        "{html}"
+    );
+    // Bad files: not UTF-8, no addresses, no file, no CSRF token. Nothing is created.
+    let outbox = s.count("outbox").await;
+    for (bytes, expected) in [
+        (vec![0xff, 0xfe, 0x00, 0x40], "must be UTF-8 text"),
+        (
+            b"email\nnot an address\n".to_vec(),
+            "names no email addresses",
+        ),
+    ] {
+        let res = send(bytes).await.unwrap();
+        assert_eq!(res.status(), 400);
+        let text = res.text().await.unwrap();
+        assert!(text.contains(expected), "{expected}: {text}");
+    }
+    let res = admin
+        .post(&upload)
+        .multipart(reqwest::multipart::Form::new().text("other", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(res.text().await.unwrap().contains("choose a file"));
+    let res = admin
+        .post(page.as_str().to_owned() + "/upload")
+        .multipart(reqwest::multipart::Form::new().text("file", csv))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "no CSRF token");
+    assert_eq!(
+        s.count("migration_requests").await,
+        0,
+        "a preview sends nothing"
+    );
+    assert_eq!(s.count("outbox").await, outbox, "nothing emailed");
+}
+both!(
+    a_csv_file_of_emails_is_previewed_before_anything_is_sent,
+    from_a_csv_file
 );
