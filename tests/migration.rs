@@ -134,13 +134,17 @@ impl World {
     }
     /// Agrees on the consent page with the password, in a fresh browser.
     async fn agree(&self, link: &str, password: &str) -> (u16, String) {
+        self.agree_with(link, &[("password", password)]).await
+    }
+    /// Agrees on the consent page with these fields, in a fresh browser.
+    async fn agree_with(&self, link: &str, fields: &[(&str, &str)]) -> (u16, String) {
         let browser = self.server.client();
         // The CSRF token is per browser session: take it from any page (a dead link shows none).
         let res = post_form(
             &browser,
             &self.server.url("/signin"),
             &format!("{link}/accept"),
-            &[("password", password)],
+            fields,
         )
         .await;
         (res.status().as_u16(), res.text().await.unwrap())
@@ -833,4 +837,82 @@ async fn policy_after_migration(backend: Backend) {
 both!(
     the_org_password_policy_applies_at_once_only_to_a_password_it_refuses,
     policy_after_migration
+);
+
+async fn second_factor(backend: Backend) {
+    let w = world(backend, 5, &["ann"]).await;
+    let s = &w.server;
+    let secret = s.enroll_totp("ann@corp.test").await;
+    let id = w.ask_one("ann@corp.test").await;
+    let link = w.link("ann@corp.test").await;
+    let page = s
+        .client()
+        .get(&link)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("name=\"code\""), "the page asks for the code");
+    let now = s.state.clock.now_ms();
+    let stale = nulab_pass::accounts::totp::code_at(&secret, now - 10 * 60 * 1000).unwrap();
+    let current = s.totp_code(&secret);
+    // Each refusal says why and changes nothing.
+    for (fields, expected) in [
+        (
+            vec![("password", PASSWORD)],
+            "code from your authenticator app as well",
+        ),
+        (
+            vec![("password", PASSWORD), ("code", stale.as_str())],
+            "wrong or was already used",
+        ),
+        (
+            vec![("password", "wrong password!"), ("code", current.as_str())],
+            "password is wrong",
+        ),
+    ] {
+        let (status, body) = w.agree_with(&link, &fields).await;
+        assert_eq!(status, 403, "{expected}");
+        assert!(body.contains(expected), "{expected}: {body}");
+        w.assert_unchanged_kind("ann@corp.test").await;
+        assert_eq!(w.request(&id).await["status"], "pending");
+    }
+    // A wrong password did not spend the code; a code used elsewhere (here by a sign-in) is
+    // refused on the page.
+    let account = w.account("ann@corp.test").await;
+    let mut tx = s.db().begin().await.unwrap();
+    assert!(
+        nulab_pass::sign_in::second_factor::use_code(&mut tx, account.id, &current, now)
+            .await
+            .unwrap(),
+        "the wrong password left the code unspent"
+    );
+    tx.commit().await.unwrap();
+    let (status, body) = w
+        .agree_with(&link, &[("password", PASSWORD), ("code", current.as_str())])
+        .await;
+    assert_eq!(status, 403);
+    assert!(body.contains("already used"), "{body}");
+    w.assert_unchanged_kind("ann@corp.test").await;
+    let failed = nulab_pass::audit::store::recent(s.db().pool(), None, 20)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "migration.failed" && e.details["reason"] == "wrong_second_factor")
+        .count();
+    assert_eq!(failed, 2, "wrong codes are audited");
+    // The next code, with the password, migrates.
+    s.state.clock.advance_ms(30 * 1000);
+    let next = s.totp_code(&secret);
+    let (status, body) = w
+        .agree_with(&link, &[("password", PASSWORD), ("code", next.as_str())])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(w.account("ann@corp.test").await.kind, AccountKind::Managed);
+}
+both!(
+    an_account_with_a_second_factor_agrees_with_password_and_code,
+    second_factor
 );

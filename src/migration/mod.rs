@@ -207,12 +207,16 @@ pub enum MigrationError {
     ProofRequired,
     #[error("the password is wrong")]
     WrongPassword,
-    #[error("too many wrong passwords for this request; try again in 15 minutes, or sign in first")]
+    #[error(
+        "too many wrong passwords or codes for this request; try again in 15 minutes, or sign in first"
+    )]
     TooManyAttempts,
     #[error(
-        "this account uses two-step verification: sign in with it first, then open the link again"
+        "this account uses two-step verification: enter the code from your authenticator app as well"
     )]
     SecondFactorRequired,
+    #[error("the code from the authenticator app is wrong or was already used")]
+    WrongCode,
     #[error("the migration cannot be completed: {}", .0.message())]
     Precondition(Ineligible),
     #[error(transparent)]
@@ -586,8 +590,9 @@ pub async fn opened(db: &Db, now: i64, consent: &Consent) -> Result<(), Migratio
 pub enum Proof {
     /// This browser is signed in as this account (id from the session).
     SignedIn(AccountId),
-    /// The account's password, typed on the page.
-    Password(String),
+    /// The account's password typed on the page, with the authenticator code when the account
+    /// has a second factor.
+    Password { password: String, code: String },
 }
 
 /// Refuses a browser signed in as another account.
@@ -620,8 +625,9 @@ fn may_violate_unseen(policy: &PasswordPolicy, account: &Account, now: i64) -> b
         || policy.is_expired(account.password_changed_at, now)
 }
 
-/// Checks the password proof outside any transaction (hashing is slow); a wrong one is counted
-/// towards the request's limit. Returns the plaintext when it was checked.
+/// Checks the password proof (and the authenticator code of an account with a second factor)
+/// outside the migration's transaction (hashing is slow); a wrong one is counted towards the
+/// request's limit. Returns the plaintext when it was checked.
 async fn check_proof(
     db: &Db,
     now: i64,
@@ -629,16 +635,19 @@ async fn check_proof(
     proof: &Proof,
     meta: &RequestMeta,
 ) -> Result<Option<String>, MigrationError> {
-    let password = match proof {
+    let (password, code) = match proof {
         Proof::SignedIn(id) if *id == consent.account.id => return Ok(None),
         Proof::SignedIn(id) => {
             refuse_other_account(db, consent, Some(*id)).await?;
             return Err(MigrationError::ProofRequired);
         }
-        Proof::Password(p) if p.is_empty() => return Err(MigrationError::ProofRequired),
-        Proof::Password(p) => p,
+        Proof::Password { password, .. } if password.is_empty() => {
+            return Err(MigrationError::ProofRequired);
+        }
+        Proof::Password { password, code } => (password, code.trim()),
     };
-    if crate::sign_in::has_second_factor(db.pool(), consent.account.id).await? {
+    let second_factor = crate::sign_in::has_second_factor(db.pool(), consent.account.id).await?;
+    if second_factor && code.is_empty() {
         return Err(MigrationError::SecondFactorRequired);
     }
     let r = &consent.request;
@@ -653,10 +662,26 @@ async fn check_proof(
         (Some(hash), true) => accounts::password::verify(password, hash).await?,
         _ => false,
     };
-    if ok {
-        return Ok(Some(password.clone()));
-    }
     let mut tx = db.begin().await?;
+    // The code is checked (and spent) only after the right password, so a wrong password never
+    // burns a valid code.
+    let failure = if !ok {
+        Some(MigrationError::WrongPassword)
+    } else if second_factor
+        && !crate::sign_in::second_factor::use_code(&mut tx, consent.account.id, code, now).await?
+    {
+        Some(MigrationError::WrongCode)
+    } else {
+        None
+    };
+    let Some(failure) = failure else {
+        tx.commit().await?;
+        return Ok(Some(password.clone()));
+    };
+    let reason = match failure {
+        MigrationError::WrongCode => "wrong_second_factor",
+        _ => "wrong_password",
+    };
     store::password_failed(&mut tx, r.id, now, PASSWORD_WINDOW_MS).await?;
     record(
         &mut tx,
@@ -664,11 +689,11 @@ async fn check_proof(
         consent,
         AuditAction::MigrationFailed,
         meta,
-        serde_json::json!({ "request": r.id.to_string(), "reason": "wrong_password" }),
+        serde_json::json!({ "request": r.id.to_string(), "reason": reason }),
     )
     .await?;
     tx.commit().await?;
-    Err(MigrationError::WrongPassword)
+    Err(failure)
 }
 
 async fn record(
@@ -925,6 +950,7 @@ impl From<MigrationError> for crate::web::error::AppError {
             MigrationError::WrongPassword => (S::FORBIDDEN, "wrong_password"),
             MigrationError::TooManyAttempts => (S::TOO_MANY_REQUESTS, "too_many_attempts"),
             MigrationError::SecondFactorRequired => (S::FORBIDDEN, "second_factor_required"),
+            MigrationError::WrongCode => (S::FORBIDDEN, "wrong_second_factor"),
             MigrationError::Precondition(why) => (S::CONFLICT, why.code()),
         };
         AppError::client(status, code, message)

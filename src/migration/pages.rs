@@ -38,6 +38,8 @@ struct ConsentPage {
     sso_required: bool,
     sso_ready: bool,
     signed_in_as_this: bool,
+    /// The account has a second factor: the password needs its code.
+    second_factor: bool,
     other_account: Option<String>,
     error: Option<String>,
 }
@@ -72,6 +74,8 @@ async fn render(
         sso_required: view.sso_required,
         sso_ready: view.sso_ready,
         signed_in_as_this: signed_in == Some(consent.account.id),
+        second_factor: crate::sign_in::has_second_factor(state.db.pool(), consent.account.id)
+            .await?,
         error,
         other_account: other_account.clone(),
     };
@@ -98,6 +102,8 @@ async fn consent_page(
 struct AcceptForm {
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    code: String,
 }
 
 async fn accept(
@@ -110,7 +116,10 @@ async fn accept(
     let now = state.clock.now_ms();
     let proof = match session::account_id(&session).await? {
         Some(id) => Proof::SignedIn(id),
-        None => Proof::Password(form.password),
+        None => Proof::Password {
+            password: form.password,
+            code: form.code,
+        },
     };
     match super::accept(&state.db, now, &token, proof, &meta).await {
         Ok((account, org)) => {
@@ -133,6 +142,7 @@ async fn accept(
             | MigrationError::ProofRequired
             | MigrationError::TooManyAttempts
             | MigrationError::SecondFactorRequired
+            | MigrationError::WrongCode
             | MigrationError::Precondition(_)),
         ) => {
             let err = AppError::from(err);

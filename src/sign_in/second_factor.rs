@@ -8,6 +8,7 @@ use super::store;
 use crate::accounts::{self, Account, totp};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::db::{Db, Tx};
+use crate::ids::AccountId;
 use crate::mail::{self, Mail, MailAction, MailError};
 use crate::web::error::AppError;
 
@@ -173,6 +174,26 @@ pub async fn remove(
     Ok(())
 }
 
+/// Whether `code` is the account's current authenticator code, used now for the first time (a
+/// code is spent by its first use, so a replay is refused).
+pub async fn use_code(
+    tx: &mut Tx,
+    account: AccountId,
+    code: &str,
+    now: i64,
+) -> Result<bool, sqlx::Error> {
+    let row = store::totp(&mut **tx, account)
+        .await?
+        .filter(|r| r.confirmed_at.is_some());
+    Ok(match row {
+        Some(row) => match totp::matching_step(&row.secret, code, now) {
+            Some(step) => store::use_totp_step(tx, account, step).await?,
+            None => false,
+        },
+        None => false,
+    })
+}
+
 /// Checks the code that completes a password sign-in. Success signs the account in (audited);
 /// for each organization requiring SSO that it administers, a break-glass event is recorded and
 /// its other admins are emailed. A wrong or replayed code is audited as a failed sign-in.
@@ -185,17 +206,7 @@ pub async fn complete_sign_in(
     base_url: &str,
 ) -> Result<(), SecondFactorError> {
     let mut tx = db.begin().await?;
-    let row = store::totp(&mut *tx, account.id)
-        .await?
-        .filter(|r| r.confirmed_at.is_some());
-    let accepted = match &row {
-        Some(row) => match totp::matching_step(&row.secret, code, now) {
-            Some(step) => store::use_totp_step(&mut tx, account.id, step).await?,
-            None => false,
-        },
-        None => false,
-    };
-    if !accepted {
+    if !use_code(&mut tx, account.id, code, now).await? {
         audit::record(
             &mut tx,
             now,
