@@ -63,6 +63,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0006_migration.sql"),
         include_str!("../migrations/postgres/0006_migration.sql"),
     ),
+    (
+        7,
+        "password throttle",
+        include_str!("../migrations/sqlite/0007_password_throttle.sql"),
+        include_str!("../migrations/postgres/0007_password_throttle.sql"),
+    ),
 ];
 
 impl Db {

@@ -1,9 +1,10 @@
 //! Accounts through the real server: sign-up, email verification, sign-in and sign-out, with
-//! every bad input named by the foundation issue. Each test runs on SQLite and PostgreSQL.
+//! every bad input named by the foundation issue, and the pause of password sign-in after
+//! repeated wrong passwords or codes. Each test runs on SQLite and PostgreSQL.
 
 mod common;
 
-use common::{Backend, TestServer, csrf_of, link_in};
+use common::{Backend, TestServer, csrf_of, link_in, post_form};
 use nulab_pass::mail::store as outbox;
 
 const PASSWORD: &str = "correct horse battery";
@@ -421,3 +422,172 @@ async fn health_endpoints(backend: Backend) {
     );
 }
 both!(health_and_readiness, health_endpoints);
+
+/// One password sign-in attempt, as a browser posts the form: the status, where it leads, and the
+/// page text.
+async fn try_sign_in(
+    server: &TestServer,
+    browser: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> (u16, String, String) {
+    let signin = server.url("/signin");
+    let fields = [
+        ("email", email),
+        ("password", password),
+        ("next", "/account"),
+    ];
+    let res = post_form(browser, &signin, &signin, &fields).await;
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location, res.text().await.unwrap())
+}
+
+async fn sessions_of(server: &TestServer, email: &str) -> i64 {
+    let row: (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM sessions s JOIN accounts a ON a.id = s.account_id WHERE a.email = $1",
+    )
+    .bind(email.to_string())
+    .fetch_one(server.db().pool())
+    .await
+    .unwrap();
+    row.0
+}
+
+async fn paused_sign_in(backend: Backend) {
+    const ADA: &str = "ada@example.com";
+    const NEW: &str = "a brand new passphrase";
+    let s = TestServer::start(backend).await;
+    s.account(ADA, "Ada", PASSWORD).await;
+    s.account("bob@example.com", "Bob", PASSWORD).await;
+    // Nine wrong passwords, then the right one: signed in, and the count starts again.
+    for _ in 0..9 {
+        assert_eq!(
+            try_sign_in(&s, &s.client(), ADA, "wrong password!").await.0,
+            401
+        );
+    }
+    let ada_browser = s.client();
+    assert_eq!(try_sign_in(&s, &ada_browser, ADA, PASSWORD).await.0, 303);
+    assert_eq!(s.count("password_failures").await, 0);
+    // Ten wrong ones within 15 minutes pause password sign-in: even the right password is
+    // refused, without being checked, and nothing is signed in.
+    for _ in 0..10 {
+        assert_eq!(
+            try_sign_in(&s, &s.client(), ADA, "wrong password!").await.0,
+            401
+        );
+    }
+    let sessions = sessions_of(&s, ADA).await;
+    let (status, _, page) = try_sign_in(&s, &s.client(), ADA, PASSWORD).await;
+    assert_eq!(status, 429);
+    assert!(page.contains("is paused until"), "{page}");
+    assert_eq!(sessions_of(&s, ADA).await, sessions, "no new session");
+    let events = nulab_pass::audit::store::recent(s.db().pool(), None, 3)
+        .await
+        .unwrap();
+    // Events of one millisecond have no order among themselves: look at the last three as a set.
+    let mut actions: Vec<String> = events
+        .iter()
+        .map(|e| match e.details["reason"].as_str() {
+            Some(reason) => format!("{} ({reason})", e.action),
+            None => e.action.clone(),
+        })
+        .collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "account.sign_in_failed (invalid_credentials)",
+            "account.sign_in_failed (sign_in_paused)",
+            "account.sign_in_paused",
+        ]
+    );
+    // Other accounts are not affected, and unknown emails leave no row behind.
+    assert_eq!(
+        try_sign_in(&s, &s.client(), "bob@example.com", PASSWORD)
+            .await
+            .0,
+        303
+    );
+    for _ in 0..12 {
+        assert_eq!(
+            try_sign_in(&s, &s.client(), "nobody@example.com", PASSWORD)
+                .await
+                .0,
+            401
+        );
+    }
+    assert_eq!(s.count("password_failures").await, 1);
+    // The pause ends after 15 minutes.
+    s.state.clock.advance_ms(15 * 60 * 1000 + 1000);
+    assert_eq!(try_sign_in(&s, &s.client(), ADA, PASSWORD).await.0, 303);
+    // A new password ends a pause at once: Ada, still signed in on her own browser, changes it.
+    for _ in 0..10 {
+        try_sign_in(&s, &s.client(), ADA, "wrong password!").await;
+    }
+    assert_eq!(try_sign_in(&s, &s.client(), ADA, PASSWORD).await.0, 429);
+    let change = s.url("/account/password");
+    let res = post_form(
+        &ada_browser,
+        &change,
+        &change,
+        &[("current", PASSWORD), ("password", NEW), ("confirm", NEW)],
+    )
+    .await;
+    assert_eq!(res.status(), 303, "password changed");
+    assert_eq!(try_sign_in(&s, &s.client(), ADA, NEW).await.0, 303);
+}
+both!(
+    repeated_wrong_passwords_pause_password_sign_in,
+    paused_sign_in
+);
+
+async fn paused_by_codes(backend: Backend) {
+    const BOB: &str = "bob@example.com";
+    let s = TestServer::start(backend).await;
+    s.account(BOB, "Bob", PASSWORD).await;
+    let secret = s.enroll_totp(BOB).await;
+    let now = s.state.clock.now_ms();
+    let wrong = nulab_pass::accounts::totp::code_at(&secret, now - 10 * 60 * 1000).unwrap();
+    let two_step = s.url("/signin/two-step");
+    // Two rounds of the right password and five wrong codes: the tenth wrong code pauses
+    // password sign-in, so guessing codes cannot go on by entering the password again.
+    for round in 0..2 {
+        let browser = s.client();
+        let (status, location, _) = try_sign_in(&s, &browser, BOB, PASSWORD).await;
+        assert_eq!(
+            (status, location.as_str()),
+            (303, "/signin/two-step"),
+            "round {round}"
+        );
+        for _ in 0..5 {
+            let res = post_form(&browser, &two_step, &two_step, &[("code", wrong.as_str())]).await;
+            assert_eq!(res.status(), 401);
+        }
+    }
+    assert_eq!(sessions_of(&s, BOB).await, 0);
+    let (status, _, page) = try_sign_in(&s, &s.client(), BOB, PASSWORD).await;
+    assert_eq!(status, 429);
+    assert!(page.contains("is paused until"), "{page}");
+    // After the pause, the password and the right code sign in and end the count.
+    s.state.clock.advance_ms(15 * 60 * 1000 + 1000);
+    let browser = s.client();
+    assert_eq!(
+        try_sign_in(&s, &browser, BOB, PASSWORD).await.1,
+        "/signin/two-step"
+    );
+    let code = s.totp_code(&secret);
+    let res = post_form(&browser, &two_step, &two_step, &[("code", code.as_str())]).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(sessions_of(&s, BOB).await, 1);
+    assert_eq!(s.count("password_failures").await, 0);
+}
+both!(
+    wrong_second_factor_codes_count_towards_the_pause,
+    paused_by_codes
+);

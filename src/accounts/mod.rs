@@ -6,6 +6,7 @@ pub mod pages;
 pub mod password;
 pub mod password_pages;
 pub mod store;
+pub mod throttle;
 pub mod totp;
 
 use std::fmt;
@@ -197,6 +198,10 @@ pub enum AccountError {
     InvalidCredentials,
     #[error("this account is suspended; ask your organization's admin")]
     Suspended,
+    #[error(
+        "too many wrong passwords or codes: signing in to this account with a password is paused until {0}; try again then"
+    )]
+    SignInPaused(String),
     #[error(
         "you administer {0}, which requires single sign-on: signing in with a password needs two-step verification, which this account has not set up. Ask another admin of {0} to switch off \u{201c}SSO required\u{201d} for a moment, sign in and set it up on your account page"
     )]
@@ -418,6 +423,7 @@ fn failure_reason(err: &AccountError) -> &'static str {
         AccountError::InvalidCredentials => "invalid_credentials",
         AccountError::PasswordSignInDisabled => "password_sign_in_disabled",
         AccountError::SecondFactorNotSetUp(_) => "second_factor_not_set_up",
+        AccountError::SignInPaused(_) => "sign_in_paused",
         _ => "error",
     }
 }
@@ -446,7 +452,13 @@ pub async fn sign_in_with_password(
         Ok(email) => store::credentials(db.pool(), &email.normalized()).await?,
         Err(_) => None,
     };
+    // While password sign-in to the account is paused, the password is not even checked.
+    let paused = match &found {
+        Some((account, _)) => throttle::paused_until(db.pool(), account.id, now).await?,
+        None => None,
+    };
     let verified = match &found {
+        _ if paused.is_some() => false,
         Some((_, Some(hash))) => password::verify(password, hash).await?,
         // Spend the same time as a real check so timing does not reveal which emails exist.
         _ => {
@@ -455,6 +467,9 @@ pub async fn sign_in_with_password(
         }
     };
     let outcome = match (&found, verified) {
+        _ if paused.is_some() => Err(AccountError::SignInPaused(
+            paused.map(crate::web::format_time).unwrap_or_default(),
+        )),
         (Some((account, _)), true) if account.status == AccountStatus::Active => {
             let policy = policy_for(db.pool(), account).await?;
             if account.kind == AccountKind::Managed && !policy.password_sign_in {
@@ -506,6 +521,7 @@ pub async fn sign_in_with_password(
             .await?;
         }
         Ok(SignIn { account, .. }) => {
+            throttle::clear(&mut tx, account.id).await?;
             store::touch_sign_in(&mut tx, account.id, now).await?;
             audit::record(
                 &mut tx,
@@ -523,6 +539,9 @@ pub async fn sign_in_with_password(
         }
         Err(err) => {
             let account = found.as_ref().map(|(a, _)| a);
+            if let (Some(account), AccountError::InvalidCredentials) = (account, err) {
+                throttle::count_failure(&mut tx, now, account, meta).await?;
+            }
             audit::record(
                 &mut tx,
                 now,

@@ -264,7 +264,8 @@ pub async fn use_token(tx: &mut Tx, token_hash: &str, now: i64) -> Result<(), sq
 const SET_PASSWORD: &str = "UPDATE accounts SET password_hash = $2, password_changed_at = $3, \
      must_change_password = 0, updated_at = $3 WHERE id = $1";
 
-/// Stores a new password hash; a forced change is satisfied.
+/// Stores a new password hash; a forced change is satisfied, and counted wrong passwords (and
+/// any pause of password sign-in) end.
 pub async fn set_password(
     tx: &mut Tx,
     id: AccountId,
@@ -277,7 +278,7 @@ pub async fn set_password(
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    super::throttle::clear(tx, id).await
 }
 
 const PASSWORD_HASH: &str = "SELECT password_hash FROM accounts WHERE id = $1";

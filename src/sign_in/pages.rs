@@ -339,6 +339,10 @@ async fn two_step(
             };
             Ok(with_status(page.into_response(), StatusCode::UNAUTHORIZED))
         }
+        Err(err @ SecondFactorError::Paused) => {
+            session.remove::<Pending>(PENDING_KEY).await?;
+            Err(err.into())
+        }
         Err(err) => Err(err.into()),
     }
 }

@@ -24,6 +24,10 @@ pub enum SecondFactorError {
         "the code is wrong or has already been used; enter the current code from your authenticator app"
     )]
     WrongCode,
+    #[error(
+        "too many wrong passwords or codes: signing in to this account is paused for 15 minutes; sign in again then"
+    )]
+    Paused,
     #[error("two-step verification is already set up for this account")]
     AlreadyEnrolled,
     #[error("two-step verification is not set up for this account")]
@@ -50,6 +54,7 @@ impl From<SecondFactorError> for AppError {
         let (status, code) = match &err {
             E::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
             E::WrongCode => (StatusCode::UNAUTHORIZED, "wrong_code"),
+            E::Paused => (StatusCode::TOO_MANY_REQUESTS, "sign_in_paused"),
             E::AlreadyEnrolled => (StatusCode::CONFLICT, "already_enrolled"),
             E::NotEnrolled => (StatusCode::CONFLICT, "not_enrolled"),
             E::NoPassword => (StatusCode::CONFLICT, "no_password"),
@@ -206,7 +211,14 @@ pub async fn complete_sign_in(
     base_url: &str,
 ) -> Result<(), SecondFactorError> {
     let mut tx = db.begin().await?;
+    if accounts::throttle::paused_until(&mut *tx, account.id, now)
+        .await?
+        .is_some()
+    {
+        return Err(SecondFactorError::Paused);
+    }
     if !use_code(&mut tx, account.id, code, now).await? {
+        accounts::throttle::count_failure(&mut tx, now, account, meta).await?;
         audit::record(
             &mut tx,
             now,
@@ -223,6 +235,7 @@ pub async fn complete_sign_in(
         tx.commit().await?;
         return Err(SecondFactorError::WrongCode);
     }
+    accounts::throttle::clear(&mut tx, account.id).await?;
     accounts::store::touch_sign_in(&mut tx, account.id, now).await?;
     record(
         &mut tx,

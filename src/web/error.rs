@@ -211,6 +211,7 @@ impl From<AccountError> for AppError {
             AccountError::ManagedByOrg(_) => (S::FORBIDDEN, "managed_by_org"),
             AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
             AccountError::Suspended => (S::FORBIDDEN, "account_suspended"),
+            AccountError::SignInPaused(_) => (S::TOO_MANY_REQUESTS, "sign_in_paused"),
             AccountError::SecondFactorNotSetUp(_) => (S::FORBIDDEN, "second_factor_not_set_up"),
             AccountError::LinkInvalid => (S::BAD_REQUEST, "link_invalid"),
             AccountError::LinkExpired => (S::GONE, "link_expired"),
