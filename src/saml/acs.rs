@@ -341,15 +341,16 @@ fn certificate_known(b64: &str, certs: &[Certificate]) -> bool {
     }
 }
 
-/// Checks a decoded response for `connection`. `request_ids` are the requests this browser may
-/// be answering (`None`: an unsolicited response the connection allows).
+/// Checks a decoded response for `connection`, given its `outline` from [`scan`] of the same
+/// `xml`. `request_ids` are the requests this browser may be answering (`None`: an unsolicited
+/// response the connection allows).
 pub fn verify(
     xml: &str,
+    outline: Scan,
     connection: &Connection,
     sp: &SpUrls,
     request_ids: Option<&[&str]>,
 ) -> Result<Verified, Rejection> {
-    let outline = scan(xml)?;
     if !outline.root_is_response {
         return Err(Rejection::new(
             Reason::Malformed,

@@ -304,7 +304,7 @@ async fn admit(
     let conn = connection.clone();
     let verified = tokio::task::spawn_blocking(move || {
         let refs: Option<Vec<&str>> = ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
-        acs::verify(&xml, &conn, &sp, refs.as_deref())
+        acs::verify(&xml, outline, &conn, &sp, refs.as_deref())
     })
     .await
     .map_err(|e| {
