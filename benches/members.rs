@@ -3,7 +3,12 @@
 //! filtered lists. SQLite always; PostgreSQL too when NULAB_PASS_TEST_POSTGRES_URL is set.
 //! Run: `cargo bench --bench members`.
 
-use std::time::{Duration, Instant};
+#[path = "common/mod.rs"]
+mod common;
+
+use std::time::Instant;
+
+use common::time;
 
 use nulab_pass::accounts::{AccountKind, AccountStatus};
 use nulab_pass::db::Db;
@@ -61,29 +66,10 @@ async fn seed(db: &Db) -> OrgId {
     org
 }
 
-async fn time<T>(label: &str, runs: u32, mut f: impl AsyncFnMut() -> T) {
-    f().await;
-    let mut samples: Vec<Duration> = Vec::new();
-    for _ in 0..runs {
-        let start = Instant::now();
-        f().await;
-        samples.push(start.elapsed());
-    }
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    let worst = samples[samples.len() - 1];
-    println!(
-        "  {label:<48} median {:>7.2} ms   max {:>7.2} ms",
-        median.as_secs_f64() * 1e3,
-        worst.as_secs_f64() * 1e3
-    );
-}
-
-async fn bench(name: &str, url: &str) {
-    let db = Db::connect(url).await.unwrap();
-    db.migrate().await.unwrap();
+async fn bench(name: &str, db: Db) {
     let start = Instant::now();
     let org = seed(&db).await;
+    common::analyze(&db).await;
     println!(
         "{name}: seeded {MEMBERS} members in {:.1} s",
         start.elapsed().as_secs_f64()
@@ -137,29 +123,9 @@ async fn bench(name: &str, url: &str) {
             .unwrap()
     })
     .await;
-    db.close().await;
 }
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().unwrap();
-    bench(
-        "SQLite",
-        &format!("sqlite://{}", dir.path().join("bench.db").display()),
-    )
-    .await;
-    if let Ok(admin) = std::env::var("NULAB_PASS_TEST_POSTGRES_URL") {
-        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        let admin_db = Db::connect(&admin).await.unwrap();
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(admin_db.pool())
-            .await
-            .unwrap();
-        let base = admin.rsplit_once('/').unwrap().0;
-        bench("PostgreSQL", &format!("{base}/{name}")).await;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
-            .execute(admin_db.pool())
-            .await
-            .unwrap();
-    }
+    common::on_each_backend(bench).await;
 }

@@ -2,10 +2,9 @@
 //! the seats, and whether an SSO connection routes each account's domain. Read only.
 
 use super::{Ineligible, domain_of, store};
-use crate::accounts::{AccountKind, AccountStatus};
 use crate::db::Db;
 use crate::ids::{AccountId, OrgId};
-use crate::orgs::{self, MemberFilter};
+use crate::orgs;
 
 /// Most members the overview reads.
 const MAX_MEMBERS: i64 = 5000;
@@ -61,45 +60,40 @@ pub async fn seats(db: &Db, org: OrgId) -> Result<SeatView, sqlx::Error> {
     })
 }
 
-/// Every Nulab-account member, each with the reason it cannot be asked (if any).
+/// Every Nulab-account member (up to `MAX_MEMBERS`), each with the reason it cannot be asked
+/// (if any).
 pub async fn candidates(db: &Db, org: OrgId) -> Result<Vec<Candidate>, orgs::OrgError> {
-    let filter = MemberFilter {
-        kind: Some(AccountKind::Nulab),
-        status: None,
-    };
-    let members = orgs::list_members(db.pool(), org, &filter, None, MAX_MEMBERS).await?;
+    let members = store::candidates(db.pool(), org, MAX_MEMBERS).await?;
     let verified = crate::saml::store::verified_domains(db.pool(), org).await?;
     let connections = crate::saml::store::of_org(db.pool(), org).await?;
-    let mut out = Vec::with_capacity(members.items.len());
-    for m in members.items {
-        let domain = domain_of(&m.email);
-        let Some(account) = crate::accounts::store::by_id(db.pool(), m.account_id).await? else {
-            continue;
-        };
-        let problem = if account.status != AccountStatus::Active {
-            Some(Ineligible::AccountInactive)
-        } else if !account.email_verified {
-            Some(Ineligible::EmailNotVerified)
-        } else if !verified.contains(&domain) {
-            Some(Ineligible::DomainNotVerified(domain.clone()))
-        } else if store::has_pending(db.pool(), org, m.account_id).await? {
-            Some(Ineligible::PendingRequest)
-        } else {
-            None
-        };
-        out.push(Candidate {
-            account_id: m.account_id,
-            email: m.email,
-            name: m.name,
-            sso_connection: connections
-                .iter()
-                .find(|c| c.routes(&domain))
-                .map(|c| c.name.clone()),
-            domain,
-            problem,
-        });
-    }
-    Ok(out)
+    Ok(members
+        .into_iter()
+        .map(|m| {
+            let domain = domain_of(&m.email);
+            let problem = if !m.active {
+                Some(Ineligible::AccountInactive)
+            } else if !m.email_verified {
+                Some(Ineligible::EmailNotVerified)
+            } else if !verified.contains(&domain) {
+                Some(Ineligible::DomainNotVerified(domain.clone()))
+            } else if m.pending {
+                Some(Ineligible::PendingRequest)
+            } else {
+                None
+            };
+            Candidate {
+                account_id: m.account_id,
+                email: m.email,
+                name: m.name,
+                sso_connection: connections
+                    .iter()
+                    .find(|c| c.routes(&domain))
+                    .map(|c| c.name.clone()),
+                domain,
+                problem,
+            }
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -444,3 +444,49 @@ pub(super) async fn set_link_days(
         .await?;
     Ok(())
 }
+
+const CANDIDATES: &str = "SELECT a.id, a.email, a.name, a.status, a.email_verified_at, \
+     (SELECT COUNT(*) FROM migration_requests r WHERE r.org_id = m.org_id \
+      AND r.account_id = m.account_id AND r.status = 'pending') AS pending \
+     FROM memberships m JOIN accounts a ON a.id = m.account_id \
+     WHERE m.org_id = $1 AND a.kind = 'nulab' ORDER BY m.sort_key, m.account_id LIMIT $2";
+
+/// A Nulab-account member as the eligibility overview reads it.
+pub struct CandidateRow {
+    pub account_id: AccountId,
+    pub email: String,
+    pub name: String,
+    pub active: bool,
+    pub email_verified: bool,
+    pub pending: bool,
+}
+
+/// The first `limit` Nulab-account members of the org in member-list order, each with its state
+/// and whether a request for it is pending: one query, whatever the size of the org.
+pub async fn candidates(
+    pool: &sqlx::AnyPool,
+    org: OrgId,
+    limit: i64,
+) -> Result<Vec<CandidateRow>, sqlx::Error> {
+    let rows = sqlx::query(CANDIDATES)
+        .bind(org.to_string())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let id: String = row.try_get("id")?;
+            let status: String = row.try_get("status")?;
+            let verified_at: Option<i64> = row.try_get("email_verified_at")?;
+            let pending: i64 = row.try_get("pending")?;
+            Ok(CandidateRow {
+                account_id: AccountId::parse(&id).ok_or_else(|| bad("id"))?,
+                email: row.try_get("email")?,
+                name: row.try_get("name")?,
+                active: status == crate::accounts::AccountStatus::Active.as_str(),
+                email_verified: verified_at.is_some(),
+                pending: pending > 0,
+            })
+        })
+        .collect()
+}
