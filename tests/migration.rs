@@ -916,3 +916,57 @@ both!(
     an_account_with_a_second_factor_agrees_with_password_and_code,
     second_factor
 );
+
+async fn list_pages(backend: Backend) {
+    let w = world(backend, 5, &["ann", "bob", "cid"]).await;
+    let s = &w.server;
+    let mut asked = Vec::new();
+    for name in ["ann", "bob", "cid"] {
+        asked.push(w.ask_one(&format!("{name}@corp.test")).await);
+        // Distinct request times, so the order is the order of asking.
+        s.state.clock.advance_ms(1000);
+    }
+    let token = &w.token;
+    let get = |query: String| async move {
+        api(
+            &s.client(),
+            Method::GET,
+            s.url(&format!("/api/v1/orgs/corp/migrations{query}")),
+            token,
+            None,
+        )
+        .await
+    };
+    // Newest first, two a page, then the rest; the counts cover every request.
+    let (status, first) = get("?limit=2".to_string()).await;
+    assert_eq!(status, 200, "{first}");
+    let ids = |page: &Value| -> Vec<String> {
+        page["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&first), [asked[2].clone(), asked[1].clone()]);
+    assert_eq!(first["counts"]["pending"], 3);
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_string();
+    let (status, second) = get(format!("?limit=2&cursor={cursor}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&second), [asked[0].clone()]);
+    assert!(second["next_cursor"].is_null(), "the last page");
+    // Bad paging is refused with the reason.
+    for query in [
+        "?limit=0",
+        "?limit=501",
+        "?cursor=not-a-cursor",
+        "?limit=two",
+    ] {
+        let (status, body) = get(query.to_string()).await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
+}
+both!(the_request_list_pages_by_cursor, list_pages);

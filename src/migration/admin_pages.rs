@@ -100,7 +100,7 @@ async fn build(
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
         seats: overview::seats(&state.db, org.id).await?,
         candidates,
-        requests: super::store::list(state.db.pool(), org.id, status, 1000).await?,
+        requests: super::store::list(state.db.pool(), org.id, status, None, 1000).await?,
         counts,
         filter: status.map(|s| s.as_str().to_string()).unwrap_or_default(),
         q,
@@ -400,7 +400,7 @@ async fn export(
 ) -> Result<Response, AppError> {
     let status = super::api::parse_status(filter.status.as_deref())?;
     let requests =
-        super::store::list(state.db.pool(), admin.scope.org().id, status, 100_000).await?;
+        super::store::list(state.db.pool(), admin.scope.org().id, status, None, 100_000).await?;
     let mut csv = String::from(
         "id,account_id,email,status,failure,requested_by,requested_at,emailed_at,reminded_at,opened_at,decided_at,expires_at\n",
     );

@@ -64,13 +64,19 @@ pub async fn create(
 pub struct ListQuery {
     /// pending, completed, declined, expired or cancelled
     pub status: Option<String>,
+    /// From the previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 500 (default 50).
+    pub limit: Option<i64>,
 }
 
-/// Requests with their history, and counts by status.
+/// A page of requests (newest first) with their history, and counts by status.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct MigrationList {
     pub counts: std::collections::BTreeMap<String, i64>,
     pub requests: Vec<MigrationRequest>,
+    /// Pass as `cursor` to get the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Lists the org's migration requests, newest first.
@@ -84,10 +90,30 @@ pub async fn list(
     Query(query): Query<ListQuery>,
 ) -> Result<Json<MigrationList>, ApiError> {
     let status = parse_status(query.status.as_deref())?;
+    let limit = crate::paging::limit(query.limit).map_err(AppError::bad_request)?;
+    let before = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => Some(
+            crate::paging::decode_cursor(c, 2)
+                .and_then(|parts| Some((parts[0].parse::<i64>().ok()?, parts[1].clone())))
+                .ok_or_else(|| {
+                    AppError::bad_request("the cursor is not valid; start from the first page")
+                })?,
+        ),
+    };
     let org = scope.org().id;
-    let requests = super::store::list(state.db.pool(), org, status, 10_000)
-        .await
-        .map_err(AppError::from)?;
+    let rows = super::store::list(
+        state.db.pool(),
+        org,
+        status,
+        before.as_ref().map(|(t, id)| (*t, id.as_str())),
+        limit + 1,
+    )
+    .await
+    .map_err(AppError::from)?;
+    let page = crate::paging::into_page(rows, limit, |r| {
+        crate::paging::encode_cursor(&[&r.requested_at.to_string(), &r.id.to_string()])
+    });
     let mut counts: std::collections::BTreeMap<String, i64> = MigrationStatus::ALL
         .iter()
         .map(|s| (s.as_str().to_string(), 0))
@@ -98,7 +124,11 @@ pub async fn list(
     {
         counts.insert(s, n);
     }
-    Ok(Json(MigrationList { counts, requests }))
+    Ok(Json(MigrationList {
+        counts,
+        requests: page.items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 /// The status filter of lists; unknown values are a clear 400.

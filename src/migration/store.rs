@@ -102,15 +102,20 @@ pub async fn list(
     pool: &sqlx::AnyPool,
     org: OrgId,
     status: Option<MigrationStatus>,
+    before: Option<(i64, &str)>,
     limit: i64,
 ) -> Result<Vec<MigrationRequest>, sqlx::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM migration_requests r WHERE r.org_id = $1 AND ($2 = '' OR r.status = $2) \
-         ORDER BY r.requested_at DESC, r.id LIMIT $3"
+         AND (r.requested_at, r.id) < ($3, $4) ORDER BY r.requested_at DESC, r.id DESC LIMIT $5"
     );
+    // The first page starts after every request: no time is later than i64::MAX.
+    let (time, id) = before.unwrap_or((i64::MAX, ""));
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(org.to_string())
         .bind(status.map(|s| s.as_str()).unwrap_or(""))
+        .bind(time)
+        .bind(id.to_string())
         .bind(limit)
         .fetch_all(pool)
         .await?;
