@@ -574,6 +574,21 @@ async fn bad_links(backend: Backend) {
     let res = post_form(&browser, &dan_link, &format!("{dan_link}/decline"), &[]).await;
     assert_eq!(res.status(), 200);
     assert_eq!(w.status_of(&dan_id).await, "declined");
+    // The user gets a confirmation, the admins the outcome.
+    assert!(
+        s.last_mail("dan@corp.test", "migration.declined")
+            .await
+            .body_text
+            .contains("Nothing changed")
+    );
+    let outcome = s
+        .last_mail("admin@corp.test", "migration.admins_outcome")
+        .await;
+    assert!(
+        outcome.subject.contains("dan@corp.test") && outcome.body_text.contains("declined"),
+        "{}",
+        outcome.body_text
+    );
     let (status, _) = w.agree(&dan_link, PASSWORD).await;
     assert_eq!(status, 410, "a decided link is dead");
     w.assert_unchanged("dan@corp.test").await;
