@@ -86,6 +86,23 @@ fn name(raw: &str) -> Name {
     Name::from_ascii(fqdn).expect("DNS name")
 }
 
+/// A UDP socket and a TCP listener on one free loopback port. The port the system picks for UDP
+/// may be taken for TCP (by another test's connection, say): then another port is tried.
+async fn bind_udp_and_tcp() -> (tokio::net::UdpSocket, tokio::net::TcpListener, SocketAddr) {
+    for _ in 0..50 {
+        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
+            .await
+            .expect("bind DNS UDP");
+        let addr = udp.local_addr().expect("DNS address");
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(tcp) => return (udp, tcp, addr),
+            Err(err) if err.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(err) => panic!("bind DNS TCP on {addr}: {err}"),
+        }
+    }
+    panic!("no loopback port was free for both DNS UDP and TCP in 50 tries");
+}
+
 impl DnsServer {
     /// Starts a server authoritative for `origins` (e.g. `["test", "provider.example"]`).
     pub async fn start(origins: &[&str]) -> DnsServer {
@@ -124,13 +141,7 @@ impl DnsServer {
             zones.push((lower, zone));
         }
         let mode = Arc::new(Mutex::new(Mode::Answer));
-        let udp = tokio::net::UdpSocket::bind("127.0.0.1:0")
-            .await
-            .expect("bind DNS UDP");
-        let addr = udp.local_addr().expect("DNS address");
-        let tcp = tokio::net::TcpListener::bind(addr)
-            .await
-            .expect("bind DNS TCP on the same port");
+        let (udp, tcp, addr) = bind_udp_and_tcp().await;
         let mut server = Server::new(Switch {
             catalog,
             mode: mode.clone(),

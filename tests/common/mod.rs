@@ -346,6 +346,19 @@ impl TestServer {
     }
 }
 
+/// A free loopback port below Linux's ephemeral range (32768 and up), for a server that stops and
+/// listens again on the same port: no outgoing connection of a test running alongside can take
+/// it in between.
+pub fn steady_port() -> u16 {
+    for _ in 0..100 {
+        let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port between 20000 and 32000");
+}
+
 /// Fixtures on a bare database, for tests that also run the server as its own process.
 pub mod fixture {
     use nulab_pass::audit::{Actor, RequestMeta};

@@ -109,9 +109,14 @@ pub struct SmtpSink {
 }
 
 impl SmtpSink {
-    /// Starts on a free loopback port.
+    /// Starts on a free loopback port that stays free while the sink is stopped.
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp");
+        // Another test may take the port between the check and the bind: then take another.
+        let listener = loop {
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", super::steady_port())).await {
+                break listener;
+            }
+        };
         let port = listener.local_addr().expect("addr").port();
         let received = Arc::new(Mutex::new(Vec::new()));
         let hold = Arc::new(Hold::default());

@@ -229,11 +229,7 @@ async fn crash(backend: Backend) {
 
     let sink = SmtpSink::start().await;
     let certs = tempfile::tempdir().expect("certs");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port();
+    let port = crate::common::steady_port();
     let smtp_url = sink.url();
     let start = || Server::start(&testdb.url, port, &smtp_url, certs.path());
     let ids: Vec<String> = members.iter().map(|a| a.id.to_string()).collect();
