@@ -282,10 +282,7 @@ both!(
 async fn cli_beside_running_server(backend: Backend) {
     let testdb = fresh_db(backend).await;
     let url = testdb.url.clone();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::steady_port();
     let bind = format!("127.0.0.1:{port}");
     let mut server = Command::new(BIN)
         .args(["serve", "--bind", &bind])

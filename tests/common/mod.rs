@@ -346,9 +346,9 @@ impl TestServer {
     }
 }
 
-/// A free loopback port below Linux's ephemeral range (32768 and up), for a server that stops and
-/// listens again on the same port: no outgoing connection of a test running alongside can take
-/// it in between.
+/// A free loopback port below Linux's ephemeral range (32768 and up), for a server started as its
+/// own process or one that stops and listens again on the same port: no outgoing connection of a
+/// test running alongside can take it in between.
 pub fn steady_port() -> u16 {
     for _ in 0..100 {
         let port = 20_000 + (uuid::Uuid::new_v4().as_u128() % 12_000) as u16;
