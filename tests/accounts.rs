@@ -591,3 +591,40 @@ both!(
     wrong_second_factor_codes_count_towards_the_pause,
     paused_by_codes
 );
+
+async fn session_store_failure(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    // The session table goes away: saving the session of a new visitor fails.
+    sqlx::query("ALTER TABLE sessions RENAME TO sessions_away")
+        .execute(s.db().pool())
+        .await
+        .unwrap();
+    let res = s.client().get(s.url("/signin")).send().await.unwrap();
+    assert_eq!(res.status(), 500);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "the error page, not an empty answer"
+    );
+    let page = res.text().await.unwrap();
+    assert!(page.contains("error id"), "{page}");
+    sqlx::query("ALTER TABLE sessions_away RENAME TO sessions")
+        .execute(s.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        s.client()
+            .get(s.url("/signin"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+both!(
+    a_failing_session_store_shows_the_error_page_with_an_id,
+    session_store_failure
+);

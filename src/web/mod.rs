@@ -88,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::guard))
         .layer(session_layer)
+        .layer(axum::middleware::map_response(bare_server_error))
         .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
@@ -105,6 +106,20 @@ pub fn router(state: AppState) -> Router {
             }),
         )
         .with_state(state)
+}
+
+/// The session layer answers a failure to save a session (its store is the database) with an
+/// empty 500 of its own, after logging the cause: give it the error page and an error id.
+async fn bare_server_error(response: Response) -> Response {
+    let bare = response.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && !response.headers().contains_key(header::CONTENT_TYPE);
+    if !bare {
+        return response;
+    }
+    AppError::Internal(anyhow::anyhow!(
+        "the session could not be saved (the session layer logged why just before)"
+    ))
+    .into_response()
 }
 
 /// Where static files live: beside the binary's working directory, or the crate in development.
