@@ -39,6 +39,19 @@ pub fn decode_cursor(cursor: &str, n: usize) -> Option<Vec<String>> {
     (parts.len() == n).then_some(parts)
 }
 
+/// Why a cursor is refused.
+pub const BAD_CURSOR: &str = "the cursor is not valid; start from the first page";
+
+/// The sort key after which a page starts: `None` for the first page (no or an empty cursor),
+/// or the `n` parts of a cursor; a cursor not made by [`encode_cursor`] is refused with a message
+/// for the caller.
+pub fn after(cursor: Option<&str>, n: usize) -> Result<Option<Vec<String>>, &'static str> {
+    match cursor.filter(|c| !c.trim().is_empty()) {
+        None => Ok(None),
+        Some(c) => decode_cursor(c, n).map(Some).ok_or(BAD_CURSOR),
+    }
+}
+
 /// Turns `limit + 1` fetched rows into a page: the extra row only says that more exist.
 pub fn into_page<T>(mut rows: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Page<T> {
     let more = rows.len() as i64 > limit;

@@ -13,7 +13,7 @@ mod crash;
 use common::smtp::SmtpSink;
 use common::{Backend, TestServer, api, link_in, post_form};
 use nulab_pass::accounts::{self, AccountKind};
-use nulab_pass::mock_idp::{MockIdp, ResponseSpec};
+use nulab_pass::mock_idp::MockIdp;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -58,11 +58,15 @@ impl World {
     async fn member(&self, name: &str, password: &str) {
         let email = format!("{name}@corp.test");
         self.server.account(&email, name, password).await;
+        self.add_to("corp", &self.token, &email).await;
+    }
+    /// Adds the existing account `email` to `org` as a member, with that org's API token.
+    async fn add_to(&self, org: &str, token: &str, email: &str) {
         let (status, body) = api(
             &self.server.client(),
             Method::POST,
-            self.server.url("/api/v1/orgs/corp/members"),
-            &self.token,
+            self.server.url(&format!("/api/v1/orgs/{org}/members")),
+            token,
             Some(json!({"email": email})),
         )
         .await;
@@ -175,15 +179,7 @@ async fn end_to_end(backend: Backend) {
     let s = &w.server;
     let http = s.client();
     // sam is also a member of another organization, whose membership will end.
-    let (status, _) = api(
-        &http,
-        Method::POST,
-        s.url("/api/v1/orgs/other/members"),
-        &w.other_token,
-        Some(json!({"email": "sam@corp.test"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    w.add_to("other", &w.other_token, "sam@corp.test").await;
     let before = w.account("sam@corp.test").await;
     // sam has a session that the migration will end.
     let old_browser = s.signed_in("sam@corp.test", PASSWORD).await;
@@ -304,44 +300,8 @@ async fn end_to_end(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 303);
-    let location = res.headers()["location"].to_str().unwrap().to_string();
-    let cookie = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("nulab_pass_sso="))
-        .unwrap();
-    let query: Vec<(String, String)> = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let get = |k: &str| {
-        query
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
-    let facts = nulab_pass::saml::mock_idp_server::read_request(&get("SAMLRequest")).unwrap();
-    let acs = connection["acs_url"].as_str().unwrap();
-    let spec = ResponseSpec::new(
-        "sam@corp.test",
-        acs,
-        connection["sp_entity_id"].as_str().unwrap(),
-        Some(&facts.id),
-    );
-    let res = sso
-        .post(acs)
-        .header("cookie", cookie.split(';').next().unwrap())
-        .form(&[
-            ("SAMLResponse", idp.response_b64(&spec).unwrap().as_str()),
-            ("RelayState", get("RelayState").as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let to_idp = res.headers()["location"].to_str().unwrap().to_string();
+    let res = common::idp_answers(&sso, &to_idp, &idp, &connection, "sam@corp.test").await;
     assert_eq!(res.status(), 303, "SSO sign-in of the migrated account");
     let account_page = sso
         .get(s.url("/account"))
@@ -373,25 +333,9 @@ async fn eligibility(backend: Backend) {
     let http = s.client();
     // Not members: an account of another org, an unknown email, a managed account.
     s.account("eve@corp.test", "Eve", PASSWORD).await;
-    let (status, _) = api(
-        &http,
-        Method::POST,
-        s.url("/api/v1/orgs/other/members"),
-        &w.other_token,
-        Some(json!({"email": "eve@corp.test"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    w.add_to("other", &w.other_token, "eve@corp.test").await;
     s.account("zed@elsewhere.test", "Zed", PASSWORD).await;
-    let (status, _) = api(
-        &http,
-        Method::POST,
-        s.url("/api/v1/orgs/corp/members"),
-        &w.token,
-        Some(json!({"email": "zed@elsewhere.test"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    w.add_to("corp", &w.token, "zed@elsewhere.test").await;
     let (status, _) = api(
         &http,
         Method::POST,

@@ -141,8 +141,8 @@ fn form_q(body: &[u8]) -> String {
 }
 
 /// The selection of a form: checked account ids, pasted emails (CSV or one a line), or all
-/// eligible candidates that match the form's text filter `q`; and whether to send now.
-fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool) {
+/// eligible candidates that match the form's text filter `q`; whether to send now; and `q`.
+fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool, String) {
     let mut wanted = Vec::new();
     let mut send = false;
     let q = form_q(body);
@@ -160,7 +160,7 @@ fn selection(body: &[u8], candidates: &[Candidate]) -> (Vec<Wanted>, bool) {
             _ => {}
         }
     }
-    (wanted, send)
+    (wanted, send, q)
 }
 
 /// What sending `wanted` would do now: who is asked within the free seats, who is not and why.
@@ -267,11 +267,11 @@ async fn ask(
 ) -> Result<Response, AppError> {
     let org = admin.scope.org().clone();
     let candidates = overview::candidates(&state.db, org.id).await?;
-    let (wanted, send) = selection(&body, &candidates);
+    let (wanted, send, q) = selection(&body, &candidates);
     // The page after a preview or an error keeps the table filtered as it was.
     let shown = Filter {
         status: None,
-        q: Some(form_q(&body)),
+        q: Some(q),
     };
     if !send || wanted.is_empty() || wanted.len() > super::MAX_BATCH {
         return previewed(

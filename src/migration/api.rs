@@ -91,16 +91,17 @@ pub async fn list(
 ) -> Result<Json<MigrationList>, ApiError> {
     let status = parse_status(query.status.as_deref())?;
     let limit = crate::paging::limit(query.limit).map_err(AppError::bad_request)?;
-    let before = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(c) => Some(
-            crate::paging::decode_cursor(c, 2)
-                .and_then(|parts| Some((parts[0].parse::<i64>().ok()?, parts[1].clone())))
-                .ok_or_else(|| {
-                    AppError::bad_request("the cursor is not valid; start from the first page")
-                })?,
-        ),
-    };
+    // The cursor is the last request's time and id.
+    let before = crate::paging::after(query.cursor.as_deref(), 2)
+        .and_then(|parts| {
+            parts
+                .map(|p| {
+                    let time = p[0].parse::<i64>().map_err(|_| crate::paging::BAD_CURSOR)?;
+                    Ok((time, p[1].clone()))
+                })
+                .transpose()
+        })
+        .map_err(AppError::bad_request)?;
     let org = scope.org().id;
     let rows = super::store::list(
         state.db.pool(),

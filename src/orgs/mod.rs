@@ -404,12 +404,7 @@ pub async fn list_members(
     cursor: Option<&str>,
     limit: i64,
 ) -> Result<Page<Member>, OrgError> {
-    let after = match cursor.filter(|c| !c.is_empty()) {
-        Some(c) => Some(crate::paging::decode_cursor(c, 2).ok_or_else(|| {
-            OrgError::BadRequest("the cursor is not valid; start from the first page".to_string())
-        })?),
-        None => None,
-    };
+    let after = crate::paging::after(cursor, 2).map_err(|e| OrgError::BadRequest(e.to_string()))?;
     let rows = store::members(pool, org, filter, after.as_deref(), limit + 1).await?;
     Ok(crate::paging::into_page(rows, limit, |m| {
         crate::paging::encode_cursor(&[&m.email.to_lowercase(), &m.account_id.to_string()])

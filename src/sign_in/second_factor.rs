@@ -146,12 +146,10 @@ pub async fn remove(
 ) -> Result<(), SecondFactorError> {
     check_password(db, account, password).await?;
     let mut tx = db.begin().await?;
-    let row = store::totp(&mut *tx, account.id)
-        .await?
-        .filter(|r| r.confirmed_at.is_some())
-        .ok_or(SecondFactorError::NotEnrolled)?;
-    let step = totp::matching_step(&row.secret, code, now).ok_or(SecondFactorError::WrongCode)?;
-    if !store::use_totp_step(&mut tx, account.id, step).await? {
+    if !super::has_second_factor(&mut *tx, account.id).await? {
+        return Err(SecondFactorError::NotEnrolled);
+    }
+    if !use_code(&mut tx, account.id, code, now).await? {
         return Err(SecondFactorError::WrongCode);
     }
     for org in super::break_glass_orgs(&mut *tx, account).await? {

@@ -359,6 +359,42 @@ pub fn steady_port() -> u16 {
     panic!("no free loopback port between 20000 and 32000");
 }
 
+/// The mock IdP answers an SP-initiated sign-in for `email`: `to_idp` is the server's redirect to
+/// the IdP (with `SAMLRequest` and `RelayState`); the signed response goes to the connection's ACS
+/// in `browser`, whose answer is returned.
+pub async fn idp_answers(
+    browser: &reqwest::Client,
+    to_idp: &str,
+    idp: &nulab_pass::mock_idp::MockIdp,
+    connection: &serde_json::Value,
+    email: &str,
+) -> reqwest::Response {
+    let query: std::collections::HashMap<String, String> = url::Url::parse(to_idp)
+        .expect("redirect to the IdP")
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let request = nulab_pass::saml::mock_idp_server::read_request(&query["SAMLRequest"])
+        .expect("a SAML request");
+    let acs = connection["acs_url"].as_str().expect("acs_url");
+    let spec = nulab_pass::mock_idp::ResponseSpec::new(
+        email,
+        acs,
+        connection["sp_entity_id"].as_str().expect("sp_entity_id"),
+        Some(&request.id),
+    );
+    let response = idp.response_b64(&spec).expect("signed response");
+    browser
+        .post(acs)
+        .form(&[
+            ("SAMLResponse", response.as_str()),
+            ("RelayState", query["RelayState"].as_str()),
+        ])
+        .send()
+        .await
+        .expect("post to the ACS")
+}
+
 /// Fixtures on a bare database, for tests that also run the server as its own process.
 pub mod fixture {
     use nulab_pass::audit::{Actor, RequestMeta};

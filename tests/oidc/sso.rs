@@ -2,7 +2,7 @@
 //! IdP, on the running server.
 
 use super::*;
-use nulab_pass::mock_idp::{MockIdp, ResponseSpec};
+use nulab_pass::mock_idp::MockIdp;
 
 const IDP_ENTITY: &str = "https://idp.corp.test/metadata";
 const IDP_SSO: &str = "https://idp.corp.test/sso";
@@ -62,25 +62,7 @@ pub async fn sign_in_through_idp(
     assert_eq!(res.status(), 303);
     let to_idp = res.headers()["location"].to_str().unwrap().to_string();
     assert!(to_idp.starts_with(IDP_SSO), "{to_idp}");
-    let query = params(&to_idp);
-    let request = nulab_pass::saml::mock_idp_server::read_request(&query["SAMLRequest"]).unwrap();
-    let acs = connection["acs_url"].as_str().unwrap();
-    let spec = ResponseSpec::new(
-        email,
-        acs,
-        connection["sp_entity_id"].as_str().unwrap(),
-        Some(&request.id),
-    );
-    let response = idp.response_b64(&spec).unwrap();
-    let res = browser
-        .post(acs)
-        .form(&[
-            ("SAMLResponse", response.as_str()),
-            ("RelayState", query["RelayState"].as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = common::idp_answers(&browser, &to_idp, idp, connection, email).await;
     assert_eq!(
         res.status(),
         303,
