@@ -346,6 +346,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(config = ?config, "starting nulab-pass");
     let db = open(&config).await?;
     crate::oidc::keys::ensure(&config.certs_dir)?;
+    crate::saml::dsig_policy::harden()?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let state = AppState::new(db.clone(), config, Clock::default());
     let jobs = crate::jobs::spawn_all(&state)?;

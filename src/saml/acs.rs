@@ -4,22 +4,17 @@
 //! recipient, issuer, time window and InResponseTo; identity values are read only from the
 //! signed content samael returns. The caller then applies the account rules.
 
-use quick_xml::events::Event;
-use quick_xml::name::ResolveResult;
-use quick_xml::reader::NsReader;
 use samael::crypto::AllowedSignatureAlgorithm;
 use samael::metadata::EntityDescriptor;
 use samael::service_provider::{Error as SpError, ServiceProviderBuilder};
 
 use super::metadata::{self, Certificate};
-use super::{Connection, SpUrls};
+use super::outline::Scan;
+use super::{Connection, SpUrls, dsig_policy};
 
 /// Largest SAMLResponse POST accepted.
 pub const MAX_BODY: usize = 256 * 1024;
 
-const PROTOCOL: &[u8] = b"urn:oasis:names:tc:SAML:2.0:protocol";
-const ASSERTION: &[u8] = b"urn:oasis:names:tc:SAML:2.0:assertion";
-const DSIG: &[u8] = b"http://www.w3.org/2000/09/xmldsig#";
 const SUCCESS: &str = "urn:oasis:names:tc:SAML:2.0:status:Success";
 
 /// Why a sign-in was refused; `code()` goes on the error page and into the audit event.
@@ -33,6 +28,7 @@ pub enum Reason {
     BadSignature,
     UnknownSigningKey,
     WeakAlgorithm,
+    TransformNotAllowed,
     AssertionNotSigned,
     Wrapped,
     EncryptedAssertion,
@@ -70,6 +66,7 @@ impl Reason {
             BadSignature => "bad_signature",
             UnknownSigningKey => "unknown_signing_key",
             WeakAlgorithm => "weak_signature_algorithm",
+            TransformNotAllowed => "transform_not_allowed",
             AssertionNotSigned => "assertion_not_signed",
             Wrapped => "signature_wrapping",
             EncryptedAssertion => "encrypted_assertion_unsupported",
@@ -113,7 +110,10 @@ impl Reason {
                 "The sign-in response was signed with a key that is not configured for your organization's connection."
             }
             WeakAlgorithm => {
-                "The sign-in response uses a signature algorithm weaker than RSA-SHA256."
+                "The sign-in response uses a signature or digest algorithm that is not allowed (RSA-SHA256 or stronger; never HMAC)."
+            }
+            TransformNotAllowed => {
+                "The signature of the sign-in response asks for a transform that is never run (only canonicalization and the enveloped-signature transform are)."
             }
             AssertionNotSigned => {
                 "Your organization requires the assertion itself to be signed, and it is not."
@@ -195,145 +195,6 @@ pub struct Verified {
     pub assertion_signed: bool,
 }
 
-/// Facts read from the raw document before any signature is trusted (only ever used to refuse).
-#[derive(Debug, Default)]
-pub struct Scan {
-    pub root_is_response: bool,
-    pub response_id: Option<String>,
-    pub destination: Option<String>,
-    pub in_response_to: Option<String>,
-    pub status: Option<String>,
-    pub assertions: usize,
-    pub encrypted_assertions: usize,
-    pub signatures: usize,
-    pub algorithms: Vec<String>,
-    pub embedded_certs: Vec<String>,
-    pub references: Vec<String>,
-    pub audiences: Vec<String>,
-    pub split_values: bool,
-}
-
-/// Reads the document's outline. Refuses DTDs and anything not well-formed.
-pub fn scan(xml: &str) -> Result<Scan, Rejection> {
-    if metadata::has_dtd(xml) {
-        return Err(Rejection::new(
-            Reason::DtdForbidden,
-            "the document declares a DTD or entities",
-        ));
-    }
-    let mut reader = NsReader::from_str(xml);
-    let mut scan = Scan::default();
-    let mut depth = 0usize;
-    // Inside a NameID or AttributeValue: any nested node splits the value.
-    let mut value_depth: Option<usize> = None;
-    let mut in_cert = false;
-    let mut in_audience = false;
-    loop {
-        let (ns, event) = reader
-            .read_resolved_event()
-            .map_err(|e| Rejection::new(Reason::Malformed, format!("not well-formed XML: {e}")))?;
-        let bound = |uri: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == uri);
-        let attr = |e: &quick_xml::events::BytesStart, name: &[u8]| {
-            e.attributes()
-                .flatten()
-                .find(|a| a.key.as_ref() == name)
-                .and_then(|a| {
-                    a.normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                        .ok()
-                        .map(|v| v.into_owned())
-                })
-        };
-        match &event {
-            Event::Start(e) | Event::Empty(e) => {
-                if value_depth.is_some() {
-                    scan.split_values = true;
-                }
-                let local = e.local_name();
-                let local = local.as_ref();
-                if depth == 0 {
-                    scan.root_is_response = local == b"Response" && bound(PROTOCOL);
-                    scan.response_id = attr(e, b"ID");
-                    scan.destination = attr(e, b"Destination");
-                    scan.in_response_to = attr(e, b"InResponseTo");
-                }
-                match local {
-                    b"Assertion" if bound(ASSERTION) => scan.assertions += 1,
-                    b"EncryptedAssertion" if bound(ASSERTION) => scan.encrypted_assertions += 1,
-                    b"StatusCode" if bound(PROTOCOL) && scan.status.is_none() => {
-                        scan.status = attr(e, b"Value")
-                    }
-                    b"Signature" if bound(DSIG) => scan.signatures += 1,
-                    b"SignatureMethod" | b"DigestMethod" if bound(DSIG) => {
-                        scan.algorithms.extend(attr(e, b"Algorithm"))
-                    }
-                    b"Reference" if bound(DSIG) => scan.references.extend(attr(e, b"URI")),
-                    b"X509Certificate" if bound(DSIG) && matches!(event, Event::Start(_)) => {
-                        in_cert = true
-                    }
-                    b"Audience" if bound(ASSERTION) && matches!(event, Event::Start(_)) => {
-                        in_audience = true
-                    }
-                    b"NameID" | b"AttributeValue"
-                        if bound(ASSERTION) && matches!(event, Event::Start(_)) =>
-                    {
-                        value_depth = Some(depth)
-                    }
-                    _ => {}
-                }
-                if matches!(event, Event::Start(_)) {
-                    depth += 1;
-                }
-            }
-            Event::End(_) => {
-                depth = depth.saturating_sub(1);
-                in_cert = false;
-                in_audience = false;
-                if value_depth == Some(depth) {
-                    value_depth = None;
-                }
-            }
-            Event::Comment(_) | Event::PI(_) | Event::CData(_) if value_depth.is_some() => {
-                scan.split_values = true
-            }
-            Event::Text(t) if in_cert => {
-                scan.embedded_certs.push(
-                    t.decode()
-                        .map(|c| c.split_whitespace().collect())
-                        .unwrap_or_default(),
-                );
-            }
-            Event::Text(t) if in_audience => scan
-                .audiences
-                .push(t.decode().map(|a| a.trim().to_string()).unwrap_or_default()),
-            Event::DocType(_) => {
-                return Err(Rejection::new(
-                    Reason::DtdForbidden,
-                    "the document declares a DTD",
-                ));
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Ok(scan)
-}
-
-fn algorithm_allowed(uri: &str, allow_sha1: bool) -> bool {
-    const STRONG: &[&str] = &[
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384",
-        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512",
-        "http://www.w3.org/2001/04/xmlenc#sha256",
-        "http://www.w3.org/2001/04/xmldsig-more#sha384",
-        "http://www.w3.org/2001/04/xmlenc#sha512",
-    ];
-    const SHA1: &[&str] = &[
-        "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-        "http://www.w3.org/2000/09/xmldsig#sha1",
-    ];
-    STRONG.contains(&uri) || (allow_sha1 && SHA1.contains(&uri))
-}
-
 fn certificate_known(b64: &str, certs: &[Certificate]) -> bool {
     match metadata::certificate(b64) {
         Ok(cert) => certs.iter().any(|c| c.fingerprint == cert.fingerprint),
@@ -387,11 +248,11 @@ pub fn verify(
     if let Some(weak) = outline
         .algorithms
         .iter()
-        .find(|a| !algorithm_allowed(a, connection.settings.allow_sha1))
+        .find(|a| !dsig_policy::algorithm_allowed(a, connection.settings.allow_sha1))
     {
         return Err(Rejection::new(
             Reason::WeakAlgorithm,
-            format!("expected RSA-SHA256 or stronger, {weak} came"),
+            format!("expected RSA-SHA256 or stronger, {weak:?} came"),
         ));
     }
     if let Some(unknown) = outline
@@ -464,6 +325,8 @@ pub fn verify(
         })
         .build()
         .map_err(|e| Rejection::new(Reason::Malformed, format!("service provider setup: {e}")))?;
+    // xmlsec may run only the allow-listed transforms; never verify with an unrestricted one.
+    dsig_policy::harden().map_err(|e| Rejection::new(Reason::BadSignature, e.to_string()))?;
     let assertion = provider.parse_xml_response(xml, request_ids).map_err(|e| {
         let mut rejection = from_samael(&e, sp);
         if rejection.reason == Reason::WrongAudience {

@@ -4,14 +4,17 @@
 //! response only when every check of DESIGN.md rule 3 holds (see `acs`).
 
 pub mod acs;
+pub mod acs_page;
 pub mod admin;
 pub mod api;
+pub mod dsig_policy;
 pub mod fetch;
 pub mod jobs;
 pub mod keys;
 pub mod metadata;
 pub mod mock_idp;
 pub mod mock_idp_server;
+pub mod outline;
 pub mod pages;
 pub mod sp;
 pub mod store;

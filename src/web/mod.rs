@@ -67,12 +67,9 @@ pub fn router(state: AppState) -> Router {
         pages = pages.merge(crate::mail::pages::routes());
     }
 
-    // The ACS takes larger bodies so that it can refuse an oversized response itself (with a
-    // reason code and an audit event); everything else has the configured limit.
-    let acs_limit = 4 * crate::saml::acs::MAX_BODY;
-    let acs = crate::saml::pages::acs_routes()
-        .layer(DefaultBodyLimit::max(acs_limit))
-        .layer(RequestBodyLimitLayer::new(acs_limit));
+    // The ACS reads its body itself, up to its own limit, so that it refuses an oversized
+    // response with a reason code and an audit event; everything else has the configured limit.
+    let acs = crate::saml::acs_page::routes();
     let limited = Router::new()
         .merge(pages)
         .merge(crate::api::routes())

@@ -1,0 +1,514 @@
+//! The assertion consumer service over HTTP: reads the POSTed response (refusing an oversized
+//! one itself, with a reason code and an audit event), checks it ([`super::outline`], then
+//! [`super::acs::verify`] on the blocking pool), applies the account rules, and signs the
+//! browser in or shows which rule failed.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::post;
+use base64::Engine;
+use tower_sessions::Session;
+
+use super::acs::{self, Reason, Rejection, Verified};
+use super::pages::{BINDING_COOKIE, cookie_value};
+use super::{Connection, store};
+use crate::AppState;
+use crate::accounts::{self, Account, AccountKind, AccountStatus};
+use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::ids::SamlConnectionId;
+use crate::secrets;
+use crate::web::error::AppError;
+use crate::web::extract::ClientMeta;
+use crate::web::{Layout, session};
+
+/// The ACS. It reads the body itself, up to [`acs::MAX_BODY`], so that an oversized response
+/// is refused with its own reason and an audit event rather than by a generic limit.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/sso/{id}/acs", post(acs_post))
+}
+#[derive(Template, WebTemplate)]
+#[template(path = "sso_error.html")]
+struct SsoErrorPage {
+    layout: Layout,
+    code: &'static str,
+    message: &'static str,
+    not_managed: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sso_test.html")]
+struct SsoTestPage {
+    layout: Layout,
+    connection_name: String,
+    org_slug: String,
+    outcome: String,
+    code: Option<&'static str>,
+    detail: String,
+    facts: Vec<(String, String)>,
+}
+
+/// The request this response answers, when it is one this browser started.
+async fn pending_request(
+    state: &AppState,
+    connection: &Connection,
+    in_response_to: Option<&str>,
+    headers: &HeaderMap,
+    now: i64,
+) -> Result<Option<store::PendingRequest>, Rejection> {
+    let Some(irt) = in_response_to else {
+        return if connection.settings.allow_idp_initiated {
+            Ok(None)
+        } else {
+            Err(Rejection::new(
+                Reason::Unsolicited,
+                "the response answers no request, and IdP-initiated sign-in is off",
+            ))
+        };
+    };
+    let lookup = store::request(state.db.pool(), irt)
+        .await
+        .map_err(|e| Rejection::new(Reason::Malformed, format!("request lookup failed: {e}")))?;
+    let request = match lookup {
+        Some(r) if r.connection_id == connection.id.to_string() => r,
+        _ => {
+            return Err(Rejection::new(
+                Reason::UnknownRequest,
+                format!("InResponseTo {irt} is not a request of this connection"),
+            ));
+        }
+    };
+    if request.used_at.is_some() {
+        return Err(Rejection::new(
+            Reason::Replayed,
+            "the request was already answered",
+        ));
+    }
+    if request.expires_at <= now {
+        return Err(Rejection::new(
+            Reason::ExpiredRequest,
+            "the request is older than 10 minutes",
+        ));
+    }
+    let binding = cookie_value(headers, BINDING_COOKIE).map(|v| secrets::hash_token(&v));
+    if !binding.is_some_and(|b| secrets::same(&b, &request.binding_hash)) {
+        return Err(Rejection::new(
+            Reason::OtherBrowser,
+            "the request was started in another browser (binding cookie missing or different)",
+        ));
+    }
+    Ok(Some(request))
+}
+
+/// The POSTed form, at most [`acs::MAX_BODY`] bytes: a larger body is refused as soon as its
+/// declared length or the bytes read pass the limit, without reading the rest.
+async fn read_body(body: Body) -> Result<Bytes, Rejection> {
+    axum::body::to_bytes(body, acs::MAX_BODY)
+        .await
+        .map_err(|e| {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            if too_large {
+                Rejection::new(
+                    Reason::TooLarge,
+                    format!("more than {} bytes came", acs::MAX_BODY),
+                )
+            } else {
+                Rejection::new(Reason::Malformed, "the request body could not be read")
+            }
+        })
+}
+
+/// Everything the ACS decides, short of the session.
+struct Admitted {
+    account: Account,
+    verified: Verified,
+    request: Option<store::PendingRequest>,
+}
+
+async fn admit(
+    state: &AppState,
+    connection: &Connection,
+    body: &[u8],
+    headers: &HeaderMap,
+    tx: &mut crate::db::Tx,
+    now: i64,
+) -> Result<Admitted, (Rejection, Option<store::PendingRequest>)> {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let encoded = form
+        .iter()
+        .find(|(k, _)| k == "SAMLResponse")
+        .map(|(_, v)| v.clone())
+        .ok_or((
+            Rejection::new(Reason::Malformed, "no SAMLResponse field"),
+            None,
+        ))?;
+    let compact: String = encoded.split_whitespace().collect();
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or((
+            Rejection::new(Reason::Malformed, "SAMLResponse is not base64 of UTF-8 XML"),
+            None,
+        ))?;
+    let outline = super::outline::scan(&xml).map_err(|r| (r, None))?;
+    let request = pending_request(
+        state,
+        connection,
+        outline.in_response_to.as_deref(),
+        headers,
+        now,
+    )
+    .await
+    .map_err(|r| (r, None))?;
+    let fail = |r: Rejection| (r, request.clone());
+    let ids: Option<Vec<String>> = request.as_ref().map(|r| vec![r.id.clone()]);
+    let sp = connection.sp_urls(&state.base_url());
+    let conn = connection.clone();
+    let verified = tokio::task::spawn_blocking(move || {
+        let refs: Option<Vec<&str>> = ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
+        acs::verify(&xml, outline, &conn, &sp, refs.as_deref())
+    })
+    .await
+    .map_err(|e| {
+        fail(Rejection::new(
+            Reason::Malformed,
+            format!("verification did not finish: {e}"),
+        ))
+    })?
+    .map_err(fail)?;
+    let email = acs::email_of(&verified, connection).map_err(fail)?;
+    let db_err = |e: sqlx::Error| fail(Rejection::new(Reason::Malformed, format!("database: {e}")));
+    // The replay cache: each assertion (and response) ID is accepted once until it expires.
+    for id in std::iter::once(&verified.assertion_id).chain(verified.response_id.iter()) {
+        if let Err(e) =
+            store::remember(tx, &connection.idp_entity_id, id, verified.valid_until).await
+        {
+            return Err(if crate::db::is_unique_violation(&e) {
+                fail(Rejection::new(
+                    Reason::Replayed,
+                    format!("ID {id} was already accepted"),
+                ))
+            } else {
+                db_err(e)
+            });
+        }
+    }
+    let account = accounts::store::by_email(&mut **tx, &email)
+        .await
+        .map_err(db_err)?;
+    let account = match account {
+        None => {
+            return Err(fail(Rejection::new(
+                Reason::UnknownAccount,
+                format!("no account uses {email}"),
+            )));
+        }
+        Some(a) if a.kind == AccountKind::Nulab => {
+            return Err(fail(Rejection::new(
+                Reason::NotManaged,
+                format!("{email} is a Nulab account"),
+            )));
+        }
+        Some(a) if a.org_id != Some(connection.org_id) => {
+            return Err(fail(Rejection::new(
+                Reason::UnknownAccount,
+                format!("{email} is a managed account of another organization"),
+            )));
+        }
+        Some(a) if a.status == AccountStatus::Suspended => {
+            return Err(fail(Rejection::new(
+                Reason::AccountSuspended,
+                format!("{email} is suspended"),
+            )));
+        }
+        Some(a) => a,
+    };
+    if !crate::domains::is_email_domain_verified(tx, connection.org_id, email.domain())
+        .await
+        .map_err(db_err)?
+    {
+        return Err(fail(Rejection::new(
+            Reason::DomainNotVerified,
+            format!("{} is not verified for the organization", email.domain()),
+        )));
+    }
+    if !connection.routes(email.domain()) {
+        return Err(fail(Rejection::new(
+            Reason::DomainNotRouted,
+            format!("{} is not among the connection's domains", email.domain()),
+        )));
+    }
+    if let Some(r) = &request
+        && !store::use_request(tx, &r.id, now).await.map_err(db_err)?
+    {
+        return Err(fail(Rejection::new(
+            Reason::Replayed,
+            "the request was already answered",
+        )));
+    }
+    Ok(Admitted {
+        account,
+        verified,
+        request,
+    })
+}
+
+async fn acs_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    session: Session,
+    headers: HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    body: Body,
+) -> Result<Response, AppError> {
+    let now = state.clock.now_ms();
+    let connection = match SamlConnectionId::parse(&id) {
+        Some(id) => store::by_id(state.db.pool(), id).await?,
+        None => None,
+    };
+    let Some(connection) = connection else {
+        record_failure(
+            &state,
+            None,
+            &Rejection::new(Reason::UnknownConnection, format!("connection {id}")),
+            &meta,
+            now,
+        )
+        .await?;
+        return refuse(&session, Reason::UnknownConnection).await;
+    };
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(rejection) => {
+            record_failure(&state, Some(&connection), &rejection, &meta, now).await?;
+            return refuse(&session, rejection.reason).await;
+        }
+    };
+    let mut tx = state.db.begin().await?;
+    match admit(&state, &connection, &body, &headers, &mut tx, now).await {
+        Ok(admitted) if admitted.request.as_ref().is_some_and(|r| r.is_test) => {
+            audit_connection(
+                &mut tx,
+                &connection,
+                AuditAction::SsoTestCompleted,
+                &admitted.account.actor(),
+                &meta,
+                now,
+                serde_json::json!({ "outcome": "success", "email": admitted.account.email }),
+            )
+            .await?;
+            tx.commit().await?;
+            test_page(
+                &state,
+                &session,
+                &connection,
+                "The sign-in works: this account would be signed in.",
+                None,
+                String::new(),
+                facts(&admitted.verified, Some(&admitted.account)),
+            )
+            .await
+        }
+        Ok(admitted) => {
+            accounts::store::touch_sign_in(&mut tx, admitted.account.id, now).await?;
+            audit_connection(
+                &mut tx,
+                &connection,
+                AuditAction::SsoSigninSucceeded,
+                &admitted.account.actor(),
+                &meta,
+                now,
+                serde_json::json!({ "email": admitted.account.email, "assertion_id": admitted.verified.assertion_id, "idp_initiated": admitted.request.is_none() }),
+            )
+            .await?;
+            tx.commit().await?;
+            session::sign_in(&session, &admitted.account, "saml", now).await?;
+            let to = admitted
+                .request
+                .map(|r| r.return_to)
+                .unwrap_or_else(|| "/account".to_string());
+            Ok(Redirect::to(&to).into_response())
+        }
+        Err((rejection, request)) => {
+            tx.rollback().await?;
+            record_failure(&state, Some(&connection), &rejection, &meta, now).await?;
+            if request.as_ref().is_some_and(|r| r.is_test) {
+                return test_page(
+                    &state,
+                    &session,
+                    &connection,
+                    "The sign-in would be refused.",
+                    Some(rejection.reason.code()),
+                    rejection.detail,
+                    Vec::new(),
+                )
+                .await;
+            }
+            refuse(&session, rejection.reason).await
+        }
+    }
+}
+
+fn facts(verified: &Verified, account: Option<&Account>) -> Vec<(String, String)> {
+    let shorten = |v: &str| {
+        if v.chars().count() > 80 {
+            format!("{}…", v.chars().take(80).collect::<String>())
+        } else {
+            v.to_string()
+        }
+    };
+    let mut facts = vec![
+        ("Issuer".to_string(), verified.issuer.clone()),
+        (
+            "NameID".to_string(),
+            verified.name_id.clone().unwrap_or_else(|| "(none)".into()),
+        ),
+        (
+            "NameID format".to_string(),
+            verified
+                .name_id_format
+                .clone()
+                .unwrap_or_else(|| "(none)".into()),
+        ),
+        (
+            "Assertion signed".to_string(),
+            if verified.assertion_signed {
+                "yes".into()
+            } else {
+                "no (the Response is)".into()
+            },
+        ),
+    ];
+    facts.extend(
+        verified
+            .attributes
+            .iter()
+            .map(|(name, values)| (format!("Attribute {name}"), shorten(&values.join(", ")))),
+    );
+    if let Some(account) = account {
+        facts.push((
+            "Account".to_string(),
+            format!("{} ({})", account.email, account.kind.label()),
+        ));
+    }
+    facts
+}
+
+async fn audit_connection(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    action: AuditAction,
+    actor: &Actor,
+    meta: &RequestMeta,
+    now: i64,
+    details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let mut details = details;
+    details["connection_id"] = serde_json::json!(connection.id.to_string());
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id: Some(connection.org_id),
+            action,
+            actor,
+            target: Some(Target {
+                kind: "saml_connection",
+                id: connection.id.to_string(),
+            }),
+            meta,
+            details,
+        },
+    )
+    .await
+}
+
+/// Audits a refused response in its own transaction (the sign-in's was rolled back).
+async fn record_failure(
+    state: &AppState,
+    connection: Option<&Connection>,
+    rejection: &Rejection,
+    meta: &RequestMeta,
+    now: i64,
+) -> Result<(), AppError> {
+    tracing::warn!(reason = rejection.reason.code(), "SSO sign-in refused");
+    let mut tx = state.db.begin().await?;
+    let details =
+        serde_json::json!({ "reason": rejection.reason.code(), "detail": rejection.detail });
+    let actor = Actor::Anonymous;
+    match connection {
+        Some(c) => {
+            audit_connection(
+                &mut tx,
+                c,
+                AuditAction::SsoSigninFailed,
+                &actor,
+                meta,
+                now,
+                details,
+            )
+            .await?
+        }
+        None => {
+            audit::record(
+                &mut tx,
+                now,
+                audit::Event {
+                    org_id: None,
+                    action: AuditAction::SsoSigninFailed,
+                    actor: &actor,
+                    target: None,
+                    meta,
+                    details,
+                },
+            )
+            .await?
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn refuse(session: &Session, reason: Reason) -> Result<Response, AppError> {
+    let status = match reason {
+        Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Reason::Malformed | Reason::DtdForbidden => StatusCode::BAD_REQUEST,
+        Reason::UnknownConnection => StatusCode::NOT_FOUND,
+        _ => StatusCode::FORBIDDEN,
+    };
+    let page = SsoErrorPage {
+        layout: Layout::new(session, None).await?,
+        code: reason.code(),
+        message: reason.message(),
+        not_managed: reason == Reason::NotManaged,
+    };
+    Ok((status, page).into_response())
+}
+
+async fn test_page(
+    state: &AppState,
+    session: &Session,
+    connection: &Connection,
+    outcome: &str,
+    code: Option<&'static str>,
+    detail: String,
+    facts: Vec<(String, String)>,
+) -> Result<Response, AppError> {
+    let org = crate::orgs::store::by_id(state.db.pool(), connection.org_id).await?;
+    Ok(SsoTestPage {
+        layout: Layout::new(session, None).await?,
+        connection_name: connection.name.clone(),
+        org_slug: org.map(|o| o.slug).unwrap_or_default(),
+        outcome: outcome.to_string(),
+        code,
+        detail,
+        facts,
+    }
+    .into_response())
+}

@@ -1,0 +1,263 @@
+//! The outline of a SAML response as libxml2 reads it: the structural gates the ACS applies
+//! before any signature is trusted. The document is parsed by the same library, with the same
+//! namespace resolution, that samael and xmlsec verify, only strictly (no recovery, no network,
+//! no DTD), so the assertions counted here are the ones xmlsec sees: a namespace written with
+//! character references, a split NameID or a second assertion cannot look different to this
+//! check than to the verifier. What this module learns is only ever used to refuse.
+
+use libxml::parser::{Parser, ParserOptions};
+use libxml::readonly::RoNode;
+use libxml::tree::NodeType;
+
+use super::acs::{Reason, Rejection};
+use super::dsig_policy;
+use super::metadata;
+
+const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
+const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
+const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+
+/// Facts read from the document before any signature is trusted.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub root_is_response: bool,
+    pub response_id: Option<String>,
+    pub destination: Option<String>,
+    pub in_response_to: Option<String>,
+    pub status: Option<String>,
+    pub assertions: usize,
+    pub encrypted_assertions: usize,
+    pub signatures: usize,
+    /// SignatureMethod and DigestMethod URIs.
+    pub algorithms: Vec<String>,
+    pub embedded_certs: Vec<String>,
+    /// Reference URIs of every signature.
+    pub references: Vec<String>,
+    pub audiences: Vec<String>,
+    /// A NameID or AttributeValue holds more than one text node (comments, processing
+    /// instructions, CDATA, elements or entity references split it).
+    pub split_values: bool,
+}
+
+/// Parses `xml` strictly with libxml2 and reads its outline. Refuses DTDs, encodings other
+/// than UTF-8, anything not well-formed, signature transforms outside the allow-list and
+/// signatures that do not sign exactly the element they sit in.
+pub fn scan(xml: &str) -> Result<Scan, Rejection> {
+    if metadata::has_dtd(xml) {
+        return Err(Rejection::new(
+            Reason::DtdForbidden,
+            "the document declares a DTD or entities",
+        ));
+    }
+    check_encoding(xml)?;
+    let options = ParserOptions {
+        recover: false,
+        no_net: true,
+        ..ParserOptions::default()
+    };
+    let malformed = || Rejection::new(Reason::Malformed, "not well-formed XML");
+    let doc = Parser::default()
+        .parse_string_with_options(xml, options)
+        .map_err(|_| malformed())?;
+    let root = doc.get_root_readonly().ok_or_else(malformed)?;
+    let mut sibling = root.get_prev_sibling();
+    while let Some(node) = sibling {
+        if matches!(
+            node.get_type(),
+            Some(NodeType::DTDNode | NodeType::DocumentTypeNode)
+        ) {
+            return Err(Rejection::new(
+                Reason::DtdForbidden,
+                "the document declares a DTD",
+            ));
+        }
+        sibling = node.get_prev_sibling();
+    }
+    let mut scan = Scan {
+        root_is_response: is(root, PROTOCOL, "Response"),
+        response_id: root.get_property_no_ns("ID"),
+        destination: root.get_property_no_ns("Destination"),
+        in_response_to: root.get_property_no_ns("InResponseTo"),
+        status: child(root, PROTOCOL, "Status")
+            .and_then(|s| child(s, PROTOCOL, "StatusCode"))
+            .and_then(|c| c.get_property_no_ns("Value")),
+        ..Scan::default()
+    };
+    let mut stack = vec![root];
+    while let Some(node) = stack.pop() {
+        visit(node, root, &mut scan)?;
+        stack.extend(node.get_child_elements());
+    }
+    Ok(scan)
+}
+
+/// Only UTF-8: another encoding would be decoded by libxml2 from bytes that every other reader
+/// of this request sees as UTF-8 text.
+fn check_encoding(xml: &str) -> Result<(), Rejection> {
+    let refuse = |what: &str| {
+        Err(Rejection::new(
+            Reason::Malformed,
+            format!("{what}; only UTF-8 is accepted"),
+        ))
+    };
+    if xml.contains('\0') {
+        return refuse("the document contains NUL bytes (UTF-16 or UTF-32)");
+    }
+    let body = xml.trim_start_matches('\u{feff}');
+    if let Some(decl) = body
+        .strip_prefix("<?xml")
+        .and_then(|rest| rest.split("?>").next())
+        && let Some(at) = decl.find("encoding")
+    {
+        let value: String = decl[at + "encoding".len()..]
+            .trim_start()
+            .trim_start_matches('=')
+            .trim_start()
+            .chars()
+            .skip(1)
+            .take_while(|c| *c != '"' && *c != '\'')
+            .collect();
+        if !value.eq_ignore_ascii_case("utf-8") {
+            return refuse("the document declares another encoding");
+        }
+    }
+    Ok(())
+}
+
+fn visit(node: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection> {
+    if id_attributes(node) > 1 {
+        return Err(Rejection::new(
+            Reason::Wrapped,
+            format!("<{}> carries more than one ID attribute", node.get_name()),
+        ));
+    }
+    let ns = namespace(node);
+    match (ns.as_deref(), node.get_name().as_str()) {
+        (Some(ASSERTION), "Assertion") => scan.assertions += 1,
+        (Some(ASSERTION), "EncryptedAssertion") => scan.encrypted_assertions += 1,
+        (Some(ASSERTION), "Audience") => scan.audiences.push(node.get_content().trim().into()),
+        (Some(ASSERTION), "NameID" | "AttributeValue") => {
+            scan.split_values |= is_split(node);
+        }
+        (Some(DSIG), "Signature") => {
+            scan.signatures += 1;
+            signature(node, root, scan)?;
+        }
+        (Some(DSIG), "Transform" | "CanonicalizationMethod") => {
+            let uri = node.get_property_no_ns("Algorithm").unwrap_or_default();
+            if !dsig_policy::transform_allowed(&uri) {
+                return Err(Rejection::new(
+                    Reason::TransformNotAllowed,
+                    format!("a signature asks for the transform {uri:?}, which is not allowed"),
+                ));
+            }
+        }
+        (Some(DSIG), "SignatureMethod" | "DigestMethod") => {
+            scan.algorithms
+                .push(node.get_property_no_ns("Algorithm").unwrap_or_default());
+        }
+        (Some(DSIG), "X509Certificate") => scan
+            .embedded_certs
+            .push(node.get_content().split_whitespace().collect()),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// A signature may only sit directly in the Response or an Assertion and sign exactly that
+/// element (one Reference, `#` + its ID): the shapes every IdP produces, and none of the
+/// wrapping ones.
+fn signature(sig: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection> {
+    let wrapped = |why: &str| Err(Rejection::new(Reason::Wrapped, why.to_string()));
+    let Some(parent) = sig.get_parent() else {
+        return wrapped("a signature without a parent element");
+    };
+    let signs_root = parent.to_hashable() == root.to_hashable();
+    if !signs_root && !is(parent, ASSERTION, "Assertion") {
+        return wrapped("a signature sits outside the Response and the Assertion");
+    }
+    let references: Vec<String> = child(sig, DSIG, "SignedInfo")
+        .map(|info| {
+            info.get_child_elements()
+                .into_iter()
+                .filter(|n| is(*n, DSIG, "Reference"))
+                .map(|r| r.get_property_no_ns("URI").unwrap_or_default())
+                .collect()
+        })
+        .unwrap_or_default();
+    let expected = parent.get_property_no_ns("ID").map(|id| format!("#{id}"));
+    match (references.as_slice(), expected) {
+        ([uri], Some(expected)) if *uri == expected => {
+            scan.references.push(uri.clone());
+            Ok(())
+        }
+        _ => wrapped("a signature does not reference exactly the element it sits in"),
+    }
+}
+
+/// A value is whole when it is at most one text node.
+fn is_split(node: RoNode) -> bool {
+    let children = node.get_child_nodes();
+    children.len() > 1
+        || children
+            .iter()
+            .any(|c| c.get_type() != Some(NodeType::TextNode))
+}
+
+/// How many attributes are named `ID` in any namespace (attribute pollution).
+fn id_attributes(node: RoNode) -> usize {
+    let mut count = 0;
+    // SAFETY: reads the attribute list of an element of a document that outlives this call.
+    unsafe {
+        let mut attr = (*node.node_ptr()).properties;
+        while !attr.is_null() {
+            if std::ffi::CStr::from_ptr((*attr).name.cast()).to_bytes() == b"ID" {
+                count += 1;
+            }
+            attr = (*attr).next;
+        }
+    }
+    count
+}
+
+fn namespace(node: RoNode) -> Option<String> {
+    node.get_namespace().map(|ns| ns.get_href())
+}
+
+fn is(node: RoNode, ns: &str, name: &str) -> bool {
+    node.get_name() == name && namespace(node).as_deref() == Some(ns)
+}
+
+fn child(node: RoNode, ns: &str, name: &str) -> Option<RoNode> {
+    node.get_child_elements()
+        .into_iter()
+        .find(|c| is(*c, ns, name))
+}
+
+trait NoNsProperty {
+    fn get_property_no_ns(self, name: &str) -> Option<String>;
+}
+
+impl NoNsProperty for RoNode {
+    /// An attribute without a namespace (`xmlGetNoNsProp`): `foo:ID` is not `ID`.
+    fn get_property_no_ns(self, name: &str) -> Option<String> {
+        let name = std::ffi::CString::new(name).ok()?;
+        // SAFETY: the node belongs to a live document; libxml2 returns a copy we free.
+        unsafe {
+            let value = libxml::bindings::xmlGetNoNsProp(self.node_ptr(), name.as_ptr().cast());
+            if value.is_null() {
+                return None;
+            }
+            let owned = std::ffi::CStr::from_ptr(value.cast())
+                .to_string_lossy()
+                .into_owned();
+            libc_free(value.cast());
+            Some(owned)
+        }
+    }
+}
+
+unsafe extern "C" {
+    #[link_name = "free"]
+    fn libc_free(ptr: *mut std::ffi::c_void);
+}
