@@ -55,5 +55,10 @@ impl AppState {
 
 /// The whole HTTP application: pages, the JSON API, health checks and static files.
 pub fn app(state: AppState) -> Router {
+    // Restrict xmlsec's transforms before the first request can reach it; if that fails, every
+    // SSO response is refused (`saml::acs::verify` asks again) and `serve` does not start.
+    if let Err(e) = saml::dsig_policy::harden() {
+        tracing::error!(error = %e, "SAML signature verification is unavailable");
+    }
     web::router(state)
 }

@@ -2,8 +2,11 @@
 //! rejection class of the ACS (each asserting the reason code, that no session exists and
 //! that an audit event was written), metadata in the shapes real IdPs publish, a certificate
 //! rollover, a response signed by the xmlsec1 command-line tool, and connection administration.
+//! Hostile XML (transforms, parser differentials, oversized bodies) is in `saml/xml_attacks.rs`.
 
 mod common;
+#[path = "saml/xml_attacks.rs"]
+mod xml_attacks;
 
 use std::sync::Arc;
 
