@@ -52,51 +52,50 @@ struct SsoTestPage {
     facts: Vec<(String, String)>,
 }
 
-/// The request this response answers, when it is one this browser started.
+/// The request this response answers, when it is one this browser started. Read before the
+/// transaction (verification needs its ID); [`admit`] spends it inside the transaction, so a
+/// concurrent answer to the same request still loses.
 async fn pending_request(
     state: &AppState,
     connection: &Connection,
     in_response_to: Option<&str>,
     headers: &HeaderMap,
     now: i64,
-) -> Result<Option<store::PendingRequest>, Rejection> {
+) -> Result<Option<store::PendingRequest>, Refusal> {
     let Some(irt) = in_response_to else {
         return if connection.settings.allow_idp_initiated {
             Ok(None)
         } else {
-            Err(Rejection::new(
+            Err(refused(
                 Reason::Unsolicited,
                 "the response answers no request, and IdP-initiated sign-in is off",
             ))
         };
     };
-    let lookup = store::request(state.db.pool(), irt)
-        .await
-        .map_err(|e| Rejection::new(Reason::Malformed, format!("request lookup failed: {e}")))?;
-    let request = match lookup {
+    let request = match store::request(state.db.pool(), irt).await? {
         Some(r) if r.connection_id == connection.id.to_string() => r,
         _ => {
-            return Err(Rejection::new(
+            return Err(refused(
                 Reason::UnknownRequest,
                 format!("InResponseTo {irt} is not a request of this connection"),
             ));
         }
     };
     if request.used_at.is_some() {
-        return Err(Rejection::new(
+        return Err(refused(
             Reason::Replayed,
             "the request was already answered",
         ));
     }
     if request.expires_at <= now {
-        return Err(Rejection::new(
+        return Err(refused(
             Reason::ExpiredRequest,
             "the request is older than 10 minutes",
         ));
     }
     let binding = cookie_value(headers, BINDING_COOKIE).map(|v| secrets::hash_token(&v));
     if !binding.is_some_and(|b| secrets::same(&b, &request.binding_hash)) {
-        return Err(Rejection::new(
+        return Err(refused(
             Reason::OtherBrowser,
             "the request was started in another browser (binding cookie missing or different)",
         ));
@@ -123,40 +122,60 @@ async fn read_body(body: Body) -> Result<Bytes, Rejection> {
         })
 }
 
-/// Everything the ACS decides, short of the session.
-struct Admitted {
-    account: Account,
+/// Why the ACS signs nobody in: the response was refused (a reason for the page and the audit
+/// log, with the request it answered), or this service failed (a 5xx with an error id, never
+/// blamed on the response).
+enum Refusal {
+    Refused(Rejection, Option<store::PendingRequest>),
+    Failed(AppError),
+}
+
+fn refused(reason: Reason, detail: impl Into<String>) -> Refusal {
+    Refusal::Refused(Rejection::new(reason, detail), None)
+}
+
+impl From<sqlx::Error> for Refusal {
+    fn from(e: sqlx::Error) -> Self {
+        Refusal::Failed(e.into())
+    }
+}
+
+impl Refusal {
+    /// Names the request this refusal answered (so that a "test connection" run shows it).
+    fn answering(self, request: &Option<store::PendingRequest>) -> Self {
+        match self {
+            Refusal::Refused(r, None) => Refusal::Refused(r, request.clone()),
+            other => other,
+        }
+    }
+}
+
+/// A response whose signatures and conditions hold, before the account rules.
+struct Checked {
     verified: Verified,
+    email: accounts::Email,
     request: Option<store::PendingRequest>,
 }
 
-async fn admit(
+/// Everything that needs no transaction: decoding, the outline, the request it answers, and
+/// the signature check on the blocking pool.
+async fn check(
     state: &AppState,
     connection: &Connection,
     body: &[u8],
     headers: &HeaderMap,
-    tx: &mut crate::db::Tx,
     now: i64,
-) -> Result<Admitted, (Rejection, Option<store::PendingRequest>)> {
-    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
-    let encoded = form
-        .iter()
+) -> Result<Checked, Refusal> {
+    let encoded = url::form_urlencoded::parse(body)
         .find(|(k, _)| k == "SAMLResponse")
-        .map(|(_, v)| v.clone())
-        .ok_or((
-            Rejection::new(Reason::Malformed, "no SAMLResponse field"),
-            None,
-        ))?;
-    let compact: String = encoded.split_whitespace().collect();
+        .map(|(_, v)| v.split_whitespace().collect::<String>())
+        .ok_or_else(|| refused(Reason::Malformed, "no SAMLResponse field"))?;
     let xml = base64::engine::general_purpose::STANDARD
-        .decode(compact)
+        .decode(encoded)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or((
-            Rejection::new(Reason::Malformed, "SAMLResponse is not base64 of UTF-8 XML"),
-            None,
-        ))?;
-    let outline = super::outline::scan(&xml).map_err(|r| (r, None))?;
+        .ok_or_else(|| refused(Reason::Malformed, "SAMLResponse is not base64 of UTF-8 XML"))?;
+    let outline = super::outline::scan(&xml).map_err(|r| Refusal::Refused(r, None))?;
     let request = pending_request(
         state,
         connection,
@@ -164,9 +183,7 @@ async fn admit(
         headers,
         now,
     )
-    .await
-    .map_err(|r| (r, None))?;
-    let fail = |r: Rejection| (r, request.clone());
+    .await?;
     let ids: Option<Vec<String>> = request.as_ref().map(|r| vec![r.id.clone()]);
     let sp = connection.sp_urls(&state.base_url());
     let conn = connection.clone();
@@ -175,88 +192,138 @@ async fn admit(
         acs::verify(&xml, outline, &conn, &sp, refs.as_deref())
     })
     .await
-    .map_err(|e| {
-        fail(Rejection::new(
-            Reason::Malformed,
-            format!("verification did not finish: {e}"),
-        ))
-    })?
-    .map_err(fail)?;
-    let email = acs::email_of(&verified, connection).map_err(fail)?;
-    let db_err = |e: sqlx::Error| fail(Rejection::new(Reason::Malformed, format!("database: {e}")));
-    // The replay cache: each assertion (and response) ID is accepted once until it expires.
-    for id in std::iter::once(&verified.assertion_id).chain(verified.response_id.iter()) {
-        if let Err(e) =
-            store::remember(tx, &connection.idp_entity_id, id, verified.valid_until).await
-        {
-            return Err(if crate::db::is_unique_violation(&e) {
-                fail(Rejection::new(
-                    Reason::Replayed,
-                    format!("ID {id} was already accepted"),
-                ))
-            } else {
-                db_err(e)
-            });
-        }
+    .map_err(|e| Refusal::Failed(anyhow::anyhow!("signature check did not finish: {e}").into()))?
+    .map_err(|r| Refusal::Refused(r, request.clone()))?;
+    let email =
+        acs::email_of(&verified, connection).map_err(|r| Refusal::Refused(r, request.clone()))?;
+    Ok(Checked {
+        verified,
+        email,
+        request,
+    })
+}
+
+/// Everything the ACS decides, short of the session.
+struct Admitted {
+    account: Account,
+    verified: Verified,
+    request: Option<store::PendingRequest>,
+}
+
+/// The replay cache, the account rules, the domain rules and spending the request, inside `tx`.
+async fn admit(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    checked: Checked,
+    now: i64,
+) -> Result<Admitted, Refusal> {
+    let Checked {
+        verified,
+        email,
+        request,
+    } = checked;
+    let account = async {
+        remember(tx, connection, &verified).await?;
+        let account = admit_account(tx, connection, &email).await?;
+        admit_domain(tx, connection, &email, request.as_ref(), now).await?;
+        Ok(account)
     }
-    let account = accounts::store::by_email(&mut **tx, &email)
-        .await
-        .map_err(db_err)?;
-    let account = match account {
-        None => {
-            return Err(fail(Rejection::new(
-                Reason::UnknownAccount,
-                format!("no account uses {email}"),
-            )));
-        }
-        Some(a) if a.kind == AccountKind::Nulab => {
-            return Err(fail(Rejection::new(
-                Reason::NotManaged,
-                format!("{email} is a Nulab account"),
-            )));
-        }
-        Some(a) if a.org_id != Some(connection.org_id) => {
-            return Err(fail(Rejection::new(
-                Reason::UnknownAccount,
-                format!("{email} is a managed account of another organization"),
-            )));
-        }
-        Some(a) if a.status == AccountStatus::Suspended => {
-            return Err(fail(Rejection::new(
-                Reason::AccountSuspended,
-                format!("{email} is suspended"),
-            )));
-        }
-        Some(a) => a,
-    };
-    if !crate::domains::is_email_domain_verified(tx, connection.org_id, email.domain())
-        .await
-        .map_err(db_err)?
-    {
-        return Err(fail(Rejection::new(
-            Reason::DomainNotVerified,
-            format!("{} is not verified for the organization", email.domain()),
-        )));
-    }
-    if !connection.routes(email.domain()) {
-        return Err(fail(Rejection::new(
-            Reason::DomainNotRouted,
-            format!("{} is not among the connection's domains", email.domain()),
-        )));
-    }
-    if let Some(r) = &request
-        && !store::use_request(tx, &r.id, now).await.map_err(db_err)?
-    {
-        return Err(fail(Rejection::new(
-            Reason::Replayed,
-            "the request was already answered",
-        )));
-    }
+    .await
+    .map_err(|r: Refusal| r.answering(&request))?;
     Ok(Admitted {
         account,
         verified,
         request,
     })
+}
+
+/// The replay cache: each assertion and response ID is accepted once until it expires.
+async fn remember(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    verified: &Verified,
+) -> Result<(), Refusal> {
+    if let Err(e) = store::remember(
+        tx,
+        &connection.idp_entity_id,
+        &verified.assertion_id,
+        verified.response_id.as_deref(),
+        verified.valid_until,
+    )
+    .await
+    {
+        return Err(if crate::db::is_unique_violation(&e) {
+            refused(
+                Reason::Replayed,
+                format!(
+                    "assertion {} or response {:?} was already accepted",
+                    verified.assertion_id, verified.response_id
+                ),
+            )
+        } else {
+            e.into()
+        });
+    }
+    Ok(())
+}
+
+/// The email's domain is verified for the organization and routed to this connection; the
+/// request is spent once.
+async fn admit_domain(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    email: &accounts::Email,
+    request: Option<&store::PendingRequest>,
+    now: i64,
+) -> Result<(), Refusal> {
+    if !crate::domains::is_email_domain_verified(tx, connection.org_id, email.domain()).await? {
+        return Err(refused(
+            Reason::DomainNotVerified,
+            format!("{} is not verified for the organization", email.domain()),
+        ));
+    }
+    if !connection.routes(email.domain()) {
+        return Err(refused(
+            Reason::DomainNotRouted,
+            format!("{} is not among the connection's domains", email.domain()),
+        ));
+    }
+    if let Some(r) = request
+        && !store::use_request(tx, &r.id, now).await?
+    {
+        return Err(refused(
+            Reason::Replayed,
+            "the request was already answered",
+        ));
+    }
+    Ok(())
+}
+
+/// The active managed account of the connection's organization with this email.
+async fn admit_account(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    email: &accounts::Email,
+) -> Result<Account, Refusal> {
+    match accounts::store::by_email(&mut **tx, email).await? {
+        None => Err(refused(
+            Reason::UnknownAccount,
+            format!("no account uses {email}"),
+        )),
+        Some(a) if a.kind == AccountKind::Nulab => Err(refused(
+            Reason::NotManaged,
+            format!("{email} is a Nulab account"),
+        )),
+        Some(a) if a.org_id != Some(connection.org_id) => Err(refused(
+            Reason::UnknownAccount,
+            format!("{email} is a managed account of another organization"),
+        )),
+        Some(a) if a.status == AccountStatus::Suspended => Err(refused(
+            Reason::AccountSuspended,
+            format!("{email} is suspended"),
+        )),
+        Some(a) => Ok(a),
+    }
 }
 
 async fn acs_post(
@@ -286,12 +353,29 @@ async fn acs_post(
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(rejection) => {
-            record_failure(&state, Some(&connection), &rejection, &meta, now).await?;
-            return refuse(&session, rejection.reason).await;
+            return refused_page(&state, &session, &connection, rejection, None, &meta, now).await;
+        }
+    };
+    // CPU work (decoding, parsing, the signature check) happens before the transaction opens:
+    // on SQLite the transaction holds the database's write lock.
+    let checked = match check(&state, &connection, &body, &headers, now).await {
+        Ok(checked) => checked,
+        Err(Refusal::Failed(e)) => return Err(e),
+        Err(Refusal::Refused(rejection, request)) => {
+            return refused_page(
+                &state,
+                &session,
+                &connection,
+                rejection,
+                request,
+                &meta,
+                now,
+            )
+            .await;
         }
     };
     let mut tx = state.db.begin().await?;
-    match admit(&state, &connection, &body, &headers, &mut tx, now).await {
+    match admit(&mut tx, &connection, checked, now).await {
         Ok(admitted) if admitted.request.as_ref().is_some_and(|r| r.is_test) => {
             audit_connection(
                 &mut tx,
@@ -335,24 +419,47 @@ async fn acs_post(
                 .unwrap_or_else(|| "/account".to_string());
             Ok(Redirect::to(&to).into_response())
         }
-        Err((rejection, request)) => {
+        Err(Refusal::Failed(e)) => Err(e),
+        Err(Refusal::Refused(rejection, request)) => {
             tx.rollback().await?;
-            record_failure(&state, Some(&connection), &rejection, &meta, now).await?;
-            if request.as_ref().is_some_and(|r| r.is_test) {
-                return test_page(
-                    &state,
-                    &session,
-                    &connection,
-                    "The sign-in would be refused.",
-                    Some(rejection.reason.code()),
-                    rejection.detail,
-                    Vec::new(),
-                )
-                .await;
-            }
-            refuse(&session, rejection.reason).await
+            refused_page(
+                &state,
+                &session,
+                &connection,
+                rejection,
+                request,
+                &meta,
+                now,
+            )
+            .await
         }
     }
+}
+
+/// Audits a refused response and shows which rule failed (on the test page for a test run).
+async fn refused_page(
+    state: &AppState,
+    session: &Session,
+    connection: &Connection,
+    rejection: Rejection,
+    request: Option<store::PendingRequest>,
+    meta: &RequestMeta,
+    now: i64,
+) -> Result<Response, AppError> {
+    record_failure(state, Some(connection), &rejection, meta, now).await?;
+    if request.as_ref().is_some_and(|r| r.is_test) {
+        return test_page(
+            state,
+            session,
+            connection,
+            "The sign-in would be refused.",
+            Some(rejection.reason.code()),
+            rejection.detail,
+            Vec::new(),
+        )
+        .await;
+    }
+    refuse(session, rejection.reason).await
 }
 
 fn facts(verified: &Verified, account: Option<&Account>) -> Vec<(String, String)> {

@@ -247,20 +247,28 @@ pub(super) async fn use_request(tx: &mut Tx, id: &str, now: i64) -> Result<bool,
 
 const REMEMBER: &str =
     "INSERT INTO saml_replay (idp_entity_id, message_id, expires_at) VALUES ($1, $2, $3)";
+const REMEMBER_TWO: &str = "INSERT INTO saml_replay (idp_entity_id, message_id, expires_at) \
+     VALUES ($1, $2, $4), ($1, $3, $4)";
 
-/// Records an accepted message ID; a unique violation means it was seen before.
+/// Records the accepted message IDs (an assertion's, and its response's when it has one) in
+/// one statement; a unique violation means one of them was seen before.
 pub(super) async fn remember(
     tx: &mut Tx,
     idp: &str,
-    message_id: &str,
+    assertion_id: &str,
+    response_id: Option<&str>,
     expires_at: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(REMEMBER)
-        .bind(idp.to_string())
-        .bind(message_id.to_string())
-        .bind(expires_at)
-        .execute(&mut **tx)
-        .await?;
+    let query = match response_id {
+        Some(response_id) => sqlx::query(REMEMBER_TWO)
+            .bind(idp.to_string())
+            .bind(assertion_id.to_string())
+            .bind(response_id.to_string()),
+        None => sqlx::query(REMEMBER)
+            .bind(idp.to_string())
+            .bind(assertion_id.to_string()),
+    };
+    query.bind(expires_at).execute(&mut **tx).await?;
     Ok(())
 }
 

@@ -3,7 +3,8 @@
 //! HMAC signature method, parser differentials (a second assertion or a split NameID behind a
 //! namespace written with character references, a polluted ID attribute, an XPointer
 //! reference, another encoding) and an oversized body. Each is refused with its reason code,
-//! no session and an audit event, and leaves the browser's sign-in request usable.
+//! no session and an audit event, and leaves the browser's sign-in request usable. A failure
+//! of the database after verification is this service's 5xx, never blamed on the response.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -295,4 +296,40 @@ async fn xslt_never_runs(backend: Backend) {
 both!(
     a_response_valid_only_if_its_xslt_ran_is_refused,
     xslt_never_runs
+);
+
+async fn database_failure(backend: Backend) {
+    let s = sso(backend).await;
+    let browser = s.server.client();
+    let started = s.start(&browser).await;
+    let (_, xml) = genuine(&s, &started.request_id);
+    // The replay cache is written inside the sign-in's transaction: without it, the database
+    // fails there, after the response was verified.
+    sqlx::query("DROP TABLE saml_replay")
+        .execute(s.server.db().pool())
+        .await
+        .unwrap();
+    let failures_before = s.server.audit_actions(50).await;
+    let res = s
+        .post(
+            &browser,
+            &STANDARD.encode(&xml),
+            &started.relay_state,
+            Some(&started.cookie),
+        )
+        .await;
+    assert_eq!(res.status(), 500, "our failure, not the IdP's");
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Error id: <code>"), "{page}");
+    assert!(!page.contains("malformed_response"), "{page}");
+    assert!(s.signed_in_as(&browser).await.is_none());
+    assert_eq!(
+        s.server.audit_actions(50).await,
+        failures_before,
+        "nothing blamed on the response"
+    );
+}
+both!(
+    a_database_failure_in_the_acs_is_a_5xx_with_an_error_id,
+    database_failure
 );
