@@ -527,6 +527,75 @@ async fn wrapping(backend: Backend) {
 }
 both!(signature_wrapping_is_refused, wrapping);
 
+/// Python's standard cookie jar, the policy of `requests` too: Secure cookies go over https only.
+const PYTHON_CLIENT: &str = r#"
+import http.cookiejar, sys, urllib.parse, urllib.request
+mode, url, jar_path = sys.argv[1:4]
+jar = http.cookiejar.MozillaCookieJar(jar_path)
+if mode == "post":
+    jar.load(ignore_discard=True)
+class Stay(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args):
+        return None
+opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), Stay)
+data = None
+if mode == "post":
+    data = urllib.parse.urlencode({"SAMLResponse": open(sys.argv[4]).read()}).encode()
+try:
+    res = opener.open(urllib.request.Request(url, data=data))
+    status, location = res.status, res.headers.get("Location", "")
+except urllib.error.HTTPError as e:
+    status, location = e.code, e.headers.get("Location", "")
+jar.save(ignore_discard=True)
+print(status, location)
+"#;
+
+fn python(args: &[&str]) -> (u16, String) {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(PYTHON_CLIENT)
+        .args(args)
+        .output()
+        .expect("python3 (Debian package python3) must be installed: scripts/setup.sh --test");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, location) = stdout.trim().split_once(' ').unwrap_or((stdout.trim(), ""));
+    (status.parse().unwrap(), location.to_string())
+}
+
+async fn non_browser_client(backend: Backend) {
+    let s = sso(backend).await;
+    // An HTTP client library with its own cookie jar, as an integrator's test suite drives
+    // SP-initiated sign-in against a local server over plain http.
+    let dir = tempfile::tempdir().unwrap();
+    let jar = dir.path().join("cookies.txt");
+    let jar = jar.to_str().unwrap();
+    let login = s.connection["login_url"].as_str().unwrap().to_string();
+    let (status, location) = python(&["start", &login, jar]);
+    assert_eq!(status, 303);
+    let query: Vec<(String, String)> = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    let saml_request = &query.iter().find(|(k, _)| k == "SAMLRequest").unwrap().1;
+    let request = nulab_pass::saml::mock_idp_server::read_request(saml_request).unwrap();
+    let spec = ResponseSpec::new("mia@corp.test", &s.acs(), &s.audience(), Some(&request.id));
+    let response = dir.path().join("response.b64");
+    std::fs::write(&response, s.idp.response_b64(&spec).unwrap()).unwrap();
+    let (status, location) = python(&["post", &s.acs(), jar, response.to_str().unwrap()]);
+    assert_eq!(status, 303, "signed in, not refused as another browser");
+    assert_eq!(location, "/account");
+}
+both!(
+    a_non_browser_client_signs_in_over_plain_http,
+    non_browser_client
+);
+
 async fn request_binding(backend: Backend) {
     let s = sso(backend).await;
     // Another browser's request: the response arrives without (or with another) binding cookie.

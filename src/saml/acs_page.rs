@@ -15,7 +15,7 @@ use base64::Engine;
 use tower_sessions::Session;
 
 use super::acs::{self, Reason, Rejection, Verified};
-use super::pages::{BINDING_COOKIE, cookie_value};
+use super::pages::binding_value;
 use super::{Connection, store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
@@ -93,7 +93,7 @@ async fn pending_request(
             "the request is older than 10 minutes",
         ));
     }
-    let binding = cookie_value(headers, BINDING_COOKIE).map(|v| secrets::hash_token(&v));
+    let binding = binding_value(headers).map(|v| secrets::hash_token(&v));
     if !binding.is_some_and(|b| secrets::same(&b, &request.binding_hash)) {
         return Err(refused(
             Reason::OtherBrowser,

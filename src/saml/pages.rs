@@ -17,6 +17,10 @@ use crate::web::error::AppError;
 /// Cookie that binds an AuthnRequest to the browser that started it. It must survive the
 /// IdP's cross-site POST to the ACS, which SameSite=Lax cookies do not.
 pub const BINDING_COOKIE: &str = "nulab_pass_sso";
+/// The same binding without a SameSite attribute (and Secure only on https), read when the
+/// first is absent: HTTP clients that are not browsers (Python requests, Go, Java, curl) send
+/// Secure cookies over https only, and some older browsers drop `SameSite=None` cookies.
+pub const BINDING_COOKIE_FALLBACK: &str = "nulab_pass_sso_compat";
 /// How long a started sign-in may take.
 pub const REQUEST_LIFETIME_MS: i64 = 10 * 60 * 1000;
 
@@ -28,7 +32,9 @@ pub fn routes() -> Router<AppState> {
         .merge(super::admin::routes())
 }
 
-fn binding_cookie(value: &str, base_url: &str) -> HeaderValue {
+/// The two binding cookies for `value`: `SameSite=None; Secure` (on https and loopback, which
+/// browsers treat as secure) and the fallback without SameSite.
+fn binding_cookies(value: &str, base_url: &str) -> [HeaderValue; 2] {
     let url = url::Url::parse(base_url).ok();
     let https = base_url.starts_with("https://");
     let loopback = url
@@ -41,13 +47,25 @@ fn binding_cookie(value: &str, base_url: &str) -> HeaderValue {
     } else {
         ""
     };
-    HeaderValue::from_str(&format!(
-        "{BINDING_COOKIE}={value}; Path=/sso; Max-Age=600; HttpOnly{same_site}"
-    ))
-    .unwrap_or_else(|_| HeaderValue::from_static("nulab_pass_sso=; Max-Age=0"))
+    let secure = if https { "; Secure" } else { "" };
+    let cookie = |name: &str, extra: &str| {
+        HeaderValue::from_str(&format!(
+            "{name}={value}; Path=/sso; Max-Age=600; HttpOnly{extra}"
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("nulab_pass_sso=; Max-Age=0"))
+    };
+    [
+        cookie(BINDING_COOKIE, same_site),
+        cookie(BINDING_COOKIE_FALLBACK, secure),
+    ]
 }
 
-pub(super) fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+/// The browser's binding value: the main cookie, else the fallback.
+pub(super) fn binding_value(headers: &HeaderMap) -> Option<String> {
+    cookie_value(headers, BINDING_COOKIE).or_else(|| cookie_value(headers, BINDING_COOKIE_FALLBACK))
+}
+
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -92,7 +110,7 @@ pub async fn start(
         .sso_url()
         .ok_or_else(|| AppError::bad_request("The connection has no single sign-on URL."))?
         .to_string();
-    let binding = cookie_value(headers, BINDING_COOKIE)
+    let binding = binding_value(headers)
         .filter(|v| v.len() >= 40)
         .unwrap_or_else(|| secrets::new_token(""));
     let now = state.clock.now_ms();
@@ -124,10 +142,9 @@ pub async fn start(
         .then_some(keys.as_ref());
     let target = sp::redirect_url(&sso_url, &xml, &relay, signing)?;
     let mut response = Redirect::to(&target).into_response();
-    response.headers_mut().append(
-        header::SET_COOKIE,
-        binding_cookie(&binding, &state.base_url()),
-    );
+    for cookie in binding_cookies(&binding, &state.base_url()) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
     Ok(response)
 }
 
