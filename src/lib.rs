@@ -2,8 +2,8 @@
 //! [`app`] builds the HTTP router from an [`AppState`]; `main.rs` only parses the command line.
 
 pub mod accounts;
-pub mod api;
 pub mod api_tokens;
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod clock;
@@ -55,5 +55,5 @@ impl AppState {
 
 /// The whole HTTP application: pages, the JSON API, health checks and static files.
 pub fn app(state: AppState) -> Router {
-    web::router(state)
+    app::router(state)
 }

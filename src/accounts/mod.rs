@@ -163,6 +163,15 @@ pub struct Account {
     pub must_change_password: bool,
 }
 
+impl crate::web::session::SessionAccount for Account {
+    fn account_id(&self) -> AccountId {
+        self.id
+    }
+    fn email(&self) -> &str {
+        &self.email
+    }
+}
+
 impl Account {
     /// The audit actor for this account.
     pub fn actor(&self) -> Actor {
@@ -468,7 +477,7 @@ pub async fn sign_in_with_password(
     };
     let outcome = match (&found, verified) {
         _ if paused.is_some() => Err(AccountError::SignInPaused(
-            paused.map(crate::web::format_time).unwrap_or_default(),
+            paused.map(crate::clock::format_time).unwrap_or_default(),
         )),
         (Some((account, _)), true) if account.status == AccountStatus::Active => {
             let policy = policy_for(db.pool(), account).await?;

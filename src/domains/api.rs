@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Domain, DomainError, DomainId, DomainSettings, DomainStatus, TxtLookup};
 use crate::AppState;
-use crate::api::ErrorBody;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::{ApiAdmin, ApiJson};
 

@@ -9,8 +9,8 @@ use super::csv::BulkReport;
 use super::policy::PasswordPolicy;
 use super::{ManagedAccount, ManagedChanges, NewManaged, Seats};
 use crate::AppState;
-use crate::api::ErrorBody;
 use crate::ids::AccountId;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::{ApiAdmin, ApiJson};
 

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::{Member, MemberFilter, Org, Role};
 use crate::AppState;
 use crate::accounts::{AccountKind, AccountStatus};
-use crate::api::ErrorBody;
 use crate::ids::AccountId;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::{ApiAdmin, ApiJson};
 

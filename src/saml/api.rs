@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use super::metadata::Certificate;
 use super::{Connection, ConnectionSettings, NewConnection, SettingsChange, SpUrls};
 use crate::AppState;
-use crate::api::ErrorBody;
 use crate::ids::SamlConnectionId;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::{ApiAdmin, ApiJson};
 

@@ -5,7 +5,7 @@ use axum::extract::State;
 
 use super::SessionSettings;
 use crate::AppState;
-use crate::api::ErrorBody;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::{ApiAdmin, ApiJson};
 
