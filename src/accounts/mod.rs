@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod pages;
 pub mod password;
 pub mod password_pages;
+pub mod session;
 pub mod store;
 pub mod throttle;
 pub mod totp;
@@ -22,6 +23,7 @@ use crate::secrets;
 
 pub use crate::ids::AccountId;
 use crate::ids::OrgId;
+use crate::web::error::AppError;
 
 /// A validated email address; the domain is lowercase. [`Email::normalized`] is the
 /// case-insensitive key that makes emails unique.
@@ -227,6 +229,33 @@ pub enum AccountError {
     Hash(#[from] password::HashError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// How AccountError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<AccountError> for AppError {
+    fn from(err: AccountError) -> AppError {
+        use axum::http::StatusCode as S;
+        let (status, code) = match &err {
+            AccountError::InvalidEmail(_) => (S::BAD_REQUEST, "invalid_email"),
+            AccountError::EmailTaken => (S::CONFLICT, "email_taken"),
+            AccountError::InvalidName => (S::BAD_REQUEST, "invalid_name"),
+            AccountError::WeakPassword(_) => (S::BAD_REQUEST, "weak_password"),
+            AccountError::PasswordSignInDisabled => (S::FORBIDDEN, "password_sign_in_disabled"),
+            AccountError::WrongCurrentPassword => (S::FORBIDDEN, "wrong_password"),
+            AccountError::ManagedByOrg(_) => (S::FORBIDDEN, "managed_by_org"),
+            AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
+            AccountError::Suspended => (S::FORBIDDEN, "account_suspended"),
+            AccountError::SignInPaused(_) => (S::TOO_MANY_REQUESTS, "sign_in_paused"),
+            AccountError::SecondFactorNotSetUp(_) => (S::FORBIDDEN, "second_factor_not_set_up"),
+            AccountError::LinkInvalid => (S::BAD_REQUEST, "link_invalid"),
+            AccountError::LinkExpired => (S::GONE, "link_expired"),
+            AccountError::LinkUsed => (S::GONE, "link_used"),
+            AccountError::Mail(_) | AccountError::Hash(_) | AccountError::Db(_) => {
+                return AppError::Internal(err.into());
+            }
+        };
+        AppError::client(status, code, err.to_string())
+    }
 }
 
 /// Longest password accepted anywhere (argon2 accepts more; this bounds the work per request).

@@ -11,10 +11,11 @@ use tower_sessions::Session;
 
 use super::{AccountError, Email, NewAccount};
 use crate::AppState;
+use crate::accounts::session::SignedIn;
 use crate::audit::{self, Actor, AuditAction, Target};
 use crate::orgs::{Org, Role};
 use crate::web::error::AppError;
-use crate::web::extract::{ClientMeta, PageForm, SignedIn};
+use crate::web::extract::{ClientMeta, PageForm};
 use crate::web::{Layout, session};
 
 pub fn routes() -> Router<AppState> {

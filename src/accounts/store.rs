@@ -326,3 +326,52 @@ pub async fn set_email(
         .await?;
     Ok(())
 }
+
+const LIFETIME: &str = "SELECT lifetime_hours FROM session_settings WHERE org_id = $1";
+
+/// The org's configured session lifetime in hours, if it set one.
+pub async fn lifetime_hours<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(LIFETIME)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.map(|r| r.try_get("lifetime_hours")).transpose()
+}
+
+const PUT_LIFETIME: &str = "INSERT INTO session_settings (org_id, lifetime_hours, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (org_id) DO UPDATE SET lifetime_hours = excluded.lifetime_hours, \
+     updated_at = excluded.updated_at";
+
+pub async fn put_lifetime_hours(
+    tx: &mut Tx,
+    org: OrgId,
+    hours: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(PUT_LIFETIME)
+        .bind(org.to_string())
+        .bind(hours)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SHORTEST_LIFETIME: &str = "SELECT MIN(s.lifetime_hours) AS hours FROM session_settings s \
+     WHERE s.org_id IN (SELECT m.org_id FROM memberships m WHERE m.account_id = $1) \
+     OR s.org_id = (SELECT a.org_id FROM accounts a WHERE a.id = $1)";
+
+/// The shortest session lifetime among the organizations the account belongs to.
+pub async fn shortest_lifetime_hours<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(SHORTEST_LIFETIME)
+        .bind(account.to_string())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("hours")
+}

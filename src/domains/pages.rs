@@ -13,8 +13,9 @@ use super::{Domain, DomainError, DomainId, DomainSettings, DomainStatus, TxtLook
 use crate::AppState;
 use crate::clock::format_time;
 use crate::orgs::Org;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm};
+use crate::web::extract::PageForm;
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {

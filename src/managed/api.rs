@@ -9,10 +9,11 @@ use super::csv::BulkReport;
 use super::policy::PasswordPolicy;
 use super::{ManagedAccount, ManagedChanges, NewManaged, Seats};
 use crate::AppState;
+use crate::api_tokens::extract::ApiAdmin;
 use crate::ids::AccountId;
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
-use crate::web::extract::{ApiAdmin, ApiJson};
+use crate::web::extract::ApiJson;
 
 fn id_in_path(raw: &str) -> Result<AccountId, ApiError> {
     AccountId::parse(raw).ok_or_else(|| {

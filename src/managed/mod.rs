@@ -17,6 +17,7 @@ use crate::ids::{AccountId, OrgId};
 use crate::mail::{self, Mail, MailAction, MailError};
 use crate::orgs::{self, AdminScope, Org, Role};
 use crate::secrets;
+use crate::web::error::AppError;
 use crate::web::session;
 use policy::PasswordPolicy;
 
@@ -64,6 +65,32 @@ pub enum ManagedError {
     Mail(#[from] MailError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// How ManagedError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<ManagedError> for AppError {
+    fn from(err: ManagedError) -> AppError {
+        use ManagedError as E;
+        use axum::http::StatusCode as S;
+        let message = err.to_string();
+        let (status, code) = match err {
+            E::Account(inner) => return inner.into(),
+            E::Org(inner) => return inner.into(),
+            E::Mail(inner) => return inner.into(),
+            E::Db(inner) => return inner.into(),
+            E::DomainNotVerified(_) => (S::CONFLICT, "domain_not_verified"),
+            E::NoFreeSeats { .. } => (S::CONFLICT, "no_free_seats"),
+            E::NotFound => (S::NOT_FOUND, "not_found"),
+            E::InvalidPolicy(_) => (S::BAD_REQUEST, "invalid_policy"),
+            E::LastAdmin => (S::CONFLICT, "last_admin"),
+            E::SeatsBelowUsage { .. } => (S::CONFLICT, "seats_below_usage"),
+            E::InvalidSeats => (S::BAD_REQUEST, "invalid_seats"),
+            E::NotAllowedForManaged(_) => (S::FORBIDDEN, "managed_by_org"),
+            E::InvalidRole => (S::BAD_REQUEST, "invalid_role"),
+            E::NoBreakGlassAdmin => (S::CONFLICT, "no_break_glass_admin"),
+        };
+        AppError::client(status, code, message)
+    }
 }
 
 /// A managed account to create.

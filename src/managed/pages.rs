@@ -15,9 +15,10 @@ use super::{ManagedChanges, NewManaged, Seats};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind};
 use crate::ids::AccountId;
+use crate::orgs::extract::OrgAdmin;
 use crate::orgs::{Member, Org, Role};
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm, UploadedText};
+use crate::web::extract::{PageForm, UploadedText};
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {

@@ -17,8 +17,9 @@ use super::{MigrationId, MigrationRequest, Wanted};
 use crate::AppState;
 use crate::clock::format_time;
 use crate::orgs::Org;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm, UploadedText};
+use crate::web::extract::{PageForm, UploadedText};
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {

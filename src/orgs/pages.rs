@@ -11,11 +11,13 @@ use serde::Deserialize;
 use super::{MemberFilter, Org, OrgSlug, Role};
 use crate::AppState;
 use crate::accounts::pages::form_error;
+use crate::accounts::session::SignedIn;
 use crate::accounts::{AccountKind, AccountStatus};
 use crate::ids::AccountId;
 use crate::orgs::Member;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm, SignedIn};
+use crate::web::extract::PageForm;
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {

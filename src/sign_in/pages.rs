@@ -233,7 +233,7 @@ async fn finish(
     if second_factor {
         session.insert(session::SECOND_FACTOR_KEY, "otp").await?;
     }
-    super::session_alive(state, session, account).await?;
+    crate::accounts::session::session_alive(state, session, account).await?;
     if must_change {
         session.insert(session::MUST_CHANGE_KEY, true).await?;
         session
