@@ -71,6 +71,11 @@ pub async fn session_alive(
             until
         }
     };
+    // Every sign-in of the account that started before the stamp has ended.
+    let auth_at = session.get::<i64>(session::AUTH_AT_KEY).await?.unwrap_or(0);
+    if auth_at < account.sessions_valid_after {
+        return Ok(false);
+    }
     Ok(until == 0 || now < until)
 }
 

@@ -6,9 +6,9 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::csv::BulkReport;
-use super::policy::PasswordPolicy;
 use super::{ManagedAccount, ManagedChanges, NewManaged, Seats};
 use crate::AppState;
+use crate::accounts::policy::PasswordPolicy;
 use crate::api_tokens::extract::ApiAdmin;
 use crate::ids::AccountId;
 use crate::web::ErrorBody;
@@ -194,7 +194,7 @@ pub async fn get_policy(
     ApiAdmin(scope): ApiAdmin,
 ) -> Result<Json<PasswordPolicy>, ApiError> {
     Ok(Json(
-        super::store::policy(state.db.pool(), scope.org().id)
+        crate::accounts::store::policy(state.db.pool(), scope.org().id)
             .await
             .map_err(AppError::from)?,
     ))

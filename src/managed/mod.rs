@@ -4,11 +4,12 @@
 pub mod api;
 pub mod csv;
 pub mod pages;
-pub mod policy;
+
 pub mod store;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountError, AccountKind, AccountStatus, Email};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
@@ -18,8 +19,6 @@ use crate::mail::{self, Mail, MailAction, MailError};
 use crate::orgs::{self, AdminScope, Org, Role};
 use crate::secrets;
 use crate::web::error::AppError;
-use crate::web::session;
-use policy::PasswordPolicy;
 
 /// Lifetime of an activation link (first password).
 pub const ACTIVATION_LINK_MS: i64 = 7 * DAY_MS;
@@ -167,7 +166,7 @@ pub async fn prepare_password(
 ) -> Result<Option<String>, ManagedError> {
     match password.filter(|p| !p.is_empty()) {
         Some(password) => {
-            let policy = store::policy(pool, org).await?;
+            let policy = crate::accounts::store::policy(pool, org).await?;
             accounts::check_new_password(&policy, password)?;
             Ok(Some(
                 accounts::password::hash(password)
@@ -373,8 +372,7 @@ pub async fn suspend(
     }
     keep_an_admin(tx, scope.org().id, id).await?;
     store::set_status(tx, id, AccountStatus::Suspended.as_str(), now).await?;
-    let ended = session::end_all_for(tx, id).await?;
-    crate::oidc::revoke_all_for(tx, id, now).await?;
+    let ended = crate::accounts::end_every_sign_in(tx, id, now).await?;
     scope
         .audit(
             tx,
@@ -425,8 +423,7 @@ pub async fn sign_out_everywhere(
     id: AccountId,
 ) -> Result<u64, ManagedError> {
     let account = get(tx, scope.org().id, id).await?;
-    let ended = session::end_all_for(tx, id).await?;
-    crate::oidc::revoke_all_for(tx, id, now).await?;
+    let ended = crate::accounts::end_every_sign_in(tx, id, now).await?;
     scope
         .audit(
             tx,
@@ -461,8 +458,7 @@ pub async fn reset_password(
     .await?;
     if force_change {
         store::force_password_change(tx, id, now).await?;
-        session::end_all_for(tx, id).await?;
-        crate::oidc::revoke_all_for(tx, id, now).await?;
+        crate::accounts::end_every_sign_in(tx, id, now).await?;
     }
     scope
         .audit(
@@ -555,8 +551,7 @@ pub async fn delete(
 ) -> Result<(), ManagedError> {
     let account = get(tx, scope.org().id, id).await?;
     keep_an_admin(tx, scope.org().id, id).await?;
-    session::end_all_for(tx, id).await?;
-    crate::oidc::revoke_all_for(tx, id, now).await?;
+    crate::accounts::end_every_sign_in(tx, id, now).await?;
     store::tombstone(tx, id, now).await?;
     scope
         .audit(
@@ -578,7 +573,7 @@ pub async fn set_policy(
     policy: &PasswordPolicy,
 ) -> Result<(), ManagedError> {
     policy.validate().map_err(ManagedError::InvalidPolicy)?;
-    let before = store::policy(&mut **tx, scope.org().id).await?;
+    let before = crate::accounts::store::policy(&mut **tx, scope.org().id).await?;
     if &before == policy {
         return Ok(());
     }
@@ -592,7 +587,7 @@ pub async fn set_policy(
             return Err(ManagedError::NoBreakGlassAdmin);
         }
     }
-    store::set_policy(tx, scope.org().id, policy, now).await?;
+    crate::accounts::store::set_policy(tx, scope.org().id, policy, now).await?;
     scope
         .audit(
             tx,

@@ -10,9 +10,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::csv::BulkReport;
-use super::policy::PasswordPolicy;
 use super::{ManagedChanges, NewManaged, Seats};
 use crate::AppState;
+use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountKind};
 use crate::ids::AccountId;
 use crate::orgs::extract::OrgAdmin;
@@ -267,7 +267,7 @@ async fn policy_page(
         section: "password-policy",
         notice: take_flash(&admin.session).await?,
         error: None,
-        policy: super::store::policy(state.db.pool(), admin.scope.org().id).await?,
+        policy: crate::accounts::store::policy(state.db.pool(), admin.scope.org().id).await?,
         break_glass_admins: crate::sign_in::store::break_glass_admins(
             state.db.pool(),
             admin.scope.org().id,

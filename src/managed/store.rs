@@ -1,61 +1,10 @@
-//! SQL of managed accounts, seats and password policies.
+//! SQL of managed accounts and seats.
 
 use sqlx::{Any, Executor, Row};
 
-use super::policy::PasswordPolicy;
 use crate::accounts::{AccountKind, Email};
 use crate::db::{Tx, flag};
 use crate::ids::{AccountId, OrgId};
-
-const POLICY: &str = "SELECT min_length, require_three_classes, reject_common, max_age_days, \
-     password_sign_in FROM password_policies WHERE org_id = $1";
-
-/// The organization's password policy (the defaults until an admin changes it).
-pub async fn policy<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<PasswordPolicy, sqlx::Error> {
-    let row = sqlx::query(POLICY)
-        .bind(org.to_string())
-        .fetch_optional(exec)
-        .await?;
-    let Some(row) = row else {
-        return Ok(PasswordPolicy::default());
-    };
-    Ok(PasswordPolicy {
-        min_length: row.try_get("min_length")?,
-        require_three_classes: row.try_get::<i64, _>("require_three_classes")? != 0,
-        reject_common: row.try_get::<i64, _>("reject_common")? != 0,
-        max_age_days: row.try_get("max_age_days")?,
-        password_sign_in: row.try_get::<i64, _>("password_sign_in")? != 0,
-    })
-}
-
-const SET_POLICY: &str = "INSERT INTO password_policies (org_id, min_length, require_three_classes, \
-     reject_common, max_age_days, password_sign_in, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-     ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
-     require_three_classes = excluded.require_three_classes, reject_common = excluded.reject_common, \
-     max_age_days = excluded.max_age_days, password_sign_in = excluded.password_sign_in, \
-     updated_at = excluded.updated_at";
-
-pub(super) async fn set_policy(
-    tx: &mut Tx,
-    org: OrgId,
-    policy: &PasswordPolicy,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(SET_POLICY)
-        .bind(org.to_string())
-        .bind(policy.min_length)
-        .bind(flag(policy.require_three_classes))
-        .bind(flag(policy.reject_common))
-        .bind(policy.max_age_days)
-        .bind(flag(policy.password_sign_in))
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
 
 const SEATS_USED: &str = "SELECT COUNT(*) AS n FROM accounts \
      WHERE org_id = $1 AND kind = 'managed' AND status IN ('active', 'suspended')";

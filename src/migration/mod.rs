@@ -18,16 +18,15 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountKind, AccountStatus, Email};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
 use crate::db::{Db, Tx};
 use crate::ids::{AccountId, OrgId};
 use crate::mail::MailError;
-use crate::managed::policy::PasswordPolicy;
 use crate::orgs::{self, AdminScope, Org};
 use crate::secrets;
-use crate::web::session;
 
 /// Days a consent link stays valid unless the org chose otherwise.
 pub const DEFAULT_LINK_DAYS: i64 = 14;
@@ -776,7 +775,7 @@ pub async fn accept(
     if !store::decide(&mut tx, request.id, MigrationStatus::Completed, None, now).await? {
         return Err(MigrationError::LinkDecided(MigrationStatus::Completed));
     }
-    let policy = crate::managed::store::policy(&mut *tx, org.id).await?;
+    let policy = crate::accounts::store::policy(&mut *tx, org.id).await?;
     let must_change = policy.password_sign_in
         && match &password {
             Some(p) => !policy.violations(p).is_empty(),
@@ -787,8 +786,7 @@ pub async fn accept(
     }
     let others = store::other_orgs(&mut *tx, account.id, org.id).await?;
     store::delete_other_memberships(&mut tx, account.id, org.id).await?;
-    let sessions = session::end_all_for(&mut tx, account.id).await?;
-    crate::oidc::revoke_all_for(&mut tx, account.id, now).await?;
+    let sessions = crate::accounts::end_every_sign_in(&mut tx, account.id, now).await?;
     for (other_org, _) in &others {
         audit::record(&mut tx, now, audit::Event {
             org_id: Some(*other_org),
@@ -911,7 +909,7 @@ pub async fn consent_view(db: &Db, consent: &Consent) -> Result<ConsentView, Mig
         .into_iter()
         .map(|(_, n)| n)
         .collect();
-    let policy = crate::managed::store::policy(db.pool(), consent.org.id).await?;
+    let policy = crate::accounts::store::policy(db.pool(), consent.org.id).await?;
     let domain = domain_of(&consent.account.email);
     let sso_ready = crate::saml::store::of_org(db.pool(), consent.org.id)
         .await?

@@ -3,8 +3,10 @@
 //! factor and break-glass sign-in of admins of organizations that require SSO, and each
 //! organization's session lifetime.
 
+pub mod account_page;
 pub mod api;
 pub mod pages;
+pub mod password;
 pub mod second_factor;
 pub mod settings_pages;
 pub mod store;
