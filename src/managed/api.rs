@@ -6,11 +6,12 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::csv::BulkReport;
-use super::{ManagedAccount, ManagedChanges, NewManaged, Seats};
+use super::{ManagedAccount, ManagedChanges, NewManaged};
 use crate::AppState;
 use crate::accounts::policy::PasswordPolicy;
 use crate::api_tokens::extract::ApiAdmin;
 use crate::ids::AccountId;
+use crate::orgs::seats::Seats;
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
@@ -224,7 +225,7 @@ pub async fn seats(
     ApiAdmin(scope): ApiAdmin,
 ) -> Result<Json<Seats>, ApiError> {
     Ok(Json(
-        super::seats(state.db.pool(), scope.org().id)
+        crate::orgs::seats::of(state.db.pool(), scope.org().id)
             .await
             .map_err(AppError::from)?,
     ))

@@ -120,33 +120,12 @@ pub struct ManagedAccount {
     pub must_change_password: bool,
 }
 
-/// Seats of an organization.
-#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
-pub struct Seats {
-    pub subscribed: i64,
-    pub used: i64,
-}
-
-impl Seats {
-    pub fn free(&self) -> i64 {
-        (self.subscribed - self.used).max(0)
-    }
-}
-
-/// Seats subscribed and used.
-pub async fn seats(tx_or_pool: &sqlx::AnyPool, org: OrgId) -> Result<Seats, sqlx::Error> {
-    Ok(Seats {
-        subscribed: store::seats(tx_or_pool, org).await?,
-        used: store::seats_used(tx_or_pool, org).await?,
-    })
-}
-
 /// Rule 4 of the design: takes the org's lock, then refuses when no seat is free. Call it in
 /// the transaction that then adds the managed account.
 pub async fn claim_seat(tx: &mut Tx, org: &Org) -> Result<(), ManagedError> {
     orgs::store::lock(tx, org.id).await?;
-    let seats = store::seats(&mut **tx, org.id).await?;
-    let used = store::seats_used(&mut **tx, org.id).await?;
+    let seats = orgs::seats::subscribed(&mut **tx, org.id).await?;
+    let used = orgs::seats::used(&mut **tx, org.id).await?;
     if used >= seats {
         return Err(ManagedError::NoFreeSeats {
             used,
@@ -608,17 +587,17 @@ pub async fn set_seats(
     seats: i64,
     actor: &Actor,
     meta: &RequestMeta,
-) -> Result<Seats, ManagedError> {
+) -> Result<orgs::seats::Seats, ManagedError> {
     if !(0..=1_000_000).contains(&seats) {
         return Err(ManagedError::InvalidSeats);
     }
     orgs::store::lock(tx, org.id).await?;
-    let used = store::seats_used(&mut **tx, org.id).await?;
+    let used = orgs::seats::used(&mut **tx, org.id).await?;
     if seats < used {
         return Err(ManagedError::SeatsBelowUsage { used });
     }
-    let before = store::seats(&mut **tx, org.id).await?;
-    store::set_seats(tx, org.id, seats).await?;
+    let before = orgs::seats::subscribed(&mut **tx, org.id).await?;
+    orgs::seats::set_subscribed(tx, org.id, seats).await?;
     audit::record(
         tx,
         now,
@@ -632,7 +611,7 @@ pub async fn set_seats(
         },
     )
     .await?;
-    Ok(Seats {
+    Ok(orgs::seats::Seats {
         subscribed: seats,
         used,
     })

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::csv::BulkReport;
-use super::{ManagedChanges, NewManaged, Seats};
+use super::{ManagedChanges, NewManaged};
 use crate::AppState;
 use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountKind};
@@ -342,11 +342,6 @@ async fn save_policy(
             Ok(page)
         }
     }
-}
-
-/// Seats as the member page shows them.
-pub async fn seats_line(state: &AppState, org: &Org) -> Result<Seats, AppError> {
-    Ok(super::seats(state.db.pool(), org.id).await?)
 }
 
 /// Whether a member row is a managed account (for templates).

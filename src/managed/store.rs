@@ -1,50 +1,8 @@
-//! SQL of managed accounts and seats.
-
-use sqlx::{Any, Executor, Row};
+//! SQL of managed accounts (the seats they take are `orgs::seats`).
 
 use crate::accounts::{AccountKind, Email};
 use crate::db::{Tx, flag};
 use crate::ids::{AccountId, OrgId};
-
-const SEATS_USED: &str = "SELECT COUNT(*) AS n FROM accounts \
-     WHERE org_id = $1 AND kind = 'managed' AND status IN ('active', 'suspended')";
-
-/// Seats taken: active and suspended managed accounts (deleted ones free their seat).
-pub async fn seats_used<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(SEATS_USED)
-        .bind(org.to_string())
-        .fetch_one(exec)
-        .await?;
-    row.try_get("n")
-}
-
-const SEATS: &str = "SELECT seats FROM orgs WHERE id = $1";
-
-/// Subscribed seats of an organization.
-pub async fn seats<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(SEATS)
-        .bind(org.to_string())
-        .fetch_one(exec)
-        .await?;
-    row.try_get("seats")
-}
-
-const SET_SEATS: &str = "UPDATE orgs SET seats = $2 WHERE id = $1";
-
-pub(super) async fn set_seats(tx: &mut Tx, org: OrgId, seats: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(SET_SEATS)
-        .bind(org.to_string())
-        .bind(seats)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
 
 const INSERT: &str = "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, \
      password_hash, email_verified_at, created_at, updated_at, password_changed_at, must_change_password) \

@@ -342,8 +342,8 @@ pub async fn request_batch(
         *ok = crate::domains::is_email_domain_verified(tx, org.id, domain).await?;
     }
     orgs::store::lock(tx, org.id).await?;
-    let seats = crate::managed::store::seats(&mut **tx, org.id).await?;
-    let used = crate::managed::store::seats_used(&mut **tx, org.id).await?;
+    let seats = crate::orgs::seats::subscribed(&mut **tx, org.id).await?;
+    let used = crate::orgs::seats::used(&mut **tx, org.id).await?;
     let mut free = seats - used - store::pending_count(&mut **tx, org.id).await?;
     let days = store::link_days(&mut **tx, org.id).await?;
     let by = asker(scope.actor());
@@ -751,8 +751,8 @@ pub async fn accept(
         .await?
         .err();
     if problem.is_none() {
-        let seats = crate::managed::store::seats(&mut *tx, org.id).await?;
-        let used = crate::managed::store::seats_used(&mut *tx, org.id).await?;
+        let seats = crate::orgs::seats::subscribed(&mut *tx, org.id).await?;
+        let used = crate::orgs::seats::used(&mut *tx, org.id).await?;
         if used >= seats {
             problem = Some(Ineligible::NoFreeSeats);
         }

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod extract;
 pub mod pages;
+pub mod seats;
 pub mod store;
 
 use serde::Serialize;

@@ -139,7 +139,7 @@ struct MembersPage {
     next_cursor: Option<String>,
     filter_kind: String,
     filter_status: String,
-    seats: crate::managed::Seats,
+    seats: super::seats::Seats,
     /// Whether any listed member is a Nulab account, which the admin may select for migration.
     nulab_members: bool,
 }
@@ -192,7 +192,7 @@ async fn render_members(
         next_cursor: page.next_cursor,
         filter_kind: kind.unwrap_or("").to_string(),
         filter_status: status.unwrap_or("").to_string(),
-        seats: crate::managed::pages::seats_line(state, admin.scope.org()).await?,
+        seats: super::seats::of(state.db.pool(), admin.scope.org().id).await?,
     }
     .into_response())
 }
