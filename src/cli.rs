@@ -199,7 +199,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "mock-idp",
                 "nulab-pass mock IdP (test only)",
             )?;
-            let idp = crate::mock_idp::MockIdp::with_keys(
+            let idp = crate::saml::mock_idp::MockIdp::with_keys(
                 &format!("{public}/metadata"),
                 &format!("{public}/sso"),
                 keys,
