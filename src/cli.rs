@@ -188,119 +188,120 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", json!({ "kid": kid }));
             Ok(())
         }
-        Command::MockIdp { listen, public_url } => {
-            let public = public_url
-                .unwrap_or_else(|| format!("http://{listen}"))
-                .trim_end_matches('/')
-                .to_string();
-            // A dev key pair of its own, kept beside the service's keys so metadata stays stable.
-            let keys = crate::saml::keys::load_or_create(
-                &config.certs_dir,
-                "mock-idp",
-                "nulab-pass mock IdP (test only)",
-            )?;
-            let idp = crate::mock_idp::MockIdp::with_keys(
-                &format!("{public}/metadata"),
-                &format!("{public}/sso"),
-                keys,
-            );
-            println!("mock IdP metadata: {public}/metadata");
-            crate::saml::mock_idp_server::serve(idp, listen).await
-        }
+        Command::MockIdp { listen, public_url } => mock_idp(&config, listen, public_url).await,
         Command::Db(DbCommand::Migrate) => {
             open(&config).await?.close().await;
             println!("schema is up to date");
             Ok(())
         }
-        Command::Account(AccountCommand::Create {
-            email,
-            name,
-            password_stdin: _,
-            output,
-        }) => {
-            let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password)?;
-            let password = password.strip_suffix('\n').unwrap_or(&password);
-            let password = password.strip_suffix('\r').unwrap_or(password);
-            let email = Email::parse(&email)?;
-            let name = accounts::check_name(&name)?;
-            accounts::check_password(password)?;
-            let password_hash = accounts::password::hash(password).await?;
-            let db = open(&config).await?;
-            let clock = Clock::default();
-            let mut tx = db.begin().await?;
-            let new = NewAccount {
-                email,
-                name,
-                password_hash,
-                email_verified: true,
-            };
-            let account = accounts::sign_up(
-                &mut tx,
-                clock.now_ms(),
-                new,
-                &Actor::Operator,
-                &RequestMeta::default(),
-                &config.base_url(),
-            )
-            .await?;
-            tx.commit().await?;
-            print(
-                &output,
-                &json!({ "id": account.id, "email": account.email, "name": account.name }),
-                &account.id.to_string(),
-            );
-            Ok(())
-        }
-        Command::Org(OrgCommand::Create {
+        Command::Account(command) => account(&config, command).await,
+        Command::Org(command) => org(&config, command).await,
+        Command::Token(command) => token(&config, command).await,
+    }
+}
+
+/// `mock-idp`: serves the test IdP with a dev key pair of its own.
+async fn mock_idp(
+    config: &Config,
+    listen: std::net::SocketAddr,
+    public_url: Option<String>,
+) -> anyhow::Result<()> {
+    let public = public_url
+        .unwrap_or_else(|| format!("http://{listen}"))
+        .trim_end_matches('/')
+        .to_string();
+    // A dev key pair of its own, kept beside the service's keys so metadata stays stable.
+    let keys = crate::saml::keys::load_or_create(
+        &config.certs_dir,
+        "mock-idp",
+        "nulab-pass mock IdP (test only)",
+    )?;
+    let idp = crate::saml::mock_idp::MockIdp::with_keys(
+        &format!("{public}/metadata"),
+        &format!("{public}/sso"),
+        keys,
+    );
+    println!("mock IdP metadata: {public}/metadata");
+    crate::saml::mock_idp_server::serve(idp, listen).await
+}
+
+/// `account create`: a verified Nulab account whose password comes on stdin.
+async fn account(config: &Config, command: AccountCommand) -> anyhow::Result<()> {
+    let AccountCommand::Create {
+        email,
+        name,
+        password_stdin: _,
+        output,
+    } = command;
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    let email = Email::parse(&email)?;
+    let name = accounts::check_name(&name)?;
+    accounts::check_password(password)?;
+    let password_hash = accounts::password::hash(password).await?;
+    let db = open(config).await?;
+    let clock = Clock::default();
+    let mut tx = db.begin().await?;
+    let new = NewAccount {
+        email,
+        name,
+        password_hash,
+        email_verified: true,
+    };
+    let account = accounts::sign_up(
+        &mut tx,
+        clock.now_ms(),
+        new,
+        &Actor::Operator,
+        &RequestMeta::default(),
+        &config.base_url(),
+    )
+    .await?;
+    tx.commit().await?;
+    print(
+        &output,
+        &json!({ "id": account.id, "email": account.email, "name": account.name }),
+        &account.id.to_string(),
+    );
+    Ok(())
+}
+
+/// `org create` and `org seats`.
+async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
+    let now = Clock::default().now_ms();
+    match command {
+        OrgCommand::Create {
             slug,
             name,
             admin_email,
             output,
-        }) => {
+        } => {
             let slug = OrgSlug::parse(&slug)?;
-            let db = open(&config).await?;
+            let db = open(config).await?;
             let admin = accounts::store::by_email(db.pool(), &Email::parse(&admin_email)?)
                 .await?
                 .ok_or_else(|| {
                     anyhow::anyhow!("no account uses the email {admin_email}; create it first")
                 })?;
-            let clock = Clock::default();
             let mut tx = db.begin().await?;
-            let org = orgs::create(
-                &mut tx,
-                clock.now_ms(),
-                &slug,
-                &name,
-                &admin,
-                &Actor::Operator,
-                &RequestMeta::default(),
-            )
-            .await?;
+            let (actor, meta) = (Actor::Operator, RequestMeta::default());
+            let org = orgs::create(&mut tx, now, &slug, &name, &admin, &actor, &meta).await?;
             tx.commit().await?;
             print(
                 &output,
                 &json!({ "id": org.id, "slug": org.slug, "name": org.name, "admin": admin.email }),
                 &org.slug,
             );
-            Ok(())
         }
-        Command::Org(OrgCommand::Seats { org, seats, output }) => {
-            let db = open(&config).await?;
-            let org = orgs::store::by_slug(db.pool(), &org)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no organization {org}"))?;
-            let clock = Clock::default();
+        OrgCommand::Seats { org, seats, output } => {
+            let db = open(config).await?;
+            let org = org_by_slug(&db, &org).await?;
             let mut tx = db.begin().await?;
-            let result = crate::managed::set_seats(
-                &mut tx,
-                clock.now_ms(),
-                &org,
-                seats,
-                &Actor::Operator,
-                &RequestMeta::default(),
-            )
-            .await?;
+            let (actor, meta) = (Actor::Operator, RequestMeta::default());
+            let result =
+                crate::managed::set_seats(&mut tx, now, &org, seats, &actor, &meta).await?;
             tx.commit().await?;
             print(
                 &output,
@@ -310,27 +311,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     org.slug, result.subscribed, result.used
                 ),
             );
-            Ok(())
-        }
-        Command::Token(TokenCommand::Create { org, name, output }) => {
-            let db = open(&config).await?;
-            let org = orgs::store::by_slug(db.pool(), &org)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("no organization {org}"))?;
-            let scope = AdminScope::operator(org);
-            let clock = Clock::default();
-            let mut tx = db.begin().await?;
-            let (token, secret) =
-                api_tokens::create(&mut tx, clock.now_ms(), &scope, &name).await?;
-            tx.commit().await?;
-            print(
-                &output,
-                &json!({ "id": token.id, "org": scope.org().slug, "name": token.name, "token": secret }),
-                &secret,
-            );
-            Ok(())
         }
     }
+    Ok(())
+}
+
+/// `token create`: an API token of the organization, printed once.
+async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
+    let TokenCommand::Create { org, name, output } = command;
+    let db = open(config).await?;
+    let scope = AdminScope::operator(org_by_slug(&db, &org).await?);
+    let clock = Clock::default();
+    let mut tx = db.begin().await?;
+    let (token, secret) = api_tokens::create(&mut tx, clock.now_ms(), &scope, &name).await?;
+    tx.commit().await?;
+    print(
+        &output,
+        &json!({ "id": token.id, "org": scope.org().slug, "name": token.name, "token": secret }),
+        &secret,
+    );
+    Ok(())
+}
+
+async fn org_by_slug(db: &Db, slug: &str) -> anyhow::Result<orgs::Org> {
+    orgs::store::by_slug(db.pool(), slug)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no organization {slug}"))
 }
 
 /// Prints JSON with `--json`, else the plain value.

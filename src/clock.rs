@@ -29,3 +29,13 @@ impl Clock {
 
 /// Milliseconds in a day.
 pub const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// A Unix-millisecond time as `YYYY-MM-DD HH:MM UTC` for pages.
+pub fn format_time(ms: impl std::borrow::Borrow<i64>) -> String {
+    let ms = *ms.borrow();
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| "-".to_string())
+}

@@ -69,6 +69,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0007_password_throttle.sql"),
         include_str!("../migrations/postgres/0007_password_throttle.sql"),
     ),
+    (
+        8,
+        "sessions valid after",
+        include_str!("../migrations/sqlite/0008_sessions_valid_after.sql"),
+        include_str!("../migrations/postgres/0008_sessions_valid_after.sql"),
+    ),
 ];
 
 impl Db {

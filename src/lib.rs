@@ -2,8 +2,8 @@
 //! [`app`] builds the HTTP router from an [`AppState`]; `main.rs` only parses the command line.
 
 pub mod accounts;
-pub mod api;
 pub mod api_tokens;
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod clock;
@@ -60,5 +60,5 @@ pub fn app(state: AppState) -> Router {
     if let Err(e) = saml::dsig_policy::harden() {
         tracing::error!(error = %e, "SAML signature verification is unavailable");
     }
-    web::router(state)
+    app::router(state)
 }

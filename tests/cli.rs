@@ -110,7 +110,7 @@ async fn operator_commands(backend: Backend) {
     let meta = nulab_pass::audit::RequestMeta::default();
     let now = nulab_pass::clock::Clock::default().now_ms();
     assert!(
-        nulab_pass::accounts::sign_in_with_password(
+        nulab_pass::sign_in::password::sign_in_with_password(
             &testdb.db,
             now,
             "ada@example.com",
@@ -121,7 +121,7 @@ async fn operator_commands(backend: Backend) {
         .is_ok()
     );
     assert!(
-        nulab_pass::accounts::sign_in_with_password(
+        nulab_pass::sign_in::password::sign_in_with_password(
             &testdb.db,
             now,
             "bob@example.com",

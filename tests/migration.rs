@@ -163,7 +163,7 @@ impl World {
         );
         assert_eq!(account.org_id, None);
         assert_eq!(
-            nulab_pass::managed::store::seats_used(self.server.db().pool(), self.org.id)
+            nulab_pass::orgs::seats::used(self.server.db().pool(), self.org.id)
                 .await
                 .unwrap(),
             0
@@ -583,7 +583,7 @@ async fn races(backend: Backend) {
         .count();
     assert_eq!(accepted, 1);
     assert_eq!(
-        nulab_pass::managed::store::seats_used(s.db().pool(), w.org.id)
+        nulab_pass::orgs::seats::used(s.db().pool(), w.org.id)
             .await
             .unwrap(),
         1
@@ -640,7 +640,7 @@ async fn races(backend: Backend) {
     // Seats reduced in between (to the managed accounts in use): no seat for eli.
     w.ask_one("eli@corp.test").await;
     let eli_link = w.link("eli@corp.test").await;
-    let used = nulab_pass::managed::store::seats_used(s.db().pool(), w.org.id)
+    let used = nulab_pass::orgs::seats::used(s.db().pool(), w.org.id)
         .await
         .unwrap();
     s.seats(&w.org, used).await;
@@ -649,7 +649,7 @@ async fn races(backend: Backend) {
     assert!(body.contains("seat"), "{body}");
     w.assert_unchanged_kind("eli@corp.test").await;
     assert_eq!(
-        nulab_pass::managed::store::seats_used(s.db().pool(), w.org.id)
+        nulab_pass::orgs::seats::used(s.db().pool(), w.org.id)
             .await
             .unwrap(),
         used

@@ -6,7 +6,6 @@ use super::{Account, AccountError, AccountKind, AccountStatus, Email, password};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
 use crate::db::Db;
 use crate::secrets;
-use crate::web::session;
 
 /// An activation or reset link that is still usable, and its account.
 pub struct PasswordLink {
@@ -73,8 +72,7 @@ pub async fn set_password_with_link(
             other => other.into(),
         })?;
     store::set_password(&mut tx, link.account.id, &hash, now).await?;
-    session::end_all_for(&mut tx, link.account.id).await?;
-    crate::oidc::revoke_all_for(&mut tx, link.account.id, now).await?;
+    super::end_every_sign_in(&mut tx, link.account.id, now).await?;
     let action = if link.purpose == PURPOSE_ACTIVATE {
         AuditAction::ManagedAccountActivated
     } else {
@@ -132,8 +130,7 @@ pub async fn change_password(
     let hash = password::hash(new_password).await?;
     let mut tx = db.begin().await?;
     store::set_password(&mut tx, account.id, &hash, now).await?;
-    session::end_all_for(&mut tx, account.id).await?;
-    crate::oidc::revoke_all_for(&mut tx, account.id, now).await?;
+    super::end_every_sign_in(&mut tx, account.id, now).await?;
     audit::record(
         &mut tx,
         now,

@@ -5,6 +5,8 @@ pub mod credentials;
 pub mod pages;
 pub mod password;
 pub mod password_pages;
+pub mod policy;
+pub mod session;
 pub mod store;
 pub mod throttle;
 pub mod totp;
@@ -17,11 +19,12 @@ use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
 use crate::db::Tx;
 use crate::mail::{self, Mail, MailAction, MailError};
-use crate::managed::policy::PasswordPolicy;
 use crate::secrets;
+use policy::PasswordPolicy;
 
 pub use crate::ids::AccountId;
 use crate::ids::OrgId;
+use crate::web::error::AppError;
 
 /// A validated email address; the domain is lowercase. [`Email::normalized`] is the
 /// case-insensitive key that makes emails unique.
@@ -161,6 +164,18 @@ pub struct Account {
     pub password_changed_at: Option<i64>,
     /// The next sign-in must set a new password (an initial or reset password).
     pub must_change_password: bool,
+    /// Every sign-in (browser session, OIDC code or token) that started before this time
+    /// (Unix ms) is over: see [`end_every_sign_in`].
+    pub sessions_valid_after: i64,
+}
+
+impl crate::web::session::SessionAccount for Account {
+    fn account_id(&self) -> AccountId {
+        self.id
+    }
+    fn email(&self) -> &str {
+        &self.email
+    }
 }
 
 impl Account {
@@ -220,6 +235,33 @@ pub enum AccountError {
     Db(#[from] sqlx::Error),
 }
 
+/// How AccountError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<AccountError> for AppError {
+    fn from(err: AccountError) -> AppError {
+        use axum::http::StatusCode as S;
+        let (status, code) = match &err {
+            AccountError::InvalidEmail(_) => (S::BAD_REQUEST, "invalid_email"),
+            AccountError::EmailTaken => (S::CONFLICT, "email_taken"),
+            AccountError::InvalidName => (S::BAD_REQUEST, "invalid_name"),
+            AccountError::WeakPassword(_) => (S::BAD_REQUEST, "weak_password"),
+            AccountError::PasswordSignInDisabled => (S::FORBIDDEN, "password_sign_in_disabled"),
+            AccountError::WrongCurrentPassword => (S::FORBIDDEN, "wrong_password"),
+            AccountError::ManagedByOrg(_) => (S::FORBIDDEN, "managed_by_org"),
+            AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
+            AccountError::Suspended => (S::FORBIDDEN, "account_suspended"),
+            AccountError::SignInPaused(_) => (S::TOO_MANY_REQUESTS, "sign_in_paused"),
+            AccountError::SecondFactorNotSetUp(_) => (S::FORBIDDEN, "second_factor_not_set_up"),
+            AccountError::LinkInvalid => (S::BAD_REQUEST, "link_invalid"),
+            AccountError::LinkExpired => (S::GONE, "link_expired"),
+            AccountError::LinkUsed => (S::GONE, "link_used"),
+            AccountError::Mail(_) | AccountError::Hash(_) | AccountError::Db(_) => {
+                return AppError::Internal(err.into());
+            }
+        };
+        AppError::client(status, code, err.to_string())
+    }
+}
+
 /// Longest password accepted anywhere (argon2 accepts more; this bounds the work per request).
 pub const MAX_PASSWORD_LEN: usize = 256;
 /// Lifetime of an email-verification link.
@@ -251,9 +293,22 @@ pub async fn policy_for<'c>(
     account: &Account,
 ) -> Result<PasswordPolicy, sqlx::Error> {
     match (account.kind, account.org_id) {
-        (AccountKind::Managed, Some(org)) => crate::managed::store::policy(exec, org).await,
+        (AccountKind::Managed, Some(org)) => store::policy(exec, org).await,
         _ => Ok(nulab_policy()),
     }
+}
+
+/// Ends every sign-in of the account, in the caller's transaction: its browser sessions are
+/// deleted, and the stamp `sessions_valid_after` makes every session, OIDC code and token that
+/// started before `now` invalid where it is loaded (`session::session_alive`, `oidc::store`).
+/// Returns how many browser sessions ended.
+pub async fn end_every_sign_in(
+    tx: &mut Tx,
+    account: AccountId,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    store::end_sign_ins(tx, account, now).await?;
+    crate::web::session::end_all_for(tx, account).await
 }
 
 /// Checks a display name.
@@ -414,155 +469,6 @@ pub async fn verify_email(
         email_verified: true,
         ..account
     })
-}
-
-/// Why a password sign-in failed, as recorded in the audit event.
-fn failure_reason(err: &AccountError) -> &'static str {
-    match err {
-        AccountError::Suspended => "account_suspended",
-        AccountError::InvalidCredentials => "invalid_credentials",
-        AccountError::PasswordSignInDisabled => "password_sign_in_disabled",
-        AccountError::SecondFactorNotSetUp(_) => "second_factor_not_set_up",
-        AccountError::SignInPaused(_) => "sign_in_paused",
-        _ => "error",
-    }
-}
-
-/// A successful password sign-in.
-#[derive(Clone, Debug)]
-pub struct SignIn {
-    pub account: Account,
-    /// The password is a temporary one or too old: the user must set a new one first.
-    pub must_change_password: bool,
-    /// The account has a second factor: the sign-in completes only after its code
-    /// (`sign_in::second_factor::complete_sign_in`).
-    pub second_factor_required: bool,
-}
-
-/// Checks an email and password. Success and failure are both audited; on failure nothing
-/// tells the caller whether the email exists.
-pub async fn sign_in_with_password(
-    db: &crate::db::Db,
-    now: i64,
-    email: &str,
-    password: &str,
-    meta: &RequestMeta,
-) -> Result<SignIn, AccountError> {
-    let found = match Email::parse(email) {
-        Ok(email) => store::credentials(db.pool(), &email.normalized()).await?,
-        Err(_) => None,
-    };
-    // While password sign-in to the account is paused, the password is not even checked.
-    let paused = match &found {
-        Some((account, _)) => throttle::paused_until(db.pool(), account.id, now).await?,
-        None => None,
-    };
-    let verified = match &found {
-        _ if paused.is_some() => false,
-        Some((_, Some(hash))) => password::verify(password, hash).await?,
-        // Spend the same time as a real check so timing does not reveal which emails exist.
-        _ => {
-            password::burn(password).await?;
-            false
-        }
-    };
-    let outcome = match (&found, verified) {
-        _ if paused.is_some() => Err(AccountError::SignInPaused(
-            paused.map(crate::web::format_time).unwrap_or_default(),
-        )),
-        (Some((account, _)), true) if account.status == AccountStatus::Active => {
-            let policy = policy_for(db.pool(), account).await?;
-            if account.kind == AccountKind::Managed && !policy.password_sign_in {
-                Err(AccountError::PasswordSignInDisabled)
-            } else {
-                // Break-glass: an admin of an organization that requires SSO signing in with
-                // a password must pass a second factor, so it must have one.
-                let second_factor =
-                    crate::sign_in::has_second_factor(db.pool(), account.id).await?;
-                let sso_orgs = crate::sign_in::break_glass_orgs(db.pool(), account).await?;
-                match sso_orgs.first() {
-                    Some(org) if !second_factor => {
-                        Err(AccountError::SecondFactorNotSetUp(org.name.clone()))
-                    }
-                    _ => Ok(SignIn {
-                        must_change_password: account.must_change_password
-                            || policy.is_expired(account.password_changed_at, now),
-                        account: account.clone(),
-                        second_factor_required: second_factor,
-                    }),
-                }
-            }
-        }
-        (Some((account, _)), true) if account.status == AccountStatus::Suspended => {
-            Err(AccountError::Suspended)
-        }
-        _ => Err(AccountError::InvalidCredentials),
-    };
-    let mut tx = db.begin().await?;
-    match &outcome {
-        Ok(SignIn {
-            account,
-            second_factor_required: true,
-            ..
-        }) => {
-            // Not signed in yet: the second factor completes (and audits) the sign-in.
-            audit::record(
-                &mut tx,
-                now,
-                audit::Event {
-                    org_id: account.org_id,
-                    action: AuditAction::AccountPasswordVerified,
-                    actor: &account.actor(),
-                    target: Some(Target::account(account.id)),
-                    meta,
-                    details: serde_json::json!({ "method": "password", "second_factor": "totp" }),
-                },
-            )
-            .await?;
-        }
-        Ok(SignIn { account, .. }) => {
-            throttle::clear(&mut tx, account.id).await?;
-            store::touch_sign_in(&mut tx, account.id, now).await?;
-            audit::record(
-                &mut tx,
-                now,
-                audit::Event {
-                    org_id: account.org_id,
-                    action: AuditAction::AccountSignedIn,
-                    actor: &account.actor(),
-                    target: Some(Target::account(account.id)),
-                    meta,
-                    details: serde_json::json!({ "method": "password" }),
-                },
-            )
-            .await?;
-        }
-        Err(err) => {
-            let account = found.as_ref().map(|(a, _)| a);
-            if let (Some(account), AccountError::InvalidCredentials) = (account, err) {
-                throttle::count_failure(&mut tx, now, account, meta).await?;
-            }
-            audit::record(
-                &mut tx,
-                now,
-                audit::Event {
-                    org_id: account.and_then(|a| a.org_id),
-                    action: AuditAction::AccountSignInFailed,
-                    actor: &Actor::Anonymous,
-                    target: account.map(|a| Target::account(a.id)),
-                    meta,
-                    details: serde_json::json!({
-                        "method": "password",
-                        "reason": failure_reason(err),
-                        "email": email.trim().chars().take(254).collect::<String>(),
-                    }),
-                },
-            )
-            .await?;
-        }
-    }
-    tx.commit().await?;
-    outcome
 }
 
 #[cfg(test)]

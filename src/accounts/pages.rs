@@ -1,4 +1,5 @@
-//! Pages of accounts: sign-up, sign-in, sign-out, email verification and the account page.
+//! Pages of accounts: sign-up, sign-out and email verification (the account page, which also
+//! shows organizations and the second factor, is `sign_in::account_page`).
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -11,10 +12,10 @@ use tower_sessions::Session;
 
 use super::{AccountError, Email, NewAccount};
 use crate::AppState;
+use crate::accounts::session::SignedIn;
 use crate::audit::{self, Actor, AuditAction, Target};
-use crate::orgs::{Org, Role};
 use crate::web::error::AppError;
-use crate::web::extract::{ClientMeta, PageForm, SignedIn};
+use crate::web::extract::{ClientMeta, PageForm};
 use crate::web::{Layout, session};
 
 pub fn routes() -> Router<AppState> {
@@ -22,7 +23,6 @@ pub fn routes() -> Router<AppState> {
         .route("/signup", get(signup_page).post(signup))
         .route("/signout", post(signout))
         .route("/verify-email", get(verify_email))
-        .route("/account", get(account_page))
         .route("/account/resend-verification", post(resend_verification))
         .merge(super::password_pages::routes())
 }
@@ -44,17 +44,6 @@ pub struct MessagePage {
     pub title: String,
     pub message: String,
     pub link: Option<(String, String)>,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "account.html")]
-struct AccountPage {
-    layout: Layout,
-    notice: Option<String>,
-    account: super::Account,
-    method: String,
-    orgs: Vec<(Org, Role)>,
-    two_step: bool,
 }
 
 /// Re-renders a form page with the error's message and status; internal errors pass through.
@@ -223,28 +212,6 @@ async fn verify_email(
             Err(err.into())
         }
     }
-}
-
-async fn account_page(
-    State(state): State<AppState>,
-    signed_in: SignedIn,
-) -> Result<AccountPage, AppError> {
-    let SignedIn { account, session } = signed_in;
-    let method: Option<String> = session.get(session::METHOD_KEY).await?;
-    let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
-    let two_step = crate::sign_in::has_second_factor(state.db.pool(), account.id).await?;
-    Ok(AccountPage {
-        layout: Layout::new(&session, Some(&account)).await?,
-        notice: crate::web::take_flash(&session).await?,
-        method: match method.as_deref() {
-            Some("pwd") => "password".to_string(),
-            Some(other) => other.to_string(),
-            None => "unknown".to_string(),
-        },
-        account,
-        orgs,
-        two_step,
-    })
 }
 
 async fn resend_verification(

@@ -14,8 +14,9 @@ use tower_sessions::Session;
 use super::credentials;
 use super::pages::{MessagePage, form_error};
 use crate::AppState;
+use crate::accounts::session::SignedIn;
 use crate::web::error::AppError;
-use crate::web::extract::{ClientMeta, PageForm, SignedIn};
+use crate::web::extract::{ClientMeta, PageForm};
 use crate::web::{Layout, flash, session, take_flash};
 
 /// Session key of where to go after a forced password change.

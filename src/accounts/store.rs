@@ -3,8 +3,9 @@
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
+use super::policy::PasswordPolicy;
 use super::{Account, AccountId, AccountKind, AccountStatus, Email};
-use crate::db::Tx;
+use crate::db::{Tx, flag};
 use crate::ids::OrgId;
 
 /// Purpose of an email token that confirms an address.
@@ -19,7 +20,7 @@ pub const PURPOSE_RESET_PASSWORD: &str = "reset_password";
 macro_rules! account_columns {
     () => {
         "a.id, a.email, a.name, a.kind, a.org_id, a.status, a.email_verified_at, a.created_at, \
-         a.last_sign_in_at, a.password_changed_at, a.must_change_password"
+         a.last_sign_in_at, a.password_changed_at, a.must_change_password, a.sessions_valid_after"
     };
 }
 
@@ -51,6 +52,7 @@ pub fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
         last_sign_in_at: row.try_get("last_sign_in_at")?,
         password_changed_at: row.try_get("password_changed_at")?,
         must_change_password: row.try_get::<i64, _>("must_change_password")? != 0,
+        sessions_valid_after: row.try_get("sessions_valid_after")?,
     })
 }
 
@@ -126,7 +128,7 @@ const CREDENTIALS: &str = concat!(
 );
 
 /// The live account with this normalized email and its password hash.
-pub(super) async fn credentials(
+pub(crate) async fn credentials(
     pool: &sqlx::AnyPool,
     email_norm: &str,
 ) -> Result<Option<(Account, Option<String>)>, sqlx::Error> {
@@ -322,6 +324,118 @@ pub async fn set_email(
     sqlx::query(SET_SORT_KEY)
         .bind(id.to_string())
         .bind(email.normalized())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const LIFETIME: &str = "SELECT lifetime_hours FROM session_settings WHERE org_id = $1";
+
+/// The org's configured session lifetime in hours, if it set one.
+pub async fn lifetime_hours<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(LIFETIME)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.map(|r| r.try_get("lifetime_hours")).transpose()
+}
+
+const PUT_LIFETIME: &str = "INSERT INTO session_settings (org_id, lifetime_hours, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (org_id) DO UPDATE SET lifetime_hours = excluded.lifetime_hours, \
+     updated_at = excluded.updated_at";
+
+pub async fn put_lifetime_hours(
+    tx: &mut Tx,
+    org: OrgId,
+    hours: i64,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(PUT_LIFETIME)
+        .bind(org.to_string())
+        .bind(hours)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SHORTEST_LIFETIME: &str = "SELECT MIN(s.lifetime_hours) AS hours FROM session_settings s \
+     WHERE s.org_id IN (SELECT m.org_id FROM memberships m WHERE m.account_id = $1) \
+     OR s.org_id = (SELECT a.org_id FROM accounts a WHERE a.id = $1)";
+
+/// The shortest session lifetime among the organizations the account belongs to.
+pub async fn shortest_lifetime_hours<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+) -> Result<Option<i64>, sqlx::Error> {
+    let row = sqlx::query(SHORTEST_LIFETIME)
+        .bind(account.to_string())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("hours")
+}
+
+const POLICY: &str = "SELECT min_length, require_three_classes, reject_common, max_age_days, \
+     password_sign_in FROM password_policies WHERE org_id = $1";
+
+/// The organization's password policy (the defaults until an admin changes it).
+pub async fn policy<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<PasswordPolicy, sqlx::Error> {
+    let row = sqlx::query(POLICY)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    let Some(row) = row else {
+        return Ok(PasswordPolicy::default());
+    };
+    Ok(PasswordPolicy {
+        min_length: row.try_get("min_length")?,
+        require_three_classes: row.try_get::<i64, _>("require_three_classes")? != 0,
+        reject_common: row.try_get::<i64, _>("reject_common")? != 0,
+        max_age_days: row.try_get("max_age_days")?,
+        password_sign_in: row.try_get::<i64, _>("password_sign_in")? != 0,
+    })
+}
+
+const SET_POLICY: &str = "INSERT INTO password_policies (org_id, min_length, require_three_classes, \
+     reject_common, max_age_days, password_sign_in, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+     ON CONFLICT (org_id) DO UPDATE SET min_length = excluded.min_length, \
+     require_three_classes = excluded.require_three_classes, reject_common = excluded.reject_common, \
+     max_age_days = excluded.max_age_days, password_sign_in = excluded.password_sign_in, \
+     updated_at = excluded.updated_at";
+
+/// Sets the organization's password policy.
+pub async fn set_policy(
+    tx: &mut Tx,
+    org: OrgId,
+    policy: &PasswordPolicy,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_POLICY)
+        .bind(org.to_string())
+        .bind(policy.min_length)
+        .bind(flag(policy.require_three_classes))
+        .bind(flag(policy.reject_common))
+        .bind(policy.max_age_days)
+        .bind(flag(policy.password_sign_in))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const END_SIGN_INS: &str = "UPDATE accounts SET sessions_valid_after = $2 WHERE id = $1";
+
+/// Stamps the account so that every sign-in that started before `now` is over.
+pub(super) async fn end_sign_ins(tx: &mut Tx, id: AccountId, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(END_SIGN_INS)
+        .bind(id.to_string())
+        .bind(now)
         .execute(&mut **tx)
         .await?;
     Ok(())

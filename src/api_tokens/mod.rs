@@ -1,6 +1,7 @@
 //! Per-organization API tokens for the admin JSON API. A token is shown once at creation and
 //! stored only as its SHA-256 hash.
 
+pub mod extract;
 pub mod pages;
 pub mod store;
 
@@ -11,6 +12,7 @@ use crate::db::Tx;
 use crate::ids::{ApiTokenId, OrgId};
 use crate::orgs::{AdminScope, Org};
 use crate::secrets;
+use crate::web::error::AppError;
 
 /// Every token starts with this, so leaked tokens are easy to recognise and scan for.
 pub const TOKEN_PREFIX: &str = "np_";
@@ -37,6 +39,25 @@ pub enum TokenError {
     NotFound,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// How TokenError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<TokenError> for AppError {
+    fn from(err: TokenError) -> AppError {
+        match err {
+            TokenError::InvalidName => AppError::client(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_name",
+                err.to_string(),
+            ),
+            TokenError::NotFound => AppError::client(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                err.to_string(),
+            ),
+            TokenError::Db(e) => AppError::Internal(e.into()),
+        }
+    }
 }
 
 /// Creates a token; returns it with its secret, which is never shown again.

@@ -12,8 +12,9 @@ use super::ApiToken;
 use crate::AppState;
 use crate::ids::ApiTokenId;
 use crate::orgs::Org;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm};
+use crate::web::extract::PageForm;
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {

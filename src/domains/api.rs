@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{Domain, DomainError, DomainId, DomainSettings, DomainStatus, TxtLookup};
 use crate::AppState;
-use crate::api::ErrorBody;
+use crate::api_tokens::extract::ApiAdmin;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
-use crate::web::extract::{ApiAdmin, ApiJson};
+use crate::web::extract::ApiJson;
 
 /// A domain and the TXT record that verifies it.
 #[derive(Serialize, utoipa::ToSchema)]

@@ -22,6 +22,7 @@ use crate::db::{Db, Tx};
 use crate::ids::OrgId;
 use crate::mail::MailError;
 use crate::orgs::AdminScope;
+use crate::web::error::AppError;
 
 pub use dns::{DnsFailure, DnsSetupError, TxtAnswer, TxtLookup};
 pub use lifecycle::{Change, CheckResult, decide};
@@ -217,6 +218,30 @@ pub enum DomainError {
     Mail(#[from] MailError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// How DomainError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<DomainError> for AppError {
+    fn from(err: DomainError) -> AppError {
+        use axum::http::StatusCode as S;
+        let (status, code) = match &err {
+            DomainError::InvalidDomain(_) => (S::BAD_REQUEST, "invalid_domain"),
+            DomainError::IpAddress(_) => (S::BAD_REQUEST, "ip_address"),
+            DomainError::NotJustADomain(_) => (S::BAD_REQUEST, "not_a_domain"),
+            DomainError::EmailNotDomain(_) => (S::BAD_REQUEST, "email_not_domain"),
+            DomainError::PublicMailDomain(_) => (S::BAD_REQUEST, "public_mail_domain"),
+            DomainError::AlreadyAdded(_) => (S::CONFLICT, "domain_exists"),
+            DomainError::VerifiedElsewhere(_) => (S::CONFLICT, "domain_verified_elsewhere"),
+            DomainError::NotFound => (S::NOT_FOUND, "domain_not_found"),
+            DomainError::Expired(_) => (S::CONFLICT, "domain_expired"),
+            DomainError::NotExpired(..) => (S::CONFLICT, "domain_not_expired"),
+            DomainError::InUse { .. } => (S::CONFLICT, "domain_in_use"),
+            DomainError::DnsSetup(_) | DomainError::Mail(_) | DomainError::Db(_) => {
+                return AppError::Internal(err.into());
+            }
+        };
+        AppError::client(status, code, err.to_string())
+    }
 }
 
 /// Who makes a change: an admin scope's actor or the re-verification job.

@@ -11,10 +11,12 @@ use serde::Deserialize;
 
 use super::{Domain, DomainError, DomainId, DomainSettings, DomainStatus, TxtLookup};
 use crate::AppState;
+use crate::clock::format_time;
 use crate::orgs::Org;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm};
-use crate::web::{Layout, flash, format_time, take_flash};
+use crate::web::extract::PageForm;
+use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

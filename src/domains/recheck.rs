@@ -259,7 +259,7 @@ async fn warn_admins(
         Warning::Missing => {
             let lapses = domain
                 .lapses_at(settings)
-                .map(crate::web::format_time)
+                .map(crate::clock::format_time)
                 .unwrap_or_default();
             (
                 "domain.record_missing",

@@ -9,6 +9,7 @@ pub mod store;
 use askama::Template;
 
 use crate::db::Tx;
+use crate::web::error::AppError;
 
 /// One email to queue: a subject, paragraphs, an optional button, and closing lines.
 #[derive(Clone, Debug)]
@@ -48,6 +49,13 @@ pub enum MailError {
     Render(#[from] askama::Error),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// How MailError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<MailError> for AppError {
+    fn from(err: MailError) -> AppError {
+        AppError::Internal(err.into())
+    }
 }
 
 /// Renders `mail` and writes it to the outbox inside the caller's transaction.

@@ -6,13 +6,15 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::csv::BulkReport;
-use super::policy::PasswordPolicy;
-use super::{ManagedAccount, ManagedChanges, NewManaged, Seats};
+use super::{ManagedAccount, ManagedChanges, NewManaged};
 use crate::AppState;
-use crate::api::ErrorBody;
+use crate::accounts::policy::PasswordPolicy;
+use crate::api_tokens::extract::ApiAdmin;
 use crate::ids::AccountId;
+use crate::orgs::seats::Seats;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
-use crate::web::extract::{ApiAdmin, ApiJson};
+use crate::web::extract::ApiJson;
 
 fn id_in_path(raw: &str) -> Result<AccountId, ApiError> {
     AccountId::parse(raw).ok_or_else(|| {
@@ -193,7 +195,7 @@ pub async fn get_policy(
     ApiAdmin(scope): ApiAdmin,
 ) -> Result<Json<PasswordPolicy>, ApiError> {
     Ok(Json(
-        super::store::policy(state.db.pool(), scope.org().id)
+        crate::accounts::store::policy(state.db.pool(), scope.org().id)
             .await
             .map_err(AppError::from)?,
     ))
@@ -223,7 +225,7 @@ pub async fn seats(
     ApiAdmin(scope): ApiAdmin,
 ) -> Result<Json<Seats>, ApiError> {
     Ok(Json(
-        super::seats(state.db.pool(), scope.org().id)
+        crate::orgs::seats::of(state.db.pool(), scope.org().id)
             .await
             .map_err(AppError::from)?,
     ))

@@ -1,14 +1,16 @@
 //! Managed accounts: accounts owned by one organization, on its verified domains, whose
 //! password rules, status and deletion its admins control; and the seats they take.
 
+mod actions;
 pub mod api;
 pub mod csv;
 pub mod pages;
-pub mod policy;
+
 pub mod store;
 
 use serde::{Deserialize, Serialize};
 
+use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountError, AccountKind, AccountStatus, Email};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
@@ -17,8 +19,9 @@ use crate::ids::{AccountId, OrgId};
 use crate::mail::{self, Mail, MailAction, MailError};
 use crate::orgs::{self, AdminScope, Org, Role};
 use crate::secrets;
-use crate::web::session;
-use policy::PasswordPolicy;
+use crate::web::error::AppError;
+
+pub use actions::*;
 
 /// Lifetime of an activation link (first password).
 pub const ACTIVATION_LINK_MS: i64 = 7 * DAY_MS;
@@ -66,6 +69,32 @@ pub enum ManagedError {
     Db(#[from] sqlx::Error),
 }
 
+/// How ManagedError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<ManagedError> for AppError {
+    fn from(err: ManagedError) -> AppError {
+        use ManagedError as E;
+        use axum::http::StatusCode as S;
+        let message = err.to_string();
+        let (status, code) = match err {
+            E::Account(inner) => return inner.into(),
+            E::Org(inner) => return inner.into(),
+            E::Mail(inner) => return inner.into(),
+            E::Db(inner) => return inner.into(),
+            E::DomainNotVerified(_) => (S::CONFLICT, "domain_not_verified"),
+            E::NoFreeSeats { .. } => (S::CONFLICT, "no_free_seats"),
+            E::NotFound => (S::NOT_FOUND, "not_found"),
+            E::InvalidPolicy(_) => (S::BAD_REQUEST, "invalid_policy"),
+            E::LastAdmin => (S::CONFLICT, "last_admin"),
+            E::SeatsBelowUsage { .. } => (S::CONFLICT, "seats_below_usage"),
+            E::InvalidSeats => (S::BAD_REQUEST, "invalid_seats"),
+            E::NotAllowedForManaged(_) => (S::FORBIDDEN, "managed_by_org"),
+            E::InvalidRole => (S::BAD_REQUEST, "invalid_role"),
+            E::NoBreakGlassAdmin => (S::CONFLICT, "no_break_glass_admin"),
+        };
+        AppError::client(status, code, message)
+    }
+}
+
 /// A managed account to create.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -94,33 +123,12 @@ pub struct ManagedAccount {
     pub must_change_password: bool,
 }
 
-/// Seats of an organization.
-#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
-pub struct Seats {
-    pub subscribed: i64,
-    pub used: i64,
-}
-
-impl Seats {
-    pub fn free(&self) -> i64 {
-        (self.subscribed - self.used).max(0)
-    }
-}
-
-/// Seats subscribed and used.
-pub async fn seats(tx_or_pool: &sqlx::AnyPool, org: OrgId) -> Result<Seats, sqlx::Error> {
-    Ok(Seats {
-        subscribed: store::seats(tx_or_pool, org).await?,
-        used: store::seats_used(tx_or_pool, org).await?,
-    })
-}
-
 /// Rule 4 of the design: takes the org's lock, then refuses when no seat is free. Call it in
 /// the transaction that then adds the managed account.
 pub async fn claim_seat(tx: &mut Tx, org: &Org) -> Result<(), ManagedError> {
     orgs::store::lock(tx, org.id).await?;
-    let seats = store::seats(&mut **tx, org.id).await?;
-    let used = store::seats_used(&mut **tx, org.id).await?;
+    let seats = orgs::seats::subscribed(&mut **tx, org.id).await?;
+    let used = orgs::seats::used(&mut **tx, org.id).await?;
     if used >= seats {
         return Err(ManagedError::NoFreeSeats {
             used,
@@ -140,7 +148,7 @@ pub async fn prepare_password(
 ) -> Result<Option<String>, ManagedError> {
     match password.filter(|p| !p.is_empty()) {
         Some(password) => {
-            let policy = store::policy(pool, org).await?;
+            let policy = crate::accounts::store::policy(pool, org).await?;
             accounts::check_new_password(&policy, password)?;
             Ok(Some(
                 accounts::password::hash(password)
@@ -230,7 +238,7 @@ pub async fn create(
 }
 
 /// Issues a single-use link to set a password (activation or reset) and emails it.
-async fn send_password_link(
+pub(super) async fn send_password_link(
     tx: &mut Tx,
     now: i64,
     account: &Account,
@@ -309,240 +317,6 @@ async fn send_password_link(
     Ok(())
 }
 
-/// The managed account `id` of this org, with its role; deleted ones are not found.
-pub async fn get(tx: &mut Tx, org: OrgId, id: AccountId) -> Result<Account, ManagedError> {
-    match accounts::store::by_id(&mut **tx, id).await? {
-        Some(a)
-            if a.kind == AccountKind::Managed
-                && a.org_id == Some(org)
-                && a.status != AccountStatus::Deleted =>
-        {
-            Ok(a)
-        }
-        _ => Err(ManagedError::NotFound),
-    }
-}
-
-/// Refuses to take away the org's last active admin.
-async fn keep_an_admin(tx: &mut Tx, org: OrgId, id: AccountId) -> Result<(), ManagedError> {
-    orgs::store::lock(tx, org).await?;
-    let is_admin = orgs::store::role_of(&mut **tx, org, id).await? == Some(Role::Admin);
-    if is_admin && orgs::store::count_admins(&mut **tx, org).await? <= 1 {
-        return Err(ManagedError::LastAdmin);
-    }
-    Ok(())
-}
-
-/// Suspends: the account cannot sign in by any means, and its sessions end now.
-pub async fn suspend(
-    tx: &mut Tx,
-    now: i64,
-    scope: &AdminScope,
-    id: AccountId,
-) -> Result<Account, ManagedError> {
-    let account = get(tx, scope.org().id, id).await?;
-    if account.status == AccountStatus::Suspended {
-        return Ok(account);
-    }
-    keep_an_admin(tx, scope.org().id, id).await?;
-    store::set_status(tx, id, AccountStatus::Suspended.as_str(), now).await?;
-    let ended = session::end_all_for(tx, id).await?;
-    crate::oidc::revoke_all_for(tx, id, now).await?;
-    scope
-        .audit(
-            tx,
-            now,
-            AuditAction::ManagedAccountSuspended,
-            Target::account(id),
-            serde_json::json!({ "email": account.email, "sessions_ended": ended }),
-        )
-        .await?;
-    Ok(Account {
-        status: AccountStatus::Suspended,
-        ..account
-    })
-}
-
-/// Lets a suspended account sign in again.
-pub async fn reactivate(
-    tx: &mut Tx,
-    now: i64,
-    scope: &AdminScope,
-    id: AccountId,
-) -> Result<Account, ManagedError> {
-    let account = get(tx, scope.org().id, id).await?;
-    if account.status == AccountStatus::Active {
-        return Ok(account);
-    }
-    store::set_status(tx, id, AccountStatus::Active.as_str(), now).await?;
-    scope
-        .audit(
-            tx,
-            now,
-            AuditAction::ManagedAccountReactivated,
-            Target::account(id),
-            serde_json::json!({ "email": account.email }),
-        )
-        .await?;
-    Ok(Account {
-        status: AccountStatus::Active,
-        ..account
-    })
-}
-
-/// Ends every session of the account.
-pub async fn sign_out_everywhere(
-    tx: &mut Tx,
-    now: i64,
-    scope: &AdminScope,
-    id: AccountId,
-) -> Result<u64, ManagedError> {
-    let account = get(tx, scope.org().id, id).await?;
-    let ended = session::end_all_for(tx, id).await?;
-    crate::oidc::revoke_all_for(tx, id, now).await?;
-    scope
-        .audit(
-            tx,
-            now,
-            AuditAction::ManagedAccountSignedOut,
-            Target::account(id),
-            serde_json::json!({ "email": account.email, "sessions_ended": ended }),
-        )
-        .await?;
-    Ok(ended)
-}
-
-/// Emails a password-reset link; with `force_change`, sessions end and the current password
-/// must be replaced at the next sign-in.
-pub async fn reset_password(
-    tx: &mut Tx,
-    now: i64,
-    scope: &AdminScope,
-    id: AccountId,
-    force_change: bool,
-    base_url: &str,
-) -> Result<(), ManagedError> {
-    let account = get(tx, scope.org().id, id).await?;
-    send_password_link(
-        tx,
-        now,
-        &account,
-        scope.org(),
-        accounts::store::PURPOSE_RESET_PASSWORD,
-        base_url,
-    )
-    .await?;
-    if force_change {
-        store::force_password_change(tx, id, now).await?;
-        session::end_all_for(tx, id).await?;
-        crate::oidc::revoke_all_for(tx, id, now).await?;
-    }
-    scope
-        .audit(
-            tx,
-            now,
-            AuditAction::ManagedAccountPasswordReset,
-            Target::account(id),
-            serde_json::json!({ "email": account.email, "force_change": force_change }),
-        )
-        .await?;
-    Ok(())
-}
-
-/// Changes to a managed account; absent fields stay as they are.
-#[derive(Clone, Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ManagedChanges {
-    pub name: Option<String>,
-    pub role: Option<Role>,
-    /// Another address on a verified domain of the organization.
-    pub email: Option<String>,
-}
-
-/// Changes name, role or email (email only to a verified domain of the org).
-pub async fn update(
-    tx: &mut Tx,
-    now: i64,
-    scope: &AdminScope,
-    id: AccountId,
-    changes: &ManagedChanges,
-) -> Result<Account, ManagedError> {
-    let org = scope.org().id;
-    let account = get(tx, org, id).await?;
-    if let Some(name) = &changes.name {
-        let name = accounts::check_name(name)?;
-        if name != account.name {
-            store::set_name(tx, id, &name, now).await?;
-            scope
-                .audit(
-                    tx,
-                    now,
-                    AuditAction::ManagedAccountRenamed,
-                    Target::account(id),
-                    serde_json::json!({ "from": account.name, "to": name }),
-                )
-                .await?;
-        }
-    }
-    if let Some(raw) = &changes.email {
-        let email = Email::parse(raw)?;
-        if email.normalized() != account.email.to_lowercase() {
-            if !crate::domains::is_email_domain_verified(tx, org, email.domain()).await? {
-                return Err(ManagedError::DomainNotVerified(email.domain().to_string()));
-            }
-            accounts::store::set_email(tx, id, &email, Some(now), now)
-                .await
-                .map_err(|e| {
-                    if crate::db::is_unique_violation(&e) {
-                        ManagedError::Account(AccountError::EmailTaken)
-                    } else {
-                        e.into()
-                    }
-                })?;
-            scope
-                .audit(
-                    tx,
-                    now,
-                    AuditAction::ManagedAccountEmailChanged,
-                    Target::account(id),
-                    serde_json::json!({ "from": account.email, "to": email.as_str() }),
-                )
-                .await?;
-        }
-    }
-    if let Some(role) = changes.role {
-        orgs::change_role(tx, now, scope, id, role).await?;
-    }
-    accounts::store::by_id(&mut **tx, id)
-        .await?
-        .ok_or(ManagedError::NotFound)
-}
-
-/// Deletes: the account can never sign in again, its seat is freed, its id stays as a
-/// tombstone, and its email may be used by a new account (with a new id).
-pub async fn delete(
-    tx: &mut Tx,
-    now: i64,
-    scope: &AdminScope,
-    id: AccountId,
-) -> Result<(), ManagedError> {
-    let account = get(tx, scope.org().id, id).await?;
-    keep_an_admin(tx, scope.org().id, id).await?;
-    session::end_all_for(tx, id).await?;
-    crate::oidc::revoke_all_for(tx, id, now).await?;
-    store::tombstone(tx, id, now).await?;
-    scope
-        .audit(
-            tx,
-            now,
-            AuditAction::ManagedAccountDeleted,
-            Target::account(id),
-            serde_json::json!({ "email": account.email }),
-        )
-        .await?;
-    Ok(())
-}
-
 /// Replaces the org's password policy; it applies from the next password set.
 pub async fn set_policy(
     tx: &mut Tx,
@@ -551,7 +325,7 @@ pub async fn set_policy(
     policy: &PasswordPolicy,
 ) -> Result<(), ManagedError> {
     policy.validate().map_err(ManagedError::InvalidPolicy)?;
-    let before = store::policy(&mut **tx, scope.org().id).await?;
+    let before = crate::accounts::store::policy(&mut **tx, scope.org().id).await?;
     if &before == policy {
         return Ok(());
     }
@@ -565,7 +339,7 @@ pub async fn set_policy(
             return Err(ManagedError::NoBreakGlassAdmin);
         }
     }
-    store::set_policy(tx, scope.org().id, policy, now).await?;
+    crate::accounts::store::set_policy(tx, scope.org().id, policy, now).await?;
     scope
         .audit(
             tx,
@@ -586,17 +360,17 @@ pub async fn set_seats(
     seats: i64,
     actor: &Actor,
     meta: &RequestMeta,
-) -> Result<Seats, ManagedError> {
+) -> Result<orgs::seats::Seats, ManagedError> {
     if !(0..=1_000_000).contains(&seats) {
         return Err(ManagedError::InvalidSeats);
     }
     orgs::store::lock(tx, org.id).await?;
-    let used = store::seats_used(&mut **tx, org.id).await?;
+    let used = orgs::seats::used(&mut **tx, org.id).await?;
     if seats < used {
         return Err(ManagedError::SeatsBelowUsage { used });
     }
-    let before = store::seats(&mut **tx, org.id).await?;
-    store::set_seats(tx, org.id, seats).await?;
+    let before = orgs::seats::subscribed(&mut **tx, org.id).await?;
+    orgs::seats::set_subscribed(tx, org.id, seats).await?;
     audit::record(
         tx,
         now,
@@ -610,7 +384,7 @@ pub async fn set_seats(
         },
     )
     .await?;
-    Ok(Seats {
+    Ok(orgs::seats::Seats {
         subscribed: seats,
         used,
     })

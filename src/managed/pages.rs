@@ -10,14 +10,15 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 
 use super::csv::BulkReport;
-use super::policy::PasswordPolicy;
-use super::{ManagedChanges, NewManaged, Seats};
+use super::{ManagedChanges, NewManaged};
 use crate::AppState;
+use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountKind};
 use crate::ids::AccountId;
+use crate::orgs::extract::OrgAdmin;
 use crate::orgs::{Member, Org, Role};
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm, UploadedText};
+use crate::web::extract::{PageForm, UploadedText};
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
@@ -266,7 +267,7 @@ async fn policy_page(
         section: "password-policy",
         notice: take_flash(&admin.session).await?,
         error: None,
-        policy: super::store::policy(state.db.pool(), admin.scope.org().id).await?,
+        policy: crate::accounts::store::policy(state.db.pool(), admin.scope.org().id).await?,
         break_glass_admins: crate::sign_in::store::break_glass_admins(
             state.db.pool(),
             admin.scope.org().id,
@@ -341,11 +342,6 @@ async fn save_policy(
             Ok(page)
         }
     }
-}
-
-/// Seats as the member page shows them.
-pub async fn seats_line(state: &AppState, org: &Org) -> Result<Seats, AppError> {
-    Ok(super::seats(state.db.pool(), org.id).await?)
 }
 
 /// Whether a member row is a managed account (for templates).

@@ -15,10 +15,12 @@ use serde::Deserialize;
 use super::overview::{self, Candidate, SeatView};
 use super::{MigrationId, MigrationRequest, Wanted};
 use crate::AppState;
+use crate::clock::format_time;
 use crate::orgs::Org;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm, UploadedText};
-use crate::web::{Layout, flash, format_time, take_flash};
+use crate::web::extract::{PageForm, UploadedText};
+use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
     Router::new()

@@ -7,9 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::{MigrationId, MigrationRequest, MigrationStatus, RequestResult, Wanted};
 use crate::AppState;
-use crate::api::ErrorBody;
+use crate::api_tokens::extract::ApiAdmin;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
-use crate::web::extract::{ApiAdmin, ApiJson};
+use crate::web::extract::ApiJson;
 
 /// Accounts to ask: by id or by email (one of the two).
 #[derive(Deserialize, utoipa::ToSchema)]

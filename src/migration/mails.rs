@@ -2,10 +2,10 @@
 
 use super::{Ineligible, MigrationRequest, MigrationStatus};
 use crate::accounts::Account;
+use crate::clock::format_time;
 use crate::db::Tx;
 use crate::mail::{self, Mail, MailAction, MailError};
 use crate::orgs::Org;
-use crate::web::format_time;
 
 const CONTROL: &str = "its administrators control its password settings, status and deletion";
 

@@ -54,8 +54,8 @@ impl SeatView {
 
 pub async fn seats(db: &Db, org: OrgId) -> Result<SeatView, sqlx::Error> {
     Ok(SeatView {
-        subscribed: crate::managed::store::seats(db.pool(), org).await?,
-        managed: crate::managed::store::seats_used(db.pool(), org).await?,
+        subscribed: crate::orgs::seats::subscribed(db.pool(), org).await?,
+        managed: crate::orgs::seats::used(db.pool(), org).await?,
         pending: store::pending_count(db.pool(), org).await?,
     })
 }

@@ -13,9 +13,10 @@ use tower_sessions::Session;
 use super::{MigrationError, Proof};
 use crate::AppState;
 use crate::accounts::pages::MessagePage;
+use crate::clock::format_time;
 use crate::web::error::AppError;
 use crate::web::extract::{ClientMeta, PageForm};
-use crate::web::{Layout, format_time, session};
+use crate::web::{Layout, session};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -64,7 +65,7 @@ async fn render(
         None => None,
     };
     let page = ConsentPage {
-        layout: Layout::new(session, signed_in_account.as_ref()).await?,
+        layout: Layout::new(session, signed_in_account.as_ref().map(|a| a as _)).await?,
         token: token.to_string(),
         org_name: consent.org.name.clone(),
         requested_by: consent.request.requested_by.clone(),
@@ -177,7 +178,7 @@ async fn decline(
         None => None,
     };
     Ok(MessagePage {
-        layout: Layout::new(&session, signed_in_account.as_ref()).await?,
+        layout: Layout::new(&session, signed_in_account.as_ref().map(|a| a as _)).await?,
         title: "You declined".to_string(),
         message: "Nothing changed: your account stays a Nulab account that you manage yourself. The organization's administrators have been told.".to_string(),
         link: None,

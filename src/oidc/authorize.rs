@@ -62,7 +62,7 @@ pub async fn current_sign_in(
             return Ok(None);
         }
     };
-    if !sign_in::session_alive(state, session, &account).await? {
+    if !crate::accounts::session::session_alive(state, session, &account).await? {
         session.flush().await?;
         return Ok(None);
     }
@@ -258,7 +258,7 @@ async fn issue_code(
     parked: Option<&str>,
 ) -> Result<Response, AppError> {
     let now = state.clock.now_ms();
-    let lifetime = sign_in::lifetime_ms(&state.db, &signed_in.account)
+    let lifetime = crate::accounts::session::lifetime_ms(&state.db, &signed_in.account)
         .await?
         .unwrap_or(i64::from(state.config.session_hours) * 3_600_000);
     let code = secrets::new_token("");

@@ -18,8 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::AppState;
 use crate::accounts::{Account, AccountKind};
-use crate::db::{Db, Tx};
-use crate::ids::AccountId;
+use crate::db::Db;
 
 /// Lifetime of an authorization code.
 pub const CODE_TTL_MS: i64 = 60_000;
@@ -29,13 +28,6 @@ pub const ACCESS_TTL_MS: i64 = 10 * 60_000;
 pub const PARKED_TTL_MS: i64 = 30 * 60_000;
 /// Scopes this provider knows; others are ignored.
 pub const SCOPES: &[&str] = &["openid", "email", "profile", "offline_access"];
-
-/// Revokes every access and refresh token of the account and burns its unused codes, in the
-/// caller's transaction. Call it wherever an account's sessions end for a reason that must also
-/// end its product sign-ins: suspension, deletion, sign-out everywhere, migration.
-pub async fn revoke_all_for(tx: &mut Tx, account: AccountId, now: i64) -> Result<u64, sqlx::Error> {
-    store::revoke_account(tx, account, now).await
-}
 
 /// Whether `verifier` (RFC 7636 §4.1) hashes to `challenge` with S256.
 pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {

@@ -271,8 +271,15 @@ pub async fn insert_code(
     Ok(())
 }
 
-const CODE: &str = "SELECT id, client_id, account_id, redirect_uri, scope, nonce, code_challenge, \
-     auth_time, amr, grant_expires_at, expires_at, used_at FROM oidc_codes WHERE code_hash = $1";
+// A code from a sign-in that ended (`accounts.sessions_valid_after`) reads as spent at that time,
+// as if it had been burnt then.
+const CODE: &str = "SELECT c.id, c.client_id, c.account_id, c.redirect_uri, c.scope, c.nonce, \
+     c.code_challenge, c.auth_time, c.amr, c.grant_expires_at, \
+     CASE WHEN c.used_at IS NULL AND c.auth_time < a.sessions_valid_after \
+          THEN a.sessions_valid_after ELSE c.expires_at END AS expires_at, \
+     CASE WHEN c.used_at IS NULL AND c.auth_time < a.sessions_valid_after \
+          THEN a.sessions_valid_after ELSE c.used_at END AS used_at \
+     FROM oidc_codes c JOIN accounts a ON a.id = c.account_id WHERE c.code_hash = $1";
 
 pub async fn code(tx: &mut Tx, code_hash: &str) -> Result<Option<CodeRow>, sqlx::Error> {
     let row = sqlx::query(CODE)
@@ -346,8 +353,13 @@ pub async fn insert_token(tx: &mut Tx, t: &TokenRow, now: i64) -> Result<(), sql
     Ok(())
 }
 
-const TOKEN: &str = "SELECT token_hash, kind, grant_id, client_id, account_id, scope, auth_time, amr, \
-     expires_at, used_at, revoked_at FROM oidc_tokens WHERE token_hash = $1 AND kind = $2";
+// A token from a sign-in that ended (`accounts.sessions_valid_after`) reads as revoked then.
+const TOKEN: &str = "SELECT t.token_hash, t.kind, t.grant_id, t.client_id, t.account_id, t.scope, \
+     t.auth_time, t.amr, t.expires_at, t.used_at, \
+     CASE WHEN t.revoked_at IS NULL AND t.auth_time < a.sessions_valid_after \
+          THEN a.sessions_valid_after ELSE t.revoked_at END AS revoked_at \
+     FROM oidc_tokens t JOIN accounts a ON a.id = t.account_id \
+     WHERE t.token_hash = $1 AND t.kind = $2";
 
 pub async fn token<'c>(
     exec: impl Executor<'c, Database = Any>,
@@ -396,26 +408,6 @@ const REVOKE_GRANT: &str =
 pub async fn revoke_grant(tx: &mut Tx, grant_id: &str, now: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(REVOKE_GRANT)
         .bind(grant_id.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected())
-}
-
-const REVOKE_ACCOUNT_TOKENS: &str =
-    "UPDATE oidc_tokens SET revoked_at = $2 WHERE account_id = $1 AND revoked_at IS NULL";
-const BURN_ACCOUNT_CODES: &str =
-    "UPDATE oidc_codes SET used_at = $2, expires_at = $2 WHERE account_id = $1 AND used_at IS NULL";
-
-/// Revokes every token of an account and burns its unused codes.
-pub async fn revoke_account(tx: &mut Tx, account: AccountId, now: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(REVOKE_ACCOUNT_TOKENS)
-        .bind(account.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(BURN_ACCOUNT_CODES)
-        .bind(account.to_string())
         .bind(now)
         .execute(&mut **tx)
         .await?;

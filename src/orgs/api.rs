@@ -8,10 +8,11 @@ use serde::Deserialize;
 use super::{Member, MemberFilter, Org, Role};
 use crate::AppState;
 use crate::accounts::{AccountKind, AccountStatus};
-use crate::api::ErrorBody;
+use crate::api_tokens::extract::ApiAdmin;
 use crate::ids::AccountId;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
-use crate::web::extract::{ApiAdmin, ApiJson};
+use crate::web::extract::ApiJson;
 
 /// One page of members.
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -2,7 +2,9 @@
 //! the admin extractors (a signed-in admin, an org API token) and the operator CLI can make.
 
 pub mod api;
+pub mod extract;
 pub mod pages;
+pub mod seats;
 pub mod store;
 
 use serde::Serialize;
@@ -12,6 +14,7 @@ use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::db::Tx;
 use crate::ids::{AccountId, OrgId};
 use crate::paging::Page;
+use crate::web::error::AppError;
 
 /// The "organization ID" users type: 3–32 lowercase letters, digits and hyphens.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -129,6 +132,35 @@ pub enum OrgError {
     Account(#[from] accounts::AccountError),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+}
+
+/// How OrgError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<OrgError> for AppError {
+    fn from(err: OrgError) -> AppError {
+        use axum::http::StatusCode as S;
+        let err = match err {
+            OrgError::Account(inner) => return inner.into(),
+            OrgError::Db(e) => return AppError::Internal(e.into()),
+            other => other,
+        };
+        let (status, code) = match &err {
+            OrgError::InvalidSlug(_) => (S::BAD_REQUEST, "invalid_slug"),
+            OrgError::SlugTaken(_) => (S::CONFLICT, "slug_taken"),
+            OrgError::InvalidName => (S::BAD_REQUEST, "invalid_name"),
+            OrgError::NoSuchAccount(_) => (S::NOT_FOUND, "account_not_found"),
+            OrgError::EmailNotVerified(_) => (S::CONFLICT, "email_not_verified"),
+            OrgError::AlreadyMember(_) => (S::CONFLICT, "already_member"),
+            OrgError::ManagedElsewhere(_) => (S::CONFLICT, "managed_elsewhere"),
+            OrgError::AccountSuspended(_) => (S::CONFLICT, "account_suspended"),
+            OrgError::NotAMember => (S::NOT_FOUND, "not_a_member"),
+            OrgError::LastAdmin => (S::CONFLICT, "last_admin"),
+            OrgError::ManagedCannotLeave => (S::CONFLICT, "managed_cannot_leave"),
+            OrgError::CreatorNotVerified => (S::FORBIDDEN, "email_not_verified"),
+            OrgError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
+            OrgError::Account(_) | OrgError::Db(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        AppError::client(status, code, err.to_string())
+    }
 }
 
 /// The right to administer one organization, held by a validated admin, API token or operator.

@@ -11,11 +11,13 @@ use serde::Deserialize;
 use super::{MemberFilter, Org, OrgSlug, Role};
 use crate::AppState;
 use crate::accounts::pages::form_error;
+use crate::accounts::session::SignedIn;
 use crate::accounts::{AccountKind, AccountStatus};
 use crate::ids::AccountId;
 use crate::orgs::Member;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{OrgAdmin, PageForm, SignedIn};
+use crate::web::extract::PageForm;
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
@@ -137,7 +139,7 @@ struct MembersPage {
     next_cursor: Option<String>,
     filter_kind: String,
     filter_status: String,
-    seats: crate::managed::Seats,
+    seats: super::seats::Seats,
     /// Whether any listed member is a Nulab account, which the admin may select for migration.
     nulab_members: bool,
 }
@@ -190,7 +192,7 @@ async fn render_members(
         next_cursor: page.next_cursor,
         filter_kind: kind.unwrap_or("").to_string(),
         filter_status: status.unwrap_or("").to_string(),
-        seats: crate::managed::pages::seats_line(state, admin.scope.org()).await?,
+        seats: super::seats::of(state.db.pool(), admin.scope.org().id).await?,
     }
     .into_response())
 }

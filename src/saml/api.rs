@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::metadata::Certificate;
 use super::{Connection, ConnectionSettings, NewConnection, SettingsChange, SpUrls};
 use crate::AppState;
-use crate::api::ErrorBody;
+use crate::api_tokens::extract::ApiAdmin;
 use crate::ids::SamlConnectionId;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
-use crate::web::extract::{ApiAdmin, ApiJson};
+use crate::web::extract::ApiJson;
 
 /// A connection as the API shows it.
 #[derive(Serialize, utoipa::ToSchema)]

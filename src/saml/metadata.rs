@@ -95,102 +95,7 @@ pub fn parse(xml: &str, entity_id: Option<&str>) -> Result<IdpMetadata, Metadata
     if has_dtd(xml) {
         return Err(MetadataError::Dtd);
     }
-    let mut reader = NsReader::from_str(xml);
-    reader.config_mut().trim_text(true);
-    let mut candidates: Vec<Candidate> = Vec::new();
-    let mut current: Option<Candidate> = None;
-    let mut in_idp = false;
-    let mut key_use: Option<Option<String>> = None;
-    let mut in_cert = false;
-    let mut cert_text = String::new();
-    loop {
-        let (ns, event) = reader
-            .read_resolved_event()
-            .map_err(|e| MetadataError::Malformed(e.to_string()))?;
-        let ns_is = |uri: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == uri);
-        match event {
-            Event::Start(ref e) | Event::Empty(ref e) => {
-                let empty = matches!(event, Event::Empty(_));
-                let local = e.local_name();
-                match (local.as_ref(), ns_is(MD), ns_is(DS)) {
-                    (b"EntityDescriptor", true, _) => {
-                        current = Some(Candidate {
-                            entity_id: attr(e, b"entityID").unwrap_or_default(),
-                            ..Candidate::default()
-                        });
-                    }
-                    (b"IDPSSODescriptor", true, _) => {
-                        if let Some(c) = current.as_mut() {
-                            c.is_idp = true;
-                            c.want_signed = attr(e, b"WantAuthnRequestsSigned")
-                                .is_some_and(|v| v == "true" || v == "1");
-                        }
-                        in_idp = !empty;
-                    }
-                    (b"KeyDescriptor", true, _) if in_idp => key_use = Some(attr(e, b"use")),
-                    (b"X509Certificate", _, true) if in_idp && key_use.is_some() && !empty => {
-                        in_cert = true;
-                        cert_text.clear();
-                    }
-                    (b"SingleSignOnService", true, _) if in_idp => {
-                        if let (Some(c), Some(binding), Some(location)) =
-                            (current.as_mut(), attr(e, b"Binding"), attr(e, b"Location"))
-                        {
-                            if binding == REDIRECT_BINDING && c.redirect.is_none() {
-                                c.redirect = Some(location);
-                            } else if binding == POST_BINDING && c.post.is_none() {
-                                c.post = Some(location);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::Text(ref t) if in_cert => {
-                cert_text.push_str(
-                    &t.decode()
-                        .map_err(|e| MetadataError::Malformed(e.to_string()))?,
-                );
-            }
-            Event::End(ref e) => {
-                let local = e.local_name();
-                match (local.as_ref(), ns_is(MD), ns_is(DS)) {
-                    (b"X509Certificate", _, true) if in_cert => {
-                        in_cert = false;
-                        // Keys for signing: use="signing", or no use (signing and encryption).
-                        let signing = matches!(&key_use, Some(None))
-                            || matches!(&key_use, Some(Some(u)) if u == "signing" || u.is_empty());
-                        if signing && let Some(c) = current.as_mut() {
-                            c.certs.push(cert_text.split_whitespace().collect());
-                        }
-                    }
-                    (b"KeyDescriptor", true, _) => key_use = None,
-                    (b"IDPSSODescriptor", true, _) => in_idp = false,
-                    (b"EntityDescriptor", true, _) => {
-                        if let Some(c) = current.take() {
-                            candidates.push(c);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            Event::DocType(_) => return Err(MetadataError::Dtd),
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    let idps: Vec<Candidate> = candidates.into_iter().filter(|c| c.is_idp).collect();
-    let chosen = match entity_id.filter(|e| !e.trim().is_empty()) {
-        Some(wanted) => idps
-            .into_iter()
-            .find(|c| c.entity_id == wanted.trim())
-            .ok_or_else(|| MetadataError::EntityNotFound(wanted.to_string()))?,
-        None => match idps.len() {
-            0 => return Err(MetadataError::NoIdp),
-            1 => idps.into_iter().next().ok_or(MetadataError::NoIdp)?,
-            n => return Err(MetadataError::SeveralIdps(n)),
-        },
-    };
+    let chosen = choose(scan(xml)?, entity_id)?;
     if chosen.entity_id.is_empty() {
         return Err(MetadataError::Malformed(
             "the EntityDescriptor has no entityID".into(),
@@ -219,6 +124,125 @@ pub fn parse(xml: &str, entity_id: Option<&str>) -> Result<IdpMetadata, Metadata
         certificates,
         want_authn_requests_signed: chosen.want_signed,
     })
+}
+
+/// The IdP that `entity_id` names, or the only IdP of the document.
+fn choose(candidates: Vec<Candidate>, entity_id: Option<&str>) -> Result<Candidate, MetadataError> {
+    let idps: Vec<Candidate> = candidates.into_iter().filter(|c| c.is_idp).collect();
+    match entity_id.filter(|e| !e.trim().is_empty()) {
+        Some(wanted) => idps
+            .into_iter()
+            .find(|c| c.entity_id == wanted.trim())
+            .ok_or_else(|| MetadataError::EntityNotFound(wanted.to_string())),
+        None => match idps.len() {
+            0 => Err(MetadataError::NoIdp),
+            1 => idps.into_iter().next().ok_or(MetadataError::NoIdp),
+            n => Err(MetadataError::SeveralIdps(n)),
+        },
+    }
+}
+
+/// Every EntityDescriptor of the document, with what an SP needs of its IdP role.
+fn scan(xml: &str) -> Result<Vec<Candidate>, MetadataError> {
+    let mut reader = NsReader::from_str(xml);
+    reader.config_mut().trim_text(true);
+    let mut scanner = Scanner::default();
+    loop {
+        let (ns, event) = reader
+            .read_resolved_event()
+            .map_err(|e| MetadataError::Malformed(e.to_string()))?;
+        let ns_is = |uri: &[u8]| matches!(&ns, ResolveResult::Bound(n) if n.as_ref() == uri);
+        let (md, ds) = (ns_is(MD), ns_is(DS));
+        match event {
+            Event::Start(ref e) => scanner.start(e, false, md, ds),
+            Event::Empty(ref e) => scanner.start(e, true, md, ds),
+            Event::Text(ref t) if scanner.in_cert => {
+                scanner.cert_text.push_str(
+                    &t.decode()
+                        .map_err(|e| MetadataError::Malformed(e.to_string()))?,
+                );
+            }
+            Event::End(ref e) => scanner.end(e.local_name().as_ref(), md, ds),
+            Event::DocType(_) => return Err(MetadataError::Dtd),
+            Event::Eof => return Ok(scanner.candidates),
+            _ => {}
+        }
+    }
+}
+
+/// Where the metadata reader is: the entity being read and inside which elements.
+#[derive(Default)]
+struct Scanner {
+    candidates: Vec<Candidate>,
+    current: Option<Candidate>,
+    in_idp: bool,
+    /// Inside a KeyDescriptor: its `use` attribute, if any.
+    key_use: Option<Option<String>>,
+    in_cert: bool,
+    cert_text: String,
+}
+
+impl Scanner {
+    fn start(&mut self, e: &BytesStart, empty: bool, md: bool, ds: bool) {
+        let local = e.local_name();
+        match (local.as_ref(), md, ds) {
+            (b"EntityDescriptor", true, _) => {
+                self.current = Some(Candidate {
+                    entity_id: attr(e, b"entityID").unwrap_or_default(),
+                    ..Candidate::default()
+                });
+            }
+            (b"IDPSSODescriptor", true, _) => {
+                if let Some(c) = self.current.as_mut() {
+                    c.is_idp = true;
+                    c.want_signed = attr(e, b"WantAuthnRequestsSigned")
+                        .is_some_and(|v| v == "true" || v == "1");
+                }
+                self.in_idp = !empty;
+            }
+            (b"KeyDescriptor", true, _) if self.in_idp => self.key_use = Some(attr(e, b"use")),
+            (b"X509Certificate", _, true) if self.in_idp && self.key_use.is_some() && !empty => {
+                self.in_cert = true;
+                self.cert_text.clear();
+            }
+            (b"SingleSignOnService", true, _) if self.in_idp => {
+                if let (Some(c), Some(binding), Some(location)) = (
+                    self.current.as_mut(),
+                    attr(e, b"Binding"),
+                    attr(e, b"Location"),
+                ) {
+                    if binding == REDIRECT_BINDING && c.redirect.is_none() {
+                        c.redirect = Some(location);
+                    } else if binding == POST_BINDING && c.post.is_none() {
+                        c.post = Some(location);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn end(&mut self, local: &[u8], md: bool, ds: bool) {
+        match (local, md, ds) {
+            (b"X509Certificate", _, true) if self.in_cert => {
+                self.in_cert = false;
+                // Keys for signing: use="signing", or no use (signing and encryption).
+                let signing = matches!(&self.key_use, Some(None))
+                    || matches!(&self.key_use, Some(Some(u)) if u == "signing" || u.is_empty());
+                if signing && let Some(c) = self.current.as_mut() {
+                    c.certs.push(self.cert_text.split_whitespace().collect());
+                }
+            }
+            (b"KeyDescriptor", true, _) => self.key_use = None,
+            (b"IDPSSODescriptor", true, _) => self.in_idp = false,
+            (b"EntityDescriptor", true, _) => {
+                if let Some(c) = self.current.take() {
+                    self.candidates.push(c);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Reads one base64 DER certificate.

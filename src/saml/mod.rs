@@ -27,6 +27,7 @@ use crate::audit::{AuditAction, Target};
 use crate::db::{Db, Tx};
 use crate::ids::{OrgId, SamlConnectionId};
 use crate::orgs::AdminScope;
+use crate::web::error::AppError;
 use metadata::{Certificate, IdpMetadata, MetadataError};
 
 /// Default allowed clock skew.
@@ -135,6 +136,26 @@ pub enum SamlError {
     Db(#[from] sqlx::Error),
     #[error(transparent)]
     Mail(#[from] crate::mail::MailError),
+}
+
+/// How SamlError reaches the user: client mistakes are 4xx with a stable code, the rest 5xx.
+impl From<SamlError> for AppError {
+    fn from(err: SamlError) -> AppError {
+        use SamlError as E;
+        use axum::http::StatusCode as S;
+        let message = err.to_string();
+        let (status, code) = match err {
+            E::Db(inner) => return inner.into(),
+            E::Mail(inner) => return inner.into(),
+            E::Metadata(_) => (S::BAD_REQUEST, "invalid_metadata"),
+            E::Fetch(_) => (S::BAD_GATEWAY, "metadata_fetch_failed"),
+            E::InvalidSetting(_) => (S::BAD_REQUEST, "invalid_setting"),
+            E::DomainNotVerified(_) => (S::BAD_REQUEST, "domain_not_verified"),
+            E::NotFound => (S::NOT_FOUND, "not_found"),
+            E::DuplicateEntity(_) => (S::CONFLICT, "duplicate_connection"),
+        };
+        AppError::client(status, code, message)
+    }
 }
 
 /// Settings a create or update may give; absent fields keep their value (or the default).

@@ -5,9 +5,10 @@ use axum::extract::State;
 
 use super::SessionSettings;
 use crate::AppState;
-use crate::api::ErrorBody;
+use crate::api_tokens::extract::ApiAdmin;
+use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
-use crate::web::extract::{ApiAdmin, ApiJson};
+use crate::web::extract::ApiJson;
 
 /// How long a sign-in of the organization's members lasts.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/session-settings", tag = "sign-in",

@@ -3,29 +3,27 @@
 //! factor and break-glass sign-in of admins of organizations that require SSO, and each
 //! organization's session lifetime.
 
+pub mod account_page;
 pub mod api;
 pub mod pages;
+pub mod password;
 pub mod second_factor;
 pub mod settings_pages;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
-use tower_sessions::Session;
 
-use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, Email};
 use crate::audit::AuditAction;
 use crate::db::{Db, Tx};
 use crate::ids::AccountId;
 use crate::orgs::AdminScope;
-use crate::web::session;
 use store::OrgRef;
 
 /// Session lifetime when no organization of the account sets one, in hours.
 pub const DEFAULT_LIFETIME_HOURS: i64 = 12;
 /// Longest session lifetime an organization may choose: 30 days.
 pub const MAX_LIFETIME_HOURS: i64 = 30 * 24;
-const HOUR_MS: i64 = 3_600_000;
 
 /// What can go wrong with sign-in settings, in words an admin can act on.
 #[derive(Debug, thiserror::Error)]
@@ -127,51 +125,6 @@ pub fn with_return_to(login_url: &str, return_to: &str) -> String {
     format!("{login_url}{sep}return_to={encoded}")
 }
 
-/// The fixed lifetime (ms) of a new session of `account`: its organization's setting for a
-/// managed account, the shortest of its organizations' settings for a Nulab account; `None`
-/// when none sets one (the server's inactivity timeout then applies).
-pub async fn lifetime_ms(db: &Db, account: &Account) -> Result<Option<i64>, sqlx::Error> {
-    let hours = match (account.kind, account.org_id) {
-        (AccountKind::Managed, Some(org)) => store::lifetime_hours(db.pool(), org).await?,
-        _ => store::shortest_lifetime_hours(db.pool(), account.id).await?,
-    };
-    Ok(hours.map(|h| h * HOUR_MS))
-}
-
-/// Applies the session lifetime once per sign-in (on the first request after it, for sign-ins
-/// that other modules complete), then answers whether the session is still within it.
-pub async fn session_alive(
-    state: &AppState,
-    session: &Session,
-    account: &Account,
-) -> Result<bool, crate::web::error::AppError> {
-    let now = state.clock.now_ms();
-    let until = match session.get::<i64>(session::SESSION_UNTIL_KEY).await? {
-        Some(until) => until,
-        None => {
-            let auth_at = session
-                .get::<i64>(session::AUTH_AT_KEY)
-                .await?
-                .unwrap_or(now);
-            let until = match lifetime_ms(&state.db, account).await? {
-                Some(lifetime) => {
-                    let until = auth_at + lifetime;
-                    // The store's expiry is wall-clock time; the rule above uses the app clock.
-                    let left = time::Duration::milliseconds((until - now).max(0));
-                    session.set_expiry(Some(tower_sessions::Expiry::AtDateTime(
-                        time::OffsetDateTime::now_utc() + left,
-                    )));
-                    until
-                }
-                None => 0,
-            };
-            session.insert(session::SESSION_UNTIL_KEY, until).await?;
-            until
-        }
-    };
-    Ok(until == 0 || now < until)
-}
-
 /// The session lifetime an organization uses, in hours.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -183,7 +136,7 @@ pub struct SessionSettings {
 /// The organization's session settings (the default when it never set them).
 pub async fn settings(db: &Db, scope: &AdminScope) -> Result<SessionSettings, SignInError> {
     Ok(SessionSettings {
-        session_lifetime_hours: store::lifetime_hours(db.pool(), scope.org().id)
+        session_lifetime_hours: accounts::store::lifetime_hours(db.pool(), scope.org().id)
             .await?
             .unwrap_or(DEFAULT_LIFETIME_HOURS),
     })
@@ -199,11 +152,12 @@ pub async fn set_settings(
     if !(1..=MAX_LIFETIME_HOURS).contains(&new.session_lifetime_hours) {
         return Err(SignInError::InvalidLifetime);
     }
-    let before = store::lifetime_hours(&mut **tx, scope.org().id).await?;
+    let before = accounts::store::lifetime_hours(&mut **tx, scope.org().id).await?;
     if before == Some(new.session_lifetime_hours) {
         return Ok(());
     }
-    store::put_lifetime_hours(tx, scope.org().id, new.session_lifetime_hours, now).await?;
+    accounts::store::put_lifetime_hours(tx, scope.org().id, new.session_lifetime_hours, now)
+        .await?;
     scope
         .audit(
             tx,

@@ -28,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/signin/identify", post(identify))
         .route("/signin/two-step", get(two_step_page).post(two_step))
         .merge(super::settings_pages::routes())
+        .merge(super::account_page::routes())
 }
 
 #[derive(Template, WebTemplate)]
@@ -166,7 +167,8 @@ async fn password_sign_in(
 ) -> Result<Response, AppError> {
     let now = state.clock.now_ms();
     let next = safe_next(form.next.as_deref());
-    match accounts::sign_in_with_password(&state.db, now, &form.email, &form.password, &meta).await
+    match super::password::sign_in_with_password(&state.db, now, &form.email, &form.password, &meta)
+        .await
     {
         Ok(signed_in) if signed_in.second_factor_required => {
             session.cycle_id().await?;
@@ -233,7 +235,7 @@ async fn finish(
     if second_factor {
         session.insert(session::SECOND_FACTOR_KEY, "otp").await?;
     }
-    super::session_alive(state, session, account).await?;
+    crate::accounts::session::session_alive(state, session, account).await?;
     if must_change {
         session.insert(session::MUST_CHANGE_KEY, true).await?;
         session

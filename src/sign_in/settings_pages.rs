@@ -12,10 +12,12 @@ use serde::Deserialize;
 use super::second_factor::{self, ISSUER, SecondFactorError};
 use super::{SessionSettings, store};
 use crate::AppState;
+use crate::accounts::session::SignedIn;
 use crate::accounts::totp;
 use crate::orgs::Org;
+use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
-use crate::web::extract::{ClientMeta, OrgAdmin, PageForm, SignedIn};
+use crate::web::extract::{ClientMeta, PageForm};
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {

@@ -1,5 +1,7 @@
-//! Extractors that carry authorization in their types: a handler that takes [`OrgAdmin`] or
-//! [`ApiAdmin`] cannot run unless the caller administers the organization in the path.
+//! Extractors that prove nothing about the caller: where the request came from, the path's
+//! organization slug, and bodies whose rejections are readable. The extractors that carry
+//! authorization live beside what they prove: `accounts::session::SignedIn`,
+//! `orgs::extract::OrgAdmin`, `api_tokens::extract::ApiAdmin`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,15 +10,9 @@ use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
-use tower_sessions::Session;
 
 use super::error::{ApiError, AppError};
-use super::session;
-use crate::AppState;
-use crate::accounts::{self, Account, AccountStatus};
-use crate::api_tokens;
-use crate::audit::{Actor, RequestMeta};
-use crate::orgs::{self, AdminScope, Role};
+use crate::audit::RequestMeta;
 
 /// Where the request came from, for audit events.
 pub struct ClientMeta(pub RequestMeta);
@@ -29,7 +25,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
     }
 }
 
-fn meta_of(parts: &Parts) -> RequestMeta {
+pub fn meta_of(parts: &Parts) -> RequestMeta {
     let ip = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -42,145 +38,12 @@ fn meta_of(parts: &Parts) -> RequestMeta {
     RequestMeta { ip, user_agent }
 }
 
-/// The signed-in, active account. Pages without one redirect to the sign-in page.
-pub struct SignedIn {
-    pub account: Account,
-    pub session: Session,
-}
-
-impl FromRequestParts<AppState> for SignedIn {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let next = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_else(|| "/".into());
-        let session = Session::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
-        let Some(id) = session::account_id(&session).await? else {
-            return Err(AppError::SignInRequired { next });
-        };
-        match accounts::store::by_id(state.db.pool(), id).await? {
-            Some(account) if account.status == AccountStatus::Active => {
-                // The organization's session lifetime is over: sign in again.
-                if !crate::sign_in::session_alive(state, &session, &account).await? {
-                    session.flush().await?;
-                    return Err(AppError::SignInRequired { next });
-                }
-                // A temporary or expired password: nothing else until it is changed.
-                let must_change = session
-                    .get::<bool>(session::MUST_CHANGE_KEY)
-                    .await?
-                    .unwrap_or(false);
-                if must_change && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
-                    return Err(AppError::RedirectTo("/account/password".to_string()));
-                }
-                Ok(SignedIn { account, session })
-            }
-            // Suspended or deleted since signing in: the session ends now.
-            _ => {
-                session.flush().await?;
-                Err(AppError::SignInRequired { next })
-            }
-        }
-    }
-}
-
-/// Pages a user who must change their password may still open.
-const PASSWORD_CHANGE_PATHS: &[&str] = &["/account/password", "/signout"];
-
 /// The path's `{org}` slug.
-async fn org_slug(parts: &mut Parts, state: &AppState) -> Option<String> {
+pub async fn org_slug<S: Send + Sync>(parts: &mut Parts, state: &S) -> Option<String> {
     let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
         .await
         .ok()?;
     params.get("org").cloned()
-}
-
-/// A signed-in admin of the organization in the path. Non-members get 404 (the page does not
-/// say whether the organization exists); members who are not admins get 403.
-pub struct OrgAdmin {
-    pub scope: AdminScope,
-    pub account: Account,
-    pub session: Session,
-}
-
-impl FromRequestParts<AppState> for OrgAdmin {
-    type Rejection = AppError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let signed_in = SignedIn::from_request_parts(parts, state).await?;
-        let not_found =
-            || AppError::not_found("There is no organization with this ID that you administer.");
-        let slug = org_slug(parts, state).await.ok_or_else(not_found)?;
-        let org = orgs::store::by_slug(state.db.pool(), &slug)
-            .await?
-            .ok_or_else(not_found)?;
-        match orgs::store::role_of(state.db.pool(), org.id, signed_in.account.id).await? {
-            Some(Role::Admin) => Ok(OrgAdmin {
-                scope: AdminScope::grant(org, signed_in.account.actor(), meta_of(parts)),
-                account: signed_in.account,
-                session: signed_in.session,
-            }),
-            Some(Role::Member) => Err(AppError::forbidden(
-                "Only admins of this organization can open its admin pages.",
-            )),
-            None => Err(not_found()),
-        }
-    }
-}
-
-/// A request of the JSON API with a live API token of the organization in the path.
-pub struct ApiAdmin(pub AdminScope);
-
-impl FromRequestParts<AppState> for ApiAdmin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let unauthorized = |msg: &str| {
-            ApiError(AppError::client(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                msg,
-            ))
-        };
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| unauthorized("send an API token: Authorization: Bearer <token>"))?;
-        let secret = header
-            .strip_prefix("Bearer ")
-            .map(str::trim)
-            .ok_or_else(|| unauthorized("the Authorization header must be \"Bearer <token>\""))?;
-        let (token, org) = api_tokens::authenticate(state.db.pool(), state.clock.now_ms(), secret)
-            .await
-            .map_err(AppError::from)?
-            .ok_or_else(|| unauthorized("the API token is not valid or has been revoked"))?;
-        let slug = org_slug(parts, state).await.unwrap_or_default();
-        if !slug.eq_ignore_ascii_case(&org.slug) {
-            return Err(ApiError(AppError::forbidden(
-                "this API token is not valid for that organization",
-            )));
-        }
-        let actor = Actor::ApiToken {
-            id: token.id.to_string(),
-            name: token.name,
-        };
-        Ok(ApiAdmin(AdminScope::grant(org, actor, meta_of(parts))))
-    }
 }
 
 /// A urlencoded form whose rejection is a readable 400 page.

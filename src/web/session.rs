@@ -8,7 +8,6 @@ use tower_sessions::Session;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use crate::accounts::Account;
 use crate::db::{self, Db};
 use crate::ids::AccountId;
 
@@ -25,6 +24,15 @@ pub const SECOND_FACTOR_KEY: &str = "second_factor";
 /// Session key: when this sign-in ends (Unix ms, app clock; 0: the server's inactivity timeout).
 /// Set from the organization's session lifetime on the first request after the sign-in.
 pub const SESSION_UNTIL_KEY: &str = "session_until";
+
+/// What the session layer knows of a signed-in account (implemented by `accounts::Account`;
+/// this layer sits below accounts and never names it).
+pub trait SessionAccount: Sync {
+    /// The account's stable id, kept in the session.
+    fn account_id(&self) -> AccountId;
+    /// The email the page layout shows.
+    fn email(&self) -> &str;
+}
 
 /// A [`SessionStore`] over the `sessions` table.
 #[derive(Clone, Debug)]
@@ -154,7 +162,7 @@ pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
 /// Starts a signed-in session: a new session id (no fixation), then the account.
 pub async fn sign_in(
     session: &Session,
-    account: &Account,
+    account: &(impl SessionAccount + ?Sized),
     method: &str,
     now: i64,
 ) -> Result<(), tower_sessions::session::Error> {
@@ -162,7 +170,9 @@ pub async fn sign_in(
     // What belonged to an earlier sign-in in this browser does not carry over.
     session.remove_value(SECOND_FACTOR_KEY).await?;
     session.remove_value(SESSION_UNTIL_KEY).await?;
-    session.insert(ACCOUNT_KEY, account.id.to_string()).await?;
+    session
+        .insert(ACCOUNT_KEY, account.account_id().to_string())
+        .await?;
     session.insert(METHOD_KEY, method).await?;
     session.insert(AUTH_AT_KEY, now).await?;
     Ok(())

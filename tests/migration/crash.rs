@@ -342,7 +342,7 @@ async fn crash(backend: Backend) {
     }
     assert_eq!(tally.get("completed").copied(), Some(completed));
     assert_eq!(
-        nulab_pass::managed::store::seats_used(probe.pool(), corp.id)
+        nulab_pass::orgs::seats::used(probe.pool(), corp.id)
             .await
             .expect("seats"),
         completed,

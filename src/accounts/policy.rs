@@ -71,10 +71,10 @@ impl PasswordPolicy {
                 self.min_length
             ));
         }
-        if length > crate::accounts::MAX_PASSWORD_LEN as i64 {
+        if length > super::MAX_PASSWORD_LEN as i64 {
             broken.push(format!(
                 "it must be at most {} characters long",
-                crate::accounts::MAX_PASSWORD_LEN
+                super::MAX_PASSWORD_LEN
             ));
         }
         if self.require_three_classes && character_classes(password) < 3 {

@@ -1,0 +1,133 @@
+//! The browser session of an account: starting one ([`start_session`]: a new session id, the
+//! account, and the organization's session lifetime fixed at the start), and recognising it on
+//! each request ([`SignedIn`]). The lifetime an organization sets is read here (its admin
+//! settings live in `sign_in`).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use tower_sessions::Session;
+
+use super::{Account, AccountKind, AccountStatus, store};
+use crate::AppState;
+use crate::db::Db;
+use crate::web::error::AppError;
+use crate::web::session;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// Starts the signed-in session of `account` (password, SAML or TOTP sign-in): a new session
+/// id (no fixation), the account, how and when it signed in, and the end of the session from
+/// the organization's lifetime.
+pub async fn start_session(
+    state: &AppState,
+    session: &Session,
+    account: &Account,
+    method: &str,
+) -> Result<(), AppError> {
+    session::sign_in(session, account, method, state.clock.now_ms()).await?;
+    session_alive(state, session, account).await?;
+    Ok(())
+}
+
+/// The fixed lifetime (ms) of a new session of `account`: its organization's setting for a
+/// managed account, the shortest of its organizations' settings for a Nulab account; `None`
+/// when none sets one (the server's inactivity timeout then applies).
+pub async fn lifetime_ms(db: &Db, account: &Account) -> Result<Option<i64>, sqlx::Error> {
+    let hours = match (account.kind, account.org_id) {
+        (AccountKind::Managed, Some(org)) => store::lifetime_hours(db.pool(), org).await?,
+        _ => store::shortest_lifetime_hours(db.pool(), account.id).await?,
+    };
+    Ok(hours.map(|h| h * HOUR_MS))
+}
+
+/// Applies the session lifetime once per sign-in (on the first request after it, for sign-ins
+/// that other modules complete), then answers whether the session is still within it.
+pub async fn session_alive(
+    state: &AppState,
+    session: &Session,
+    account: &Account,
+) -> Result<bool, AppError> {
+    let now = state.clock.now_ms();
+    let until = match session.get::<i64>(session::SESSION_UNTIL_KEY).await? {
+        Some(until) => until,
+        None => {
+            let auth_at = session
+                .get::<i64>(session::AUTH_AT_KEY)
+                .await?
+                .unwrap_or(now);
+            let until = match lifetime_ms(&state.db, account).await? {
+                Some(lifetime) => {
+                    let until = auth_at + lifetime;
+                    // The store's expiry is wall-clock time; the rule above uses the app clock.
+                    let left = time::Duration::milliseconds((until - now).max(0));
+                    session.set_expiry(Some(tower_sessions::Expiry::AtDateTime(
+                        time::OffsetDateTime::now_utc() + left,
+                    )));
+                    until
+                }
+                None => 0,
+            };
+            session.insert(session::SESSION_UNTIL_KEY, until).await?;
+            until
+        }
+    };
+    // Every sign-in of the account that started before the stamp has ended.
+    let auth_at = session.get::<i64>(session::AUTH_AT_KEY).await?.unwrap_or(0);
+    if auth_at < account.sessions_valid_after {
+        return Ok(false);
+    }
+    Ok(until == 0 || now < until)
+}
+
+/// The signed-in, active account. Pages without one redirect to the sign-in page.
+pub struct SignedIn {
+    pub account: Account,
+    pub session: Session,
+}
+
+impl FromRequestParts<AppState> for SignedIn {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let next = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
+        let session = Session::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("session layer missing")))?;
+        let Some(id) = session::account_id(&session).await? else {
+            return Err(AppError::SignInRequired { next });
+        };
+        match store::by_id(state.db.pool(), id).await? {
+            Some(account) if account.status == AccountStatus::Active => {
+                // The organization's session lifetime is over: sign in again.
+                if !session_alive(state, &session, &account).await? {
+                    session.flush().await?;
+                    return Err(AppError::SignInRequired { next });
+                }
+                // A temporary or expired password: nothing else until it is changed.
+                let must_change = session
+                    .get::<bool>(session::MUST_CHANGE_KEY)
+                    .await?
+                    .unwrap_or(false);
+                if must_change && !PASSWORD_CHANGE_PATHS.contains(&parts.uri.path()) {
+                    return Err(AppError::RedirectTo("/account/password".to_string()));
+                }
+                Ok(SignedIn { account, session })
+            }
+            // Suspended or deleted since signing in: the session ends now.
+            _ => {
+                session.flush().await?;
+                Err(AppError::SignInRequired { next })
+            }
+        }
+    }
+}
+
+/// Pages a user who must change their password may still open.
+const PASSWORD_CHANGE_PATHS: &[&str] = &["/account/password", "/signout"];

@@ -1,0 +1,223 @@
+//! The application: the router with every capability's pages and API routes, its layers
+//! (tracing, body limits, sessions, CSRF, security headers), the health checks and static files.
+//! The top of the layer order: it may use every capability, and none uses it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{any, get};
+use axum::{Json, Router};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::services::ServeDir;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::{Expiry, Session, SessionManagerLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+use crate::web::error::{ApiError, AppError};
+use crate::web::{ErrorBody, csrf, session};
+use crate::{domains, managed, migration, orgs, saml, sign_in};
+
+/// Builds the router with every layer.
+pub fn router(state: AppState) -> Router {
+    let session_layer = SessionManagerLayer::new(session::DbSessionStore::new(state.db.clone()))
+        .with_name("nulab_pass_session")
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_secure(state.config.is_https())
+        .with_expiry(Expiry::OnInactivity(time::Duration::hours(i64::from(
+            state.config.session_hours,
+        ))));
+    let limit = state.config.max_body_bytes;
+
+    let mut pages = Router::new()
+        .route("/", get(home))
+        .merge(crate::accounts::pages::routes())
+        .merge(crate::orgs::pages::routes())
+        .merge(crate::api_tokens::pages::routes())
+        .merge(crate::domains::pages::routes())
+        .merge(crate::managed::pages::routes())
+        .merge(crate::migration::pages::routes())
+        .merge(crate::sign_in::pages::routes())
+        .merge(crate::oidc::endpoints::routes())
+        .merge(crate::saml::pages::routes());
+    if state.config.dev {
+        pages = pages.merge(crate::mail::pages::routes());
+    }
+
+    // The ACS reads its body itself, up to its own limit, so that it refuses an oversized
+    // response with a reason code and an audit event; everything else has the configured limit.
+    let acs = crate::saml::acs_page::routes();
+    let limited = Router::new()
+        .merge(pages)
+        .merge(api_routes())
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(RequestBodyLimitLayer::new(limit));
+
+    Router::new()
+        .merge(limited)
+        .merge(acs)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .nest_service("/static", ServeDir::new(static_dir()))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), csrf::guard))
+        .layer(session_layer)
+        .layer(axum::middleware::map_response(bare_server_error))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("same-origin"),
+        ))
+        .layer(
+            // The span names the route, never the query string: links carry tokens.
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
+                tracing::info_span!("request", method = %req.method(), route = route.as_deref().unwrap_or("-"))
+            }),
+        )
+        .with_state(state)
+}
+
+/// The session layer answers a failure to save a session (its store is the database) with an
+/// empty 500 of its own, after logging the cause: give it the error page and an error id.
+async fn bare_server_error(response: Response) -> Response {
+    let bare = response.status() == StatusCode::INTERNAL_SERVER_ERROR
+        && !response.headers().contains_key(header::CONTENT_TYPE);
+    if !bare {
+        return response;
+    }
+    AppError::Internal(anyhow::anyhow!(
+        "the session could not be saved (the session layer logged why just before)"
+    ))
+    .into_response()
+}
+
+/// Where static files live: beside the binary's working directory, or the crate in development.
+fn static_dir() -> std::path::PathBuf {
+    let local = std::path::PathBuf::from("static");
+    if local.is_dir() {
+        local
+    } else {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/static"))
+    }
+}
+
+async fn home(session: Session) -> Result<Response, AppError> {
+    let to = if session::account_id(&session).await?.is_some() {
+        "/account"
+    } else {
+        "/signin"
+    };
+    Ok(Redirect::to(to).into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(3), state.db.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "database unreachable").into_response(),
+    }
+}
+
+async fn not_found() -> AppError {
+    AppError::not_found("There is no page at this address.")
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An organization API token (np_...)"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "nulab-pass admin API", version = "1", description = "Administer an organization: members, and more as features land."),
+    modifiers(&BearerAuth),
+    components(schemas(ErrorBody))
+)]
+struct ApiDoc;
+
+/// The admin JSON API under `/api/v1` (requests authenticate with an organization's API
+/// token: `Authorization: Bearer np_...`), plus its OpenAPI document at `/api/v1/openapi.json`.
+fn api_routes() -> Router<AppState> {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(orgs::api::get_org))
+        .routes(routes!(orgs::api::list_members, orgs::api::add_member))
+        .routes(routes!(orgs::api::update_member, orgs::api::remove_member))
+        .routes(routes!(
+            domains::api::list_domains,
+            domains::api::add_domain
+        ))
+        .routes(routes!(
+            domains::api::get_domain,
+            domains::api::remove_domain
+        ))
+        .routes(routes!(domains::api::verify_domain))
+        .routes(routes!(domains::api::retry_domain))
+        .routes(routes!(managed::api::create))
+        .routes(routes!(managed::api::import))
+        .routes(routes!(
+            managed::api::get,
+            managed::api::update,
+            managed::api::delete
+        ))
+        .routes(routes!(managed::api::action))
+        .routes(routes!(managed::api::get_policy, managed::api::put_policy))
+        .routes(routes!(managed::api::seats))
+        .routes(routes!(
+            sign_in::api::get_settings,
+            sign_in::api::put_settings
+        ))
+        .routes(routes!(saml::api::create, saml::api::list))
+        .routes(routes!(migration::api::create, migration::api::list))
+        .routes(routes!(migration::api::resend))
+        .routes(routes!(migration::api::cancel))
+        .routes(routes!(
+            migration::api::get_settings,
+            migration::api::put_settings
+        ))
+        .routes(routes!(
+            saml::api::get,
+            saml::api::update,
+            saml::api::delete
+        ))
+        .split_for_parts();
+    let document = Arc::new(openapi);
+    router
+        .route(
+            "/api/v1/openapi.json",
+            get(move || async move { Json(document.as_ref().clone()) }),
+        )
+        .route("/api/{*rest}", any(api_not_found))
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError(AppError::not_found("there is no API endpoint at this path"))
+}

@@ -1,0 +1,71 @@
+//! Seats of an organization: how many it subscribed (the `orgs.seats` column) and how many its
+//! managed accounts take. Claiming a seat and changing the subscription are rules of
+//! `managed` (rule 4 of the design), which call these.
+
+use serde::Serialize;
+use sqlx::{Any, Executor, Row};
+
+use crate::db::Tx;
+use crate::ids::OrgId;
+
+/// Seats of an organization.
+#[derive(Clone, Copy, Debug, Serialize, utoipa::ToSchema)]
+pub struct Seats {
+    pub subscribed: i64,
+    pub used: i64,
+}
+
+impl Seats {
+    pub fn free(&self) -> i64 {
+        (self.subscribed - self.used).max(0)
+    }
+}
+
+/// Seats subscribed and used.
+pub async fn of(tx_or_pool: &sqlx::AnyPool, org: OrgId) -> Result<Seats, sqlx::Error> {
+    Ok(Seats {
+        subscribed: subscribed(tx_or_pool, org).await?,
+        used: used(tx_or_pool, org).await?,
+    })
+}
+
+const SEATS_USED: &str = "SELECT COUNT(*) AS n FROM accounts \
+     WHERE org_id = $1 AND kind = 'managed' AND status IN ('active', 'suspended')";
+
+/// Seats taken: active and suspended managed accounts (deleted ones free their seat).
+pub async fn used<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(SEATS_USED)
+        .bind(org.to_string())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("n")
+}
+
+const SEATS: &str = "SELECT seats FROM orgs WHERE id = $1";
+
+/// Subscribed seats of an organization.
+pub async fn subscribed<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(SEATS)
+        .bind(org.to_string())
+        .fetch_one(exec)
+        .await?;
+    row.try_get("seats")
+}
+
+const SET_SEATS: &str = "UPDATE orgs SET seats = $2 WHERE id = $1";
+
+/// Sets the subscribed seats.
+pub async fn set_subscribed(tx: &mut Tx, org: OrgId, seats: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_SEATS)
+        .bind(org.to_string())
+        .bind(seats)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

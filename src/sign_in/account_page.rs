@@ -1,0 +1,52 @@
+//! The account page: who is signed in and how, their organizations, and whether a second factor
+//! is set up. It sits in `sign_in` because it shows what accounts, orgs and sign-in own.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+
+use crate::AppState;
+use crate::accounts::Account;
+use crate::accounts::session::SignedIn;
+use crate::orgs::{Org, Role};
+use crate::web::error::AppError;
+use crate::web::{Layout, session};
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/account", get(account_page))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "account.html")]
+struct AccountPage {
+    layout: Layout,
+    notice: Option<String>,
+    account: Account,
+    method: String,
+    orgs: Vec<(Org, Role)>,
+    two_step: bool,
+}
+
+async fn account_page(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+) -> Result<AccountPage, AppError> {
+    let SignedIn { account, session } = signed_in;
+    let method: Option<String> = session.get(session::METHOD_KEY).await?;
+    let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
+    let two_step = super::has_second_factor(state.db.pool(), account.id).await?;
+    Ok(AccountPage {
+        layout: Layout::new(&session, Some(&account)).await?,
+        notice: crate::web::take_flash(&session).await?,
+        method: match method.as_deref() {
+            Some("pwd") => "password".to_string(),
+            Some(other) => other.to_string(),
+            None => "unknown".to_string(),
+        },
+        account,
+        orgs,
+        two_step,
+    })
+}
