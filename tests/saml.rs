@@ -829,6 +829,54 @@ async fn sha1_when_allowed(backend: Backend) {
 both!(sha1_only_when_an_admin_allows_it, sha1_when_allowed);
 
 /// Fills a fixture's placeholders.
+/// A response in Shibboleth IdP v4/v5's layout: `saml2`/`saml2p` prefixes, only the Response
+/// signed with `InclusiveNamespaces PrefixList="xsd"`, a transient NameID with NameQualifier and
+/// SPNameQualifier, the mail attribute by OID with NameFormat uri, and eduPersonTargetedID
+/// whose value is a NameID element.
+fn shibboleth_response(spec: &mut ResponseSpec, audience: &str) {
+    spec.signing = Signing::Response;
+    spec.prefixes = ("saml2".into(), "saml2p".into());
+    spec.inclusive_prefixes = Some("xsd".into());
+    spec.name_id = Some("AAdzZWNyZXQxeLC9ZDe6AhmrJzE4l1wZ".into());
+    spec.name_id_format = "urn:oasis:names:tc:SAML:2.0:nameid-format:transient".into();
+    spec.name_id_qualifiers = Some((IDP_ENTITY.into(), audience.into()));
+    let uri = "urn:oasis:names:tc:SAML:2.0:attrname-format:uri";
+    spec.attributes = Vec::new();
+    spec.raw_attributes = Some(format!(
+        "<saml:Attribute FriendlyName=\"mail\" Name=\"urn:oid:0.9.2342.19200300.100.1.3\" NameFormat=\"{uri}\"><saml:AttributeValue>mia@corp.test</saml:AttributeValue></saml:Attribute>\
+         <saml:Attribute FriendlyName=\"eduPersonTargetedID\" Name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.10\" NameFormat=\"{uri}\"><saml:AttributeValue><saml:NameID Format=\"urn:oasis:names:tc:SAML:2.0:nameid-format:persistent\" NameQualifier=\"{IDP_ENTITY}\" SPNameQualifier=\"{audience}\">8hUMK/CWNzJ2Lx07BK6A5BCDEoY=</saml:NameID></saml:AttributeValue></saml:Attribute>"
+    ));
+}
+
+async fn shibboleth(backend: Backend) {
+    let back_channel = MockIdp::generate(IDP_ENTITY, IDP_SSO).unwrap();
+    let first = MockIdp::generate(IDP_ENTITY, IDP_SSO).unwrap();
+    let second = MockIdp::generate(IDP_ENTITY, IDP_SSO).unwrap();
+    let xml = fixture(
+        "shibboleth-v5.xml",
+        &first.cert_base64(),
+        &second.cert_base64(),
+    )
+    .replace("{{CERT3}}", &back_channel.cert_base64());
+    // Each key without `use` may sign (SAML metadata 2.4.1.1), beside the one marked signing.
+    for signer in [first, second, back_channel] {
+        let s = sso_with(
+            backend,
+            signer,
+            xml.clone(),
+            json!({"email_attribute": "urn:oid:0.9.2342.19200300.100.1.3"}),
+        )
+        .await;
+        let audience = s.audience();
+        let (browser, res) = s
+            .attempt("mia@corp.test", |spec| shibboleth_response(spec, &audience))
+            .await;
+        assert_eq!(res.status(), 303, "Shibboleth's response signs in");
+        assert!(s.signed_in_as(&browser).await.is_some());
+    }
+}
+both!(shibboleth_idp_responses_and_metadata_sign_in, shibboleth);
+
 fn fixture(name: &str, cert1: &str, cert2: &str) -> String {
     std::fs::read_to_string(format!(
         "{}/tests/fixtures/idp-metadata/{name}",

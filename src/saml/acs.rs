@@ -1,16 +1,20 @@
-//! The assertion consumer service's checks. [`verify`] runs on the blocking pool: it refuses
-//! DTDs, wrapped or split documents and weak or unknown signatures before samael verifies
-//! every signature against the connection's certificates and checks audience, destination,
-//! recipient, issuer, time window and InResponseTo; identity values are read only from the
-//! signed content samael returns. The caller then applies the account rules.
+//! The assertion consumer service's checks. [`verify`] runs on the blocking pool: the outline
+//! ([`super::outline`]) refuses DTDs, wrapped or split documents, transforms and algorithms
+//! outside the allow-lists and unknown keys; then xmlsec (through samael's reduction) verifies
+//! every signature against the connection's certificates and keeps only signed content, which
+//! [`super::assertion`] reads with libxml2 to check audience, destination, recipient, issuer,
+//! time window and InResponseTo and to take the identity values. The caller then applies the
+//! account rules.
 
-use samael::crypto::AllowedSignatureAlgorithm;
-use samael::metadata::EntityDescriptor;
-use samael::service_provider::{Error as SpError, ServiceProviderBuilder};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use samael::crypto::{
+    AllowedSignatureAlgorithm, CertificateDer, CryptoProvider, ReduceMode, XmlSec,
+};
 
 use super::metadata::{self, Certificate};
 use super::outline::Scan;
-use super::{Connection, SpUrls, dsig_policy};
+use super::{Connection, SpUrls, assertion, dsig_policy};
 
 /// Largest SAMLResponse POST accepted.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -283,147 +287,73 @@ pub fn verify(
             format!("expected {}, {dest} came", sp.acs_url),
         ));
     }
-    // Never let samael see metadata without a certificate: it would skip signature checks.
+    // Never verify without a certificate: there would be nothing to check the signatures by.
     if connection.certificates.is_empty() {
         return Err(Rejection::new(
             Reason::UnknownSigningKey,
             "the connection has no signing certificate",
         ));
     }
-    let canonical = metadata::canonical_xml(
-        &connection.idp_entity_id,
-        &connection.certificates,
-        connection.sso_url().unwrap_or(&sp.login_url),
-    );
-    let idp: EntityDescriptor = canonical.parse().map_err(|_| {
-        Rejection::new(
-            Reason::Malformed,
-            "the connection's certificates could not be loaded",
-        )
-    })?;
-    let allowed = vec![
+    let certs = connection
+        .certificates
+        .iter()
+        .map(|c| STANDARD.decode(&c.der_base64).map(CertificateDer::from))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| {
+            Rejection::new(
+                Reason::Malformed,
+                "the connection's certificates could not be loaded",
+            )
+        })?;
+    let allowed = [
         AllowedSignatureAlgorithm::RsaSha256,
         AllowedSignatureAlgorithm::RsaSha384,
         AllowedSignatureAlgorithm::RsaSha512,
     ];
-    let skew = chrono::Duration::seconds(connection.settings.clock_skew_seconds);
-    let provider = ServiceProviderBuilder::default()
-        .entity_id(Some(sp.sp_entity_id.clone()))
-        .metadata_url(Some(sp.sp_metadata_url.clone()))
-        .acs_url(Some(sp.acs_url.clone()))
-        .slo_url(None::<String>)
-        .idp_metadata(idp)
-        .allow_idp_initiated(request_ids.is_none())
-        .max_clock_skew(skew)
-        .max_issue_delay(chrono::Duration::seconds(90) + skew)
-        // With SHA-1 allowed, no allowlist: samael has no SHA-1 entry; the scan above still
-        // refused anything weaker than SHA-1.
-        .allowed_signature_algorithms(if connection.settings.allow_sha1 {
-            None
-        } else {
-            Some(allowed)
-        })
-        .build()
-        .map_err(|e| Rejection::new(Reason::Malformed, format!("service provider setup: {e}")))?;
     // xmlsec may run only the allow-listed transforms; never verify with an unrestricted one.
     dsig_policy::harden().map_err(|e| Rejection::new(Reason::BadSignature, e.to_string()))?;
-    let assertion = provider.parse_xml_response(xml, request_ids).map_err(|e| {
-        let mut rejection = from_samael(&e, sp);
-        if rejection.reason == Reason::WrongAudience {
-            rejection.detail = format!(
-                "expected audience {}, {:?} came",
-                sp.sp_entity_id, outline.audiences
-            );
-        }
-        rejection
+    // Every signature must verify against a certificate of the connection; only what they sign
+    // is kept. With SHA-1 allowed there is no samael allow-list (it has no SHA-1 entry): the
+    // outline check above already refused anything else.
+    let reduced = XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
+        xml,
+        &certs,
+        ReduceMode::ValidateAndMarkNoAncestors,
+        (!connection.settings.allow_sha1).then_some(&allowed[..]),
+    )
+    .map_err(|_| {
+        Rejection::new(
+            Reason::BadSignature,
+            "a signature does not verify with the connection's certificates",
+        )
     })?;
-    let audiences: Vec<String> = assertion
-        .conditions
-        .as_ref()
-        .and_then(|c| c.audience_restrictions.as_ref())
-        .map(|rs| rs.iter().flat_map(|r| r.audience.clone()).collect())
-        .unwrap_or_default();
-    if !audiences.contains(&sp.sp_entity_id) {
-        return Err(Rejection::new(
-            Reason::WrongAudience,
-            format!(
-                "expected audience {}, {:?} came",
-                sp.sp_entity_id, audiences
-            ),
-        ));
-    }
-    let assertion_signed = outline
+    let skew = chrono::Duration::seconds(connection.settings.clock_skew_seconds);
+    let expected = assertion::Expected {
+        idp_entity_id: &connection.idp_entity_id,
+        sp_entity_id: &sp.sp_entity_id,
+        acs_url: &sp.acs_url,
+        request_ids,
+        skew,
+        max_issue_delay: chrono::Duration::seconds(90) + skew,
+        now: chrono::Utc::now(),
+    };
+    let mut verified = assertion::read(
+        &reduced,
+        &expected,
+        outline.response_id,
+        outline.in_response_to,
+    )?;
+    verified.assertion_signed = outline
         .references
         .iter()
-        .any(|r| r.strip_prefix('#') == Some(assertion.id.as_str()));
-    if connection.settings.require_signed_assertions && !assertion_signed {
+        .any(|r| r.strip_prefix('#') == Some(verified.assertion_id.as_str()));
+    if connection.settings.require_signed_assertions && !verified.assertion_signed {
         return Err(Rejection::new(
             Reason::AssertionNotSigned,
             "only the Response is signed; the connection requires a signed Assertion",
         ));
     }
-    let now = chrono::Utc::now();
-    let until = assertion
-        .conditions
-        .as_ref()
-        .and_then(|c| c.not_on_or_after)
-        .unwrap_or(now + chrono::Duration::minutes(5))
-        + skew;
-    let subject = assertion.subject.as_ref();
-    let attributes = assertion
-        .attribute_statements
-        .iter()
-        .flatten()
-        .flat_map(|s| s.attributes.iter())
-        .map(|a| {
-            (
-                a.name.clone().unwrap_or_default(),
-                a.values.iter().filter_map(|v| v.value.clone()).collect(),
-            )
-        })
-        .collect();
-    Ok(Verified {
-        issuer: assertion.issuer.value.clone().unwrap_or_default(),
-        assertion_id: assertion.id.clone(),
-        response_id: outline.response_id,
-        in_response_to: outline.in_response_to,
-        name_id: subject
-            .and_then(|s| s.name_id.as_ref())
-            .map(|n| n.value.trim().to_string()),
-        name_id_format: subject
-            .and_then(|s| s.name_id.as_ref())
-            .and_then(|n| n.format.clone()),
-        attributes,
-        valid_until: until.timestamp_millis(),
-        assertion_signed,
-    })
-}
-
-fn from_samael(err: &SpError, sp: &SpUrls) -> Rejection {
-    use SpError::*;
-    let reason = match err {
-        DestinationValidationError { .. } => Reason::WrongDestination,
-        AssertionRecipientMismatch { .. } => Reason::WrongRecipient,
-        AssertionConditionAudienceRestrictionFailed { .. } => Reason::WrongAudience,
-        AssertionIssuerMismatch { .. } | ResponseIssuerMismatch { .. } => Reason::WrongIssuer,
-        AssertionExpired { .. }
-        | ResponseExpired { .. }
-        | AssertionConditionExpired { .. }
-        | AssertionSubjectConfirmationExpired { .. } => Reason::Expired,
-        AssertionConditionExpiredBefore { .. }
-        | AssertionSubjectConfirmationExpiredBefore { .. } => Reason::NotYetValid,
-        ResponseBadStatusCode { .. } => Reason::StatusNotSuccess,
-        AssertionInResponseToInvalid { .. } | ResponseInResponseToInvalid { .. } => {
-            Reason::UnknownRequest
-        }
-        FailedToValidateSignature => Reason::BadSignature,
-        EncryptedAssertionsNotYetSupported | MissingEncryptedKeyInfo | FailedToDecryptAssertion => {
-            Reason::EncryptedAssertion
-        }
-        _ => Reason::Malformed,
-    };
-    // samael's messages name expected and received values (URLs, times, IDs), never keys.
-    Rejection::new(reason, format!("{err} (ACS {})", sp.acs_url))
+    Ok(verified)
 }
 
 /// The email the connection reads: the NameID (whatever its format, if it is an email), or

@@ -353,7 +353,14 @@ async fn acs_post(
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(rejection) => {
-            return refused_page(&state, &session, &connection, rejection, None, &meta, now).await;
+            let mut page =
+                refused_page(&state, &session, &connection, rejection, None, &meta, now).await?;
+            // The rest of the body is never read: the client must not reuse this connection.
+            page.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            return Ok(page);
         }
     };
     // CPU work (decoding, parsing, the signature check) happens before the transaction opens:

@@ -1,7 +1,7 @@
 //! IdP metadata: picks the IdP's `EntityDescriptor` (also inside an `EntitiesDescriptor`),
 //! its SSO endpoints and every certificate it may sign with (`use="signing"` or no `use`), and
-//! refuses metadata without one. samael is then given a canonical document holding exactly
-//! those certificates, so it never falls back to accepting unsigned responses.
+//! refuses metadata without one. The ACS verifies every signature against exactly those
+//! certificates, so it never falls back to accepting unsigned responses.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -276,32 +276,4 @@ pub fn certificate(b64: &str) -> Result<Certificate, MetadataError> {
         not_after,
         fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
     })
-}
-
-fn escape(raw: &str) -> String {
-    raw.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// The canonical metadata samael is given: the entity ID, the SSO endpoint and every
-/// signing certificate marked `use="signing"`.
-pub fn canonical_xml(entity_id: &str, certificates: &[Certificate], sso_url: &str) -> String {
-    let keys: String = certificates
-        .iter()
-        .map(|c| {
-            format!(
-                "<md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>",
-                c.der_base64
-            )
-        })
-        .collect();
-    format!(
-        "<md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{}\">\
-         <md:IDPSSODescriptor protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">{keys}\
-         <md:SingleSignOnService Binding=\"{REDIRECT_BINDING}\" Location=\"{}\"/></md:IDPSSODescriptor></md:EntityDescriptor>",
-        escape(entity_id),
-        escape(sso_url)
-    )
 }

@@ -54,6 +54,16 @@ pub struct ResponseSpec {
     pub algorithm: Algorithm,
     pub response_id: String,
     pub assertion_id: String,
+    /// The IdP's own layout: `NameQualifier` and `SPNameQualifier` on the NameID, as Shibboleth
+    /// writes them for transient and persistent IDs.
+    pub name_id_qualifiers: Option<(String, String)>,
+    /// Raw XML appended to the AttributeStatement (e.g. an attribute whose value is an element).
+    pub raw_attributes: Option<String>,
+    /// `PrefixList` of an `InclusiveNamespaces` in the exclusive-C14N transform (Shibboleth: `xsd`).
+    pub inclusive_prefixes: Option<String>,
+    /// The namespace prefixes of the assertion and protocol elements (default `saml`, `samlp`;
+    /// Shibboleth writes `saml2`, `saml2p`).
+    pub prefixes: (String, String),
 }
 
 impl ResponseSpec {
@@ -77,6 +87,10 @@ impl ResponseSpec {
             algorithm: Algorithm::RsaSha256,
             response_id: new_id(),
             assertion_id: new_id(),
+            name_id_qualifiers: None,
+            raw_attributes: None,
+            inclusive_prefixes: None,
+            prefixes: ("saml".to_string(), "samlp".to_string()),
         }
     }
 }
@@ -144,13 +158,24 @@ impl MockIdp {
             .as_deref()
             .map(|id| format!(" InResponseTo=\"{}\"", esc(id)))
             .unwrap_or_default();
+        let qualifiers = spec
+            .name_id_qualifiers
+            .as_ref()
+            .map(|(idp, sp)| {
+                format!(
+                    " NameQualifier=\"{}\" SPNameQualifier=\"{}\"",
+                    esc(idp),
+                    esc(sp)
+                )
+            })
+            .unwrap_or_default();
         let name_id = match (&spec.name_id_raw, &spec.name_id) {
             (Some(raw), _) => format!(
-                "<saml:NameID Format=\"{}\">{raw}</saml:NameID>",
+                "<saml:NameID Format=\"{}\"{qualifiers}>{raw}</saml:NameID>",
                 esc(&spec.name_id_format)
             ),
             (None, Some(v)) => format!(
-                "<saml:NameID Format=\"{}\">{}</saml:NameID>",
+                "<saml:NameID Format=\"{}\"{qualifiers}>{}</saml:NameID>",
                 esc(&spec.name_id_format),
                 esc(v)
             ),
@@ -168,7 +193,8 @@ impl MockIdp {
                 let values: String = values.iter().map(|v| format!("<saml:AttributeValue xsi:type=\"xs:string\">{}</saml:AttributeValue>", esc(v))).collect();
                 format!("<saml:Attribute Name=\"{}\" NameFormat=\"urn:oasis:names:tc:SAML:2.0:attrname-format:basic\">{values}</saml:Attribute>", esc(name))
             })
-            .collect();
+            .collect::<String>()
+            + spec.raw_attributes.as_deref().unwrap_or_default();
         let statement = if attributes.is_empty() {
             String::new()
         } else {
@@ -186,7 +212,7 @@ impl MockIdp {
              {statement}</saml:Assertion>",
             aid = spec.assertion_id,
             sig = if sign_assertion {
-                self.signature_template(&spec.assertion_id, spec.algorithm)
+                self.template_for(&spec.assertion_id, spec)
             } else {
                 String::new()
             },
@@ -195,6 +221,7 @@ impl MockIdp {
             not_before = time(spec.issued_offset_secs + spec.not_before_secs),
             not_after = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
         );
+        let assertion = with_prefixes(&assertion, spec);
         let assertion = if sign_assertion {
             self.sign(&assertion)?
         } else {
@@ -210,11 +237,19 @@ impl MockIdp {
              <saml:Issuer>{issuer}</saml:Issuer>{sig}<samlp:Status><samlp:StatusCode Value=\"{status}\"/></samlp:Status>{assertion}</samlp:Response>",
             rid = spec.response_id,
             sig = if sign_response {
-                self.signature_template(&spec.response_id, spec.algorithm)
+                self.template_for(&spec.response_id, spec)
             } else {
                 String::new()
             },
             status = esc(&spec.status),
+        );
+        // The assertion inside already has its prefixes: only the Response's own are renamed.
+        let (head, rest) = response.split_at(response.find(&assertion).unwrap_or(response.len()));
+        let (inner, tail) = rest.split_at(assertion.len().min(rest.len()));
+        let response = format!(
+            "{}{inner}{}",
+            with_prefixes(head, spec),
+            with_prefixes(tail, spec)
         );
         if sign_response {
             self.sign(&response)
@@ -226,6 +261,21 @@ impl MockIdp {
     /// The response for the HTTP-POST binding (base64 of the XML).
     pub fn response_b64(&self, spec: &ResponseSpec) -> anyhow::Result<String> {
         Ok(STANDARD.encode(self.response_xml(spec)?))
+    }
+
+    fn template_for(&self, id: &str, spec: &ResponseSpec) -> String {
+        let template = self.signature_template(id, spec.algorithm);
+        match &spec.inclusive_prefixes {
+            None => template,
+            Some(list) => template.replacen(
+                "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
+                &format!(
+                    "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"><ec:InclusiveNamespaces xmlns:ec=\"http://www.w3.org/2001/10/xml-exc-c14n#\" PrefixList=\"{}\"/></ds:Transform>",
+                    esc(list)
+                ),
+                1,
+            ),
+        }
     }
 
     /// An empty enveloped-signature template that xmlsec fills in.
@@ -259,6 +309,20 @@ impl MockIdp {
             Crypto::sign_xml(xml, &der).map_err(|e| anyhow::anyhow!("signing failed: {e}"))?;
         Ok(strip_declaration(&signed))
     }
+}
+
+/// Renames the `saml`/`samlp` prefixes of `xml` to the spec's.
+fn with_prefixes(xml: &str, spec: &ResponseSpec) -> String {
+    let (assertion, protocol) = (&spec.prefixes.0, &spec.prefixes.1);
+    if assertion == "saml" && protocol == "samlp" {
+        return xml.to_string();
+    }
+    xml.replace("<samlp:", &format!("<{protocol}:"))
+        .replace("</samlp:", &format!("</{protocol}:"))
+        .replace("xmlns:samlp=", &format!("xmlns:{protocol}="))
+        .replace("<saml:", &format!("<{assertion}:"))
+        .replace("</saml:", &format!("</{assertion}:"))
+        .replace("xmlns:saml=", &format!("xmlns:{assertion}="))
 }
 
 /// Removes a leading `<?xml ...?>` declaration (so a signed element can be embedded).

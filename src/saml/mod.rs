@@ -7,6 +7,7 @@ pub mod acs;
 pub mod acs_page;
 pub mod admin;
 pub mod api;
+pub mod assertion;
 pub mod dsig_policy;
 pub mod fetch;
 pub mod jobs;
@@ -18,6 +19,7 @@ pub mod outline;
 pub mod pages;
 pub mod sp;
 pub mod store;
+pub mod xml;
 
 use std::collections::BTreeMap;
 

@@ -5,17 +5,12 @@
 //! character references, a split NameID or a second assertion cannot look different to this
 //! check than to the verifier. What this module learns is only ever used to refuse.
 
-use libxml::parser::{Parser, ParserOptions};
 use libxml::readonly::RoNode;
 use libxml::tree::NodeType;
 
 use super::acs::{Reason, Rejection};
-use super::dsig_policy;
-use super::metadata;
-
-const PROTOCOL: &str = "urn:oasis:names:tc:SAML:2.0:protocol";
-const ASSERTION: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
-const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
+use super::xml::{ASSERTION, DSIG, NoNsProperty, PROTOCOL, child, is, namespace};
+use super::{dsig_policy, metadata, xml};
 
 /// Facts read from the document before any signature is trusted.
 #[derive(Debug, Default)]
@@ -50,15 +45,8 @@ pub fn scan(xml: &str) -> Result<Scan, Rejection> {
         ));
     }
     check_encoding(xml)?;
-    let options = ParserOptions {
-        recover: false,
-        no_net: true,
-        ..ParserOptions::default()
-    };
     let malformed = || Rejection::new(Reason::Malformed, "not well-formed XML");
-    let doc = Parser::default()
-        .parse_string_with_options(xml, options)
-        .map_err(|_| malformed())?;
+    let doc = xml::parse_strict(xml).ok_or_else(malformed)?;
     let root = doc.get_root_readonly().ok_or_else(malformed)?;
     let mut sibling = root.get_prev_sibling();
     while let Some(node) = sibling {
@@ -195,13 +183,25 @@ fn signature(sig: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection
     }
 }
 
-/// A value is whole when it is at most one text node.
+/// A value is whole when it is at most one text node. An AttributeValue may instead hold only
+/// elements (Shibboleth's `eduPersonTargetedID` holds a NameID, itself checked as a NameID).
+/// Comments, processing instructions, CDATA and entity references split any value.
 fn is_split(node: RoNode) -> bool {
     let children = node.get_child_nodes();
-    children.len() > 1
-        || children
+    let kind = |c: &RoNode| c.get_type();
+    let only_elements = node.get_name() == "AttributeValue"
+        && children
             .iter()
-            .any(|c| c.get_type() != Some(NodeType::TextNode))
+            .any(|c| kind(c) == Some(NodeType::ElementNode))
+        && children.iter().all(|c| match kind(c) {
+            Some(NodeType::ElementNode) => true,
+            Some(NodeType::TextNode) => c.get_content().trim().is_empty(),
+            _ => false,
+        });
+    if only_elements {
+        return false;
+    }
+    children.len() > 1 || children.iter().any(|c| kind(c) != Some(NodeType::TextNode))
 }
 
 /// How many attributes are named `ID` in any namespace (attribute pollution).
@@ -218,46 +218,4 @@ fn id_attributes(node: RoNode) -> usize {
         }
     }
     count
-}
-
-fn namespace(node: RoNode) -> Option<String> {
-    node.get_namespace().map(|ns| ns.get_href())
-}
-
-fn is(node: RoNode, ns: &str, name: &str) -> bool {
-    node.get_name() == name && namespace(node).as_deref() == Some(ns)
-}
-
-fn child(node: RoNode, ns: &str, name: &str) -> Option<RoNode> {
-    node.get_child_elements()
-        .into_iter()
-        .find(|c| is(*c, ns, name))
-}
-
-trait NoNsProperty {
-    fn get_property_no_ns(self, name: &str) -> Option<String>;
-}
-
-impl NoNsProperty for RoNode {
-    /// An attribute without a namespace (`xmlGetNoNsProp`): `foo:ID` is not `ID`.
-    fn get_property_no_ns(self, name: &str) -> Option<String> {
-        let name = std::ffi::CString::new(name).ok()?;
-        // SAFETY: the node belongs to a live document; libxml2 returns a copy we free.
-        unsafe {
-            let value = libxml::bindings::xmlGetNoNsProp(self.node_ptr(), name.as_ptr().cast());
-            if value.is_null() {
-                return None;
-            }
-            let owned = std::ffi::CStr::from_ptr(value.cast())
-                .to_string_lossy()
-                .into_owned();
-            libc_free(value.cast());
-            Some(owned)
-        }
-    }
-}
-
-unsafe extern "C" {
-    #[link_name = "free"]
-    fn libc_free(ptr: *mut std::ffi::c_void);
 }
