@@ -75,6 +75,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0008_sessions_valid_after.sql"),
         include_str!("../migrations/postgres/0008_sessions_valid_after.sql"),
     ),
+    (
+        9,
+        "attribute mapping",
+        include_str!("../migrations/sqlite/0009_attribute_mapping.sql"),
+        include_str!("../migrations/postgres/0009_attribute_mapping.sql"),
+    ),
 ];
 
 impl Db {

@@ -5,6 +5,8 @@
 //! Hostile XML (transforms, parser differentials, oversized bodies) is in `saml/xml_attacks.rs`.
 
 mod common;
+#[path = "saml/mapping.rs"]
+mod mapping;
 #[path = "saml/xml_attacks.rs"]
 mod xml_attacks;
 
@@ -185,6 +187,58 @@ impl Sso {
             .post(&browser, &b64, &started.relay_state, Some(&started.cookie))
             .await;
         (browser, res)
+    }
+
+    /// Runs "test connection" as `admin`: the IdP answers with Mia's response, changed by
+    /// `change`; returns the ACS's answer (the test page).
+    async fn test_sign_in(
+        &self,
+        admin: &reqwest::Client,
+        change: impl FnOnce(&mut ResponseSpec),
+    ) -> reqwest::Response {
+        let s = self;
+        let res = admin
+            .get(s.server.url(&format!("/admin/corp/sso/{}/test", s.id())))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303);
+        let location = res.headers()["location"].to_str().unwrap().to_string();
+        let cookie = res
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .find(|c| c.starts_with("nulab_pass_sso="))
+            .unwrap();
+        let cookie = cookie.split(';').next().unwrap();
+        let query: Vec<(String, String)> = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .into_owned()
+            .collect();
+        let facts = nulab_pass::saml::mock_idp_server::read_request(
+            &query.iter().find(|(k, _)| k == "SAMLRequest").unwrap().1,
+        )
+        .unwrap();
+        let relay = query
+            .iter()
+            .find(|(k, _)| k == "RelayState")
+            .unwrap()
+            .1
+            .clone();
+        let mut spec = ResponseSpec::new("mia@corp.test", &s.acs(), &s.audience(), Some(&facts.id));
+        change(&mut spec);
+        admin
+            .post(s.acs())
+            .header("cookie", cookie)
+            .form(&[
+                ("SAMLResponse", s.idp.response_b64(&spec).unwrap()),
+                ("RelayState", relay.clone()),
+            ])
+            .send()
+            .await
+            .unwrap()
     }
 
     async fn signed_in_as(&self, browser: &reqwest::Client) -> Option<String> {
@@ -1226,47 +1280,7 @@ async fn test_connection(backend: Backend) {
         page.contains(&s.acs()) && page.contains(&s.audience()),
         "the SP values are shown"
     );
-    let res = admin
-        .get(s.server.url(&format!("/admin/corp/sso/{}/test", s.id())))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let location = res.headers()["location"].to_str().unwrap().to_string();
-    let cookie = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("nulab_pass_sso="))
-        .unwrap();
-    let cookie = cookie.split(';').next().unwrap();
-    let query: Vec<(String, String)> = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let facts = nulab_pass::saml::mock_idp_server::read_request(
-        &query.iter().find(|(k, _)| k == "SAMLRequest").unwrap().1,
-    )
-    .unwrap();
-    let relay = query
-        .iter()
-        .find(|(k, _)| k == "RelayState")
-        .unwrap()
-        .1
-        .clone();
-    let spec = ResponseSpec::new("mia@corp.test", &s.acs(), &s.audience(), Some(&facts.id));
-    let res = admin
-        .post(s.acs())
-        .header("cookie", cookie)
-        .form(&[
-            ("SAMLResponse", s.idp.response_b64(&spec).unwrap()),
-            ("RelayState", relay.clone()),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = s.test_sign_in(&admin, |_| {}).await;
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     assert!(
@@ -1277,40 +1291,11 @@ async fn test_connection(backend: Backend) {
     // A failing test shows what was expected and what came. (The manual Cookie header above
     // replaced this client's session, so sign in again.)
     let admin = s.server.signed_in("admin@corp.test", PASSWORD).await;
-    let res = admin
-        .get(s.server.url(&format!("/admin/corp/sso/{}/test", s.id())))
-        .send()
-        .await
-        .unwrap();
-    let location = res.headers()["location"].to_str().unwrap().to_string();
-    let cookie = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .map(|v| v.to_str().unwrap().to_string())
-        .find(|c| c.starts_with("nulab_pass_sso="))
-        .unwrap();
-    let query: Vec<(String, String)> = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .into_owned()
-        .collect();
-    let facts = nulab_pass::saml::mock_idp_server::read_request(
-        &query.iter().find(|(k, _)| k == "SAMLRequest").unwrap().1,
-    )
-    .unwrap();
-    let mut spec = ResponseSpec::new("mia@corp.test", &s.acs(), &s.audience(), Some(&facts.id));
-    spec.audience = Some("https://wrong.example/sp".into());
-    let res = admin
-        .post(s.acs())
-        .header("cookie", cookie.split(';').next().unwrap())
-        .form(&[
-            ("SAMLResponse", s.idp.response_b64(&spec).unwrap()),
-            ("RelayState", relay),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let res = s
+        .test_sign_in(&admin, |spec| {
+            spec.audience = Some("https://wrong.example/sp".into())
+        })
+        .await;
     let page = res.text().await.unwrap();
     assert!(
         page.contains("would be refused")

@@ -16,7 +16,7 @@ use tower_sessions::Session;
 
 use super::acs::{self, Reason, Rejection, Verified};
 use super::pages::binding_value;
-use super::{Connection, store};
+use super::{Connection, mapping, store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
@@ -402,7 +402,7 @@ async fn acs_post(
                 "The sign-in works: this account would be signed in.",
                 None,
                 String::new(),
-                facts(&admitted.verified, Some(&admitted.account)),
+                facts(&admitted.verified, Some(&admitted.account), &connection),
             )
             .await
         }
@@ -469,14 +469,13 @@ async fn refused_page(
     refuse(session, rejection.reason).await
 }
 
-fn facts(verified: &Verified, account: Option<&Account>) -> Vec<(String, String)> {
-    let shorten = |v: &str| {
-        if v.chars().count() > 80 {
-            format!("{}…", v.chars().take(80).collect::<String>())
-        } else {
-            v.to_string()
-        }
-    };
+/// What a test sign-in shows the admin: the assertion's facts, every attribute with its values
+/// redacted beyond their first characters and what the connection uses it for, and the account.
+fn facts(
+    verified: &Verified,
+    account: Option<&Account>,
+    connection: &Connection,
+) -> Vec<(String, String)> {
     let mut facts = vec![
         ("Issuer".to_string(), verified.issuer.clone()),
         (
@@ -499,12 +498,34 @@ fn facts(verified: &Verified, account: Option<&Account>) -> Vec<(String, String)
             },
         ),
     ];
-    facts.extend(
-        verified
-            .attributes
-            .iter()
-            .map(|(name, values)| (format!("Attribute {name}"), shorten(&values.join(", ")))),
-    );
+    let settings = &connection.settings;
+    facts.push((
+        "Email read from".to_string(),
+        settings
+            .email_attribute
+            .as_deref()
+            .map(|a| format!("attribute {a}"))
+            .unwrap_or_else(|| "the NameID".into()),
+    ));
+    facts.extend(verified.attributes.iter().map(|(name, values)| {
+        let shown: Vec<String> = values.iter().map(|v| mapping::redact(v)).collect();
+        let uses = mapping::uses(name, settings);
+        let used = if uses.is_empty() {
+            String::new()
+        } else {
+            format!(" (used for the {})", uses.join(" and "))
+        };
+        (
+            format!("Attribute {name}"),
+            format!("{}{used}", shown.join(", ")),
+        )
+    }));
+    facts.push((
+        "Display name".to_string(),
+        mapping::display_name(verified, settings)
+            .map(|n| mapping::redact(&n))
+            .unwrap_or_else(|| "(not mapped, or no value came)".into()),
+    ));
     if let Some(account) = account {
         facts.push((
             "Account".to_string(),

@@ -158,6 +158,14 @@ struct SettingsForm {
     #[serde(default)]
     email_attribute: String,
     #[serde(default)]
+    attribute_preset: String,
+    #[serde(default)]
+    name_attribute: String,
+    #[serde(default)]
+    given_name_attribute: String,
+    #[serde(default)]
+    family_name_attribute: String,
+    #[serde(default)]
     clock_skew_seconds: String,
     allow_idp_initiated: Option<String>,
     sign_authn_requests: Option<String>,
@@ -197,8 +205,15 @@ async fn settings(
         .filter(|d| !d.is_empty())
         .map(str::to_string)
         .collect();
+    // A preset replaces the four attribute fields; otherwise they are taken as entered.
+    let preset = Some(form.attribute_preset.trim().to_string()).filter(|p| !p.is_empty());
+    let entered = |value: String| preset.is_none().then_some(Some(value));
     let change = SettingsChange {
-        email_attribute: Some(Some(form.email_attribute)),
+        email_attribute: entered(form.email_attribute),
+        attribute_preset: preset.clone(),
+        name_attribute: entered(form.name_attribute),
+        given_name_attribute: entered(form.given_name_attribute),
+        family_name_attribute: entered(form.family_name_attribute),
         allow_idp_initiated: Some(form.allow_idp_initiated.is_some()),
         sign_authn_requests: Some(form.sign_authn_requests.is_some()),
         require_signed_assertions: Some(form.require_signed_assertions.is_some()),

@@ -12,6 +12,7 @@ pub mod dsig_policy;
 pub mod fetch;
 pub mod jobs;
 pub mod keys;
+pub mod mapping;
 pub mod metadata;
 pub mod mock_idp;
 pub mod mock_idp_server;
@@ -54,6 +55,12 @@ pub struct ConnectionSettings {
     pub clock_skew_seconds: i64,
     /// Verified domains of the org routed to this connection; `null` = all of them.
     pub domains: Option<Vec<String>>,
+    /// Attribute holding the display name (`null`: given and family name, or none).
+    pub name_attribute: Option<String>,
+    /// Attribute holding the given name.
+    pub given_name_attribute: Option<String>,
+    /// Attribute holding the family name.
+    pub family_name_attribute: Option<String>,
 }
 
 /// One IdP connection of an organization.
@@ -174,6 +181,32 @@ pub struct SettingsChange {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Vec<String>>)]
     pub domains: Option<Option<Vec<String>>>,
+    /// Sets the email and name attributes at once: `entra`, `adfs`, `okta`, `google`,
+    /// `keycloak` or `shibboleth` (fields given beside it win).
+    pub attribute_preset: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name_attribute: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub given_name_attribute: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub family_name_attribute: Option<Option<String>>,
+}
+
+/// An attribute name as stored: trimmed, `None` when empty, at most 256 characters.
+fn attribute_name(raw: &Option<String>, what: &str) -> Result<Option<String>, SamlError> {
+    let name = raw
+        .as_ref()
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty());
+    if name.as_ref().is_some_and(|a| a.chars().count() > 256) {
+        return Err(SamlError::InvalidSetting(format!(
+            "the {what} attribute name is too long (256 characters at most)"
+        )));
+    }
+    Ok(name)
 }
 
 /// Tells an explicit `null` (Some(None)) from an absent field (None).
@@ -193,15 +226,35 @@ impl SettingsChange {
         org: OrgId,
         mut base: ConnectionSettings,
     ) -> Result<ConnectionSettings, SamlError> {
-        if let Some(attr) = &self.email_attribute {
-            base.email_attribute = attr
-                .as_ref()
-                .map(|a| a.trim().to_string())
-                .filter(|a| !a.is_empty());
-            if base.email_attribute.as_ref().is_some_and(|a| a.len() > 256) {
-                return Err(SamlError::InvalidSetting(
-                    "the email attribute name is too long (256 characters at most)".into(),
-                ));
+        if let Some(key) = &self.attribute_preset {
+            let preset = mapping::preset(key.trim()).ok_or_else(|| {
+                SamlError::InvalidSetting(format!(
+                    "unknown attribute preset {key:?}; use one of: {}",
+                    mapping::PRESETS
+                        .iter()
+                        .map(|p| p.key)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            preset.apply(&mut base);
+        }
+        for (change, field, what) in [
+            (&self.email_attribute, &mut base.email_attribute, "email"),
+            (&self.name_attribute, &mut base.name_attribute, "name"),
+            (
+                &self.given_name_attribute,
+                &mut base.given_name_attribute,
+                "given name",
+            ),
+            (
+                &self.family_name_attribute,
+                &mut base.family_name_attribute,
+                "family name",
+            ),
+        ] {
+            if let Some(raw) = change {
+                *field = attribute_name(raw, what)?;
             }
         }
         base.allow_idp_initiated = self.allow_idp_initiated.unwrap_or(base.allow_idp_initiated);
@@ -292,6 +345,9 @@ pub async fn create(
         allow_sha1: false,
         clock_skew_seconds: DEFAULT_SKEW_SECONDS,
         domains: None,
+        name_attribute: None,
+        given_name_attribute: None,
+        family_name_attribute: None,
     };
     let settings = new.settings.apply(tx, org, defaults).await?;
     let name = new
