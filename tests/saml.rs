@@ -5,6 +5,8 @@
 //! Hostile XML (transforms, parser differentials, oversized bodies) is in `saml/xml_attacks.rs`.
 
 mod common;
+#[path = "saml/encryption.rs"]
+mod encryption;
 #[path = "saml/mapping.rs"]
 mod mapping;
 #[path = "saml/xml_attacks.rs"]

@@ -8,13 +8,14 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use openssl::pkey::{PKey, Private};
 use samael::crypto::{
     AllowedSignatureAlgorithm, CertificateDer, CryptoProvider, ReduceMode, XmlSec,
 };
 
 use super::metadata::{self, Certificate};
 use super::outline::Scan;
-use super::{Connection, SpUrls, assertion, dsig_policy};
+use super::{Connection, SpUrls, assertion, decrypt, dsig_policy};
 
 /// Largest SAMLResponse POST accepted.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -35,7 +36,8 @@ pub enum Reason {
     TransformNotAllowed,
     AssertionNotSigned,
     Wrapped,
-    EncryptedAssertion,
+    DecryptionFailed,
+    NotEncrypted,
     NameIdSplit,
     WrongAudience,
     WrongDestination,
@@ -73,7 +75,8 @@ impl Reason {
             TransformNotAllowed => "transform_not_allowed",
             AssertionNotSigned => "assertion_not_signed",
             Wrapped => "signature_wrapping",
-            EncryptedAssertion => "encrypted_assertion_unsupported",
+            DecryptionFailed => "decryption_failed",
+            NotEncrypted => "assertion_not_encrypted",
             NameIdSplit => "nameid_split",
             WrongAudience => "wrong_audience",
             WrongDestination => "wrong_destination",
@@ -125,8 +128,11 @@ impl Reason {
             Wrapped => {
                 "The sign-in response holds more than one assertion (a signature-wrapping pattern) and was refused."
             }
-            EncryptedAssertion => {
-                "The sign-in response is encrypted, which this service does not accept; ask your admin to turn off assertion encryption."
+            DecryptionFailed => {
+                "The encrypted assertion could not be decrypted with this service's encryption key. Ask your admin to check the encryption certificate configured at the identity provider."
+            }
+            NotEncrypted => {
+                "Your organization requires the assertion to be encrypted, and it is not."
             }
             NameIdSplit => {
                 "The user name in the sign-in response contains comments or markup and was refused."
@@ -206,15 +212,17 @@ fn certificate_known(b64: &str, certs: &[Certificate]) -> bool {
     }
 }
 
-/// Checks a decoded response for `connection`, given its `outline` from [`scan`] of the same
-/// `xml`. `request_ids` are the requests this browser may be answering (`None`: an unsolicited
-/// response the connection allows).
+/// Checks a decoded response for `connection`, given its `outline` from
+/// [`super::outline::scan`] of the same `xml`. `request_ids` are the requests this browser may
+/// be answering (`None`: an unsolicited response the connection allows); `decryption` are the
+/// SP's encryption keys, for an `EncryptedAssertion`.
 pub fn verify(
     xml: &str,
     outline: Scan,
     connection: &Connection,
     sp: &SpUrls,
     request_ids: Option<&[&str]>,
+    decryption: &[&PKey<Private>],
 ) -> Result<Verified, Rejection> {
     if !outline.root_is_response {
         return Err(Rejection::new(
@@ -222,31 +230,113 @@ pub fn verify(
             "the document is not a SAML protocol Response",
         ));
     }
-    if outline.encrypted_assertions > 0 {
-        return Err(Rejection::new(
-            Reason::EncryptedAssertion,
-            "an EncryptedAssertion came",
-        ));
-    }
-    if outline.assertions != 1 {
+    let encrypted = outline.encrypted_assertions > 0;
+    if outline.assertions + outline.encrypted_assertions != 1 {
         return Err(Rejection::new(
             Reason::Wrapped,
             format!(
-                "expected exactly one Assertion, {} came",
-                outline.assertions
+                "expected exactly one Assertion or EncryptedAssertion, {} came",
+                outline.assertions + outline.encrypted_assertions
             ),
         ));
     }
+    if !encrypted && connection.settings.require_encrypted_assertions {
+        return Err(Rejection::new(
+            Reason::NotEncrypted,
+            "the assertion came in clear; the connection requires it encrypted",
+        ));
+    }
+    gates(&outline, connection)?;
+    if !encrypted && outline.signatures == 0 {
+        return Err(Rejection::new(
+            Reason::MissingSignature,
+            "neither the Response nor the Assertion is signed",
+        ));
+    }
+    if let Some(status) = outline.status.as_deref().filter(|s| *s != SUCCESS) {
+        return Err(Rejection::new(
+            Reason::StatusNotSuccess,
+            format!("expected {SUCCESS}, {status} came"),
+        ));
+    }
+    if let Some(dest) = outline.destination.as_deref().filter(|d| *d != sp.acs_url) {
+        return Err(Rejection::new(
+            Reason::WrongDestination,
+            format!("expected {}, {dest} came", sp.acs_url),
+        ));
+    }
+    let signatures = Signatures::of(connection)?;
+    let skew = chrono::Duration::seconds(connection.settings.clock_skew_seconds);
+    let expected = assertion::Expected {
+        idp_entity_id: &connection.idp_entity_id,
+        sp_entity_id: &sp.sp_entity_id,
+        acs_url: &sp.acs_url,
+        request_ids,
+        skew,
+        max_issue_delay: chrono::Duration::seconds(90) + skew,
+        now: chrono::Utc::now(),
+    };
+    let (mut verified, references) = if encrypted {
+        // The Response's signature, when there is one, covers the EncryptedAssertion: decrypt
+        // what it signed. Otherwise the decrypted assertion must carry its own signature.
+        let outer = (outline.signatures > 0)
+            .then(|| signatures.reduce(xml))
+            .transpose()?;
+        let plaintext = decrypt::assertion(outer.as_deref().unwrap_or(xml), decryption)?;
+        let inner = super::outline::scan(&plaintext)?;
+        if inner.assertions != 1 || inner.encrypted_assertions != 0 {
+            return Err(Rejection::new(
+                Reason::Wrapped,
+                "the decrypted content is not exactly one Assertion",
+            ));
+        }
+        gates(&inner, connection)?;
+        let signed = (inner.signatures > 0)
+            .then(|| signatures.reduce(&plaintext))
+            .transpose()?;
+        if outer.is_none() && signed.is_none() {
+            return Err(Rejection::new(
+                Reason::MissingSignature,
+                "neither the Response nor the decrypted Assertion is signed",
+            ));
+        }
+        let verified = assertion::read_decrypted(
+            outer.as_deref(),
+            signed.as_deref().unwrap_or(&plaintext),
+            &expected,
+            outline.response_id,
+            outline.in_response_to,
+        )?;
+        (verified, inner.references)
+    } else {
+        let reduced = signatures.reduce(xml)?;
+        let verified = assertion::read(
+            &reduced,
+            &expected,
+            outline.response_id,
+            outline.in_response_to,
+        )?;
+        (verified, outline.references)
+    };
+    verified.assertion_signed = references
+        .iter()
+        .any(|r| r.strip_prefix('#') == Some(verified.assertion_id.as_str()));
+    if connection.settings.require_signed_assertions && !verified.assertion_signed {
+        return Err(Rejection::new(
+            Reason::AssertionNotSigned,
+            "only the Response is signed; the connection requires a signed Assertion",
+        ));
+    }
+    Ok(verified)
+}
+
+/// The outline checks that hold for a response and for a decrypted assertion alike: whole
+/// values, allowed algorithms, and only certificates of the connection.
+fn gates(outline: &Scan, connection: &Connection) -> Result<(), Rejection> {
     if outline.split_values {
         return Err(Rejection::new(
             Reason::NameIdSplit,
             "a NameID or AttributeValue contains a comment, processing instruction, CDATA or element",
-        ));
-    }
-    if outline.signatures == 0 {
-        return Err(Rejection::new(
-            Reason::MissingSignature,
-            "neither the Response nor the Assertion is signed",
         ));
     }
     if let Some(weak) = outline
@@ -275,85 +365,65 @@ pub fn verify(
             ),
         ));
     }
-    if let Some(status) = outline.status.as_deref().filter(|s| *s != SUCCESS) {
-        return Err(Rejection::new(
-            Reason::StatusNotSuccess,
-            format!("expected {SUCCESS}, {status} came"),
-        ));
+    Ok(())
+}
+
+/// Signature verification with a connection's certificates.
+struct Signatures {
+    certs: Vec<CertificateDer>,
+    allow_sha1: bool,
+}
+
+impl Signatures {
+    fn of(connection: &Connection) -> Result<Signatures, Rejection> {
+        // Never verify without a certificate: there would be nothing to check signatures by.
+        if connection.certificates.is_empty() {
+            return Err(Rejection::new(
+                Reason::UnknownSigningKey,
+                "the connection has no signing certificate",
+            ));
+        }
+        let certs = connection
+            .certificates
+            .iter()
+            .map(|c| STANDARD.decode(&c.der_base64).map(CertificateDer::from))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                Rejection::new(
+                    Reason::Malformed,
+                    "the connection's certificates could not be loaded",
+                )
+            })?;
+        // xmlsec may run only the allow-listed transforms; never verify with an unrestricted one.
+        dsig_policy::harden().map_err(|e| Rejection::new(Reason::BadSignature, e.to_string()))?;
+        Ok(Signatures {
+            certs,
+            allow_sha1: connection.settings.allow_sha1,
+        })
     }
-    if let Some(dest) = outline.destination.as_deref().filter(|d| *d != sp.acs_url) {
-        return Err(Rejection::new(
-            Reason::WrongDestination,
-            format!("expected {}, {dest} came", sp.acs_url),
-        ));
-    }
-    // Never verify without a certificate: there would be nothing to check the signatures by.
-    if connection.certificates.is_empty() {
-        return Err(Rejection::new(
-            Reason::UnknownSigningKey,
-            "the connection has no signing certificate",
-        ));
-    }
-    let certs = connection
-        .certificates
-        .iter()
-        .map(|c| STANDARD.decode(&c.der_base64).map(CertificateDer::from))
-        .collect::<Result<Vec<_>, _>>()
+
+    /// Every signature of `doc` must verify against a certificate of the connection; only what
+    /// they sign is returned. With SHA-1 allowed there is no samael allow-list (it has no SHA-1
+    /// entry): the outline gates already refused anything else.
+    fn reduce(&self, doc: &str) -> Result<String, Rejection> {
+        let allowed = [
+            AllowedSignatureAlgorithm::RsaSha256,
+            AllowedSignatureAlgorithm::RsaSha384,
+            AllowedSignatureAlgorithm::RsaSha512,
+        ];
+        XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
+            doc,
+            &self.certs,
+            ReduceMode::ValidateAndMarkNoAncestors,
+            (!self.allow_sha1).then_some(&allowed[..]),
+        )
         .map_err(|_| {
             Rejection::new(
-                Reason::Malformed,
-                "the connection's certificates could not be loaded",
+                Reason::BadSignature,
+                "a signature does not verify with the connection's certificates",
             )
-        })?;
-    let allowed = [
-        AllowedSignatureAlgorithm::RsaSha256,
-        AllowedSignatureAlgorithm::RsaSha384,
-        AllowedSignatureAlgorithm::RsaSha512,
-    ];
-    // xmlsec may run only the allow-listed transforms; never verify with an unrestricted one.
-    dsig_policy::harden().map_err(|e| Rejection::new(Reason::BadSignature, e.to_string()))?;
-    // Every signature must verify against a certificate of the connection; only what they sign
-    // is kept. With SHA-1 allowed there is no samael allow-list (it has no SHA-1 entry): the
-    // outline check above already refused anything else.
-    let reduced = XmlSec::reduce_xml_to_signed_with_allowed_algorithms(
-        xml,
-        &certs,
-        ReduceMode::ValidateAndMarkNoAncestors,
-        (!connection.settings.allow_sha1).then_some(&allowed[..]),
-    )
-    .map_err(|_| {
-        Rejection::new(
-            Reason::BadSignature,
-            "a signature does not verify with the connection's certificates",
-        )
-    })?;
-    let skew = chrono::Duration::seconds(connection.settings.clock_skew_seconds);
-    let expected = assertion::Expected {
-        idp_entity_id: &connection.idp_entity_id,
-        sp_entity_id: &sp.sp_entity_id,
-        acs_url: &sp.acs_url,
-        request_ids,
-        skew,
-        max_issue_delay: chrono::Duration::seconds(90) + skew,
-        now: chrono::Utc::now(),
-    };
-    let mut verified = assertion::read(
-        &reduced,
-        &expected,
-        outline.response_id,
-        outline.in_response_to,
-    )?;
-    verified.assertion_signed = outline
-        .references
-        .iter()
-        .any(|r| r.strip_prefix('#') == Some(verified.assertion_id.as_str()));
-    if connection.settings.require_signed_assertions && !verified.assertion_signed {
-        return Err(Rejection::new(
-            Reason::AssertionNotSigned,
-            "only the Response is signed; the connection requires a signed Assertion",
-        ));
+        })
     }
-    Ok(verified)
 }
 
 /// The email the connection reads: the NameID (whatever its format, if it is an email), or

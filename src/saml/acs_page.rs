@@ -187,9 +187,12 @@ async fn check(
     let ids: Option<Vec<String>> = request.as_ref().map(|r| vec![r.id.clone()]);
     let sp = connection.sp_urls(&state.base_url());
     let conn = connection.clone();
+    let decryption = super::keys::sp_encryption_keys(&state.config.certs_dir)
+        .map_err(|e| Refusal::Failed(e.into()))?;
     let verified = tokio::task::spawn_blocking(move || {
         let refs: Option<Vec<&str>> = ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
-        acs::verify(&xml, outline, &conn, &sp, refs.as_deref())
+        let keys: Vec<_> = decryption.iter().map(|pair| &pair.key).collect();
+        acs::verify(&xml, outline, &conn, &sp, refs.as_deref(), &keys)
     })
     .await
     .map_err(|e| Refusal::Failed(anyhow::anyhow!("signature check did not finish: {e}").into()))?

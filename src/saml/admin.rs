@@ -170,6 +170,7 @@ struct SettingsForm {
     allow_idp_initiated: Option<String>,
     sign_authn_requests: Option<String>,
     require_signed_assertions: Option<String>,
+    require_encrypted_assertions: Option<String>,
     allow_sha1: Option<String>,
     /// Comma-separated domains; empty for all verified domains.
     #[serde(default)]
@@ -217,6 +218,7 @@ async fn settings(
         allow_idp_initiated: Some(form.allow_idp_initiated.is_some()),
         sign_authn_requests: Some(form.sign_authn_requests.is_some()),
         require_signed_assertions: Some(form.require_signed_assertions.is_some()),
+        require_encrypted_assertions: Some(form.require_encrypted_assertions.is_some()),
         allow_sha1: Some(form.allow_sha1.is_some()),
         clock_skew_seconds: Some(skew),
         domains: Some(if domains.is_empty() {

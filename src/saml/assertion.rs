@@ -56,6 +56,42 @@ pub fn read(
     } else {
         return Err(unreadable());
     };
+    finish(assertion, expected, response_id, in_response_to)
+}
+
+/// Reads a decrypted assertion (`assertion_xml`, already verified when it is signed) and, when
+/// the Response was signed, the Response's signed content (`signed_response`).
+pub fn read_decrypted(
+    signed_response: Option<&str>,
+    assertion_xml: &str,
+    expected: &Expected,
+    response_id: Option<String>,
+    in_response_to: Option<String>,
+) -> Result<Verified, Rejection> {
+    let unreadable = || Rejection::new(Reason::Malformed, "the signed content could not be read");
+    if let Some(response) = signed_response {
+        let doc = super::xml::parse_strict(response).ok_or_else(unreadable)?;
+        let root = doc.get_root_readonly().ok_or_else(unreadable)?;
+        if !is(root, PROTOCOL, "Response") {
+            return Err(unreadable());
+        }
+        check_response(root, expected)?;
+    }
+    let doc = super::xml::parse_strict(assertion_xml).ok_or_else(unreadable)?;
+    let assertion = doc.get_root_readonly().ok_or_else(unreadable)?;
+    if !is(assertion, ASSERTION, "Assertion") {
+        return Err(unreadable());
+    }
+    finish(assertion, expected, response_id, in_response_to)
+}
+
+/// Checks the assertion and takes its identity values.
+fn finish(
+    assertion: RoNode,
+    expected: &Expected,
+    response_id: Option<String>,
+    in_response_to: Option<String>,
+) -> Result<Verified, Rejection> {
     let valid_until = check_assertion(assertion, expected)?;
     let name_id =
         child(assertion, ASSERTION, "Subject").and_then(|s| child(s, ASSERTION, "NameID"));
@@ -73,7 +109,6 @@ pub fn read(
         assertion_signed: false,
     })
 }
-
 fn time(node: RoNode, attr: &str) -> Result<Option<DateTime<Utc>>, Rejection> {
     node.get_property_no_ns(attr)
         .map(|v| {

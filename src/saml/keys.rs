@@ -99,6 +99,35 @@ type KeyCache = Mutex<Vec<(PathBuf, Arc<KeyPair>)>>;
 
 static SP_KEYS: OnceLock<KeyCache> = OnceLock::new();
 
+/// Loaded SP encryption pairs (current, then the next one during a rollover), by certs folder.
+type EncryptionCache = Mutex<Vec<(PathBuf, Arc<Vec<KeyPair>>)>>;
+
+static SP_ENCRYPTION: OnceLock<EncryptionCache> = OnceLock::new();
+
+/// The service provider's encryption pairs for this certs folder (loaded once per process):
+/// `sp-encryption-{key,cert}.pem` (created when absent) and, during a rollover, the operator's
+/// `sp-encryption-next-{key,cert}.pem`. Both are published in SP metadata and both decrypt.
+pub fn sp_encryption_keys(dir: &Path) -> anyhow::Result<Arc<Vec<KeyPair>>> {
+    let cache = SP_ENCRYPTION.get_or_init(|| Mutex::new(Vec::new()));
+    let mut cache = cache
+        .lock()
+        .map_err(|_| anyhow::anyhow!("key cache poisoned"))?;
+    if let Some((_, pairs)) = cache.iter().find(|(d, _)| d == dir) {
+        return Ok(pairs.clone());
+    }
+    let mut pairs = vec![load_or_create(
+        dir,
+        "sp-encryption",
+        "nulab-pass SAML service provider (encryption)",
+    )?];
+    if dir.join("sp-encryption-next-key.pem").exists() {
+        pairs.push(load_or_create(dir, "sp-encryption-next", "")?);
+    }
+    let pairs = Arc::new(pairs);
+    cache.push((dir.to_path_buf(), pairs.clone()));
+    Ok(pairs)
+}
+
 /// The service provider's signing pair for this certs folder (loaded once per process).
 pub fn sp_keys(dir: &Path) -> anyhow::Result<Arc<KeyPair>> {
     let cache = SP_KEYS.get_or_init(|| Mutex::new(Vec::new()));

@@ -172,6 +172,7 @@ mod tests {
             name_attribute: None,
             given_name_attribute: None,
             family_name_attribute: None,
+            require_encrypted_assertions: false,
         }
     }
 

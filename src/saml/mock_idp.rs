@@ -64,6 +64,15 @@ pub struct ResponseSpec {
     /// The namespace prefixes of the assertion and protocol elements (default `saml`, `samlp`;
     /// Shibboleth writes `saml2`, `saml2p`).
     pub prefixes: (String, String),
+    /// Encrypt the (signed, if asked) assertion for this SP certificate.
+    pub encrypt_for: Option<Encryption>,
+}
+
+/// How the mock encrypts an assertion: RSA-OAEP for `recipient`, AES-256-GCM or AES-128-CBC.
+#[derive(Clone, Debug)]
+pub struct Encryption {
+    pub recipient: openssl::x509::X509,
+    pub gcm: bool,
 }
 
 impl ResponseSpec {
@@ -91,6 +100,7 @@ impl ResponseSpec {
             raw_attributes: None,
             inclusive_prefixes: None,
             prefixes: ("saml".to_string(), "samlp".to_string()),
+            encrypt_for: None,
         }
     }
 }
@@ -226,6 +236,10 @@ impl MockIdp {
             self.sign(&assertion)?
         } else {
             assertion
+        };
+        let assertion = match &spec.encrypt_for {
+            Some(e) => super::decrypt::encrypt(&assertion, &e.recipient, e.gcm)?,
+            None => assertion,
         };
         let destination = spec
             .destination

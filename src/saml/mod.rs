@@ -8,6 +8,7 @@ pub mod acs_page;
 pub mod admin;
 pub mod api;
 pub mod assertion;
+pub mod decrypt;
 pub mod dsig_policy;
 pub mod fetch;
 pub mod jobs;
@@ -61,6 +62,8 @@ pub struct ConnectionSettings {
     pub given_name_attribute: Option<String>,
     /// Attribute holding the family name.
     pub family_name_attribute: Option<String>,
+    /// Refuse assertions that are not encrypted (for this SP's encryption key).
+    pub require_encrypted_assertions: bool,
 }
 
 /// One IdP connection of an organization.
@@ -176,6 +179,7 @@ pub struct SettingsChange {
     pub allow_idp_initiated: Option<bool>,
     pub sign_authn_requests: Option<bool>,
     pub require_signed_assertions: Option<bool>,
+    pub require_encrypted_assertions: Option<bool>,
     pub allow_sha1: Option<bool>,
     pub clock_skew_seconds: Option<i64>,
     #[serde(default, deserialize_with = "present")]
@@ -262,6 +266,9 @@ impl SettingsChange {
         base.require_signed_assertions = self
             .require_signed_assertions
             .unwrap_or(base.require_signed_assertions);
+        base.require_encrypted_assertions = self
+            .require_encrypted_assertions
+            .unwrap_or(base.require_encrypted_assertions);
         base.allow_sha1 = self.allow_sha1.unwrap_or(base.allow_sha1);
         if let Some(skew) = self.clock_skew_seconds {
             if !(0..=MAX_SKEW_SECONDS).contains(&skew) {
@@ -348,6 +355,7 @@ pub async fn create(
         name_attribute: None,
         given_name_attribute: None,
         family_name_attribute: None,
+        require_encrypted_assertions: false,
     };
     let settings = new.settings.apply(tx, org, defaults).await?;
     let name = new

@@ -140,7 +140,13 @@ fn visit(node: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection> {
                 ));
             }
         }
-        (Some(DSIG), "SignatureMethod" | "DigestMethod") => {
+        // Only the signature's own methods: a DigestMethod in an EncryptedKey's method is the
+        // OAEP digest, which decryption governs.
+        (Some(DSIG), "SignatureMethod" | "DigestMethod")
+            if node
+                .get_parent()
+                .is_some_and(|p| is(p, DSIG, "SignedInfo") || is(p, DSIG, "Reference")) =>
+        {
             scan.algorithms
                 .push(node.get_property_no_ns("Algorithm").unwrap_or_default());
         }

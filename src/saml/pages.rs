@@ -159,7 +159,8 @@ async fn sp_metadata(
         .await?
         .ok_or_else(not_found)?;
     let keys = super::keys::sp_keys(&state.config.certs_dir)?;
-    let xml = sp::metadata_xml(&connection, &state.base_url(), &keys)?;
+    let encryption = super::keys::sp_encryption_keys(&state.config.certs_dir)?;
+    let xml = sp::metadata_xml(&connection, &state.base_url(), &keys, &encryption)?;
     Ok((
         [(
             header::CONTENT_TYPE,

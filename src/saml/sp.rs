@@ -90,14 +90,27 @@ pub fn metadata_xml(
     connection: &Connection,
     base_url: &str,
     keys: &KeyPair,
+    encryption: &[KeyPair],
 ) -> anyhow::Result<String> {
     let urls = connection.sp_urls(base_url);
+    let methods: String = super::decrypt::CONTENT_ALGORITHMS
+        .iter()
+        .chain(super::decrypt::KEY_ALGORITHMS)
+        .map(|a| format!("<md:EncryptionMethod Algorithm=\"{a}\"/>"))
+        .collect();
+    let mut encryption_keys = String::new();
+    for pair in encryption {
+        encryption_keys.push_str(&format!(
+            "<md:KeyDescriptor use=\"encryption\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>{methods}</md:KeyDescriptor>\n",
+            pair.cert_base64()?
+        ));
+    }
     Ok(format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
          <md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{entity}\">\n\
          <md:SPSSODescriptor AuthnRequestsSigned=\"{signed}\" WantAssertionsSigned=\"{want}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\n\
          <md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\n\
-         <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>\n\
+         {encryption_keys}<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>\n\
          <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified</md:NameIDFormat>\n\
          <md:AssertionConsumerService Binding=\"{POST_BINDING}\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/>\n\
          </md:SPSSODescriptor>\n</md:EntityDescriptor>\n",

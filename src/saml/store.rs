@@ -19,7 +19,7 @@ const COLUMNS: &str = "id, org_id, name, idp_entity_id, sso_redirect_url, sso_po
      want_authn_requests_signed, metadata_xml, metadata_url, metadata_fetched_at, metadata_error, \
      email_attribute, allow_idp_initiated, sign_authn_requests, require_signed_assertions, allow_sha1, \
      clock_skew_seconds, domains, expiry_warnings, created_at, updated_at, name_attribute, \
-     given_name_attribute, family_name_attribute";
+     given_name_attribute, family_name_attribute, require_encrypted_assertions";
 
 fn from_row(row: &AnyRow) -> Result<Connection, sqlx::Error> {
     let id: String = row.try_get("id")?;
@@ -56,6 +56,7 @@ fn from_row(row: &AnyRow) -> Result<Connection, sqlx::Error> {
             name_attribute: row.try_get("name_attribute")?,
             given_name_attribute: row.try_get("given_name_attribute")?,
             family_name_attribute: row.try_get("family_name_attribute")?,
+            require_encrypted_assertions: yes("require_encrypted_assertions")?,
         },
         expiry_warnings: serde_json::from_str(&warnings).map_err(|_| bad("expiry_warnings"))?,
         created_at: row.try_get("created_at")?,
@@ -63,21 +64,21 @@ fn from_row(row: &AnyRow) -> Result<Connection, sqlx::Error> {
     })
 }
 
-// INSERT and UPDATE share $1..$23 in the order `bind_fields` binds them.
+// INSERT and UPDATE share $1..$24 in the order `bind_fields` binds them.
 const INSERT: &str = "INSERT INTO saml_connections (id, name, idp_entity_id, sso_redirect_url, \
      sso_post_url, certificates, want_authn_requests_signed, metadata_xml, metadata_url, metadata_fetched_at, \
      metadata_error, email_attribute, allow_idp_initiated, sign_authn_requests, require_signed_assertions, \
      allow_sha1, clock_skew_seconds, domains, expiry_warnings, updated_at, name_attribute, given_name_attribute, \
-     family_name_attribute, org_id, created_at, next_refresh_at) \
+     family_name_attribute, require_encrypted_assertions, org_id, created_at, next_refresh_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-     $23, $24, $25, $26)";
+     $23, $24, $25, $26, $27)";
 
 const UPDATE: &str = "UPDATE saml_connections SET name = $2, idp_entity_id = $3, sso_redirect_url = $4, \
      sso_post_url = $5, certificates = $6, want_authn_requests_signed = $7, metadata_xml = $8, metadata_url = $9, \
      metadata_fetched_at = $10, metadata_error = $11, email_attribute = $12, allow_idp_initiated = $13, \
      sign_authn_requests = $14, require_signed_assertions = $15, allow_sha1 = $16, clock_skew_seconds = $17, \
      domains = $18, expiry_warnings = $19, updated_at = $20, name_attribute = $21, given_name_attribute = $22, \
-     family_name_attribute = $23 WHERE id = $1";
+     family_name_attribute = $23, require_encrypted_assertions = $24 WHERE id = $1";
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
@@ -111,6 +112,7 @@ fn bind_fields<'q>(query: AnyQuery<'q>, c: &Connection) -> AnyQuery<'q> {
         .bind(c.settings.name_attribute.clone())
         .bind(c.settings.given_name_attribute.clone())
         .bind(c.settings.family_name_attribute.clone())
+        .bind(flag(c.settings.require_encrypted_assertions))
 }
 
 pub(super) async fn insert(
