@@ -212,6 +212,32 @@ async fn record(
 }
 
 /// Issues an access token, a refresh token and an ID token for one grant.
+/// Tokens stored in the grant's transaction, and the ID token's claims; the ID token is signed
+/// by [`Issued::respond`] after the commit, so no CPU work holds the transaction open.
+struct Issued {
+    access: String,
+    refresh: String,
+    scope: String,
+    claims: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Issued {
+    /// The token response, with the ID token signed by the current key.
+    fn respond(self, state: &AppState) -> Result<serde_json::Value, OAuthError> {
+        let id_token = state.oidc_keys.sign(self.claims)?;
+        Ok(serde_json::json!({
+            "access_token": self.access,
+            "token_type": "Bearer",
+            "expires_in": super::ACCESS_TTL_MS / 1000,
+            "refresh_token": self.refresh,
+            "id_token": id_token,
+            "scope": self.scope,
+        }))
+    }
+}
+
+/// Stores a new access and refresh token of the grant and gathers the ID token's claims, all
+/// through the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 async fn issue(
     state: &AppState,
@@ -223,7 +249,7 @@ async fn issue(
     scope: &str,
     auth: (i64, &[String]),
     nonce: Option<&str>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<Issued, OAuthError> {
     let (grant_id, grant_expires_at) = grant;
     let (auth_time, amr) = auth;
     let access = secrets::new_token("npa_");
@@ -247,7 +273,7 @@ async fn issue(
         };
         store::insert_token(tx, &row, now).await?;
     }
-    let org = super::org_claim(&state.db, account).await?;
+    let org = super::org_claim(&mut **tx, account).await?;
     let issuer = state.base_url();
     let claims = super::id_token_claims(&super::IdTokenInput {
         issuer: &issuer,
@@ -260,15 +286,12 @@ async fn issue(
         nonce,
         now,
     });
-    let id_token = super::keys::sign(&state.config.certs_dir, claims)?;
-    Ok(serde_json::json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": super::ACCESS_TTL_MS / 1000,
-        "refresh_token": refresh,
-        "id_token": id_token,
-        "scope": scope,
-    }))
+    Ok(Issued {
+        access,
+        refresh,
+        scope: scope.to_string(),
+        claims,
+    })
 }
 
 pub async fn token(
@@ -372,7 +395,7 @@ async fn code_grant(
     if !store::use_code(&mut tx, &row.id, now).await? {
         return Err(OAuthError::grant("the code has already been used"));
     }
-    let response = issue(
+    let issued = issue(
         state,
         &mut tx,
         now,
@@ -395,7 +418,7 @@ async fn code_grant(
     )
     .await?;
     tx.commit().await?;
-    Ok(response)
+    issued.respond(state)
 }
 
 async fn refresh_grant(
@@ -449,7 +472,7 @@ async fn refresh_grant(
     if !store::use_token(&mut tx, &row.token_hash, now).await? {
         return Err(OAuthError::grant("the refresh token has already been used"));
     }
-    let response = issue(
+    let issued = issue(
         state,
         &mut tx,
         now,
@@ -472,7 +495,7 @@ async fn refresh_grant(
     )
     .await?;
     tx.commit().await?;
-    Ok(response)
+    issued.respond(state)
 }
 
 fn invalid_token(description: &str) -> Response {
@@ -532,7 +555,7 @@ async fn claims_for(
     let Some(account) = account.filter(|a| a.status == AccountStatus::Active) else {
         return Ok(None);
     };
-    let org = super::org_claim(&state.db, &account).await?;
+    let org = super::org_claim(state.db.pool(), &account).await?;
     Ok(Some(serde_json::Value::Object(super::account_claims(
         &account,
         org.as_deref(),
