@@ -332,7 +332,7 @@ async fn warn_admins(
             ],
         ),
     };
-    for to in store::admin_emails(&mut **tx, domain.org_id).await? {
+    for to in crate::orgs::store::admin_emails(&mut **tx, domain.org_id).await? {
         let mail = Mail {
             kind,
             to,

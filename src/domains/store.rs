@@ -271,21 +271,6 @@ pub(super) async fn claim_due(
     rows.iter().map(from_row).collect()
 }
 
-const ADMIN_EMAILS: &str = "SELECT a.email FROM memberships m JOIN accounts a ON a.id = m.account_id \
-     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active' ORDER BY a.email_norm";
-
-/// Email addresses of the organization's active admins.
-pub(super) async fn admin_emails<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(ADMIN_EMAILS)
-        .bind(org.to_string())
-        .fetch_all(exec)
-        .await?;
-    rows.iter().map(|row| row.try_get("email")).collect()
-}
-
 const ORG_LABEL: &str = "SELECT slug, name FROM orgs WHERE id = $1";
 
 /// The organization's slug and name, for emails.
