@@ -341,18 +341,18 @@ pub async fn sign_up(
 ) -> Result<Account, AccountError> {
     let id = AccountId::new();
     let verified_at = new.email_verified.then_some(now);
-    store::insert(
-        tx,
-        now,
+    let row = store::NewRow {
         id,
-        &new.email,
-        &new.name,
-        AccountKind::Nulab,
-        &new.password_hash,
-        verified_at,
-    )
-    .await
-    .map_err(|e| {
+        email: &new.email,
+        name: &new.name,
+        kind: AccountKind::Nulab,
+        org_id: None,
+        password_hash: Some(&new.password_hash),
+        email_verified_at: verified_at,
+        password_changed_at: Some(now),
+        must_change_password: false,
+    };
+    store::insert(tx, now, &row).await.map_err(|e| {
         if crate::db::is_unique_violation(&e) {
             AccountError::EmailTaken
         } else {

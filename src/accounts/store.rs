@@ -57,29 +57,36 @@ pub fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
 }
 
 const INSERT: &str = "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, \
-     password_hash, email_verified_at, created_at, updated_at, password_changed_at) \
-     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6, $7, $8, $8, $8)";
+     password_hash, email_verified_at, created_at, updated_at, password_changed_at, must_change_password) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $9, $10, $11)";
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn insert(
-    tx: &mut Tx,
-    now: i64,
-    id: AccountId,
-    email: &Email,
-    name: &str,
-    kind: AccountKind,
-    password_hash: &str,
-    email_verified_at: Option<i64>,
-) -> Result<(), sqlx::Error> {
+/// A new, active account row: a Nulab account (sign-up) or a managed account (`managed`).
+pub struct NewRow<'a> {
+    pub id: AccountId,
+    pub email: &'a Email,
+    pub name: &'a str,
+    pub kind: AccountKind,
+    pub org_id: Option<OrgId>,
+    pub password_hash: Option<&'a str>,
+    pub email_verified_at: Option<i64>,
+    pub password_changed_at: Option<i64>,
+    pub must_change_password: bool,
+}
+
+/// The one `INSERT INTO accounts`.
+pub async fn insert(tx: &mut Tx, now: i64, row: &NewRow<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
-        .bind(id.to_string())
-        .bind(email.to_string())
-        .bind(email.normalized())
-        .bind(name.to_string())
-        .bind(kind.as_str())
-        .bind(password_hash.to_string())
-        .bind(email_verified_at)
+        .bind(row.id.to_string())
+        .bind(row.email.to_string())
+        .bind(row.email.normalized())
+        .bind(row.name.to_string())
+        .bind(row.kind.as_str())
+        .bind(row.org_id.map(|o| o.to_string()))
+        .bind(row.password_hash.map(str::to_string))
+        .bind(row.email_verified_at)
         .bind(now)
+        .bind(row.password_changed_at)
+        .bind(flag(row.must_change_password))
         .execute(&mut **tx)
         .await?;
     Ok(())

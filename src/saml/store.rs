@@ -361,4 +361,3 @@ pub async fn verified_domains<'c>(
         .await?;
     rows.iter().map(|r| r.try_get("domain")).collect()
 }
-
