@@ -180,7 +180,8 @@ async fn change_password(
             let next: Option<String> = session.get(NEXT_KEY).await?;
             let method: Option<String> = session.get(session::METHOD_KEY).await?;
             session.flush().await?;
-            session::sign_in(&session, &account, method.as_deref().unwrap_or("pwd"), now).await?;
+            let method = method.as_deref().unwrap_or("pwd");
+            super::session::start_session(&state, &session, &account, method).await?;
             flash(
                 &session,
                 "Your password was changed. Other browsers were signed out.",
