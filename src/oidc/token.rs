@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::store::{self, Client, TokenRow};
+use super::store::{self, Client, TokenKind, TokenRow};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountStatus};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
@@ -255,12 +255,12 @@ async fn issue(
     let access = secrets::new_token("npa_");
     let refresh = secrets::new_token("npr_");
     for (kind, token, expires_at) in [
-        ("access", &access, now + super::ACCESS_TTL_MS),
-        ("refresh", &refresh, grant_expires_at),
+        (TokenKind::Access, &access, now + super::ACCESS_TTL_MS),
+        (TokenKind::Refresh, &refresh, grant_expires_at),
     ] {
         let row = TokenRow {
             token_hash: secrets::hash_token(token),
-            kind: kind.to_string(),
+            kind,
             grant_id: grant_id.to_string(),
             client_id: client.client_id.clone(),
             account_id: account.id,
@@ -431,7 +431,7 @@ async fn refresh_grant(
         refresh.ok_or_else(|| OAuthError::bad("invalid_request", "refresh_token is required"))?;
     let now = state.clock.now_ms();
     let mut tx = state.db.begin().await?;
-    let row = store::token(&mut *tx, &secrets::hash_token(refresh), "refresh")
+    let row = store::token(&mut *tx, &secrets::hash_token(refresh), TokenKind::Refresh)
         .await?
         .ok_or_else(|| OAuthError::grant("the refresh token is not valid"))?;
     if row.client_id != client.client_id {
@@ -544,7 +544,12 @@ async fn claims_for(
     token: &str,
 ) -> Result<Option<serde_json::Value>, OAuthError> {
     let now = state.clock.now_ms();
-    let Some(row) = store::token(state.db.pool(), &secrets::hash_token(token), "access").await?
+    let Some(row) = store::token(
+        state.db.pool(),
+        &secrets::hash_token(token),
+        TokenKind::Access,
+    )
+    .await?
     else {
         return Ok(None);
     };
