@@ -395,12 +395,12 @@ pub async fn send_verification(
     base_url: &str,
 ) -> Result<(), AccountError> {
     let token = secrets::new_token("");
-    store::expire_tokens(tx, id, store::PURPOSE_VERIFY_EMAIL, now).await?;
+    store::expire_tokens(tx, id, store::LinkPurpose::VerifyEmail, now).await?;
     store::insert_token(
         tx,
         &secrets::hash_token(&token),
         id,
-        store::PURPOSE_VERIFY_EMAIL,
+        store::LinkPurpose::VerifyEmail,
         email,
         now,
         now + VERIFY_LINK_MS,
@@ -431,7 +431,7 @@ pub async fn verify_email(
     let row = store::token(
         tx,
         &secrets::hash_token(token.trim()),
-        store::PURPOSE_VERIFY_EMAIL,
+        store::LinkPurpose::VerifyEmail,
     )
     .await?
     .ok_or(AccountError::LinkInvalid)?;

@@ -57,7 +57,7 @@ async fn set_page(
         layout: Layout::new(&session, None).await?,
         token,
         email: link.account.email.clone(),
-        activation: link.purpose == super::store::PURPOSE_ACTIVATE,
+        activation: link.purpose == super::store::LinkPurpose::Activate,
         hints: policy.hints(),
         error: None,
     })
@@ -106,7 +106,7 @@ async fn set_password(
                     layout,
                     token: form.token.clone(),
                     email: link.account.email.clone(),
-                    activation: link.purpose == super::store::PURPOSE_ACTIVATE,
+                    activation: link.purpose == super::store::LinkPurpose::Activate,
                     hints: policy.hints(),
                     error: Some(error),
                 }

@@ -8,12 +8,26 @@ use super::{Account, AccountId, AccountKind, AccountStatus, Email};
 use crate::db::{Tx, flag};
 use crate::ids::OrgId;
 
-/// Purpose of an email token that confirms an address.
-pub const PURPOSE_VERIFY_EMAIL: &str = "verify_email";
-/// Purpose of an email token that sets a managed account's first password.
-pub const PURPOSE_ACTIVATE: &str = "activate";
-/// Purpose of an email token that resets a password.
-pub const PURPOSE_RESET_PASSWORD: &str = "reset_password";
+/// What an emailed link (an email token) is for; stored as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkPurpose {
+    /// Confirms an address.
+    VerifyEmail,
+    /// Sets a managed account's first password.
+    Activate,
+    /// Resets a password.
+    ResetPassword,
+}
+
+impl LinkPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::VerifyEmail => "verify_email",
+            LinkPurpose::Activate => "activate",
+            LinkPurpose::ResetPassword => "reset_password",
+        }
+    }
+}
 
 /// The columns every account read selects (table alias `a`), in the shape `from_row` reads.
 #[macro_export]
@@ -192,7 +206,7 @@ pub async fn insert_token(
     tx: &mut Tx,
     token_hash: &str,
     account: AccountId,
-    purpose: &str,
+    purpose: LinkPurpose,
     email: &Email,
     now: i64,
     expires_at: i64,
@@ -200,7 +214,7 @@ pub async fn insert_token(
     sqlx::query(INSERT_TOKEN)
         .bind(token_hash.to_string())
         .bind(account.to_string())
-        .bind(purpose.to_string())
+        .bind(purpose.as_str())
         .bind(email.to_string())
         .bind(now)
         .bind(expires_at)
@@ -216,12 +230,12 @@ const EXPIRE_TOKENS: &str = "UPDATE email_tokens SET expires_at = $3 \
 pub async fn expire_tokens(
     tx: &mut Tx,
     account: AccountId,
-    purpose: &str,
+    purpose: LinkPurpose,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(EXPIRE_TOKENS)
         .bind(account.to_string())
-        .bind(purpose.to_string())
+        .bind(purpose.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -234,11 +248,11 @@ const TOKEN: &str = "SELECT token_hash, account_id, email, expires_at, used_at F
 pub async fn token(
     tx: &mut Tx,
     token_hash: &str,
-    purpose: &str,
+    purpose: LinkPurpose,
 ) -> Result<Option<TokenRow>, sqlx::Error> {
     let row = sqlx::query(TOKEN)
         .bind(token_hash.to_string())
-        .bind(purpose.to_string())
+        .bind(purpose.as_str())
         .fetch_optional(&mut **tx)
         .await?;
     let Some(row) = row else { return Ok(None) };

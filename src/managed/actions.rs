@@ -125,7 +125,7 @@ pub async fn reset_password(
         now,
         &account,
         scope.org(),
-        accounts::store::PURPOSE_RESET_PASSWORD,
+        accounts::store::LinkPurpose::ResetPassword,
         base_url,
     )
     .await?;

@@ -217,7 +217,7 @@ pub async fn create(
             now,
             &account,
             org,
-            accounts::store::PURPOSE_ACTIVATE,
+            accounts::store::LinkPurpose::Activate,
             base_url,
         )
         .await?;
@@ -253,19 +253,25 @@ pub(super) async fn send_password_link(
     now: i64,
     account: &Account,
     org: &Org,
-    purpose: &str,
+    purpose: accounts::store::LinkPurpose,
     base_url: &str,
 ) -> Result<(), ManagedError> {
     let token = secrets::new_token("");
     let email = Email::parse(&account.email)?;
-    let lifetime = if purpose == accounts::store::PURPOSE_ACTIVATE {
+    let lifetime = if purpose == accounts::store::LinkPurpose::Activate {
         ACTIVATION_LINK_MS
     } else {
         RESET_LINK_MS
     };
-    accounts::store::expire_tokens(tx, account.id, accounts::store::PURPOSE_ACTIVATE, now).await?;
-    accounts::store::expire_tokens(tx, account.id, accounts::store::PURPOSE_RESET_PASSWORD, now)
+    accounts::store::expire_tokens(tx, account.id, accounts::store::LinkPurpose::Activate, now)
         .await?;
+    accounts::store::expire_tokens(
+        tx,
+        account.id,
+        accounts::store::LinkPurpose::ResetPassword,
+        now,
+    )
+    .await?;
     accounts::store::insert_token(
         tx,
         &secrets::hash_token(&token),
@@ -277,7 +283,7 @@ pub(super) async fn send_password_link(
     )
     .await?;
     let url = format!("{base_url}/password/set?token={token}");
-    let mail = if purpose == accounts::store::PURPOSE_ACTIVATE {
+    let mail = if purpose == accounts::store::LinkPurpose::Activate {
         Mail {
             kind: "managed_account.activation",
             to: account.email.clone(),
