@@ -285,3 +285,18 @@ pub(super) async fn org_label<'c>(
     row.map(|row| Ok((row.try_get("slug")?, row.try_get("name")?)))
         .transpose()
 }
+
+const VERIFIED_DOMAINS: &str =
+    "SELECT domain FROM domains WHERE org_id = $1 AND status = 'verified' ORDER BY domain";
+
+/// The organization's verified domains, by name.
+pub async fn verified_domains<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(VERIFIED_DOMAINS)
+        .bind(org.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|r| r.try_get("domain")).collect()
+}

@@ -348,7 +348,7 @@ pub async fn set_policy(
     if before.password_sign_in && !policy.password_sign_in {
         // "SSO required" must never lock the organization out when its IdP fails.
         orgs::store::lock(tx, scope.org().id).await?;
-        if crate::sign_in::break_glass_admins(tx, scope.org().id)
+        if crate::sign_in::break_glass_admins(&mut **tx, scope.org().id)
             .await?
             .is_empty()
         {

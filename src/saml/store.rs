@@ -346,18 +346,3 @@ pub async fn org_of_verified_domain(
         None => Ok(None),
     }
 }
-
-const VERIFIED_DOMAINS: &str =
-    "SELECT domain FROM domains WHERE org_id = $1 AND status = 'verified' ORDER BY domain";
-
-/// The org's verified domains.
-pub async fn verified_domains<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(VERIFIED_DOMAINS)
-        .bind(org.to_string())
-        .fetch_all(exec)
-        .await?;
-    rows.iter().map(|r| r.try_get("domain")).collect()
-}
