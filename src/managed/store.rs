@@ -1,5 +1,6 @@
 //! SQL of managed accounts (the seats they take are `orgs::seats`).
 
+use crate::accounts::AccountStatus;
 use crate::db::Tx;
 use crate::ids::AccountId;
 
@@ -8,12 +9,12 @@ const SET_STATUS: &str = "UPDATE accounts SET status = $2, updated_at = $3 WHERE
 pub(super) async fn set_status(
     tx: &mut Tx,
     id: AccountId,
-    status: &str,
+    status: AccountStatus,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(SET_STATUS)
         .bind(id.to_string())
-        .bind(status.to_string())
+        .bind(status.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await?;
