@@ -117,7 +117,7 @@ async fn sign_in_status(
     (browser, status, body)
 }
 
-async fn whole_life(backend: Backend) {
+async fn activation(backend: Backend) {
     let f = fixture(backend, 5).await;
     let s = &f.server;
 
@@ -132,7 +132,7 @@ async fn whole_life(backend: Backend) {
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["status"], "active");
     assert_eq!(created["password_set"], false);
-    let id = created["id"].as_str().unwrap().to_string();
+    assert!(created["id"].as_str().is_some_and(|id| !id.is_empty()));
     let (_, seats) = f.api(Method::GET, "/api/v1/orgs/corp/seats", None).await;
     assert_eq!(seats, json!({"subscribed": 5, "used": 1}));
     let mail = s
@@ -160,6 +160,40 @@ async fn whole_life(backend: Backend) {
         .await
         .unwrap();
     assert!(page.contains("managed account") && page.contains("managed by your organization"));
+}
+both!(
+    a_managed_account_is_activated_by_its_emailed_link,
+    activation
+);
+
+/// kim@corp.test, created through the API and activated by its emailed link, signed in: its id
+/// and the signed-in browser.
+async fn active_kim(f: &Fixture) -> (String, reqwest::Client) {
+    let s = &f.server;
+    let (status, created) = f
+        .api(
+            Method::POST,
+            "/api/v1/orgs/corp/managed-accounts",
+            Some(json!({"email": "Kim@Corp.test", "name": "Kim", "role": "member"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let mail = s
+        .last_mail("kim@corp.test", "managed_account.activation")
+        .await;
+    let link = link_in(&mail.body_text, &format!("{}/password/set?token=", s.base)).unwrap();
+    let ok = f.follow_link_and_set(&link, "violet mountain river").await;
+    assert_eq!(ok.status(), 200);
+    let (kim, status, _) = sign_in_status(s, "kim@corp.test", "violet mountain river").await;
+    assert_eq!(status, 303);
+    (id, kim)
+}
+
+async fn whole_life(backend: Backend) {
+    let f = fixture(backend, 5).await;
+    let s = &f.server;
+    let (id, kim) = active_kim(&f).await;
 
     // Suspension ends the session at once and blocks sign-in.
     let (status, body) = f
