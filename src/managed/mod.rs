@@ -6,6 +6,7 @@ pub mod api;
 pub mod csv;
 pub mod pages;
 
+mod mails;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
 use crate::db::Tx;
 use crate::ids::{AccountId, OrgId};
-use crate::mail::{self, Mail, MailAction, MailError};
+use crate::mail::{self, MailError};
 use crate::orgs::{self, AdminScope, Org, Role};
 use crate::secrets;
 use crate::web::error::AppError;
@@ -222,27 +223,7 @@ pub async fn create(
         )
         .await?;
     } else {
-        let mail = Mail {
-            kind: "managed_account.created",
-            to: account.email.clone(),
-            subject: format!("Your {} account on nulab-pass", org.name),
-            paragraphs: vec![
-                format!("Hello {},", account.name),
-                format!(
-                    "{} created an account for you ({}). Your administrator will give you a temporary password; you will choose your own at the first sign-in.",
-                    org.name, account.email
-                ),
-            ],
-            action: Some(MailAction {
-                label: "Sign in".to_string(),
-                url: format!("{base_url}/signin"),
-            }),
-            closing: vec![format!(
-                "This account is managed by {}: its administrators control its password settings, status and deletion.",
-                org.name
-            )],
-        };
-        mail::enqueue(tx, now, &mail).await?;
+        mail::enqueue(tx, now, &mails::created(org, &account, base_url)).await?;
     }
     Ok(account)
 }
@@ -283,51 +264,9 @@ pub(super) async fn send_password_link(
     )
     .await?;
     let url = format!("{base_url}/password/set?token={token}");
-    let mail = if purpose == accounts::store::LinkPurpose::Activate {
-        Mail {
-            kind: "managed_account.activation",
-            to: account.email.clone(),
-            subject: format!("Activate your {} account", org.name),
-            paragraphs: vec![
-                format!("Hello {},", account.name),
-                format!(
-                    "{} created an account for you ({}). Choose your password to activate it.",
-                    org.name, account.email
-                ),
-            ],
-            action: Some(MailAction {
-                label: "Choose my password".to_string(),
-                url,
-            }),
-            closing: vec![
-                "The link works once and expires in 7 days.".to_string(),
-                format!(
-                    "This account is managed by {}: its administrators control its password settings, status and deletion.",
-                    org.name
-                ),
-            ],
-        }
-    } else {
-        Mail {
-            kind: "managed_account.password_reset",
-            to: account.email.clone(),
-            subject: format!("Reset your {} password", org.name),
-            paragraphs: vec![
-                format!("Hello {},", account.name),
-                format!(
-                    "An administrator of {} asked for your password to be reset. Choose a new password with the link below.",
-                    org.name
-                ),
-            ],
-            action: Some(MailAction {
-                label: "Choose a new password".to_string(),
-                url,
-            }),
-            closing: vec![
-                "The link works once and expires in 24 hours. Earlier links no longer work."
-                    .to_string(),
-            ],
-        }
+    let mail = match purpose {
+        accounts::store::LinkPurpose::Activate => mails::activation(org, account, url),
+        _ => mails::password_reset(org, account, url),
     };
     mail::enqueue(tx, now, &mail).await?;
     Ok(())
