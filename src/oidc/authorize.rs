@@ -179,6 +179,23 @@ async fn check(state: &AppState, raw: &[u8]) -> Result<Checked, AppError> {
     }
 }
 
+/// The time a sign-in must be newer than: now for `prompt=login`, `max_age` seconds ago.
+fn login_after(
+    prompt_login: bool,
+    max_age: Option<&str>,
+    now: i64,
+) -> Result<Option<i64>, (&'static str, &'static str)> {
+    let mut login_after = prompt_login.then_some(now);
+    if let Some(raw) = max_age {
+        let Ok(max_age) = raw.parse::<i64>() else {
+            return Err(("invalid_request", "max_age must be a number of seconds"));
+        };
+        let bound = now - max_age.clamp(0, 10 * 365 * 86_400) * 1000;
+        login_after = Some(login_after.map_or(bound, |l| l.max(bound)));
+    }
+    Ok(login_after)
+}
+
 /// The checks whose failures go back to the product at its verified redirect URI (RFC 6749
 /// §4.1.2.1): the request, and whether it says `prompt=none`; or the error code and description.
 fn product_request(
@@ -241,14 +258,7 @@ fn product_request(
             "prompt=none cannot be combined with other values",
         ));
     }
-    let mut login_after = prompts.contains(&"login").then_some(now);
-    if let Some(raw) = get("max_age") {
-        let Ok(max_age) = raw.parse::<i64>() else {
-            return Err(("invalid_request", "max_age must be a number of seconds"));
-        };
-        let bound = now - max_age.clamp(0, 10 * 365 * 86_400) * 1000;
-        login_after = Some(login_after.map_or(bound, |l| l.max(bound)));
-    }
+    let login_after = login_after(prompts.contains(&"login"), get("max_age"), now)?;
     Ok((
         AuthRequest {
             client_id: client.client_id.clone(),

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::store::{self, Client, TokenKind, TokenRow};
+use super::store::{self, Client, CodeRow, TokenKind, TokenRow};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountStatus};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
@@ -337,6 +337,32 @@ async fn exchange(
     }
 }
 
+/// The checks of an unused code: not expired, the same redirect URI, and the PKCE verifier.
+fn check_code(
+    row: &CodeRow,
+    now: i64,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    if row.expires_at <= now {
+        return Err(OAuthError::grant("the code has expired"));
+    }
+    if redirect_uri != Some(row.redirect_uri.as_str()) {
+        return Err(OAuthError::grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let Some(verifier) = verifier else {
+        return Err(OAuthError::grant("code_verifier is required (PKCE)"));
+    };
+    if !super::pkce_matches(verifier, &row.code_challenge) {
+        return Err(OAuthError::grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    Ok(())
+}
+
 async fn code_grant(
     state: &AppState,
     meta: &RequestMeta,
@@ -373,22 +399,7 @@ async fn code_grant(
             "the code has already been used; the tokens it issued are revoked",
         ));
     }
-    if row.expires_at <= now {
-        return Err(OAuthError::grant("the code has expired"));
-    }
-    if redirect_uri != Some(row.redirect_uri.as_str()) {
-        return Err(OAuthError::grant(
-            "redirect_uri does not match the authorization request",
-        ));
-    }
-    let Some(verifier) = verifier else {
-        return Err(OAuthError::grant("code_verifier is required (PKCE)"));
-    };
-    if !super::pkce_matches(verifier, &row.code_challenge) {
-        return Err(OAuthError::grant(
-            "code_verifier does not match the code_challenge",
-        ));
-    }
+    check_code(&row, now, redirect_uri, verifier)?;
     let Some(account) = active_account(&mut tx, row.account_id).await? else {
         return Err(OAuthError::grant("the account can no longer sign in"));
     };
