@@ -36,12 +36,15 @@ pub struct AppState {
     pub db: db::Db,
     pub config: Arc<Config>,
     pub clock: clock::Clock,
+    /// The OIDC signing keys, parsed once and reloaded on rotation.
+    pub oidc_keys: Arc<oidc::keys::KeyRing>,
 }
 
 impl AppState {
     pub fn new(db: db::Db, config: Config, clock: clock::Clock) -> Self {
         AppState {
             db,
+            oidc_keys: Arc::new(oidc::keys::KeyRing::new(&config.certs_dir)),
             config: Arc::new(config),
             clock,
         }

@@ -118,7 +118,8 @@ async fn smtp_down_then_back(backend: Backend) {
     sink.restart().await;
     server.state.clock.advance_ms(20 * 60 * 1000);
     let got = sink.wait_for(5, 30).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Once every row is marked sent no sender picks it up again: then count what arrived.
+    wait_all_sent(server.db(), 5).await;
     let got_later = sink.messages();
     assert_eq!(got_later.len(), 5, "no message sent twice");
     let mut recipients: Vec<String> = got.iter().map(|m| m.rcpt_to[0].clone()).collect();
@@ -138,6 +139,28 @@ async fn smtp_down_then_back(backend: Backend) {
 }
 both!(email_waits_while_smtp_is_down, smtp_down_then_back);
 
+/// Waits until `n` outbox rows are marked sent and none is claimed by a sender (20 s at most).
+async fn wait_all_sent(db: &nulab_pass::db::Db, n: i64) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let row: (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END), 0), \
+             COALESCE(SUM(CASE WHEN status <> 'sent' THEN 1 ELSE 0 END), 0) FROM outbox",
+        )
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        if row == (n, 0) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbox did not settle: {row:?} (sent, not sent)"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 async fn two_senders_share_the_outbox(backend: Backend) {
     // Two server instances on one database, as behind a load balancer: each message once.
     let sink = SmtpSink::start().await;
@@ -155,7 +178,7 @@ async fn two_senders_share_the_outbox(backend: Backend) {
     let jobs_a = nulab_pass::jobs::spawn_all(&a).unwrap();
     let jobs_b = nulab_pass::jobs::spawn_all(&b).unwrap();
     sink.wait_for(20, 30).await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    wait_all_sent(&state.db, 20).await;
     for job in jobs_a.into_iter().chain(jobs_b) {
         job.abort();
     }

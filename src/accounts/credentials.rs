@@ -1,7 +1,7 @@
 //! Changing credentials: setting a password from an emailed link (activation or reset),
 //! changing one's own password, and changing a Nulab account's email.
 
-use super::store::{self, PURPOSE_ACTIVATE, PURPOSE_RESET_PASSWORD};
+use super::store::{self, LinkPurpose};
 use super::{Account, AccountError, AccountKind, AccountStatus, Email, password};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
 use crate::db::Db;
@@ -10,7 +10,7 @@ use crate::secrets;
 /// An activation or reset link that is still usable, and its account.
 pub struct PasswordLink {
     pub account: Account,
-    pub purpose: &'static str,
+    pub purpose: LinkPurpose,
     token_hash: String,
 }
 
@@ -19,7 +19,7 @@ pub async fn password_link(db: &Db, now: i64, token: &str) -> Result<PasswordLin
     let hash = secrets::hash_token(token.trim());
     let mut tx = db.begin().await?;
     let mut found = None;
-    for purpose in [PURPOSE_ACTIVATE, PURPOSE_RESET_PASSWORD] {
+    for purpose in [LinkPurpose::Activate, LinkPurpose::ResetPassword] {
         if let Some(row) = store::token(&mut tx, &hash, purpose).await? {
             found = Some((row, purpose));
             break;
@@ -73,7 +73,7 @@ pub async fn set_password_with_link(
         })?;
     store::set_password(&mut tx, link.account.id, &hash, now).await?;
     super::end_every_sign_in(&mut tx, link.account.id, now).await?;
-    let action = if link.purpose == PURPOSE_ACTIVATE {
+    let action = if link.purpose == LinkPurpose::Activate {
         AuditAction::ManagedAccountActivated
     } else {
         AuditAction::AccountPasswordChanged
@@ -87,7 +87,7 @@ pub async fn set_password_with_link(
             actor: &link.account.actor(),
             target: Some(Target::account(link.account.id)),
             meta,
-            details: serde_json::json!({ "via": link.purpose }),
+            details: serde_json::json!({ "via": link.purpose.as_str() }),
         },
     )
     .await?;

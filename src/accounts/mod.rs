@@ -341,18 +341,18 @@ pub async fn sign_up(
 ) -> Result<Account, AccountError> {
     let id = AccountId::new();
     let verified_at = new.email_verified.then_some(now);
-    store::insert(
-        tx,
-        now,
+    let row = store::NewRow {
         id,
-        &new.email,
-        &new.name,
-        AccountKind::Nulab,
-        &new.password_hash,
-        verified_at,
-    )
-    .await
-    .map_err(|e| {
+        email: &new.email,
+        name: &new.name,
+        kind: AccountKind::Nulab,
+        org_id: None,
+        password_hash: Some(&new.password_hash),
+        email_verified_at: verified_at,
+        password_changed_at: Some(now),
+        must_change_password: false,
+    };
+    store::insert(tx, now, &row).await.map_err(|e| {
         if crate::db::is_unique_violation(&e) {
             AccountError::EmailTaken
         } else {
@@ -395,12 +395,12 @@ pub async fn send_verification(
     base_url: &str,
 ) -> Result<(), AccountError> {
     let token = secrets::new_token("");
-    store::expire_tokens(tx, id, store::PURPOSE_VERIFY_EMAIL, now).await?;
+    store::expire_tokens(tx, id, store::LinkPurpose::VerifyEmail, now).await?;
     store::insert_token(
         tx,
         &secrets::hash_token(&token),
         id,
-        store::PURPOSE_VERIFY_EMAIL,
+        store::LinkPurpose::VerifyEmail,
         email,
         now,
         now + VERIFY_LINK_MS,
@@ -431,7 +431,7 @@ pub async fn verify_email(
     let row = store::token(
         tx,
         &secrets::hash_token(token.trim()),
-        store::PURPOSE_VERIFY_EMAIL,
+        store::LinkPurpose::VerifyEmail,
     )
     .await?
     .ok_or(AccountError::LinkInvalid)?;

@@ -109,7 +109,7 @@ async fn signup(
     .await;
     match result {
         Ok(account) => {
-            session::sign_in(&session, &account, "pwd", state.clock.now_ms()).await?;
+            super::session::start_session(&state, &session, &account, "pwd").await?;
             let layout = Layout::new(&session, Some(&account)).await?;
             Ok(MessagePage {
                 layout,

@@ -57,7 +57,7 @@ async fn set_page(
         layout: Layout::new(&session, None).await?,
         token,
         email: link.account.email.clone(),
-        activation: link.purpose == super::store::PURPOSE_ACTIVATE,
+        activation: link.purpose == super::store::LinkPurpose::Activate,
         hints: policy.hints(),
         error: None,
     })
@@ -106,7 +106,7 @@ async fn set_password(
                     layout,
                     token: form.token.clone(),
                     email: link.account.email.clone(),
-                    activation: link.purpose == super::store::PURPOSE_ACTIVATE,
+                    activation: link.purpose == super::store::LinkPurpose::Activate,
                     hints: policy.hints(),
                     error: Some(error),
                 }
@@ -180,7 +180,8 @@ async fn change_password(
             let next: Option<String> = session.get(NEXT_KEY).await?;
             let method: Option<String> = session.get(session::METHOD_KEY).await?;
             session.flush().await?;
-            session::sign_in(&session, &account, method.as_deref().unwrap_or("pwd"), now).await?;
+            let method = method.as_deref().unwrap_or("pwd");
+            super::session::start_session(&state, &session, &account, method).await?;
             flash(
                 &session,
                 "Your password was changed. Other browsers were signed out.",

@@ -8,12 +8,26 @@ use super::{Account, AccountId, AccountKind, AccountStatus, Email};
 use crate::db::{Tx, flag};
 use crate::ids::OrgId;
 
-/// Purpose of an email token that confirms an address.
-pub const PURPOSE_VERIFY_EMAIL: &str = "verify_email";
-/// Purpose of an email token that sets a managed account's first password.
-pub const PURPOSE_ACTIVATE: &str = "activate";
-/// Purpose of an email token that resets a password.
-pub const PURPOSE_RESET_PASSWORD: &str = "reset_password";
+/// What an emailed link (an email token) is for; stored as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkPurpose {
+    /// Confirms an address.
+    VerifyEmail,
+    /// Sets a managed account's first password.
+    Activate,
+    /// Resets a password.
+    ResetPassword,
+}
+
+impl LinkPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::VerifyEmail => "verify_email",
+            LinkPurpose::Activate => "activate",
+            LinkPurpose::ResetPassword => "reset_password",
+        }
+    }
+}
 
 /// The columns every account read selects (table alias `a`), in the shape `from_row` reads.
 #[macro_export]
@@ -57,29 +71,36 @@ pub fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
 }
 
 const INSERT: &str = "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, \
-     password_hash, email_verified_at, created_at, updated_at, password_changed_at) \
-     VALUES ($1, $2, $3, $4, $5, NULL, 'active', $6, $7, $8, $8, $8)";
+     password_hash, email_verified_at, created_at, updated_at, password_changed_at, must_change_password) \
+     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $9, $9, $10, $11)";
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn insert(
-    tx: &mut Tx,
-    now: i64,
-    id: AccountId,
-    email: &Email,
-    name: &str,
-    kind: AccountKind,
-    password_hash: &str,
-    email_verified_at: Option<i64>,
-) -> Result<(), sqlx::Error> {
+/// A new, active account row: a Nulab account (sign-up) or a managed account (`managed`).
+pub struct NewRow<'a> {
+    pub id: AccountId,
+    pub email: &'a Email,
+    pub name: &'a str,
+    pub kind: AccountKind,
+    pub org_id: Option<OrgId>,
+    pub password_hash: Option<&'a str>,
+    pub email_verified_at: Option<i64>,
+    pub password_changed_at: Option<i64>,
+    pub must_change_password: bool,
+}
+
+/// The one `INSERT INTO accounts`.
+pub async fn insert(tx: &mut Tx, now: i64, row: &NewRow<'_>) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
-        .bind(id.to_string())
-        .bind(email.to_string())
-        .bind(email.normalized())
-        .bind(name.to_string())
-        .bind(kind.as_str())
-        .bind(password_hash.to_string())
-        .bind(email_verified_at)
+        .bind(row.id.to_string())
+        .bind(row.email.to_string())
+        .bind(row.email.normalized())
+        .bind(row.name.to_string())
+        .bind(row.kind.as_str())
+        .bind(row.org_id.map(|o| o.to_string()))
+        .bind(row.password_hash.map(str::to_string))
+        .bind(row.email_verified_at)
         .bind(now)
+        .bind(row.password_changed_at)
+        .bind(flag(row.must_change_password))
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -185,7 +206,7 @@ pub async fn insert_token(
     tx: &mut Tx,
     token_hash: &str,
     account: AccountId,
-    purpose: &str,
+    purpose: LinkPurpose,
     email: &Email,
     now: i64,
     expires_at: i64,
@@ -193,7 +214,7 @@ pub async fn insert_token(
     sqlx::query(INSERT_TOKEN)
         .bind(token_hash.to_string())
         .bind(account.to_string())
-        .bind(purpose.to_string())
+        .bind(purpose.as_str())
         .bind(email.to_string())
         .bind(now)
         .bind(expires_at)
@@ -209,12 +230,12 @@ const EXPIRE_TOKENS: &str = "UPDATE email_tokens SET expires_at = $3 \
 pub async fn expire_tokens(
     tx: &mut Tx,
     account: AccountId,
-    purpose: &str,
+    purpose: LinkPurpose,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(EXPIRE_TOKENS)
         .bind(account.to_string())
-        .bind(purpose.to_string())
+        .bind(purpose.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -227,11 +248,11 @@ const TOKEN: &str = "SELECT token_hash, account_id, email, expires_at, used_at F
 pub async fn token(
     tx: &mut Tx,
     token_hash: &str,
-    purpose: &str,
+    purpose: LinkPurpose,
 ) -> Result<Option<TokenRow>, sqlx::Error> {
     let row = sqlx::query(TOKEN)
         .bind(token_hash.to_string())
-        .bind(purpose.to_string())
+        .bind(purpose.as_str())
         .fetch_optional(&mut **tx)
         .await?;
     let Some(row) = row else { return Ok(None) };

@@ -501,6 +501,14 @@ pub async fn remove(
     Ok(())
 }
 
+/// The organization's verified domains, by name.
+pub async fn verified_domains<'c>(
+    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    org: OrgId,
+) -> Result<Vec<String>, sqlx::Error> {
+    store::verified_domains(exec, org).await
+}
+
 /// **The** question the rest of the service asks about domains: is `email_domain` (the part
 /// of an email address after `@`) a verified domain of organization `org`?
 ///

@@ -156,6 +156,29 @@ pub(super) async fn apply(
         };
     }
 
+    let next = next_state(&domain, &result, change, now, settings);
+    store::save_check(tx, &next, now).await?;
+
+    let report = Report {
+        by,
+        settings,
+        base_url,
+        manual,
+    };
+    report
+        .change(tx, now, &domain, &next, &result, change)
+        .await?;
+    Ok((next, change))
+}
+
+/// The domain after a check: the result stored, the status changed, the next check planned.
+fn next_state(
+    domain: &Domain,
+    result: &CheckResult,
+    change: Change,
+    now: i64,
+    settings: &DomainSettings,
+) -> Domain {
     let mut next = Domain {
         last_checked_at: Some(now),
         last_check_result: Some(result.code().to_string()),
@@ -187,52 +210,74 @@ pub(super) async fn apply(
     next.next_check_at = (now + settings.recheck_ms)
         .min(deadline)
         .max(now + RETRY_FLOOR_MS.min(settings.recheck_ms));
-    store::save_check(tx, &next, now).await?;
+    next
+}
 
-    let reason = serde_json::json!({ "reason": result.code(), "result": result.describe() });
-    match change {
-        Change::None => {}
-        Change::Verified => {
-            let again = domain.status == DomainStatus::Lapsed;
-            let details = serde_json::json!({ "again": again, "manual": manual });
-            audit_domain(tx, now, by, AuditAction::DomainVerified, &next, details).await?;
+/// Who checked and how: what the audit events and the admins' emails of a change need.
+struct Report<'a> {
+    by: &'a By<'a>,
+    settings: &'a DomainSettings,
+    base_url: &'a str,
+    manual: bool,
+}
+
+impl Report<'_> {
+    /// Writes the audit event of `change` and queues the admins' emails it calls for.
+    async fn change(
+        &self,
+        tx: &mut Tx,
+        now: i64,
+        domain: &Domain,
+        next: &Domain,
+        result: &CheckResult,
+        change: Change,
+    ) -> Result<(), DomainError> {
+        let (by, settings, base_url, manual) = (self.by, self.settings, self.base_url, self.manual);
+        let reason = serde_json::json!({ "reason": result.code(), "result": result.describe() });
+        match change {
+            Change::None => {}
+            Change::Verified => {
+                let again = domain.status == DomainStatus::Lapsed;
+                let details = serde_json::json!({ "again": again, "manual": manual });
+                audit_domain(tx, now, by, AuditAction::DomainVerified, next, details).await?;
+            }
+            Change::VerificationFailed => {
+                audit_domain(
+                    tx,
+                    now,
+                    by,
+                    AuditAction::DomainVerificationFailed,
+                    next,
+                    reason,
+                )
+                .await?;
+            }
+            Change::RecordMissing => {
+                audit_domain(tx, now, by, AuditAction::DomainRecordMissing, next, reason).await?;
+                warn_admins(tx, now, next, settings, base_url, Warning::Missing).await?;
+            }
+            Change::RecordRestored => {
+                let details = serde_json::json!({ "missing_since": domain.record_missing_since });
+                audit_domain(
+                    tx,
+                    now,
+                    by,
+                    AuditAction::DomainRecordRestored,
+                    next,
+                    details,
+                )
+                .await?;
+            }
+            Change::Lapsed => {
+                audit_domain(tx, now, by, AuditAction::DomainLapsed, next, reason).await?;
+                warn_admins(tx, now, next, settings, base_url, Warning::Lapsed).await?;
+            }
+            Change::Expired => {
+                audit_domain(tx, now, by, AuditAction::DomainExpired, next, reason).await?;
+            }
         }
-        Change::VerificationFailed => {
-            audit_domain(
-                tx,
-                now,
-                by,
-                AuditAction::DomainVerificationFailed,
-                &next,
-                reason,
-            )
-            .await?;
-        }
-        Change::RecordMissing => {
-            audit_domain(tx, now, by, AuditAction::DomainRecordMissing, &next, reason).await?;
-            warn_admins(tx, now, &next, settings, base_url, Warning::Missing).await?;
-        }
-        Change::RecordRestored => {
-            let details = serde_json::json!({ "missing_since": domain.record_missing_since });
-            audit_domain(
-                tx,
-                now,
-                by,
-                AuditAction::DomainRecordRestored,
-                &next,
-                details,
-            )
-            .await?;
-        }
-        Change::Lapsed => {
-            audit_domain(tx, now, by, AuditAction::DomainLapsed, &next, reason).await?;
-            warn_admins(tx, now, &next, settings, base_url, Warning::Lapsed).await?;
-        }
-        Change::Expired => {
-            audit_domain(tx, now, by, AuditAction::DomainExpired, &next, reason).await?;
-        }
+        Ok(())
     }
-    Ok((next, change))
 }
 
 #[derive(Clone, Copy)]
@@ -287,7 +332,7 @@ async fn warn_admins(
             ],
         ),
     };
-    for to in store::admin_emails(&mut **tx, domain.org_id).await? {
+    for to in crate::orgs::store::admin_emails(&mut **tx, domain.org_id).await? {
         let mail = Mail {
             kind,
             to,

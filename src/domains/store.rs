@@ -271,21 +271,6 @@ pub(super) async fn claim_due(
     rows.iter().map(from_row).collect()
 }
 
-const ADMIN_EMAILS: &str = "SELECT a.email FROM memberships m JOIN accounts a ON a.id = m.account_id \
-     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active' ORDER BY a.email_norm";
-
-/// Email addresses of the organization's active admins.
-pub(super) async fn admin_emails<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(ADMIN_EMAILS)
-        .bind(org.to_string())
-        .fetch_all(exec)
-        .await?;
-    rows.iter().map(|row| row.try_get("email")).collect()
-}
-
 const ORG_LABEL: &str = "SELECT slug, name FROM orgs WHERE id = $1";
 
 /// The organization's slug and name, for emails.
@@ -299,4 +284,19 @@ pub(super) async fn org_label<'c>(
         .await?;
     row.map(|row| Ok((row.try_get("slug")?, row.try_get("name")?)))
         .transpose()
+}
+
+const VERIFIED_DOMAINS: &str =
+    "SELECT domain FROM domains WHERE org_id = $1 AND status = 'verified' ORDER BY domain";
+
+/// The organization's verified domains, by name.
+pub async fn verified_domains<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(VERIFIED_DOMAINS)
+        .bind(org.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|r| r.try_get("domain")).collect()
 }

@@ -29,6 +29,44 @@ pub(super) async fn insert(
     Ok(())
 }
 
+/// Where an outbox message is in its delivery; stored as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting for (another) delivery attempt.
+    Pending,
+    /// Delivered to the SMTP server.
+    Sent,
+    /// Given up after the last attempt.
+    Failed,
+}
+
+impl OutboxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<OutboxStatus, sqlx::Error> {
+        match raw {
+            "pending" => Ok(OutboxStatus::Pending),
+            "sent" => Ok(OutboxStatus::Sent),
+            "failed" => Ok(OutboxStatus::Failed),
+            other => Err(sqlx::Error::Decode(
+                format!("unknown outbox status {other:?}").into(),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for OutboxStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A message in the outbox.
 #[derive(Clone, Debug)]
 pub struct OutboxMessage {
@@ -38,7 +76,7 @@ pub struct OutboxMessage {
     pub subject: String,
     pub body_text: String,
     pub body_html: String,
-    pub status: String,
+    pub status: OutboxStatus,
     pub attempts: i64,
     pub created_at: i64,
     pub sent_at: Option<i64>,
@@ -56,7 +94,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<OutboxMessage, sqlx::Error> {
         subject: row.try_get("subject")?,
         body_text: row.try_get("body_text")?,
         body_html: row.try_get("body_html")?,
-        status: row.try_get("status")?,
+        status: OutboxStatus::parse(&row.try_get::<String, _>("status")?)?,
         attempts: row.try_get("attempts")?,
         created_at: row.try_get("created_at")?,
         sent_at: row.try_get("sent_at")?,

@@ -44,7 +44,7 @@ pub async fn suspend(
         return Ok(account);
     }
     keep_an_admin(tx, scope.org().id, id).await?;
-    store::set_status(tx, id, AccountStatus::Suspended.as_str(), now).await?;
+    store::set_status(tx, id, AccountStatus::Suspended, now).await?;
     let ended = crate::accounts::end_every_sign_in(tx, id, now).await?;
     scope
         .audit(
@@ -72,7 +72,7 @@ pub async fn reactivate(
     if account.status == AccountStatus::Active {
         return Ok(account);
     }
-    store::set_status(tx, id, AccountStatus::Active.as_str(), now).await?;
+    store::set_status(tx, id, AccountStatus::Active, now).await?;
     scope
         .audit(
             tx,
@@ -125,7 +125,7 @@ pub async fn reset_password(
         now,
         &account,
         scope.org(),
-        accounts::store::PURPOSE_RESET_PASSWORD,
+        accounts::store::LinkPurpose::ResetPassword,
         base_url,
     )
     .await?;

@@ -99,17 +99,7 @@ pub async fn import(
     let (_, header) = records.next().ok_or_else(|| {
         AppError::bad_request("the CSV file is empty: its first line must be email,name[,role]")
     })?;
-    let header: Vec<String> = header
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .collect();
-    let column = |name: &str| header.iter().position(|h| h == name);
-    let (Some(email_col), Some(name_col)) = (column("email"), column("name")) else {
-        return Err(AppError::bad_request(
-            "the first line of the CSV file must name the columns: email,name[,role]",
-        ));
-    };
-    let role_col = column("role");
+    let columns = Columns::of(&header)?;
     let rows: Vec<(usize, Vec<String>)> = records.collect();
     if rows.len() > MAX_ROWS {
         return Err(AppError::bad_request(format!(
@@ -123,68 +113,14 @@ pub async fn import(
         failed: 0,
         rows: Vec::with_capacity(rows.len()),
     };
+    let upload = Upload {
+        db,
+        scope,
+        base_url,
+        columns: &columns,
+    };
     for (line, fields) in rows {
-        let get = |i: usize| {
-            fields
-                .get(i)
-                .map(|f| f.trim().to_string())
-                .unwrap_or_default()
-        };
-        let email = get(email_col);
-        let fail = |code: &str, message: String| RowResult {
-            line,
-            email: email.clone(),
-            status: "error",
-            account_id: None,
-            error: Some(code.to_string()),
-            message: Some(message),
-        };
-        let result = if fields.len() != header.len() {
-            fail(
-                "malformed_row",
-                format!("expected {} fields, found {}", header.len(), fields.len()),
-            )
-        } else if let Some(first) = seen.get(&email.to_lowercase()) {
-            fail("duplicate_row", format!("the same email as line {first}"))
-        } else {
-            seen.insert(email.to_lowercase(), line);
-            let role = match role_col.map(get).filter(|r| !r.is_empty()) {
-                None => Ok(None),
-                Some(r) => Role::parse(&r.to_ascii_lowercase())
-                    .map(Some)
-                    .ok_or(ManagedError::InvalidRole),
-            };
-            let outcome = match role {
-                Ok(role) => {
-                    create_one(
-                        db,
-                        now(),
-                        scope,
-                        NewManaged {
-                            email: email.clone(),
-                            name: get(name_col),
-                            role,
-                            password: None,
-                        },
-                        base_url,
-                    )
-                    .await
-                }
-                Err(err) => Err(AppError::from(err)),
-            };
-            match outcome {
-                Ok(id) => RowResult {
-                    line,
-                    email: email.clone(),
-                    status: "created",
-                    account_id: Some(id),
-                    error: None,
-                    message: None,
-                },
-                Err(AppError::Client { code, message, .. }) => fail(code, message),
-                Err(other) => return Err(other),
-            }
-        };
+        let result = upload.row(now(), line, &fields, &mut seen).await?;
         if result.status == "created" {
             report.created += 1;
         } else {
@@ -193,6 +129,117 @@ pub async fn import(
         report.rows.push(result);
     }
     Ok(report)
+}
+
+/// Where the header puts each column.
+struct Columns {
+    email: usize,
+    name: usize,
+    role: Option<usize>,
+    count: usize,
+}
+
+impl Columns {
+    fn of(header: &[String]) -> Result<Columns, AppError> {
+        let header: Vec<String> = header
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        let column = |name: &str| header.iter().position(|h| h == name);
+        let (Some(email), Some(name)) = (column("email"), column("name")) else {
+            return Err(AppError::bad_request(
+                "the first line of the CSV file must name the columns: email,name[,role]",
+            ));
+        };
+        Ok(Columns {
+            email,
+            name,
+            role: column("role"),
+            count: header.len(),
+        })
+    }
+}
+
+/// One upload: where its rows go.
+struct Upload<'a> {
+    db: &'a Db,
+    scope: &'a AdminScope,
+    base_url: &'a str,
+    columns: &'a Columns,
+}
+
+impl Upload<'_> {
+    /// Creates the account of one row (in its own transaction) or says why not.
+    async fn row(
+        &self,
+        now: i64,
+        line: usize,
+        fields: &[String],
+        seen: &mut HashMap<String, usize>,
+    ) -> Result<RowResult, AppError> {
+        let get = |i: usize| {
+            fields
+                .get(i)
+                .map(|f| f.trim().to_string())
+                .unwrap_or_default()
+        };
+        let email = get(self.columns.email);
+        let fail = |code: &str, message: String| RowResult {
+            line,
+            email: email.clone(),
+            status: "error",
+            account_id: None,
+            error: Some(code.to_string()),
+            message: Some(message),
+        };
+        if fields.len() != self.columns.count {
+            return Ok(fail(
+                "malformed_row",
+                format!(
+                    "expected {} fields, found {}",
+                    self.columns.count,
+                    fields.len()
+                ),
+            ));
+        }
+        if let Some(first) = seen.get(&email.to_lowercase()) {
+            return Ok(fail(
+                "duplicate_row",
+                format!("the same email as line {first}"),
+            ));
+        }
+        seen.insert(email.to_lowercase(), line);
+        let role = match self.columns.role.map(get).filter(|r| !r.is_empty()) {
+            None => None,
+            Some(r) => match Role::parse(&r.to_ascii_lowercase()) {
+                Some(role) => Some(role),
+                None => {
+                    return match AppError::from(ManagedError::InvalidRole) {
+                        AppError::Client { code, message, .. } => Ok(fail(code, message)),
+                        other => Err(other),
+                    };
+                }
+            },
+        };
+        let new = NewManaged {
+            email: email.clone(),
+            name: get(self.columns.name),
+            role,
+            password: None,
+        };
+        match create_one(self.db, now, self.scope, new, self.base_url).await {
+            Ok(id) => Ok(RowResult {
+                line,
+                email: email.clone(),
+                status: "created",
+                account_id: Some(id),
+                error: None,
+                message: None,
+            }),
+            Err(AppError::Client { code, message, .. }) => Ok(fail(code, message)),
+            Err(other) => Err(other),
+        }
+    }
 }
 
 async fn create_one(

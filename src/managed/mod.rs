@@ -6,6 +6,7 @@ pub mod api;
 pub mod csv;
 pub mod pages;
 
+mod mails;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
 use crate::db::Tx;
 use crate::ids::{AccountId, OrgId};
-use crate::mail::{self, Mail, MailAction, MailError};
+use crate::mail::{self, MailError};
 use crate::orgs::{self, AdminScope, Org, Role};
 use crate::secrets;
 use crate::web::error::AppError;
@@ -179,15 +180,25 @@ pub async fn create(
     }
     claim_seat(tx, org).await?;
     let id = AccountId::new();
-    store::insert(tx, now, id, org.id, &email, &name, password_hash)
-        .await
-        .map_err(|e| {
-            if crate::db::is_unique_violation(&e) {
-                ManagedError::Account(AccountError::EmailTaken)
-            } else {
-                e.into()
-            }
-        })?;
+    // Its email counts as verified because the org verified the domain.
+    let row = accounts::store::NewRow {
+        id,
+        email: &email,
+        name: &name,
+        kind: AccountKind::Managed,
+        org_id: Some(org.id),
+        password_hash,
+        email_verified_at: Some(now),
+        password_changed_at: password_hash.map(|_| now),
+        must_change_password: password_hash.is_some(),
+    };
+    accounts::store::insert(tx, now, &row).await.map_err(|e| {
+        if crate::db::is_unique_violation(&e) {
+            ManagedError::Account(AccountError::EmailTaken)
+        } else {
+            e.into()
+        }
+    })?;
     orgs::store::insert_membership(tx, org.id, id, role, now).await?;
     scope
         .audit(
@@ -207,32 +218,12 @@ pub async fn create(
             now,
             &account,
             org,
-            accounts::store::PURPOSE_ACTIVATE,
+            accounts::store::LinkPurpose::Activate,
             base_url,
         )
         .await?;
     } else {
-        let mail = Mail {
-            kind: "managed_account.created",
-            to: account.email.clone(),
-            subject: format!("Your {} account on nulab-pass", org.name),
-            paragraphs: vec![
-                format!("Hello {},", account.name),
-                format!(
-                    "{} created an account for you ({}). Your administrator will give you a temporary password; you will choose your own at the first sign-in.",
-                    org.name, account.email
-                ),
-            ],
-            action: Some(MailAction {
-                label: "Sign in".to_string(),
-                url: format!("{base_url}/signin"),
-            }),
-            closing: vec![format!(
-                "This account is managed by {}: its administrators control its password settings, status and deletion.",
-                org.name
-            )],
-        };
-        mail::enqueue(tx, now, &mail).await?;
+        mail::enqueue(tx, now, &mails::created(org, &account, base_url)).await?;
     }
     Ok(account)
 }
@@ -243,19 +234,25 @@ pub(super) async fn send_password_link(
     now: i64,
     account: &Account,
     org: &Org,
-    purpose: &str,
+    purpose: accounts::store::LinkPurpose,
     base_url: &str,
 ) -> Result<(), ManagedError> {
     let token = secrets::new_token("");
     let email = Email::parse(&account.email)?;
-    let lifetime = if purpose == accounts::store::PURPOSE_ACTIVATE {
+    let lifetime = if purpose == accounts::store::LinkPurpose::Activate {
         ACTIVATION_LINK_MS
     } else {
         RESET_LINK_MS
     };
-    accounts::store::expire_tokens(tx, account.id, accounts::store::PURPOSE_ACTIVATE, now).await?;
-    accounts::store::expire_tokens(tx, account.id, accounts::store::PURPOSE_RESET_PASSWORD, now)
+    accounts::store::expire_tokens(tx, account.id, accounts::store::LinkPurpose::Activate, now)
         .await?;
+    accounts::store::expire_tokens(
+        tx,
+        account.id,
+        accounts::store::LinkPurpose::ResetPassword,
+        now,
+    )
+    .await?;
     accounts::store::insert_token(
         tx,
         &secrets::hash_token(&token),
@@ -267,51 +264,9 @@ pub(super) async fn send_password_link(
     )
     .await?;
     let url = format!("{base_url}/password/set?token={token}");
-    let mail = if purpose == accounts::store::PURPOSE_ACTIVATE {
-        Mail {
-            kind: "managed_account.activation",
-            to: account.email.clone(),
-            subject: format!("Activate your {} account", org.name),
-            paragraphs: vec![
-                format!("Hello {},", account.name),
-                format!(
-                    "{} created an account for you ({}). Choose your password to activate it.",
-                    org.name, account.email
-                ),
-            ],
-            action: Some(MailAction {
-                label: "Choose my password".to_string(),
-                url,
-            }),
-            closing: vec![
-                "The link works once and expires in 7 days.".to_string(),
-                format!(
-                    "This account is managed by {}: its administrators control its password settings, status and deletion.",
-                    org.name
-                ),
-            ],
-        }
-    } else {
-        Mail {
-            kind: "managed_account.password_reset",
-            to: account.email.clone(),
-            subject: format!("Reset your {} password", org.name),
-            paragraphs: vec![
-                format!("Hello {},", account.name),
-                format!(
-                    "An administrator of {} asked for your password to be reset. Choose a new password with the link below.",
-                    org.name
-                ),
-            ],
-            action: Some(MailAction {
-                label: "Choose a new password".to_string(),
-                url,
-            }),
-            closing: vec![
-                "The link works once and expires in 24 hours. Earlier links no longer work."
-                    .to_string(),
-            ],
-        }
+    let mail = match purpose {
+        accounts::store::LinkPurpose::Activate => mails::activation(org, account, url),
+        _ => mails::password_reset(org, account, url),
     };
     mail::enqueue(tx, now, &mail).await?;
     Ok(())
@@ -332,7 +287,7 @@ pub async fn set_policy(
     if before.password_sign_in && !policy.password_sign_in {
         // "SSO required" must never lock the organization out when its IdP fails.
         orgs::store::lock(tx, scope.org().id).await?;
-        if crate::sign_in::break_glass_admins(tx, scope.org().id)
+        if crate::sign_in::break_glass_admins(&mut **tx, scope.org().id)
             .await?
             .is_empty()
         {

@@ -268,7 +268,7 @@ async fn policy_page(
         notice: take_flash(&admin.session).await?,
         error: None,
         policy: crate::accounts::store::policy(state.db.pool(), admin.scope.org().id).await?,
-        break_glass_admins: crate::sign_in::store::break_glass_admins(
+        break_glass_admins: crate::sign_in::break_glass_admins(
             state.db.pool(),
             admin.scope.org().id,
         )
@@ -331,7 +331,7 @@ async fn save_policy(
                 notice: None,
                 error: Some(message),
                 policy,
-                break_glass_admins: crate::sign_in::store::break_glass_admins(
+                break_glass_admins: crate::sign_in::break_glass_admins(
                     state.db.pool(),
                     admin.scope.org().id,
                 )

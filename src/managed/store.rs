@@ -1,51 +1,20 @@
 //! SQL of managed accounts (the seats they take are `orgs::seats`).
 
-use crate::accounts::{AccountKind, Email};
-use crate::db::{Tx, flag};
-use crate::ids::{AccountId, OrgId};
-
-const INSERT: &str = "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, \
-     password_hash, email_verified_at, created_at, updated_at, password_changed_at, must_change_password) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'active', $7, $8, $8, $8, $9, $10)";
-
-/// Inserts a managed account; its email counts as verified because the org verified the domain.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn insert(
-    tx: &mut Tx,
-    now: i64,
-    id: AccountId,
-    org: OrgId,
-    email: &Email,
-    name: &str,
-    password_hash: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT)
-        .bind(id.to_string())
-        .bind(email.to_string())
-        .bind(email.normalized())
-        .bind(name.to_string())
-        .bind(AccountKind::Managed.as_str())
-        .bind(org.to_string())
-        .bind(password_hash.map(str::to_string))
-        .bind(now)
-        .bind(password_hash.map(|_| now))
-        .bind(flag(password_hash.is_some()))
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
+use crate::accounts::AccountStatus;
+use crate::db::Tx;
+use crate::ids::AccountId;
 
 const SET_STATUS: &str = "UPDATE accounts SET status = $2, updated_at = $3 WHERE id = $1";
 
 pub(super) async fn set_status(
     tx: &mut Tx,
     id: AccountId,
-    status: &str,
+    status: AccountStatus,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(SET_STATUS)
         .bind(id.to_string())
-        .bind(status.to_string())
+        .bind(status.as_str())
         .bind(now)
         .execute(&mut **tx)
         .await?;

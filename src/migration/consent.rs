@@ -425,7 +425,7 @@ pub async fn consent_view(db: &Db, consent: &Consent) -> Result<ConsentView, Mig
         .collect();
     let policy = crate::accounts::store::policy(db.pool(), consent.org.id).await?;
     let domain = domain_of(&consent.account.email);
-    let sso_ready = crate::saml::store::of_org(db.pool(), consent.org.id)
+    let sso_ready = crate::saml::connections_of(db.pool(), consent.org.id)
         .await?
         .iter()
         .any(|c| c.routes(&domain));

@@ -146,7 +146,7 @@ async fn to_admins(
     subject: String,
     paragraphs: Vec<String>,
 ) -> Result<(), MailError> {
-    for to in crate::saml::store::admin_emails(&mut **tx, org.id).await? {
+    for to in crate::orgs::store::admin_emails(&mut **tx, org.id).await? {
         let mail = Mail {
             kind,
             to,

@@ -64,8 +64,8 @@ pub async fn seats(db: &Db, org: OrgId) -> Result<SeatView, sqlx::Error> {
 /// (if any).
 pub async fn candidates(db: &Db, org: OrgId) -> Result<Vec<Candidate>, orgs::OrgError> {
     let members = store::candidates(db.pool(), org, MAX_MEMBERS).await?;
-    let verified = crate::saml::store::verified_domains(db.pool(), org).await?;
-    let connections = crate::saml::store::of_org(db.pool(), org).await?;
+    let verified = crate::domains::verified_domains(db.pool(), org).await?;
+    let connections = crate::saml::connections_of(db.pool(), org).await?;
     Ok(members
         .into_iter()
         .map(|m| {

@@ -163,33 +163,68 @@ async fn check(state: &AppState, raw: &[u8]) -> Result<Checked, AppError> {
         ))));
     };
     let st = get("state");
-    let fail = |error: &str, description: &str| {
-        Ok(Checked::Client(to_client(
+    match product_request(&params, &client, redirect_uri, state.clock.now_ms()) {
+        Ok((request, prompt_none)) => Ok(Checked::Valid {
+            request,
+            prompt_none,
+            login_hint: get("login_hint").map(str::to_string),
+            client,
+        }),
+        Err((error, description)) => Ok(Checked::Client(to_client(
             redirect_uri,
             st,
             error,
             description,
-        )))
-    };
+        ))),
+    }
+}
+
+/// The time a sign-in must be newer than: now for `prompt=login`, `max_age` seconds ago.
+fn login_after(
+    prompt_login: bool,
+    max_age: Option<&str>,
+    now: i64,
+) -> Result<Option<i64>, (&'static str, &'static str)> {
+    let mut login_after = prompt_login.then_some(now);
+    if let Some(raw) = max_age {
+        let Ok(max_age) = raw.parse::<i64>() else {
+            return Err(("invalid_request", "max_age must be a number of seconds"));
+        };
+        let bound = now - max_age.clamp(0, 10 * 365 * 86_400) * 1000;
+        login_after = Some(login_after.map_or(bound, |l| l.max(bound)));
+    }
+    Ok(login_after)
+}
+
+/// The checks whose failures go back to the product at its verified redirect URI (RFC 6749
+/// §4.1.2.1): the request, and whether it says `prompt=none`; or the error code and description.
+fn product_request(
+    params: &HashMap<String, String>,
+    client: &Client,
+    redirect_uri: &str,
+    now: i64,
+) -> Result<(AuthRequest, bool), (&'static str, &'static str)> {
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let st = get("state");
     match get("response_type") {
-        None => return fail("invalid_request", "response_type is required"),
+        None => return Err(("invalid_request", "response_type is required")),
         Some("code") => {}
         Some(_) => {
-            return fail(
+            return Err((
                 "unsupported_response_type",
                 "only response_type=code is supported",
-            );
+            ));
         }
     }
     if get("response_mode").is_some_and(|m| m != "query") {
-        return fail("invalid_request", "only response_mode=query is supported");
+        return Err(("invalid_request", "only response_mode=query is supported"));
     }
     if get("request").is_some() || get("request_uri").is_some() {
-        return fail("request_not_supported", "request objects are not supported");
+        return Err(("request_not_supported", "request objects are not supported"));
     }
     let scope = get("scope").unwrap_or("");
     if !scope.split(' ').any(|s| s == "openid") {
-        return fail("invalid_scope", "the scope must include openid");
+        return Err(("invalid_scope", "the scope must include openid"));
     }
     let scope: Vec<&str> = super::SCOPES
         .iter()
@@ -199,41 +234,33 @@ async fn check(state: &AppState, raw: &[u8]) -> Result<Checked, AppError> {
     let challenge = match (get("code_challenge"), get("code_challenge_method")) {
         (Some(c), Some("S256")) if super::is_s256_challenge(c) => c,
         (Some(_), Some("S256")) => {
-            return fail(
+            return Err((
                 "invalid_request",
                 "code_challenge must be 43 base64url characters",
-            );
+            ));
         }
         _ => {
-            return fail(
+            return Err((
                 "invalid_request",
                 "PKCE is required: send code_challenge with code_challenge_method=S256",
-            );
+            ));
         }
     };
     if st.is_some_and(|s| s.len() > 1024) || get("nonce").is_some_and(|n| n.len() > 512) {
-        return fail("invalid_request", "state or nonce is too long");
+        return Err(("invalid_request", "state or nonce is too long"));
     }
     let prompts: Vec<&str> = get("prompt")
         .map(|p| p.split(' ').collect())
         .unwrap_or_default();
     if prompts.contains(&"none") && prompts.len() > 1 {
-        return fail(
+        return Err((
             "invalid_request",
             "prompt=none cannot be combined with other values",
-        );
+        ));
     }
-    let now = state.clock.now_ms();
-    let mut login_after = prompts.contains(&"login").then_some(now);
-    if let Some(raw) = get("max_age") {
-        let Ok(max_age) = raw.parse::<i64>() else {
-            return fail("invalid_request", "max_age must be a number of seconds");
-        };
-        let bound = now - max_age.clamp(0, 10 * 365 * 86_400) * 1000;
-        login_after = Some(login_after.map_or(bound, |l| l.max(bound)));
-    }
-    Ok(Checked::Valid {
-        request: AuthRequest {
+    let login_after = login_after(prompts.contains(&"login"), get("max_age"), now)?;
+    Ok((
+        AuthRequest {
             client_id: client.client_id.clone(),
             redirect_uri: redirect_uri.to_string(),
             scope: scope.join(" "),
@@ -242,10 +269,8 @@ async fn check(state: &AppState, raw: &[u8]) -> Result<Checked, AppError> {
             code_challenge: challenge.to_string(),
             login_after,
         },
-        prompt_none: prompts.contains(&"none"),
-        login_hint: get("login_hint").map(str::to_string),
-        client,
-    })
+        prompts.contains(&"none"),
+    ))
 }
 
 /// Issues a code for the signed-in account and redirects the browser to the product.

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use super::{authorize, keys, store, token};
+use super::{authorize, store, token};
 use crate::AppState;
 use crate::audit::{self, AuditAction, Target};
 use crate::web::Layout;
@@ -61,7 +61,7 @@ async fn discovery(State(state): State<AppState>) -> Json<serde_json::Value> {
 }
 
 async fn jwks(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
-    Ok(Json(keys::jwks(&state.config.certs_dir)?))
+    Ok(Json(state.oidc_keys.jwks()?))
 }
 
 #[derive(Template, WebTemplate)]
@@ -89,7 +89,7 @@ async fn check_logout(state: &AppState, raw: &[u8]) -> Result<LogoutRequest, App
         .map_err(|e| AppError::bad_request(format!("This sign-out request is malformed: {e}.")))?;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let hint = match get("id_token_hint") {
-        Some(jwt) => keys::verify_own(&state.config.certs_dir, jwt)?,
+        Some(jwt) => state.oidc_keys.verify_own(jwt)?,
         None => None,
     };
     if get("id_token_hint").is_some() && hint.is_none() {

@@ -1,13 +1,18 @@
 //! The ID-token signing keys: RSA keys as PEM files in the certs folder, generated at first start
 //! when absent. `oidc-signing-key.pem` signs; `oidc-signing-key.previous.pem`, kept after a
-//! rotation, stays in the JWKS so tokens signed before the rotation still verify. The files are
-//! read on each use, so every server instance sharing the folder follows a rotation at once.
+//! rotation, stays in the JWKS so tokens signed before the rotation still verify. A [`KeyRing`]
+//! in the app state holds the parsed keys; it looks at the files' metadata on each use (never
+//! reading or parsing them again unless they changed), so every server instance sharing the
+//! folder follows a rotation at once.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use josekit::jws::alg::rsassa::{RsassaJwsSigner, RsassaJwsVerifier};
 use josekit::jws::{JwsHeader, RS256};
 use josekit::jwt::{self, JwtPayload};
 use openssl::pkey::{PKey, Private};
@@ -22,8 +27,9 @@ const BITS: u32 = 2048;
 /// A signing key and its key id (the JWK thumbprint, RFC 7638).
 pub struct SigningKey {
     pub kid: String,
-    pem: Vec<u8>,
     key: PKey<Private>,
+    signer: RsassaJwsSigner,
+    verifier: RsassaJwsVerifier,
 }
 
 fn path(dir: &Path, name: &str) -> PathBuf {
@@ -87,7 +93,14 @@ fn load_file(file: &Path) -> anyhow::Result<SigningKey> {
     let key = PKey::private_key_from_pem(&pem)?;
     let rsa = key.rsa()?;
     let kid = thumbprint(&rsa.n().to_vec(), &rsa.e().to_vec());
-    Ok(SigningKey { kid, pem, key })
+    let signer = RS256.signer_from_pem(&pem)?;
+    let verifier = RS256.verifier_from_pem(key.public_key_to_pem()?)?;
+    Ok(SigningKey {
+        kid,
+        key,
+        signer,
+        verifier,
+    })
 }
 
 /// RFC 7638 thumbprint of an RSA public key.
@@ -116,53 +129,107 @@ pub fn all(dir: &Path) -> anyhow::Result<Vec<SigningKey>> {
     Ok(keys)
 }
 
-/// The JSON Web Key Set of the public halves.
-pub fn jwks(dir: &Path) -> anyhow::Result<serde_json::Value> {
-    let keys = all(dir)?
-        .iter()
-        .map(|k| {
-            let rsa = k.key.rsa()?;
-            Ok(serde_json::json!({
-                "kty": "RSA",
-                "use": "sig",
-                "alg": "RS256",
-                "kid": k.kid,
-                "n": URL_SAFE_NO_PAD.encode(rsa.n().to_vec()),
-                "e": URL_SAFE_NO_PAD.encode(rsa.e().to_vec()),
-            }))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    Ok(serde_json::json!({ "keys": keys }))
+/// The signing keys, loaded once and reloaded when the files change (a rotation by this or
+/// another instance). Cheap to share: it lives in the app state behind an `Arc`.
+pub struct KeyRing {
+    dir: PathBuf,
+    loaded: RwLock<Option<Loaded>>,
 }
 
-/// Signs `claims` as a JWT with the current key (RS256, `kid` in the header).
-pub fn sign(
-    dir: &Path,
-    claims: serde_json::Map<String, serde_json::Value>,
-) -> anyhow::Result<String> {
-    let key = current(dir)?;
-    let mut header = JwsHeader::new();
-    header.set_token_type("JWT");
-    header.set_key_id(key.kid.clone());
-    let payload = JwtPayload::from_map(claims)?;
-    let signer = RS256.signer_from_pem(&key.pem)?;
-    Ok(jwt::encode_with_signer(&payload, &header, &signer)?)
+struct Loaded {
+    stamp: Stamp,
+    keys: Arc<Vec<SigningKey>>,
 }
 
-/// The claims of a JWT this server signed (with the current or previous key), whatever its
-/// expiry; `None` when the signature does not verify.
-pub fn verify_own(
-    dir: &Path,
-    token: &str,
-) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
-    for key in all(dir)? {
-        let public = key.key.public_key_to_pem()?;
-        let verifier = RS256.verifier_from_pem(&public)?;
-        if let Ok((payload, _)) = jwt::decode_with_verifier(token, &verifier) {
-            return Ok(Some(payload.claims_set().clone()));
+/// What identifies the key files' versions: inode, size and modification time of each.
+type Stamp = [Option<(u64, u64, i64, i64)>; 2];
+
+fn stamp(dir: &Path) -> Stamp {
+    [CURRENT, PREVIOUS].map(|name| {
+        std::fs::metadata(path(dir, name))
+            .ok()
+            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+    })
+}
+
+impl KeyRing {
+    pub fn new(dir: &Path) -> KeyRing {
+        KeyRing {
+            dir: dir.to_path_buf(),
+            loaded: RwLock::new(None),
         }
     }
-    Ok(None)
+
+    /// The current key first, then the previous one when there is one.
+    pub fn keys(&self) -> anyhow::Result<Arc<Vec<SigningKey>>> {
+        let now = stamp(&self.dir);
+        if let Ok(guard) = self.loaded.read()
+            && let Some(loaded) = guard.as_ref()
+            && loaded.stamp == now
+            && now[0].is_some()
+        {
+            return Ok(loaded.keys.clone());
+        }
+        let keys = Arc::new(all(&self.dir)?);
+        let stamp = stamp(&self.dir);
+        if let Ok(mut guard) = self.loaded.write() {
+            *guard = Some(Loaded {
+                stamp,
+                keys: keys.clone(),
+            });
+        }
+        Ok(keys)
+    }
+
+    /// The JSON Web Key Set of the public halves.
+    pub fn jwks(&self) -> anyhow::Result<serde_json::Value> {
+        let keys = self
+            .keys()?
+            .iter()
+            .map(|k| {
+                let rsa = k.key.rsa()?;
+                Ok(serde_json::json!({
+                    "kty": "RSA",
+                    "use": "sig",
+                    "alg": "RS256",
+                    "kid": k.kid,
+                    "n": URL_SAFE_NO_PAD.encode(rsa.n().to_vec()),
+                    "e": URL_SAFE_NO_PAD.encode(rsa.e().to_vec()),
+                }))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(serde_json::json!({ "keys": keys }))
+    }
+
+    /// Signs `claims` as a JWT with the current key (RS256, `kid` in the header).
+    pub fn sign(
+        &self,
+        claims: serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<String> {
+        let keys = self.keys()?;
+        let key = keys
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("no OIDC signing key"))?;
+        let mut header = JwsHeader::new();
+        header.set_token_type("JWT");
+        header.set_key_id(key.kid.clone());
+        let payload = JwtPayload::from_map(claims)?;
+        Ok(jwt::encode_with_signer(&payload, &header, &key.signer)?)
+    }
+
+    /// The claims of a JWT this server signed (with the current or previous key), whatever its
+    /// expiry; `None` when the signature does not verify.
+    pub fn verify_own(
+        &self,
+        token: &str,
+    ) -> anyhow::Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        for key in self.keys()?.iter() {
+            if let Ok((payload, _)) = jwt::decode_with_verifier(token, &key.verifier) {
+                return Ok(Some(payload.claims_set().clone()));
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -176,14 +243,13 @@ mod tests {
         let first = current(&dir).unwrap().kid;
         ensure(&dir).unwrap();
         assert_eq!(current(&dir).unwrap().kid, first, "an existing key is kept");
-        let token = sign(
-            &dir,
-            serde_json::json!({"sub": "x"}).as_object().unwrap().clone(),
-        )
-        .unwrap();
+        let ring = KeyRing::new(&dir);
+        let token = ring
+            .sign(serde_json::json!({"sub": "x"}).as_object().unwrap().clone())
+            .unwrap();
         let second = rotate(&dir).unwrap();
         assert_ne!(first, second);
-        let jwks = jwks(&dir).unwrap();
+        let jwks = ring.jwks().unwrap();
         let kids: Vec<&str> = jwks["keys"]
             .as_array()
             .unwrap()
@@ -192,16 +258,16 @@ mod tests {
             .collect();
         assert_eq!(kids, vec![second.as_str(), first.as_str()]);
         assert_eq!(
-            verify_own(&dir, &token).unwrap().unwrap()["sub"],
+            ring.verify_own(&token).unwrap().unwrap()["sub"],
             "x",
             "signed before the rotation"
         );
         rotate(&dir).unwrap();
         assert!(
-            verify_own(&dir, &token).unwrap().is_none(),
+            ring.verify_own(&token).unwrap().is_none(),
             "two rotations later the key is gone"
         );
-        assert!(verify_own(&dir, "not.a.jwt").unwrap().is_none());
+        assert!(ring.verify_own("not.a.jwt").unwrap().is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
 

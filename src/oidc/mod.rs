@@ -18,7 +18,6 @@ use tokio::task::JoinHandle;
 
 use crate::AppState;
 use crate::accounts::{Account, AccountKind};
-use crate::db::Db;
 
 /// Lifetime of an authorization code.
 pub const CODE_TTL_MS: i64 = 60_000;
@@ -51,11 +50,14 @@ pub fn is_s256_challenge(challenge: &str) -> bool {
 }
 
 /// The organization slug of a managed account (the `org` claim).
-pub async fn org_claim(db: &Db, account: &Account) -> Result<Option<String>, sqlx::Error> {
+pub async fn org_claim<'c>(
+    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    account: &Account,
+) -> Result<Option<String>, sqlx::Error> {
     match (account.kind, account.org_id) {
-        (AccountKind::Managed, Some(org)) => Ok(crate::sign_in::store::org_by_id(db.pool(), org)
-            .await?
-            .map(|o| o.slug)),
+        (AccountKind::Managed, Some(org)) => {
+            Ok(crate::orgs::store::by_id(exec, org).await?.map(|o| o.slug))
+        }
         _ => Ok(None),
     }
 }

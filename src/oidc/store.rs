@@ -317,11 +317,37 @@ pub async fn use_code(tx: &mut Tx, id: &str, now: i64) -> Result<bool, sqlx::Err
     Ok(done.rows_affected() == 1)
 }
 
+/// Which of a grant's tokens a row is; stored as text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Sent as a bearer token to userinfo.
+    Access,
+    /// Exchanged for new tokens at the token endpoint (rotated on each use).
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access",
+            TokenKind::Refresh => "refresh",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<TokenKind> {
+        match raw {
+            "access" => Some(TokenKind::Access),
+            "refresh" => Some(TokenKind::Refresh),
+            _ => None,
+        }
+    }
+}
+
 /// An access or refresh token as stored.
 #[derive(Clone, Debug)]
 pub struct TokenRow {
     pub token_hash: String,
-    pub kind: String,
+    pub kind: TokenKind,
     pub grant_id: String,
     pub client_id: String,
     pub account_id: AccountId,
@@ -339,7 +365,7 @@ const INSERT_TOKEN: &str = "INSERT INTO oidc_tokens (token_hash, kind, grant_id,
 pub async fn insert_token(tx: &mut Tx, t: &TokenRow, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_TOKEN)
         .bind(t.token_hash.clone())
-        .bind(t.kind.clone())
+        .bind(t.kind.as_str())
         .bind(t.grant_id.clone())
         .bind(t.client_id.clone())
         .bind(t.account_id.to_string())
@@ -364,17 +390,22 @@ const TOKEN: &str = "SELECT t.token_hash, t.kind, t.grant_id, t.client_id, t.acc
 pub async fn token<'c>(
     exec: impl Executor<'c, Database = Any>,
     token_hash: &str,
-    kind: &str,
+    kind: TokenKind,
 ) -> Result<Option<TokenRow>, sqlx::Error> {
     let row = sqlx::query(TOKEN)
         .bind(token_hash.to_string())
-        .bind(kind.to_string())
+        .bind(kind.as_str())
         .fetch_optional(exec)
         .await?;
     row.map(|row| {
         Ok(TokenRow {
             token_hash: row.try_get("token_hash")?,
-            kind: row.try_get("kind")?,
+            kind: {
+                let raw: String = row.try_get("kind")?;
+                TokenKind::parse(&raw).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown OIDC token kind {raw:?}").into())
+                })?
+            },
             grant_id: row.try_get("grant_id")?,
             client_id: row.try_get("client_id")?,
             account_id: account(&row)?,

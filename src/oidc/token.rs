@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::store::{self, Client, TokenRow};
+use super::store::{self, Client, CodeRow, TokenKind, TokenRow};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountStatus};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
@@ -212,6 +212,32 @@ async fn record(
 }
 
 /// Issues an access token, a refresh token and an ID token for one grant.
+/// Tokens stored in the grant's transaction, and the ID token's claims; the ID token is signed
+/// by [`Issued::respond`] after the commit, so no CPU work holds the transaction open.
+struct Issued {
+    access: String,
+    refresh: String,
+    scope: String,
+    claims: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Issued {
+    /// The token response, with the ID token signed by the current key.
+    fn respond(self, state: &AppState) -> Result<serde_json::Value, OAuthError> {
+        let id_token = state.oidc_keys.sign(self.claims)?;
+        Ok(serde_json::json!({
+            "access_token": self.access,
+            "token_type": "Bearer",
+            "expires_in": super::ACCESS_TTL_MS / 1000,
+            "refresh_token": self.refresh,
+            "id_token": id_token,
+            "scope": self.scope,
+        }))
+    }
+}
+
+/// Stores a new access and refresh token of the grant and gathers the ID token's claims, all
+/// through the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 async fn issue(
     state: &AppState,
@@ -223,18 +249,18 @@ async fn issue(
     scope: &str,
     auth: (i64, &[String]),
     nonce: Option<&str>,
-) -> Result<serde_json::Value, OAuthError> {
+) -> Result<Issued, OAuthError> {
     let (grant_id, grant_expires_at) = grant;
     let (auth_time, amr) = auth;
     let access = secrets::new_token("npa_");
     let refresh = secrets::new_token("npr_");
     for (kind, token, expires_at) in [
-        ("access", &access, now + super::ACCESS_TTL_MS),
-        ("refresh", &refresh, grant_expires_at),
+        (TokenKind::Access, &access, now + super::ACCESS_TTL_MS),
+        (TokenKind::Refresh, &refresh, grant_expires_at),
     ] {
         let row = TokenRow {
             token_hash: secrets::hash_token(token),
-            kind: kind.to_string(),
+            kind,
             grant_id: grant_id.to_string(),
             client_id: client.client_id.clone(),
             account_id: account.id,
@@ -247,7 +273,7 @@ async fn issue(
         };
         store::insert_token(tx, &row, now).await?;
     }
-    let org = super::org_claim(&state.db, account).await?;
+    let org = super::org_claim(&mut **tx, account).await?;
     let issuer = state.base_url();
     let claims = super::id_token_claims(&super::IdTokenInput {
         issuer: &issuer,
@@ -260,15 +286,12 @@ async fn issue(
         nonce,
         now,
     });
-    let id_token = super::keys::sign(&state.config.certs_dir, claims)?;
-    Ok(serde_json::json!({
-        "access_token": access,
-        "token_type": "Bearer",
-        "expires_in": super::ACCESS_TTL_MS / 1000,
-        "refresh_token": refresh,
-        "id_token": id_token,
-        "scope": scope,
-    }))
+    Ok(Issued {
+        access,
+        refresh,
+        scope: scope.to_string(),
+        claims,
+    })
 }
 
 pub async fn token(
@@ -314,6 +337,32 @@ async fn exchange(
     }
 }
 
+/// The checks of an unused code: not expired, the same redirect URI, and the PKCE verifier.
+fn check_code(
+    row: &CodeRow,
+    now: i64,
+    redirect_uri: Option<&str>,
+    verifier: Option<&str>,
+) -> Result<(), OAuthError> {
+    if row.expires_at <= now {
+        return Err(OAuthError::grant("the code has expired"));
+    }
+    if redirect_uri != Some(row.redirect_uri.as_str()) {
+        return Err(OAuthError::grant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    let Some(verifier) = verifier else {
+        return Err(OAuthError::grant("code_verifier is required (PKCE)"));
+    };
+    if !super::pkce_matches(verifier, &row.code_challenge) {
+        return Err(OAuthError::grant(
+            "code_verifier does not match the code_challenge",
+        ));
+    }
+    Ok(())
+}
+
 async fn code_grant(
     state: &AppState,
     meta: &RequestMeta,
@@ -350,29 +399,14 @@ async fn code_grant(
             "the code has already been used; the tokens it issued are revoked",
         ));
     }
-    if row.expires_at <= now {
-        return Err(OAuthError::grant("the code has expired"));
-    }
-    if redirect_uri != Some(row.redirect_uri.as_str()) {
-        return Err(OAuthError::grant(
-            "redirect_uri does not match the authorization request",
-        ));
-    }
-    let Some(verifier) = verifier else {
-        return Err(OAuthError::grant("code_verifier is required (PKCE)"));
-    };
-    if !super::pkce_matches(verifier, &row.code_challenge) {
-        return Err(OAuthError::grant(
-            "code_verifier does not match the code_challenge",
-        ));
-    }
+    check_code(&row, now, redirect_uri, verifier)?;
     let Some(account) = active_account(&mut tx, row.account_id).await? else {
         return Err(OAuthError::grant("the account can no longer sign in"));
     };
     if !store::use_code(&mut tx, &row.id, now).await? {
         return Err(OAuthError::grant("the code has already been used"));
     }
-    let response = issue(
+    let issued = issue(
         state,
         &mut tx,
         now,
@@ -395,7 +429,7 @@ async fn code_grant(
     )
     .await?;
     tx.commit().await?;
-    Ok(response)
+    issued.respond(state)
 }
 
 async fn refresh_grant(
@@ -408,7 +442,7 @@ async fn refresh_grant(
         refresh.ok_or_else(|| OAuthError::bad("invalid_request", "refresh_token is required"))?;
     let now = state.clock.now_ms();
     let mut tx = state.db.begin().await?;
-    let row = store::token(&mut *tx, &secrets::hash_token(refresh), "refresh")
+    let row = store::token(&mut *tx, &secrets::hash_token(refresh), TokenKind::Refresh)
         .await?
         .ok_or_else(|| OAuthError::grant("the refresh token is not valid"))?;
     if row.client_id != client.client_id {
@@ -449,7 +483,7 @@ async fn refresh_grant(
     if !store::use_token(&mut tx, &row.token_hash, now).await? {
         return Err(OAuthError::grant("the refresh token has already been used"));
     }
-    let response = issue(
+    let issued = issue(
         state,
         &mut tx,
         now,
@@ -472,7 +506,7 @@ async fn refresh_grant(
     )
     .await?;
     tx.commit().await?;
-    Ok(response)
+    issued.respond(state)
 }
 
 fn invalid_token(description: &str) -> Response {
@@ -521,7 +555,12 @@ async fn claims_for(
     token: &str,
 ) -> Result<Option<serde_json::Value>, OAuthError> {
     let now = state.clock.now_ms();
-    let Some(row) = store::token(state.db.pool(), &secrets::hash_token(token), "access").await?
+    let Some(row) = store::token(
+        state.db.pool(),
+        &secrets::hash_token(token),
+        TokenKind::Access,
+    )
+    .await?
     else {
         return Ok(None);
     };
@@ -532,7 +571,7 @@ async fn claims_for(
     let Some(account) = account.filter(|a| a.status == AccountStatus::Active) else {
         return Ok(None);
     };
-    let org = super::org_claim(&state.db, &account).await?;
+    let org = super::org_claim(state.db.pool(), &account).await?;
     Ok(Some(serde_json::Value::Object(super::account_claims(
         &account,
         org.as_deref(),

@@ -166,6 +166,22 @@ pub(super) async fn members(
     rows.iter().map(member_from_row).collect()
 }
 
+const ADMIN_EMAILS: &str = "SELECT a.email FROM memberships m JOIN accounts a ON a.id = m.account_id \
+     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active' ORDER BY a.email_norm";
+
+/// Email addresses of the organization's active admins (for notices), by email. The one
+/// query of admins' emails: domains, SSO and migration notices all use it.
+pub async fn admin_emails<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(ADMIN_EMAILS)
+        .bind(org.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|r| r.try_get("email")).collect()
+}
+
 const COUNT_ADMINS: &str = "SELECT COUNT(*) AS n FROM memberships m JOIN accounts a ON a.id = m.account_id \
      WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active'";
 

@@ -75,7 +75,7 @@ async fn render(
         .collect();
     Ok(SsoPage {
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
-        verified_domains: store::verified_domains(state.db.pool(), org.id).await?,
+        verified_domains: crate::domains::verified_domains(state.db.pool(), org.id).await?,
         org,
         section: "sso",
         notice: take_flash(&admin.session).await?,

@@ -183,7 +183,7 @@ async fn notify(
 ) -> Result<(), SamlError> {
     let org = crate::orgs::store::by_id(&mut **tx, connection.org_id).await?;
     let slug = org.map(|o| o.slug).unwrap_or_default();
-    for to in store::admin_emails(&mut **tx, connection.org_id).await? {
+    for to in crate::orgs::store::admin_emails(&mut **tx, connection.org_id).await? {
         let mail = Mail {
             kind: "saml_connection.notice",
             to,

@@ -282,7 +282,7 @@ impl SettingsChange {
             base.domains = match domains {
                 None => None,
                 Some(list) => {
-                    let verified = store::verified_domains(&mut **tx, org).await?;
+                    let verified = crate::domains::verified_domains(&mut **tx, org).await?;
                     let mut chosen = Vec::new();
                     for d in list {
                         let d = d.trim().trim_end_matches('.').to_ascii_lowercase();
@@ -515,6 +515,14 @@ pub struct SsoRoute {
     /// The connection's login URL on this server; append `?return_to=<local path>` to come
     /// back to that path after a successful sign-in.
     pub login_url: String,
+}
+
+/// The organization's IdP connections, oldest first.
+pub async fn connections_of<'c>(
+    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
+    org: OrgId,
+) -> Result<Vec<Connection>, sqlx::Error> {
+    store::of_org(exec, org).await
 }
 
 /// The SSO route for `identifier` (a work email or an organization ID): the first connection

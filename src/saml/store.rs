@@ -366,33 +366,3 @@ pub async fn org_of_verified_domain(
         None => Ok(None),
     }
 }
-
-const VERIFIED_DOMAINS: &str =
-    "SELECT domain FROM domains WHERE org_id = $1 AND status = 'verified' ORDER BY domain";
-
-/// The org's verified domains.
-pub async fn verified_domains<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(VERIFIED_DOMAINS)
-        .bind(org.to_string())
-        .fetch_all(exec)
-        .await?;
-    rows.iter().map(|r| r.try_get("domain")).collect()
-}
-
-const ADMIN_EMAILS: &str = "SELECT a.email FROM memberships m JOIN accounts a ON a.id = m.account_id \
-     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active' ORDER BY a.email_norm";
-
-/// Emails of the org's active admins (notifications).
-pub async fn admin_emails<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(ADMIN_EMAILS)
-        .bind(org.to_string())
-        .fetch_all(exec)
-        .await?;
-    rows.iter().map(|r| r.try_get("email")).collect()
-}

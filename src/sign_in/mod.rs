@@ -187,11 +187,11 @@ pub async fn break_glass_orgs<'c>(
 
 /// How many admins of the org could still sign in if its IdP broke: Nulab accounts with a
 /// password and a confirmed second factor. "SSO required" needs at least one.
-pub async fn break_glass_admins(
-    tx: &mut Tx,
+pub async fn break_glass_admins<'c>(
+    exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
     org: crate::ids::OrgId,
 ) -> Result<Vec<String>, sqlx::Error> {
-    store::break_glass_admins(&mut **tx, org).await
+    store::break_glass_admins(exec, org).await
 }
 
 /// Whether the account has a confirmed second factor.

@@ -187,7 +187,6 @@ async fn password_sign_in(
                 &state,
                 &session,
                 &signed_in.account,
-                now,
                 signed_in.must_change_password,
                 &next,
                 false,
@@ -226,16 +225,14 @@ async fn finish(
     state: &AppState,
     session: &Session,
     account: &Account,
-    now: i64,
     must_change: bool,
     next: &str,
     second_factor: bool,
 ) -> Result<Response, AppError> {
-    session::sign_in(session, account, "pwd", now).await?;
+    crate::accounts::session::start_session(state, session, account, "pwd").await?;
     if second_factor {
         session.insert(session::SECOND_FACTOR_KEY, "otp").await?;
     }
-    crate::accounts::session::session_alive(state, session, account).await?;
     if must_change {
         session.insert(session::MUST_CHANGE_KEY, true).await?;
         session
@@ -316,7 +313,6 @@ async fn two_step(
                 &state,
                 &session,
                 &account,
-                now,
                 pending.must_change_password,
                 &pending.next,
                 true,

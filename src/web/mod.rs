@@ -39,6 +39,19 @@ pub struct ErrorBody {
     pub message: String,
 }
 
+/// The value of the request cookie `name`, parsed by the `cookie` crate (every `Cookie` header,
+/// `;`-separated pairs); `None` when it is absent.
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(tower_sessions::cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == name)
+        .map(|c| c.value().to_string())
+}
+
 const FLASH_KEY: &str = "flash";
 
 /// Keeps a one-time notice for the next page this browser opens (after a redirect).
@@ -50,4 +63,25 @@ pub async fn flash(session: &Session, message: impl Into<String>) -> Result<(), 
 /// Takes the one-time notice, if any.
 pub async fn take_flash(session: &Session) -> Result<Option<String>, AppError> {
     Ok(session.remove::<String>(FLASH_KEY).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{HeaderMap, HeaderValue, header};
+
+    #[test]
+    fn cookie_value_reads_every_cookie_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1; b=two"));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("nulab_pass_sso=xyz"),
+        );
+        assert_eq!(super::cookie_value(&headers, "b").as_deref(), Some("two"));
+        assert_eq!(
+            super::cookie_value(&headers, "nulab_pass_sso").as_deref(),
+            Some("xyz")
+        );
+        assert_eq!(super::cookie_value(&headers, "c"), None);
+    }
 }

@@ -179,6 +179,15 @@ impl TestServer {
         client
     }
 
+    /// Every row of a one-column text query, in order (to show that nothing changed, row by row).
+    pub async fn rows(&self, sql: &str) -> Vec<String> {
+        let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_all(self.db().pool())
+            .await
+            .expect("rows");
+        rows.into_iter().map(|(r,)| r).collect()
+    }
+
     /// Counts rows of a table (to show that nothing changed).
     pub async fn count(&self, table: &str) -> i64 {
         let row: (i64,) =

@@ -43,7 +43,9 @@ async fn confirmed(s: &TestServer) -> i64 {
     row.0
 }
 
-async fn break_glass(backend: Backend) {
+/// The organization corp with two admins, admin@corp.test and bob@corp.test, neither with a
+/// second factor; returns the world and corp's API token.
+async fn corp(backend: Backend) -> (World, String, nulab_pass::orgs::Org) {
     let w = world(backend).await;
     let s = &w.server;
     let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
@@ -59,7 +61,31 @@ async fn break_glass(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201);
+    (w, token, org)
+}
 
+/// The secret the two-step page shows to `browser`.
+async fn secret_of(s: &TestServer, browser: &reqwest::Client) -> String {
+    let page = browser
+        .get(s.url("/account/two-step"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    page.split("id=\"totp-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+async fn no_break_glass_admin(backend: Backend) {
+    let (w, token, _org) = corp(backend).await;
+    let s = &w.server;
     // No admin has a second factor: SSO cannot be required, by the API or the page, which says why.
     let admin_browser = s.signed_in("admin@corp.test", PASSWORD).await;
     let audit_before = s.count("audit_events").await;
@@ -104,7 +130,16 @@ async fn break_glass(backend: Backend) {
         audit_before,
         "nothing changed"
     );
+}
+both!(
+    sso_cannot_be_required_while_no_admin_has_a_second_factor,
+    no_break_glass_admin
+);
 
+async fn enrollment(backend: Backend) {
+    let (w, _token, _org) = corp(backend).await;
+    let s = &w.server;
+    let admin_browser = s.signed_in("admin@corp.test", PASSWORD).await;
     // The admin enrolls on the account page: the password and a code from the app confirm it.
     let page = admin_browser
         .get(s.url("/account/two-step"))
@@ -180,6 +215,31 @@ async fn break_glass(backend: Backend) {
             .unwrap()
             .contains("badge ok\">on")
     );
+}
+both!(
+    an_admin_enrolls_a_second_factor_on_the_account_page,
+    enrollment
+);
+
+async fn break_glass(backend: Backend) {
+    let (w, token, org) = corp(backend).await;
+    let s = &w.server;
+    let admin_browser = s.signed_in("admin@corp.test", PASSWORD).await;
+    let secret = secret_of(s, &admin_browser).await;
+    let (status, _, _) = post(
+        &admin_browser,
+        s,
+        "/account/two-step",
+        "/account/two-step",
+        &[("password", PASSWORD), ("code", &s.totp_code(&secret))],
+    )
+    .await;
+    assert_eq!(status, 303, "enrolled");
+    let wrong_code = if s.totp_code(&secret) == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
 
     // Now SSO can be required; the policy page names who keeps a way in.
     let page = admin_browser
