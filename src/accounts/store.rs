@@ -461,3 +461,16 @@ pub(super) async fn end_sign_ins(tx: &mut Tx, id: AccountId, now: i64) -> Result
         .await?;
     Ok(())
 }
+
+const SET_NAME: &str = "UPDATE accounts SET name = $2, updated_at = $3 WHERE id = $1";
+
+/// Renames an account.
+pub async fn set_name(tx: &mut Tx, id: AccountId, name: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(SET_NAME)
+        .bind(id.to_string())
+        .bind(name.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -168,7 +168,7 @@ pub async fn update(
     if let Some(name) = &changes.name {
         let name = accounts::check_name(name)?;
         if name != account.name {
-            store::set_name(tx, id, &name, now).await?;
+            accounts::store::set_name(tx, id, &name, now).await?;
             scope
                 .audit(
                     tx,

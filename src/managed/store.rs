@@ -21,23 +21,6 @@ pub(super) async fn set_status(
     Ok(())
 }
 
-const SET_NAME: &str = "UPDATE accounts SET name = $2, updated_at = $3 WHERE id = $1";
-
-pub(super) async fn set_name(
-    tx: &mut Tx,
-    id: AccountId,
-    name: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(SET_NAME)
-        .bind(id.to_string())
-        .bind(name.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 const FORCE_CHANGE: &str =
     "UPDATE accounts SET must_change_password = 1, updated_at = $2 WHERE id = $1";
 

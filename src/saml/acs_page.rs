@@ -22,9 +22,9 @@ use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::ids::SamlConnectionId;
 use crate::secrets;
+use crate::web::Layout;
 use crate::web::error::AppError;
 use crate::web::extract::ClientMeta;
-use crate::web::{Layout, session};
 
 /// The ACS. It reads the body itself, up to [`acs::MAX_BODY`], so that an oversized response
 /// is refused with its own reason and an audit event rather than by a generic limit.
@@ -411,6 +411,7 @@ async fn acs_post(
         }
         Ok(admitted) => {
             accounts::store::touch_sign_in(&mut tx, admitted.account.id, now).await?;
+            sync_name(&mut tx, &connection, &admitted, &meta, now).await?;
             audit_connection(
                 &mut tx,
                 &connection,
@@ -422,7 +423,7 @@ async fn acs_post(
             )
             .await?;
             tx.commit().await?;
-            session::sign_in(&session, &admitted.account, "saml", now).await?;
+            accounts::session::start_session(&state, &session, &admitted.account, "saml").await?;
             let to = admitted
                 .request
                 .map(|r| r.return_to)
@@ -444,6 +445,44 @@ async fn acs_post(
             .await
         }
     }
+}
+
+/// Keeps the account's name as the IdP says it (when the connection maps a name attribute and
+/// the value is a valid name), audited as a rename by the connection.
+async fn sync_name(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    admitted: &Admitted,
+    meta: &RequestMeta,
+    now: i64,
+) -> Result<(), AppError> {
+    let account = &admitted.account;
+    let Some(name) = mapping::display_name(&admitted.verified, &connection.settings)
+        .and_then(|n| accounts::check_name(&n).ok())
+        .filter(|n| *n != account.name)
+    else {
+        return Ok(());
+    };
+    accounts::store::set_name(tx, account.id, &name, now).await?;
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id: Some(connection.org_id),
+            action: AuditAction::ManagedAccountRenamed,
+            actor: &account.actor(),
+            target: Some(Target::account(account.id)),
+            meta,
+            details: serde_json::json!({
+                "from": account.name,
+                "to": name,
+                "by": "sso",
+                "connection_id": connection.id.to_string(),
+            }),
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 /// Audits a refused response and shows which rule failed (on the test page for a test run).

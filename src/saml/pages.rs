@@ -12,6 +12,7 @@ use super::{sp, store};
 use crate::AppState;
 use crate::ids::SamlConnectionId;
 use crate::secrets;
+use crate::web::cookie_value;
 use crate::web::error::AppError;
 
 /// Cookie that binds an AuthnRequest to the browser that started it. It must survive the
@@ -63,18 +64,6 @@ fn binding_cookies(value: &str, base_url: &str) -> [HeaderValue; 2] {
 /// The browser's binding value: the main cookie, else the fallback.
 pub(super) fn binding_value(headers: &HeaderMap) -> Option<String> {
     cookie_value(headers, BINDING_COOKIE).or_else(|| cookie_value(headers, BINDING_COOKIE_FALLBACK))
-}
-
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k == name).then(|| v.to_string())
-        })
 }
 
 #[derive(Deserialize)]

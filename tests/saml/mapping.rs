@@ -1,6 +1,7 @@
 //! Attribute mapping per connection through the running server: presets and attribute names
 //! set by the API (bad values refused with nothing changed), and the "test connection" page
-//! showing every attribute redacted beyond its first characters with what it is used for.
+//! showing every attribute redacted beyond its first characters with what it is used for, and
+//! the mapped display name kept on the account at sign-in (audited once per change).
 
 use nulab_pass::mock_idp::EMAIL_CLAIM;
 use serde_json::{Value, json};
@@ -105,3 +106,49 @@ both!(
     the_test_page_shows_attributes_redacted_and_what_each_is_used_for,
     test_page
 );
+
+async fn name_sync(backend: Backend) {
+    let s = sso(backend).await;
+    assert_eq!(s.patch(json!({"attribute_preset": "entra"})).await.0, 200);
+    let entra = |given: String| {
+        move |spec: &mut nulab_pass::mock_idp::ResponseSpec| {
+            spec.attributes = vec![
+                (EMAIL_CLAIM.into(), vec!["mia@corp.test".into()]),
+                (GIVEN.into(), vec![given]),
+                (SURNAME.into(), vec!["Rossi".into()]),
+            ];
+        }
+    };
+    let name = || async {
+        let row: (String,) =
+            sqlx::query_as("SELECT name FROM accounts WHERE email_norm = 'mia@corp.test'")
+                .fetch_one(s.server.db().pool())
+                .await
+                .unwrap();
+        row.0
+    };
+    assert_eq!(name().await, "Mia");
+    let (browser, res) = s.attempt("mia@corp.test", entra("Mirella".into())).await;
+    assert_eq!(res.status(), 303);
+    assert!(s.signed_in_as(&browser).await.is_some());
+    assert_eq!(name().await, "Mirella Rossi", "the IdP's name is kept");
+    let renames = || async {
+        s.server
+            .audit_actions(50)
+            .await
+            .iter()
+            .filter(|a| *a == "managed_account.renamed")
+            .count()
+    };
+    assert_eq!(renames().await, 1);
+    // The same name again changes nothing and writes no event.
+    let (_, res) = s.attempt("mia@corp.test", entra("Mirella".into())).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(renames().await, 1);
+    // A value that is not a valid name (over 200 characters) is not taken.
+    let (_, res) = s.attempt("mia@corp.test", entra("M".repeat(200))).await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(name().await, "Mirella Rossi");
+    assert_eq!(renames().await, 1);
+}
+both!(the_mapped_display_name_is_kept_on_sign_in, name_sync);
