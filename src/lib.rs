@@ -38,6 +38,8 @@ pub struct AppState {
     pub clock: clock::Clock,
     /// The OIDC signing keys, parsed once and reloaded on rotation.
     pub oidc_keys: Arc<oidc::keys::KeyRing>,
+    /// The SAML SP's signing and encryption keys, parsed once and reloaded on rotation.
+    pub sp_keys: Arc<saml::keys::SpKeyRing>,
 }
 
 impl AppState {
@@ -45,6 +47,7 @@ impl AppState {
         AppState {
             db,
             oidc_keys: Arc::new(oidc::keys::KeyRing::new(&config.certs_dir)),
+            sp_keys: Arc::new(saml::keys::SpKeyRing::new(&config.certs_dir)),
             config: Arc::new(config),
             clock,
         }

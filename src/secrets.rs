@@ -22,6 +22,24 @@ pub fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && openssl::memcmp::eq(a.as_bytes(), b.as_bytes())
 }
 
+/// What identifies the version of each key file in `paths` (inode, size, modification time;
+/// `None` for a missing file): a key ring reloads when this changes, e.g. after a rotation by
+/// this or another instance.
+pub type FileStamp = Vec<Option<(u64, u64, i64, i64)>>;
+
+/// The [`FileStamp`] of `paths` now.
+pub fn file_stamp(paths: &[std::path::PathBuf]) -> FileStamp {
+    use std::os::unix::fs::MetadataExt;
+    paths
+        .iter()
+        .map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

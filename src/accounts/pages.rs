@@ -109,7 +109,13 @@ async fn signup(
     .await;
     match result {
         Ok(account) => {
-            super::session::start_session(&state, &session, &account, "pwd").await?;
+            super::session::start_session(
+                &state,
+                &session,
+                &account,
+                session::SignInMethod::Password,
+            )
+            .await?;
             let layout = Layout::new(&session, Some(&account)).await?;
             Ok(MessagePage {
                 layout,

@@ -178,9 +178,10 @@ async fn change_password(
         Ok(()) => {
             // Every session ended with the change; this browser continues in a new one.
             let next: Option<String> = session.get(NEXT_KEY).await?;
-            let method: Option<String> = session.get(session::METHOD_KEY).await?;
+            let method = session::method(&session)
+                .await?
+                .unwrap_or(session::SignInMethod::Password);
             session.flush().await?;
-            let method = method.as_deref().unwrap_or("pwd");
             super::session::start_session(&state, &session, &account, method).await?;
             flash(
                 &session,

@@ -22,7 +22,7 @@ pub async fn start_session(
     state: &AppState,
     session: &Session,
     account: &Account,
-    method: &str,
+    method: session::SignInMethod,
 ) -> Result<(), AppError> {
     session::sign_in(session, account, method, state.clock.now_ms()).await?;
     session_alive(state, session, account).await?;

@@ -66,10 +66,11 @@ pub async fn current_sign_in(
         session.flush().await?;
         return Ok(None);
     }
-    let method: Option<String> = session.get(session::METHOD_KEY).await?;
-    let method = method.unwrap_or_default();
+    let method = session::method(session)
+        .await?
+        .unwrap_or(session::SignInMethod::Password);
     if account.kind == AccountKind::Managed
-        && method != "saml"
+        && method != session::SignInMethod::Saml
         && !accounts::policy_for(state.db.pool(), &account)
             .await?
             .password_sign_in
@@ -77,10 +78,7 @@ pub async fn current_sign_in(
         // The organization switched on "SSO required" after this password sign-in.
         return Ok(None);
     }
-    let mut amr = vec![match method.as_str() {
-        "saml" => "saml".to_string(),
-        _ => "pwd".to_string(),
-    }];
+    let mut amr = vec![method.as_str().to_string()];
     if session
         .get::<String>(session::SECOND_FACTOR_KEY)
         .await?

@@ -6,7 +6,6 @@
 //! folder follows a rotation at once.
 
 use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -141,15 +140,10 @@ struct Loaded {
     keys: Arc<Vec<SigningKey>>,
 }
 
-/// What identifies the key files' versions: inode, size and modification time of each.
-type Stamp = [Option<(u64, u64, i64, i64)>; 2];
+type Stamp = crate::secrets::FileStamp;
 
 fn stamp(dir: &Path) -> Stamp {
-    [CURRENT, PREVIOUS].map(|name| {
-        std::fs::metadata(path(dir, name))
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
-    })
+    crate::secrets::file_stamp(&[path(dir, CURRENT), path(dir, PREVIOUS)])
 }
 
 impl KeyRing {

@@ -224,6 +224,45 @@ pub fn verify(
     request_ids: Option<&[&str]>,
     decryption: &[&PKey<Private>],
 ) -> Result<Verified, Rejection> {
+    preflight(&outline, connection, sp)?;
+    let encrypted = outline.encrypted_assertions > 0;
+    let signatures = Signatures::of(connection)?;
+    let skew = chrono::Duration::seconds(connection.settings.clock_skew_seconds);
+    let expected = assertion::Expected {
+        idp_entity_id: &connection.idp_entity_id,
+        sp_entity_id: &sp.sp_entity_id,
+        acs_url: &sp.acs_url,
+        request_ids,
+        skew,
+        max_issue_delay: chrono::Duration::seconds(90) + skew,
+        now: chrono::Utc::now(),
+    };
+    let (mut verified, references) = if encrypted {
+        verify_encrypted(xml, outline, connection, &signatures, &expected, decryption)?
+    } else {
+        let reduced = signatures.reduce(xml)?;
+        let verified = assertion::read(
+            &reduced,
+            &expected,
+            outline.response_id,
+            outline.in_response_to,
+        )?;
+        (verified, outline.references)
+    };
+    verified.assertion_signed = references
+        .iter()
+        .any(|r| r.strip_prefix('#') == Some(verified.assertion_id.as_str()));
+    if connection.settings.require_signed_assertions && !verified.assertion_signed {
+        return Err(Rejection::new(
+            Reason::AssertionNotSigned,
+            "only the Response is signed; the connection requires a signed Assertion",
+        ));
+    }
+    Ok(verified)
+}
+
+/// The checks of the outline that come before any signature is verified.
+fn preflight(outline: &Scan, connection: &Connection, sp: &SpUrls) -> Result<(), Rejection> {
     if !outline.root_is_response {
         return Err(Rejection::new(
             Reason::Malformed,
@@ -246,7 +285,7 @@ pub fn verify(
             "the assertion came in clear; the connection requires it encrypted",
         ));
     }
-    gates(&outline, connection)?;
+    gates(outline, connection)?;
     if !encrypted && outline.signatures == 0 {
         return Err(Rejection::new(
             Reason::MissingSignature,
@@ -265,69 +304,50 @@ pub fn verify(
             format!("expected {}, {dest} came", sp.acs_url),
         ));
     }
-    let signatures = Signatures::of(connection)?;
-    let skew = chrono::Duration::seconds(connection.settings.clock_skew_seconds);
-    let expected = assertion::Expected {
-        idp_entity_id: &connection.idp_entity_id,
-        sp_entity_id: &sp.sp_entity_id,
-        acs_url: &sp.acs_url,
-        request_ids,
-        skew,
-        max_issue_delay: chrono::Duration::seconds(90) + skew,
-        now: chrono::Utc::now(),
-    };
-    let (mut verified, references) = if encrypted {
-        // The Response's signature, when there is one, covers the EncryptedAssertion: decrypt
-        // what it signed. Otherwise the decrypted assertion must carry its own signature.
-        let outer = (outline.signatures > 0)
-            .then(|| signatures.reduce(xml))
-            .transpose()?;
-        let plaintext = decrypt::assertion(outer.as_deref().unwrap_or(xml), decryption)?;
-        let inner = super::outline::scan(&plaintext)?;
-        if inner.assertions != 1 || inner.encrypted_assertions != 0 {
-            return Err(Rejection::new(
-                Reason::Wrapped,
-                "the decrypted content is not exactly one Assertion",
-            ));
-        }
-        gates(&inner, connection)?;
-        let signed = (inner.signatures > 0)
-            .then(|| signatures.reduce(&plaintext))
-            .transpose()?;
-        if outer.is_none() && signed.is_none() {
-            return Err(Rejection::new(
-                Reason::MissingSignature,
-                "neither the Response nor the decrypted Assertion is signed",
-            ));
-        }
-        let verified = assertion::read_decrypted(
-            outer.as_deref(),
-            signed.as_deref().unwrap_or(&plaintext),
-            &expected,
-            outline.response_id,
-            outline.in_response_to,
-        )?;
-        (verified, inner.references)
-    } else {
-        let reduced = signatures.reduce(xml)?;
-        let verified = assertion::read(
-            &reduced,
-            &expected,
-            outline.response_id,
-            outline.in_response_to,
-        )?;
-        (verified, outline.references)
-    };
-    verified.assertion_signed = references
-        .iter()
-        .any(|r| r.strip_prefix('#') == Some(verified.assertion_id.as_str()));
-    if connection.settings.require_signed_assertions && !verified.assertion_signed {
+    Ok(())
+}
+
+/// The EncryptedAssertion case of [`verify`]: returns the reading and the Reference URIs of the
+/// decrypted assertion's own signature.
+fn verify_encrypted(
+    xml: &str,
+    outline: Scan,
+    connection: &Connection,
+    signatures: &Signatures,
+    expected: &assertion::Expected,
+    decryption: &[&PKey<Private>],
+) -> Result<(Verified, Vec<String>), Rejection> {
+    // The Response's signature, when there is one, covers the EncryptedAssertion: decrypt
+    // what it signed. Otherwise the decrypted assertion must carry its own signature.
+    let outer = (outline.signatures > 0)
+        .then(|| signatures.reduce(xml))
+        .transpose()?;
+    let plaintext = decrypt::assertion(outer.as_deref().unwrap_or(xml), decryption)?;
+    let inner = super::outline::scan(&plaintext)?;
+    if inner.assertions != 1 || inner.encrypted_assertions != 0 {
         return Err(Rejection::new(
-            Reason::AssertionNotSigned,
-            "only the Response is signed; the connection requires a signed Assertion",
+            Reason::Wrapped,
+            "the decrypted content is not exactly one Assertion",
         ));
     }
-    Ok(verified)
+    gates(&inner, connection)?;
+    let signed = (inner.signatures > 0)
+        .then(|| signatures.reduce(&plaintext))
+        .transpose()?;
+    if outer.is_none() && signed.is_none() {
+        return Err(Rejection::new(
+            Reason::MissingSignature,
+            "neither the Response nor the decrypted Assertion is signed",
+        ));
+    }
+    let verified = assertion::read_decrypted(
+        outer.as_deref(),
+        signed.as_deref().unwrap_or(&plaintext),
+        expected,
+        outline.response_id,
+        outline.in_response_to,
+    )?;
+    Ok((verified, inner.references))
 }
 
 /// The outline checks that hold for a response and for a decrypted assertion alike: whole

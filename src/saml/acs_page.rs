@@ -3,26 +3,24 @@
 //! [`super::acs::verify`] on the blocking pool), applies the account rules, and signs the
 //! browser in or shows which rule failed.
 
-use askama::Template;
-use askama_web::WebTemplate;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::post;
 use base64::Engine;
 use tower_sessions::Session;
 
 use super::acs::{self, Reason, Rejection, Verified};
+use super::acs_result::{TestOutcome, audit_connection, facts, record_failure, refuse, test_page};
 use super::pages::binding_value;
 use super::{Connection, mapping, store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
-use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::audit::{self, AuditAction, RequestMeta, Target};
 use crate::ids::SamlConnectionId;
 use crate::secrets;
-use crate::web::Layout;
 use crate::web::error::AppError;
 use crate::web::extract::ClientMeta;
 
@@ -31,27 +29,6 @@ use crate::web::extract::ClientMeta;
 pub fn routes() -> Router<AppState> {
     Router::new().route("/sso/{id}/acs", post(acs_post))
 }
-#[derive(Template, WebTemplate)]
-#[template(path = "sso_error.html")]
-struct SsoErrorPage {
-    layout: Layout,
-    code: &'static str,
-    message: &'static str,
-    not_managed: bool,
-}
-
-#[derive(Template, WebTemplate)]
-#[template(path = "sso_test.html")]
-struct SsoTestPage {
-    layout: Layout,
-    connection_name: String,
-    org_slug: String,
-    outcome: String,
-    code: Option<&'static str>,
-    detail: String,
-    facts: Vec<(String, String)>,
-}
-
 /// The request this response answers, when it is one this browser started. Read before the
 /// transaction (verification needs its ID); [`admit`] spends it inside the transaction, so a
 /// concurrent answer to the same request still loses.
@@ -187,11 +164,13 @@ async fn check(
     let ids: Option<Vec<String>> = request.as_ref().map(|r| vec![r.id.clone()]);
     let sp = connection.sp_urls(&state.base_url());
     let conn = connection.clone();
-    let decryption = super::keys::sp_encryption_keys(&state.config.certs_dir)
+    let sp_keys = state
+        .sp_keys
+        .keys()
         .map_err(|e| Refusal::Failed(e.into()))?;
     let verified = tokio::task::spawn_blocking(move || {
         let refs: Option<Vec<&str>> = ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
-        let keys: Vec<_> = decryption.iter().map(|pair| &pair.key).collect();
+        let keys: Vec<_> = sp_keys.encryption.iter().map(|pair| &pair.key).collect();
         acs::verify(&xml, outline, &conn, &sp, refs.as_deref(), &keys)
     })
     .await
@@ -343,21 +322,21 @@ async fn acs_post(
         None => None,
     };
     let Some(connection) = connection else {
-        record_failure(
-            &state,
-            None,
-            &Rejection::new(Reason::UnknownConnection, format!("connection {id}")),
-            &meta,
-            now,
-        )
-        .await?;
+        let rejection = Rejection::new(Reason::UnknownConnection, format!("connection {id}"));
+        record_failure(&state, None, &rejection, &meta, now).await?;
         return refuse(&session, Reason::UnknownConnection).await;
+    };
+    let post = Post {
+        state: &state,
+        session: &session,
+        connection: &connection,
+        meta: &meta,
+        now,
     };
     let body = match read_body(body).await {
         Ok(body) => body,
         Err(rejection) => {
-            let mut page =
-                refused_page(&state, &session, &connection, rejection, None, &meta, now).await?;
+            let mut page = post.refused(rejection, None).await?;
             // The rest of the body is never read: the client must not reuse this connection.
             page.headers_mut().insert(
                 axum::http::header::CONNECTION,
@@ -371,79 +350,119 @@ async fn acs_post(
     let checked = match check(&state, &connection, &body, &headers, now).await {
         Ok(checked) => checked,
         Err(Refusal::Failed(e)) => return Err(e),
-        Err(Refusal::Refused(rejection, request)) => {
-            return refused_page(
-                &state,
-                &session,
-                &connection,
-                rejection,
-                request,
-                &meta,
-                now,
-            )
-            .await;
-        }
+        Err(Refusal::Refused(rejection, request)) => return post.refused(rejection, request).await,
     };
     let mut tx = state.db.begin().await?;
     match admit(&mut tx, &connection, checked, now).await {
         Ok(admitted) if admitted.request.as_ref().is_some_and(|r| r.is_test) => {
-            audit_connection(
-                &mut tx,
-                &connection,
-                AuditAction::SsoTestCompleted,
-                &admitted.account.actor(),
-                &meta,
-                now,
-                serde_json::json!({ "outcome": "success", "email": admitted.account.email }),
-            )
-            .await?;
-            tx.commit().await?;
-            test_page(
-                &state,
-                &session,
-                &connection,
-                "The sign-in works: this account would be signed in.",
-                None,
-                String::new(),
-                facts(&admitted.verified, Some(&admitted.account), &connection),
-            )
-            .await
+            post.tested(tx, admitted).await
         }
-        Ok(admitted) => {
-            accounts::store::touch_sign_in(&mut tx, admitted.account.id, now).await?;
-            sync_name(&mut tx, &connection, &admitted, &meta, now).await?;
-            audit_connection(
-                &mut tx,
-                &connection,
-                AuditAction::SsoSigninSucceeded,
-                &admitted.account.actor(),
-                &meta,
-                now,
-                serde_json::json!({ "email": admitted.account.email, "assertion_id": admitted.verified.assertion_id, "idp_initiated": admitted.request.is_none() }),
-            )
-            .await?;
-            tx.commit().await?;
-            accounts::session::start_session(&state, &session, &admitted.account, "saml").await?;
-            let to = admitted
-                .request
-                .map(|r| r.return_to)
-                .unwrap_or_else(|| "/account".to_string());
-            Ok(Redirect::to(&to).into_response())
-        }
+        Ok(admitted) => post.signed_in(tx, admitted).await,
         Err(Refusal::Failed(e)) => Err(e),
         Err(Refusal::Refused(rejection, request)) => {
             tx.rollback().await?;
-            refused_page(
-                &state,
-                &session,
-                &connection,
-                rejection,
-                request,
-                &meta,
-                now,
-            )
-            .await
+            post.refused(rejection, request).await
         }
+    }
+}
+
+/// One ACS request: what each way of answering it needs.
+struct Post<'a> {
+    state: &'a AppState,
+    session: &'a Session,
+    connection: &'a Connection,
+    meta: &'a RequestMeta,
+    now: i64,
+}
+
+impl Post<'_> {
+    /// Audits the refusal and shows which rule failed (on the test page for a test run).
+    async fn refused(
+        &self,
+        rejection: Rejection,
+        request: Option<store::PendingRequest>,
+    ) -> Result<Response, AppError> {
+        let (state, connection) = (self.state, self.connection);
+        record_failure(state, Some(connection), &rejection, self.meta, self.now).await?;
+        if request.as_ref().is_some_and(|r| r.is_test) {
+            let outcome = TestOutcome {
+                outcome: "The sign-in would be refused.",
+                code: Some(rejection.reason.code()),
+                detail: rejection.detail,
+                facts: Vec::new(),
+            };
+            return test_page(state, self.session, connection, outcome).await;
+        }
+        refuse(self.session, rejection.reason).await
+    }
+
+    /// A test run that would sign the account in: audited, no session.
+    async fn tested(
+        &self,
+        mut tx: crate::db::Tx,
+        admitted: Admitted,
+    ) -> Result<Response, AppError> {
+        let account = &admitted.account;
+        let details = serde_json::json!({ "outcome": "success", "email": account.email });
+        let action = AuditAction::SsoTestCompleted;
+        audit_connection(
+            &mut tx,
+            self.connection,
+            action,
+            &account.actor(),
+            self.meta,
+            self.now,
+            details,
+        )
+        .await?;
+        tx.commit().await?;
+        let outcome = TestOutcome {
+            outcome: "The sign-in works: this account would be signed in.",
+            code: None,
+            detail: String::new(),
+            facts: facts(&admitted.verified, Some(account), self.connection),
+        };
+        test_page(self.state, self.session, self.connection, outcome).await
+    }
+
+    /// Signs the account in and sends the browser where the sign-in started.
+    async fn signed_in(
+        &self,
+        mut tx: crate::db::Tx,
+        admitted: Admitted,
+    ) -> Result<Response, AppError> {
+        let account = &admitted.account;
+        accounts::store::touch_sign_in(&mut tx, account.id, self.now).await?;
+        sync_name(&mut tx, self.connection, &admitted, self.meta, self.now).await?;
+        let details = serde_json::json!({
+            "email": account.email,
+            "assertion_id": admitted.verified.assertion_id,
+            "idp_initiated": admitted.request.is_none(),
+        });
+        let action = AuditAction::SsoSigninSucceeded;
+        audit_connection(
+            &mut tx,
+            self.connection,
+            action,
+            &account.actor(),
+            self.meta,
+            self.now,
+            details,
+        )
+        .await?;
+        tx.commit().await?;
+        accounts::session::start_session(
+            self.state,
+            self.session,
+            account,
+            crate::web::session::SignInMethod::Saml,
+        )
+        .await?;
+        let to = admitted
+            .request
+            .map(|r| r.return_to)
+            .unwrap_or_else(|| "/account".to_string());
+        Ok(Redirect::to(&to).into_response())
     }
 }
 
@@ -483,209 +502,4 @@ async fn sync_name(
     )
     .await?;
     Ok(())
-}
-
-/// Audits a refused response and shows which rule failed (on the test page for a test run).
-async fn refused_page(
-    state: &AppState,
-    session: &Session,
-    connection: &Connection,
-    rejection: Rejection,
-    request: Option<store::PendingRequest>,
-    meta: &RequestMeta,
-    now: i64,
-) -> Result<Response, AppError> {
-    record_failure(state, Some(connection), &rejection, meta, now).await?;
-    if request.as_ref().is_some_and(|r| r.is_test) {
-        return test_page(
-            state,
-            session,
-            connection,
-            "The sign-in would be refused.",
-            Some(rejection.reason.code()),
-            rejection.detail,
-            Vec::new(),
-        )
-        .await;
-    }
-    refuse(session, rejection.reason).await
-}
-
-/// What a test sign-in shows the admin: the assertion's facts, every attribute with its values
-/// redacted beyond their first characters and what the connection uses it for, and the account.
-fn facts(
-    verified: &Verified,
-    account: Option<&Account>,
-    connection: &Connection,
-) -> Vec<(String, String)> {
-    let mut facts = vec![
-        ("Issuer".to_string(), verified.issuer.clone()),
-        (
-            "NameID".to_string(),
-            verified.name_id.clone().unwrap_or_else(|| "(none)".into()),
-        ),
-        (
-            "NameID format".to_string(),
-            verified
-                .name_id_format
-                .clone()
-                .unwrap_or_else(|| "(none)".into()),
-        ),
-        (
-            "Assertion signed".to_string(),
-            if verified.assertion_signed {
-                "yes".into()
-            } else {
-                "no (the Response is)".into()
-            },
-        ),
-    ];
-    let settings = &connection.settings;
-    facts.push((
-        "Email read from".to_string(),
-        settings
-            .email_attribute
-            .as_deref()
-            .map(|a| format!("attribute {a}"))
-            .unwrap_or_else(|| "the NameID".into()),
-    ));
-    facts.extend(verified.attributes.iter().map(|(name, values)| {
-        let shown: Vec<String> = values.iter().map(|v| mapping::redact(v)).collect();
-        let uses = mapping::uses(name, settings);
-        let used = if uses.is_empty() {
-            String::new()
-        } else {
-            format!(" (used for the {})", uses.join(" and "))
-        };
-        (
-            format!("Attribute {name}"),
-            format!("{}{used}", shown.join(", ")),
-        )
-    }));
-    facts.push((
-        "Display name".to_string(),
-        mapping::display_name(verified, settings)
-            .map(|n| mapping::redact(&n))
-            .unwrap_or_else(|| "(not mapped, or no value came)".into()),
-    ));
-    if let Some(account) = account {
-        facts.push((
-            "Account".to_string(),
-            format!("{} ({})", account.email, account.kind.label()),
-        ));
-    }
-    facts
-}
-
-async fn audit_connection(
-    tx: &mut crate::db::Tx,
-    connection: &Connection,
-    action: AuditAction,
-    actor: &Actor,
-    meta: &RequestMeta,
-    now: i64,
-    details: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    let mut details = details;
-    details["connection_id"] = serde_json::json!(connection.id.to_string());
-    audit::record(
-        tx,
-        now,
-        audit::Event {
-            org_id: Some(connection.org_id),
-            action,
-            actor,
-            target: Some(Target {
-                kind: "saml_connection",
-                id: connection.id.to_string(),
-            }),
-            meta,
-            details,
-        },
-    )
-    .await
-}
-
-/// Audits a refused response in its own transaction (the sign-in's was rolled back).
-async fn record_failure(
-    state: &AppState,
-    connection: Option<&Connection>,
-    rejection: &Rejection,
-    meta: &RequestMeta,
-    now: i64,
-) -> Result<(), AppError> {
-    tracing::warn!(reason = rejection.reason.code(), "SSO sign-in refused");
-    let mut tx = state.db.begin().await?;
-    let details =
-        serde_json::json!({ "reason": rejection.reason.code(), "detail": rejection.detail });
-    let actor = Actor::Anonymous;
-    match connection {
-        Some(c) => {
-            audit_connection(
-                &mut tx,
-                c,
-                AuditAction::SsoSigninFailed,
-                &actor,
-                meta,
-                now,
-                details,
-            )
-            .await?
-        }
-        None => {
-            audit::record(
-                &mut tx,
-                now,
-                audit::Event {
-                    org_id: None,
-                    action: AuditAction::SsoSigninFailed,
-                    actor: &actor,
-                    target: None,
-                    meta,
-                    details,
-                },
-            )
-            .await?
-        }
-    }
-    tx.commit().await?;
-    Ok(())
-}
-
-async fn refuse(session: &Session, reason: Reason) -> Result<Response, AppError> {
-    let status = match reason {
-        Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        Reason::Malformed | Reason::DtdForbidden => StatusCode::BAD_REQUEST,
-        Reason::UnknownConnection => StatusCode::NOT_FOUND,
-        _ => StatusCode::FORBIDDEN,
-    };
-    let page = SsoErrorPage {
-        layout: Layout::new(session, None).await?,
-        code: reason.code(),
-        message: reason.message(),
-        not_managed: reason == Reason::NotManaged,
-    };
-    Ok((status, page).into_response())
-}
-
-async fn test_page(
-    state: &AppState,
-    session: &Session,
-    connection: &Connection,
-    outcome: &str,
-    code: Option<&'static str>,
-    detail: String,
-    facts: Vec<(String, String)>,
-) -> Result<Response, AppError> {
-    let org = crate::orgs::store::by_id(state.db.pool(), connection.org_id).await?;
-    Ok(SsoTestPage {
-        layout: Layout::new(session, None).await?,
-        connection_name: connection.name.clone(),
-        org_slug: org.map(|o| o.slug).unwrap_or_default(),
-        outcome: outcome.to_string(),
-        code,
-        detail,
-        facts,
-    }
-    .into_response())
 }

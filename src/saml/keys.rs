@@ -1,8 +1,11 @@
-//! Keys and certificates: the service provider's signing pair in the certs folder (generated at
-//! first start when absent), and self-signed pairs for the mock IdP.
+//! Keys and certificates: the service provider's signing and encryption pairs in the certs
+//! folder (generated at first start when absent, reloaded when the files change), and
+//! self-signed pairs for the mock IdP.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, RwLock};
+
+use crate::secrets::{FileStamp, file_stamp};
 
 use openssl::asn1::Asn1Time;
 use openssl::bn::{BigNum, MsbOption};
@@ -94,54 +97,67 @@ fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-/// Loaded SP key pairs, by certs folder.
-type KeyCache = Mutex<Vec<(PathBuf, Arc<KeyPair>)>>;
-
-static SP_KEYS: OnceLock<KeyCache> = OnceLock::new();
-
-/// Loaded SP encryption pairs (current, then the next one during a rollover), by certs folder.
-type EncryptionCache = Mutex<Vec<(PathBuf, Arc<Vec<KeyPair>>)>>;
-
-static SP_ENCRYPTION: OnceLock<EncryptionCache> = OnceLock::new();
-
-/// The service provider's encryption pairs for this certs folder (loaded once per process):
-/// `sp-encryption-{key,cert}.pem` (created when absent) and, during a rollover, the operator's
-/// `sp-encryption-next-{key,cert}.pem`. Both are published in SP metadata and both decrypt.
-pub fn sp_encryption_keys(dir: &Path) -> anyhow::Result<Arc<Vec<KeyPair>>> {
-    let cache = SP_ENCRYPTION.get_or_init(|| Mutex::new(Vec::new()));
-    let mut cache = cache
-        .lock()
-        .map_err(|_| anyhow::anyhow!("key cache poisoned"))?;
-    if let Some((_, pairs)) = cache.iter().find(|(d, _)| d == dir) {
-        return Ok(pairs.clone());
-    }
-    let mut pairs = vec![load_or_create(
-        dir,
-        "sp-encryption",
-        "nulab-pass SAML service provider (encryption)",
-    )?];
-    if dir.join("sp-encryption-next-key.pem").exists() {
-        pairs.push(load_or_create(dir, "sp-encryption-next", "")?);
-    }
-    let pairs = Arc::new(pairs);
-    cache.push((dir.to_path_buf(), pairs.clone()));
-    Ok(pairs)
+/// The service provider's keys: the signing pair (AuthnRequests, metadata) and the encryption
+/// pairs (the current one, then the operator's next one during a rollover; both are published
+/// in SP metadata and both decrypt).
+pub struct SpKeys {
+    pub signing: KeyPair,
+    pub encryption: Vec<KeyPair>,
 }
 
-/// The service provider's signing pair for this certs folder (loaded once per process).
-pub fn sp_keys(dir: &Path) -> anyhow::Result<Arc<KeyPair>> {
-    let cache = SP_KEYS.get_or_init(|| Mutex::new(Vec::new()));
-    let mut cache = cache
-        .lock()
-        .map_err(|_| anyhow::anyhow!("key cache poisoned"))?;
-    if let Some((_, pair)) = cache.iter().find(|(d, _)| d == dir) {
-        return Ok(pair.clone());
+const SIGNING: &str = "sp-signing";
+const ENCRYPTION: &str = "sp-encryption";
+const ENCRYPTION_NEXT: &str = "sp-encryption-next";
+
+/// The SP keys of a certs folder, loaded once (created when absent) and reloaded when the files
+/// change. It lives in the app state.
+pub struct SpKeyRing {
+    dir: PathBuf,
+    loaded: RwLock<Option<(FileStamp, Arc<SpKeys>)>>,
+}
+
+impl SpKeyRing {
+    pub fn new(dir: &Path) -> SpKeyRing {
+        SpKeyRing {
+            dir: dir.to_path_buf(),
+            loaded: RwLock::new(None),
+        }
     }
-    let pair = Arc::new(load_or_create(
-        dir,
-        "sp-signing",
-        "nulab-pass SAML service provider",
-    )?);
-    cache.push((dir.to_path_buf(), pair.clone()));
-    Ok(pair)
+
+    fn stamp(&self) -> FileStamp {
+        let paths: Vec<PathBuf> = [SIGNING, ENCRYPTION, ENCRYPTION_NEXT]
+            .iter()
+            .flat_map(|stem| {
+                ["key", "cert"].map(|part| self.dir.join(format!("{stem}-{part}.pem")))
+            })
+            .collect();
+        file_stamp(&paths)
+    }
+
+    /// The keys as the files are now.
+    pub fn keys(&self) -> anyhow::Result<Arc<SpKeys>> {
+        let now = self.stamp();
+        if let Ok(guard) = self.loaded.read()
+            && let Some((stamp, keys)) = guard.as_ref()
+            && *stamp == now
+        {
+            return Ok(keys.clone());
+        }
+        let mut encryption = vec![load_or_create(
+            &self.dir,
+            ENCRYPTION,
+            "nulab-pass SAML service provider (encryption)",
+        )?];
+        if self.dir.join(format!("{ENCRYPTION_NEXT}-key.pem")).exists() {
+            encryption.push(load_or_create(&self.dir, ENCRYPTION_NEXT, "")?);
+        }
+        let keys = Arc::new(SpKeys {
+            signing: load_or_create(&self.dir, SIGNING, "nulab-pass SAML service provider")?,
+            encryption,
+        });
+        if let Ok(mut guard) = self.loaded.write() {
+            *guard = Some((self.stamp(), keys.clone()));
+        }
+        Ok(keys)
+    }
 }

@@ -161,19 +161,7 @@ mod tests {
     }
 
     fn settings() -> ConnectionSettings {
-        ConnectionSettings {
-            email_attribute: None,
-            allow_idp_initiated: false,
-            sign_authn_requests: false,
-            require_signed_assertions: false,
-            allow_sha1: false,
-            clock_skew_seconds: 120,
-            domains: None,
-            name_attribute: None,
-            given_name_attribute: None,
-            family_name_attribute: None,
-            require_encrypted_assertions: false,
-        }
+        ConnectionSettings::defaults(false)
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl MockIdp {
 
     /// The response XML for `spec`, signed as it asks.
     pub fn response_xml(&self, spec: &ResponseSpec) -> anyhow::Result<String> {
+        let assertion = self.assertion_xml(spec)?;
         let issuer = esc(spec.issuer.as_deref().unwrap_or(&self.entity_id));
         let issued = time(spec.issued_offset_secs);
         let in_response_to = spec
@@ -168,79 +169,7 @@ impl MockIdp {
             .as_deref()
             .map(|id| format!(" InResponseTo=\"{}\"", esc(id)))
             .unwrap_or_default();
-        let qualifiers = spec
-            .name_id_qualifiers
-            .as_ref()
-            .map(|(idp, sp)| {
-                format!(
-                    " NameQualifier=\"{}\" SPNameQualifier=\"{}\"",
-                    esc(idp),
-                    esc(sp)
-                )
-            })
-            .unwrap_or_default();
-        let name_id = match (&spec.name_id_raw, &spec.name_id) {
-            (Some(raw), _) => format!(
-                "<saml:NameID Format=\"{}\"{qualifiers}>{raw}</saml:NameID>",
-                esc(&spec.name_id_format)
-            ),
-            (None, Some(v)) => format!(
-                "<saml:NameID Format=\"{}\"{qualifiers}>{}</saml:NameID>",
-                esc(&spec.name_id_format),
-                esc(v)
-            ),
-            (None, None) => String::new(),
-        };
-        let audience = spec
-            .audience
-            .as_deref()
-            .map(|a| format!("<saml:AudienceRestriction><saml:Audience>{}</saml:Audience></saml:AudienceRestriction>", esc(a)))
-            .unwrap_or_default();
-        let attributes: String = spec
-            .attributes
-            .iter()
-            .map(|(name, values)| {
-                let values: String = values.iter().map(|v| format!("<saml:AttributeValue xsi:type=\"xs:string\">{}</saml:AttributeValue>", esc(v))).collect();
-                format!("<saml:Attribute Name=\"{}\" NameFormat=\"urn:oasis:names:tc:SAML:2.0:attrname-format:basic\">{values}</saml:Attribute>", esc(name))
-            })
-            .collect::<String>()
-            + spec.raw_attributes.as_deref().unwrap_or_default();
-        let statement = if attributes.is_empty() {
-            String::new()
-        } else {
-            format!("<saml:AttributeStatement>{attributes}</saml:AttributeStatement>")
-        };
-        let sign_assertion = matches!(spec.signing, Signing::Assertion | Signing::Both);
         let sign_response = matches!(spec.signing, Signing::Response | Signing::Both);
-        let assertion = format!(
-            "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" ID=\"{aid}\" IssueInstant=\"{issued}\" Version=\"2.0\">\
-             <saml:Issuer>{issuer}</saml:Issuer>{sig}\
-             <saml:Subject>{name_id}<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\">\
-             <saml:SubjectConfirmationData{in_response_to} NotOnOrAfter=\"{confirm_until}\" Recipient=\"{recipient}\"/></saml:SubjectConfirmation></saml:Subject>\
-             <saml:Conditions NotBefore=\"{not_before}\" NotOnOrAfter=\"{not_after}\">{audience}</saml:Conditions>\
-             <saml:AuthnStatement AuthnInstant=\"{issued}\" SessionIndex=\"{aid}\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>\
-             {statement}</saml:Assertion>",
-            aid = spec.assertion_id,
-            sig = if sign_assertion {
-                self.template_for(&spec.assertion_id, spec)
-            } else {
-                String::new()
-            },
-            confirm_until = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
-            recipient = esc(&spec.recipient),
-            not_before = time(spec.issued_offset_secs + spec.not_before_secs),
-            not_after = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
-        );
-        let assertion = with_prefixes(&assertion, spec);
-        let assertion = if sign_assertion {
-            self.sign(&assertion)?
-        } else {
-            assertion
-        };
-        let assertion = match &spec.encrypt_for {
-            Some(e) => super::decrypt::encrypt(&assertion, &e.recipient, e.gcm)?,
-            None => assertion,
-        };
         let destination = spec
             .destination
             .as_deref()
@@ -270,6 +199,67 @@ impl MockIdp {
         } else {
             Ok(response)
         }
+    }
+
+    /// The assertion for `spec`: signed, then encrypted, as it asks.
+    fn assertion_xml(&self, spec: &ResponseSpec) -> anyhow::Result<String> {
+        let issuer = esc(spec.issuer.as_deref().unwrap_or(&self.entity_id));
+        let issued = time(spec.issued_offset_secs);
+        let in_response_to = spec
+            .in_response_to
+            .as_deref()
+            .map(|id| format!(" InResponseTo=\"{}\"", esc(id)))
+            .unwrap_or_default();
+        let name_id = name_id_xml(spec);
+        let audience = spec
+            .audience
+            .as_deref()
+            .map(|a| format!("<saml:AudienceRestriction><saml:Audience>{}</saml:Audience></saml:AudienceRestriction>", esc(a)))
+            .unwrap_or_default();
+        let attributes: String = spec
+            .attributes
+            .iter()
+            .map(|(name, values)| {
+                let values: String = values.iter().map(|v| format!("<saml:AttributeValue xsi:type=\"xs:string\">{}</saml:AttributeValue>", esc(v))).collect();
+                format!("<saml:Attribute Name=\"{}\" NameFormat=\"urn:oasis:names:tc:SAML:2.0:attrname-format:basic\">{values}</saml:Attribute>", esc(name))
+            })
+            .collect::<String>()
+            + spec.raw_attributes.as_deref().unwrap_or_default();
+        let statement = if attributes.is_empty() {
+            String::new()
+        } else {
+            format!("<saml:AttributeStatement>{attributes}</saml:AttributeStatement>")
+        };
+        let sign_assertion = matches!(spec.signing, Signing::Assertion | Signing::Both);
+        let assertion = format!(
+            "<saml:Assertion xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\" xmlns:xs=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" ID=\"{aid}\" IssueInstant=\"{issued}\" Version=\"2.0\">\
+             <saml:Issuer>{issuer}</saml:Issuer>{sig}\
+             <saml:Subject>{name_id}<saml:SubjectConfirmation Method=\"urn:oasis:names:tc:SAML:2.0:cm:bearer\">\
+             <saml:SubjectConfirmationData{in_response_to} NotOnOrAfter=\"{confirm_until}\" Recipient=\"{recipient}\"/></saml:SubjectConfirmation></saml:Subject>\
+             <saml:Conditions NotBefore=\"{not_before}\" NotOnOrAfter=\"{not_after}\">{audience}</saml:Conditions>\
+             <saml:AuthnStatement AuthnInstant=\"{issued}\" SessionIndex=\"{aid}\"><saml:AuthnContext><saml:AuthnContextClassRef>urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>\
+             {statement}</saml:Assertion>",
+            aid = spec.assertion_id,
+            sig = if sign_assertion {
+                self.template_for(&spec.assertion_id, spec)
+            } else {
+                String::new()
+            },
+            confirm_until = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
+            recipient = esc(&spec.recipient),
+            not_before = time(spec.issued_offset_secs + spec.not_before_secs),
+            not_after = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
+        );
+        let assertion = with_prefixes(&assertion, spec);
+        let assertion = if sign_assertion {
+            self.sign(&assertion)?
+        } else {
+            assertion
+        };
+        Ok(match &spec.encrypt_for {
+            Some(e) => super::decrypt::encrypt(&assertion, &e.recipient, e.gcm)?,
+            None => assertion,
+        })
     }
 
     /// The response for the HTTP-POST binding (base64 of the XML).
@@ -322,6 +312,33 @@ impl MockIdp {
         let signed =
             Crypto::sign_xml(xml, &der).map_err(|e| anyhow::anyhow!("signing failed: {e}"))?;
         Ok(strip_declaration(&signed))
+    }
+}
+
+/// The NameID element of `spec` (raw content for hostile tests, qualifiers when given).
+fn name_id_xml(spec: &ResponseSpec) -> String {
+    let qualifiers = spec
+        .name_id_qualifiers
+        .as_ref()
+        .map(|(idp, sp)| {
+            format!(
+                " NameQualifier=\"{}\" SPNameQualifier=\"{}\"",
+                esc(idp),
+                esc(sp)
+            )
+        })
+        .unwrap_or_default();
+    match (&spec.name_id_raw, &spec.name_id) {
+        (Some(raw), _) => format!(
+            "<saml:NameID Format=\"{}\"{qualifiers}>{raw}</saml:NameID>",
+            esc(&spec.name_id_format)
+        ),
+        (None, Some(v)) => format!(
+            "<saml:NameID Format=\"{}\"{qualifiers}>{}</saml:NameID>",
+            esc(&spec.name_id_format),
+            esc(v)
+        ),
+        (None, None) => String::new(),
     }
 }
 

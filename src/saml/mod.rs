@@ -5,6 +5,7 @@
 
 pub mod acs;
 pub mod acs_page;
+pub mod acs_result;
 pub mod admin;
 pub mod api;
 pub mod assertion;
@@ -64,6 +65,25 @@ pub struct ConnectionSettings {
     pub family_name_attribute: Option<String>,
     /// Refuse assertions that are not encrypted (for this SP's encryption key).
     pub require_encrypted_assertions: bool,
+}
+
+impl ConnectionSettings {
+    /// A new connection's settings; AuthnRequests are signed when the IdP's metadata asks.
+    pub fn defaults(sign_authn_requests: bool) -> ConnectionSettings {
+        ConnectionSettings {
+            email_attribute: None,
+            allow_idp_initiated: false,
+            sign_authn_requests,
+            require_signed_assertions: false,
+            allow_sha1: false,
+            clock_skew_seconds: DEFAULT_SKEW_SECONDS,
+            domains: None,
+            name_attribute: None,
+            given_name_attribute: None,
+            family_name_attribute: None,
+            require_encrypted_assertions: false,
+        }
+    }
 }
 
 /// One IdP connection of an organization.
@@ -344,19 +364,7 @@ pub async fn create(
     xml: String,
 ) -> Result<Connection, SamlError> {
     let org = scope.org().id;
-    let defaults = ConnectionSettings {
-        email_attribute: None,
-        allow_idp_initiated: false,
-        sign_authn_requests: meta.want_authn_requests_signed,
-        require_signed_assertions: false,
-        allow_sha1: false,
-        clock_skew_seconds: DEFAULT_SKEW_SECONDS,
-        domains: None,
-        name_attribute: None,
-        given_name_attribute: None,
-        family_name_attribute: None,
-        require_encrypted_assertions: false,
-    };
+    let defaults = ConnectionSettings::defaults(meta.want_authn_requests_signed);
     let settings = new.settings.apply(tx, org, defaults).await?;
     let name = new
         .name

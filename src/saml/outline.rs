@@ -119,6 +119,36 @@ fn visit(node: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection> {
             format!("<{}> carries more than one ID attribute", node.get_name()),
         ));
     }
+    // Canonicalization drops comments, and readers differ on processing instructions: neither
+    // has a place anywhere in a response (NameID and AttributeValue say so with their own code).
+    let value = matches!(node.get_name().as_str(), "NameID" | "AttributeValue");
+    if !value
+        && node
+            .get_child_nodes()
+            .iter()
+            .any(|c| matches!(c.get_type(), Some(NodeType::CommentNode | NodeType::PiNode)))
+    {
+        return Err(Rejection::new(
+            Reason::Malformed,
+            format!(
+                "<{}> contains a comment or processing instruction",
+                node.get_name()
+            ),
+        ));
+    }
+    // A relative namespace URI is resolved differently by different readers (XML Namespaces
+    // 1.0 deprecates it): every declared namespace must be an absolute URI.
+    if let Some(relative) = node
+        .get_namespace_declarations()
+        .into_iter()
+        .map(|ns| ns.get_href())
+        .find(|href| !href.is_empty() && !href.contains(':'))
+    {
+        return Err(Rejection::new(
+            Reason::Malformed,
+            format!("the namespace {relative:?} is not an absolute URI"),
+        ));
+    }
     let ns = namespace(node);
     match (ns.as_deref(), node.get_name().as_str()) {
         (Some(ASSERTION), "Assertion") => scan.assertions += 1,

@@ -124,11 +124,11 @@ pub async fn start(
         &sso_url,
         chrono::Utc::now(),
     );
-    let keys = super::keys::sp_keys(&state.config.certs_dir)?;
+    let keys = state.sp_keys.keys()?;
     let signing = connection
         .settings
         .sign_authn_requests
-        .then_some(keys.as_ref());
+        .then_some(&keys.signing);
     let target = sp::redirect_url(&sso_url, &xml, &relay, signing)?;
     let mut response = Redirect::to(&target).into_response();
     for cookie in binding_cookies(&binding, &state.base_url()) {
@@ -147,9 +147,8 @@ async fn sp_metadata(
     let connection = store::by_id(state.db.pool(), id)
         .await?
         .ok_or_else(not_found)?;
-    let keys = super::keys::sp_keys(&state.config.certs_dir)?;
-    let encryption = super::keys::sp_encryption_keys(&state.config.certs_dir)?;
-    let xml = sp::metadata_xml(&connection, &state.base_url(), &keys, &encryption)?;
+    let keys = state.sp_keys.keys()?;
+    let xml = sp::metadata_xml(&connection, &state.base_url(), &keys)?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -12,7 +12,7 @@ use openssl::sign::Signer;
 use url::form_urlencoded::byte_serialize;
 
 use super::Connection;
-use super::keys::KeyPair;
+use super::keys::{KeyPair, SpKeys};
 use super::metadata::{POST_BINDING, REDIRECT_BINDING};
 
 /// SigAlg of signed redirect-binding requests.
@@ -89,8 +89,7 @@ pub fn redirect_url(
 pub fn metadata_xml(
     connection: &Connection,
     base_url: &str,
-    keys: &KeyPair,
-    encryption: &[KeyPair],
+    keys: &SpKeys,
 ) -> anyhow::Result<String> {
     let urls = connection.sp_urls(base_url);
     let methods: String = super::decrypt::CONTENT_ALGORITHMS
@@ -99,7 +98,7 @@ pub fn metadata_xml(
         .map(|a| format!("<md:EncryptionMethod Algorithm=\"{a}\"/>"))
         .collect();
     let mut encryption_keys = String::new();
-    for pair in encryption {
+    for pair in &keys.encryption {
         encryption_keys.push_str(&format!(
             "<md:KeyDescriptor use=\"encryption\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>{methods}</md:KeyDescriptor>\n",
             pair.cert_base64()?
@@ -117,7 +116,7 @@ pub fn metadata_xml(
         entity = esc(&urls.sp_entity_id),
         signed = connection.settings.sign_authn_requests,
         want = connection.settings.require_signed_assertions,
-        cert = keys.cert_base64()?,
+        cert = keys.signing.cert_base64()?,
         acs = esc(&urls.acs_url),
     ))
 }

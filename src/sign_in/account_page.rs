@@ -34,17 +34,13 @@ async fn account_page(
     signed_in: SignedIn,
 ) -> Result<AccountPage, AppError> {
     let SignedIn { account, session } = signed_in;
-    let method: Option<String> = session.get(session::METHOD_KEY).await?;
+    let method = session::method(&session).await?;
     let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
     let two_step = super::has_second_factor(state.db.pool(), account.id).await?;
     Ok(AccountPage {
         layout: Layout::new(&session, Some(&account)).await?,
         notice: crate::web::take_flash(&session).await?,
-        method: match method.as_deref() {
-            Some("pwd") => "password".to_string(),
-            Some(other) => other.to_string(),
-            None => "unknown".to_string(),
-        },
+        method: method.map_or("unknown", |m| m.label()).to_string(),
         account,
         orgs,
         two_step,

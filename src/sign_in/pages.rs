@@ -229,7 +229,13 @@ async fn finish(
     next: &str,
     second_factor: bool,
 ) -> Result<Response, AppError> {
-    crate::accounts::session::start_session(state, session, account, "pwd").await?;
+    crate::accounts::session::start_session(
+        state,
+        session,
+        account,
+        session::SignInMethod::Password,
+    )
+    .await?;
     if second_factor {
         session.insert(session::SECOND_FACTOR_KEY, "otp").await?;
     }

@@ -15,6 +15,49 @@ use crate::ids::AccountId;
 pub const ACCOUNT_KEY: &str = "account_id";
 /// Session key of how the user signed in (`pwd`, later `saml`).
 pub const METHOD_KEY: &str = "auth_method";
+
+/// How a browser session was signed in; stored in the session as text (`pwd`, `saml`, the
+/// OpenID Connect `amr` values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInMethod {
+    Password,
+    Saml,
+}
+
+impl SignInMethod {
+    /// The stored text, which is also the `amr` value handed to products.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInMethod::Password => "pwd",
+            SignInMethod::Saml => "saml",
+        }
+    }
+
+    /// The method of a stored text; `None` for anything else.
+    pub fn parse(raw: &str) -> Option<SignInMethod> {
+        match raw {
+            "pwd" => Some(SignInMethod::Password),
+            "saml" => Some(SignInMethod::Saml),
+            _ => None,
+        }
+    }
+
+    /// In words, for pages.
+    pub fn label(self) -> &'static str {
+        match self {
+            SignInMethod::Password => "password",
+            SignInMethod::Saml => "saml",
+        }
+    }
+}
+
+/// How this session was signed in, when it was.
+pub async fn method(
+    session: &Session,
+) -> Result<Option<SignInMethod>, tower_sessions::session::Error> {
+    let raw: Option<String> = session.get(METHOD_KEY).await?;
+    Ok(raw.as_deref().and_then(SignInMethod::parse))
+}
 /// Session key of when the user signed in (Unix ms).
 pub const AUTH_AT_KEY: &str = "auth_at";
 /// Session key set while the user must replace a temporary or expired password.
@@ -163,7 +206,7 @@ pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
 pub async fn sign_in(
     session: &Session,
     account: &(impl SessionAccount + ?Sized),
-    method: &str,
+    method: SignInMethod,
     now: i64,
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
@@ -173,7 +216,7 @@ pub async fn sign_in(
     session
         .insert(ACCOUNT_KEY, account.account_id().to_string())
         .await?;
-    session.insert(METHOD_KEY, method).await?;
+    session.insert(METHOD_KEY, method.as_str()).await?;
     session.insert(AUTH_AT_KEY, now).await?;
     Ok(())
 }

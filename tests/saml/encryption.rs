@@ -14,7 +14,7 @@ use crate::both;
 use crate::common::Backend;
 
 fn sp_cert(s: &Sso) -> openssl::x509::X509 {
-    keys::sp_encryption_keys(&s.server.state.config.certs_dir).unwrap()[0]
+    s.server.state.sp_keys.keys().unwrap().encryption[0]
         .cert
         .clone()
 }
@@ -148,19 +148,23 @@ both!(
 async fn rollover(backend: Backend) {
     let s = sso(backend).await;
     let dir = s.server.state.config.certs_dir.clone();
-    // The operator puts the next pair beside the current one before the switch.
-    let next = keys::load_or_create(&dir, "sp-encryption-next", "next").unwrap();
+    let metadata = || async {
+        s.server
+            .client()
+            .get(s.audience())
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
     let current = sp_cert(&s);
-    let metadata = s
-        .server
-        .client()
-        .get(s.audience())
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    assert_eq!(metadata().await.matches("use=\"encryption\"").count(), 1);
+    // The operator puts the next pair beside the current one before the switch; the running
+    // server sees the new files without a restart.
+    let next = keys::load_or_create(&dir, "sp-encryption-next", "next").unwrap();
+    let metadata = metadata().await;
     assert_eq!(
         metadata.matches("use=\"encryption\"").count(),
         2,

@@ -2,7 +2,8 @@
 //! correctly: signature transforms outside the allow-list (XSLT, XPath, an unknown URI), an
 //! HMAC signature method, parser differentials (a second assertion or a split NameID behind a
 //! namespace written with character references, a polluted ID attribute, an XPointer
-//! reference, another encoding) and an oversized body. Each is refused with its reason code,
+//! reference, another encoding, a comment or processing instruction in a signed value, a
+//! relative namespace URI) and an oversized body. Each is refused with its reason code,
 //! no session and an audit event, and leaves the browser's sign-in request usable. A failure
 //! of the database after verification is this service's 5xx, never blamed on the response.
 
@@ -141,6 +142,29 @@ fn variants(s: &Sso, spec: &ResponseSpec, xml: &str) -> Vec<(&'static str, u16, 
             "malformed_response",
             400,
             format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?>{xml}"),
+        ),
+        (
+            "malformed_response",
+            400,
+            xml.replacen(
+                "<saml:Issuer>",
+                "<saml:Issuer><?evil instruction?>",
+                1,
+            ),
+        ),
+        (
+            "malformed_response",
+            400,
+            xml.replacen("<saml:Issuer>", "<saml:Issuer><!-- hidden -->", 1),
+        ),
+        (
+            "malformed_response",
+            400,
+            xml.replacen(
+                "<saml:Assertion ",
+                "<saml:Assertion xmlns:rel=\"relative/ns\" ",
+                1,
+            ),
         ),
     ]
 }

@@ -1,0 +1,221 @@
+//! How the ACS answers: the error page that names the failed rule, the "test connection" page
+//! with what the assertion said (attribute values redacted), and the audit events of both.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use super::acs::{Reason, Rejection, Verified};
+use super::{Connection, mapping};
+use crate::AppState;
+use crate::accounts::Account;
+use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::web::Layout;
+use crate::web::error::AppError;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sso_error.html")]
+struct SsoErrorPage {
+    layout: Layout,
+    code: &'static str,
+    message: &'static str,
+    not_managed: bool,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sso_test.html")]
+struct SsoTestPage {
+    layout: Layout,
+    connection_name: String,
+    org_slug: String,
+    outcome: String,
+    code: Option<&'static str>,
+    detail: String,
+    facts: Vec<(String, String)>,
+}
+
+/// What a test sign-in shows the admin: the assertion's facts, every attribute with its values
+/// redacted beyond their first characters and what the connection uses it for, and the account.
+pub(super) fn facts(
+    verified: &Verified,
+    account: Option<&Account>,
+    connection: &Connection,
+) -> Vec<(String, String)> {
+    let mut facts = vec![
+        ("Issuer".to_string(), verified.issuer.clone()),
+        (
+            "NameID".to_string(),
+            verified.name_id.clone().unwrap_or_else(|| "(none)".into()),
+        ),
+        (
+            "NameID format".to_string(),
+            verified
+                .name_id_format
+                .clone()
+                .unwrap_or_else(|| "(none)".into()),
+        ),
+        (
+            "Assertion signed".to_string(),
+            if verified.assertion_signed {
+                "yes".into()
+            } else {
+                "no (the Response is)".into()
+            },
+        ),
+    ];
+    let settings = &connection.settings;
+    facts.push((
+        "Email read from".to_string(),
+        settings
+            .email_attribute
+            .as_deref()
+            .map(|a| format!("attribute {a}"))
+            .unwrap_or_else(|| "the NameID".into()),
+    ));
+    facts.extend(verified.attributes.iter().map(|(name, values)| {
+        let shown: Vec<String> = values.iter().map(|v| mapping::redact(v)).collect();
+        let uses = mapping::uses(name, settings);
+        let used = if uses.is_empty() {
+            String::new()
+        } else {
+            format!(" (used for the {})", uses.join(" and "))
+        };
+        (
+            format!("Attribute {name}"),
+            format!("{}{used}", shown.join(", ")),
+        )
+    }));
+    facts.push((
+        "Display name".to_string(),
+        mapping::display_name(verified, settings)
+            .map(|n| mapping::redact(&n))
+            .unwrap_or_else(|| "(not mapped, or no value came)".into()),
+    ));
+    if let Some(account) = account {
+        facts.push((
+            "Account".to_string(),
+            format!("{} ({})", account.email, account.kind.label()),
+        ));
+    }
+    facts
+}
+
+pub(super) async fn audit_connection(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    action: AuditAction,
+    actor: &Actor,
+    meta: &RequestMeta,
+    now: i64,
+    details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    let mut details = details;
+    details["connection_id"] = serde_json::json!(connection.id.to_string());
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id: Some(connection.org_id),
+            action,
+            actor,
+            target: Some(Target {
+                kind: "saml_connection",
+                id: connection.id.to_string(),
+            }),
+            meta,
+            details,
+        },
+    )
+    .await
+}
+
+/// Audits a refused response in its own transaction (the sign-in's was rolled back).
+pub(super) async fn record_failure(
+    state: &AppState,
+    connection: Option<&Connection>,
+    rejection: &Rejection,
+    meta: &RequestMeta,
+    now: i64,
+) -> Result<(), AppError> {
+    tracing::warn!(reason = rejection.reason.code(), "SSO sign-in refused");
+    let mut tx = state.db.begin().await?;
+    let details =
+        serde_json::json!({ "reason": rejection.reason.code(), "detail": rejection.detail });
+    let actor = Actor::Anonymous;
+    match connection {
+        Some(c) => {
+            audit_connection(
+                &mut tx,
+                c,
+                AuditAction::SsoSigninFailed,
+                &actor,
+                meta,
+                now,
+                details,
+            )
+            .await?
+        }
+        None => {
+            audit::record(
+                &mut tx,
+                now,
+                audit::Event {
+                    org_id: None,
+                    action: AuditAction::SsoSigninFailed,
+                    actor: &actor,
+                    target: None,
+                    meta,
+                    details,
+                },
+            )
+            .await?
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub(super) async fn refuse(session: &Session, reason: Reason) -> Result<Response, AppError> {
+    let status = match reason {
+        Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Reason::Malformed | Reason::DtdForbidden => StatusCode::BAD_REQUEST,
+        Reason::UnknownConnection => StatusCode::NOT_FOUND,
+        _ => StatusCode::FORBIDDEN,
+    };
+    let page = SsoErrorPage {
+        layout: Layout::new(session, None).await?,
+        code: reason.code(),
+        message: reason.message(),
+        not_managed: reason == Reason::NotManaged,
+    };
+    Ok((status, page).into_response())
+}
+
+/// What a test run found.
+pub(super) struct TestOutcome {
+    pub outcome: &'static str,
+    pub code: Option<&'static str>,
+    pub detail: String,
+    pub facts: Vec<(String, String)>,
+}
+
+pub(super) async fn test_page(
+    state: &AppState,
+    session: &Session,
+    connection: &Connection,
+    found: TestOutcome,
+) -> Result<Response, AppError> {
+    let org = crate::orgs::store::by_id(state.db.pool(), connection.org_id).await?;
+    Ok(SsoTestPage {
+        layout: Layout::new(session, None).await?,
+        connection_name: connection.name.clone(),
+        org_slug: org.map(|o| o.slug).unwrap_or_default(),
+        outcome: found.outcome.to_string(),
+        code: found.code,
+        detail: found.detail,
+        facts: found.facts,
+    }
+    .into_response())
+}
