@@ -115,11 +115,13 @@ impl Sso {
     }
 
     async fn start(&self, browser: &reqwest::Client) -> Started {
-        let res = browser
-            .get(self.connection["login_url"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap();
+        let login = self.connection["login_url"].as_str().unwrap().to_string();
+        self.started_at(browser, &login).await
+    }
+
+    /// GETs `url`, which must send the browser to the IdP, and reads what it started.
+    async fn started_at(&self, browser: &reqwest::Client, url: &str) -> Started {
+        let res = browser.get(url).send().await.unwrap();
         assert_eq!(res.status(), 303);
         let location = res.headers()["location"].to_str().unwrap().to_string();
         let cookie = res
@@ -169,6 +171,19 @@ impl Sso {
         req.send().await.unwrap()
     }
 
+    /// POSTs the response `xml` (base64-encoded here) for the sign-in `started`, with its
+    /// binding cookie.
+    async fn post_xml(
+        &self,
+        browser: &reqwest::Client,
+        xml: impl AsRef<[u8]>,
+        started: &Started,
+    ) -> reqwest::Response {
+        let b64 = STANDARD.encode(xml);
+        self.post(browser, &b64, &started.relay_state, Some(&started.cookie))
+            .await
+    }
+
     /// A whole SP-initiated sign-in for `email` with `change` applied to the IdP's response.
     async fn attempt(
         &self,
@@ -198,49 +213,19 @@ impl Sso {
         admin: &reqwest::Client,
         change: impl FnOnce(&mut ResponseSpec),
     ) -> reqwest::Response {
-        let s = self;
-        let res = admin
-            .get(s.server.url(&format!("/admin/corp/sso/{}/test", s.id())))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 303);
-        let location = res.headers()["location"].to_str().unwrap().to_string();
-        let cookie = res
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .map(|v| v.to_str().unwrap().to_string())
-            .find(|c| c.starts_with("nulab_pass_sso="))
-            .unwrap();
-        let cookie = cookie.split(';').next().unwrap();
-        let query: Vec<(String, String)> = url::Url::parse(&location)
-            .unwrap()
-            .query_pairs()
-            .into_owned()
-            .collect();
-        let facts = nulab_pass::saml::mock_idp_server::read_request(
-            &query.iter().find(|(k, _)| k == "SAMLRequest").unwrap().1,
-        )
-        .unwrap();
-        let relay = query
-            .iter()
-            .find(|(k, _)| k == "RelayState")
-            .unwrap()
-            .1
-            .clone();
-        let mut spec = ResponseSpec::new("mia@corp.test", &s.acs(), &s.audience(), Some(&facts.id));
+        let test = self
+            .server
+            .url(&format!("/admin/corp/sso/{}/test", self.id()));
+        let started = self.started_at(admin, &test).await;
+        let mut spec = ResponseSpec::new(
+            "mia@corp.test",
+            &self.acs(),
+            &self.audience(),
+            Some(&started.request_id),
+        );
         change(&mut spec);
-        admin
-            .post(s.acs())
-            .header("cookie", cookie)
-            .form(&[
-                ("SAMLResponse", s.idp.response_b64(&spec).unwrap()),
-                ("RelayState", relay.clone()),
-            ])
-            .send()
+        self.post_xml(admin, self.idp.response_xml(&spec).unwrap(), &started)
             .await
-            .unwrap()
     }
 
     async fn signed_in_as(&self, browser: &reqwest::Client) -> Option<String> {
@@ -510,14 +495,7 @@ async fn tampered(backend: Backend) {
         .response_xml(&spec)
         .unwrap()
         .replace("mia@corp.test", "eve@corp.test");
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(xml),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, xml, &started).await;
     s.assert_refused(&browser, res, 403, "bad_signature").await;
 }
 both!(a_tampered_signed_response_is_refused, tampered);
@@ -569,14 +547,7 @@ async fn wrapping(backend: Backend) {
         let browser = s.server.client();
         let started = s.start(&browser).await;
         let variant = variant.replace(&spec.in_response_to.clone().unwrap(), &started.request_id);
-        let res = s
-            .post(
-                &browser,
-                &STANDARD.encode(&variant),
-                &started.relay_state,
-                Some(&started.cookie),
-            )
-            .await;
+        let res = s.post_xml(&browser, &variant, &started).await;
         s.assert_refused(&browser, res, 403, "signature_wrapping")
             .await;
     }
@@ -724,14 +695,7 @@ async fn hostile_bodies(backend: Backend) {
     );
     let xml = s.idp.response_xml(&spec).unwrap();
     let with_dtd = format!("<!DOCTYPE r [<!ENTITY e \"mia@corp.test\">]>{xml}");
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(with_dtd),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, with_dtd, &started).await;
     s.assert_refused(&browser, res, 400, "dtd_forbidden").await;
     let huge = STANDARD.encode(format!("{xml}<!--{}-->", "x".repeat(300 * 1024)));
     let res = s
@@ -750,14 +714,7 @@ async fn hostile_bodies(backend: Backend) {
     s.assert_refused(&browser, res, 400, "malformed_response")
         .await;
     // None of this used up the request: the genuine response still works.
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(&xml),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, &xml, &started).await;
     assert_eq!(res.status(), 303);
 }
 both!(
@@ -1251,14 +1208,7 @@ async fn xmlsec1_signed(backend: Backend) {
         signed.contains("<ds:SignatureValue>")
             && !signed.contains("<ds:SignatureValue></ds:SignatureValue>")
     );
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(signed),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, signed, &started).await;
     assert_eq!(res.status(), 303);
     assert!(s.signed_in_as(&browser).await.is_some());
 }

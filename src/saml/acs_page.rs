@@ -396,6 +396,27 @@ impl Post<'_> {
         refuse(self.session, rejection.reason).await
     }
 
+    /// An event of this connection with `account` as the actor.
+    async fn audit(
+        &self,
+        tx: &mut crate::db::Tx,
+        account: &Account,
+        action: AuditAction,
+        details: serde_json::Value,
+    ) -> Result<(), sqlx::Error> {
+        let actor = account.actor();
+        audit_connection(
+            tx,
+            self.connection,
+            action,
+            &actor,
+            self.meta,
+            self.now,
+            details,
+        )
+        .await
+    }
+
     /// A test run that would sign the account in: audited, no session.
     async fn tested(
         &self,
@@ -404,17 +425,8 @@ impl Post<'_> {
     ) -> Result<Response, AppError> {
         let account = &admitted.account;
         let details = serde_json::json!({ "outcome": "success", "email": account.email });
-        let action = AuditAction::SsoTestCompleted;
-        audit_connection(
-            &mut tx,
-            self.connection,
-            action,
-            &account.actor(),
-            self.meta,
-            self.now,
-            details,
-        )
-        .await?;
+        self.audit(&mut tx, account, AuditAction::SsoTestCompleted, details)
+            .await?;
         tx.commit().await?;
         let outcome = TestOutcome {
             outcome: "The sign-in works: this account would be signed in.",
@@ -439,17 +451,8 @@ impl Post<'_> {
             "assertion_id": admitted.verified.assertion_id,
             "idp_initiated": admitted.request.is_none(),
         });
-        let action = AuditAction::SsoSigninSucceeded;
-        audit_connection(
-            &mut tx,
-            self.connection,
-            action,
-            &account.actor(),
-            self.meta,
-            self.now,
-            details,
-        )
-        .await?;
+        self.audit(&mut tx, account, AuditAction::SsoSigninSucceeded, details)
+            .await?;
         tx.commit().await?;
         accounts::session::start_session(
             self.state,

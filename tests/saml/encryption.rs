@@ -3,8 +3,6 @@
 //! the SP does not have, RSA PKCS#1 v1.5 refused, the per-connection requirement, and a
 //! rollover with two encryption keys published in SP metadata.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use nulab_pass::mock_idp::{Encryption, MockIdp, ResponseSpec, Signing};
 use nulab_pass::saml::keys;
 use serde_json::json;
@@ -114,14 +112,7 @@ async fn refused(backend: Backend) {
         "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p",
         "http://www.w3.org/2001/04/xmlenc#rsa-1_5",
     );
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(xml),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, xml, &started).await;
     s.assert_refused(&browser, res, 403, "decryption_failed")
         .await;
     // The connection requires encryption: a clear assertion is refused, an encrypted one works.

@@ -176,14 +176,7 @@ async fn hostile_xml(backend: Backend) {
     let (spec, xml) = genuine(&s, &started.request_id);
     for (code, status, variant) in variants(&s, &spec, &xml) {
         let before = s.server.count("audit_events").await;
-        let res = s
-            .post(
-                &browser,
-                &STANDARD.encode(&variant),
-                &started.relay_state,
-                Some(&started.cookie),
-            )
-            .await;
+        let res = s.post_xml(&browser, &variant, &started).await;
         s.assert_refused(&browser, res, status, code).await;
         assert_eq!(
             s.server.count("audit_events").await,
@@ -192,14 +185,7 @@ async fn hostile_xml(backend: Backend) {
         );
     }
     // Nothing was used up: the genuine response still signs Mia in.
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(&xml),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, &xml, &started).await;
     assert_eq!(res.status(), 303);
     assert!(s.signed_in_as(&browser).await.is_some());
 }
@@ -222,14 +208,7 @@ async fn oversized(backend: Backend) {
         s.assert_refused(&browser, res, 413, "response_too_large")
             .await;
     }
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(&xml),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, &xml, &started).await;
     assert_eq!(res.status(), 303);
 }
 both!(an_oversized_body_is_refused_by_the_acs_itself, oversized);
@@ -306,14 +285,7 @@ async fn xslt_never_runs(backend: Backend) {
     );
     assert!(direct.is_err(), "xmlsec refuses the XSLT transform itself");
 
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(&xml),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, &xml, &started).await;
     s.assert_refused(&browser, res, 403, "transform_not_allowed")
         .await;
 }
@@ -334,14 +306,7 @@ async fn database_failure(backend: Backend) {
         .await
         .unwrap();
     let failures_before = s.server.audit_actions(50).await;
-    let res = s
-        .post(
-            &browser,
-            &STANDARD.encode(&xml),
-            &started.relay_state,
-            Some(&started.cookie),
-        )
-        .await;
+    let res = s.post_xml(&browser, &xml, &started).await;
     assert_eq!(res.status(), 500, "our failure, not the IdP's");
     let page = res.text().await.unwrap();
     assert!(page.contains("Error id: <code>"), "{page}");
