@@ -628,3 +628,59 @@ both!(
     a_failing_session_store_shows_the_error_page_with_an_id,
     session_store_failure
 );
+
+/// Return targets browsers would turn into another site: tab, newline, backslash, their
+/// percent-encoded forms, `//`, a scheme without slashes.
+pub const HOSTILE_NEXT: &[&str] = &[
+    "//evil.example",
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/%09/evil.example",
+    "/%0a/evil.example",
+    "/%5c/evil.example",
+    "/%5C%5Cevil.example",
+    "https:evil.example",
+    "https://evil.example",
+    "javascript:alert(1)",
+];
+
+async fn open_redirect(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    server
+        .account("ada@example.com", "Ada", "correct horse battery")
+        .await;
+    let signin = server.url("/signin");
+    for next in HOSTILE_NEXT.iter().copied().chain(["/account/security"]) {
+        let browser = server.client();
+        let page = browser
+            .get(&signin)
+            .query(&[("next", next)])
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let kept = common::hidden_value(&page, "next").unwrap_or_default();
+        let fields = [
+            ("email", "ada@example.com"),
+            ("password", "correct horse battery"),
+            ("next", next),
+        ];
+        let res = post_form(&browser, &signin, &signin, &fields).await;
+        assert_eq!(res.status(), 303, "{next:?}");
+        let location = res.headers()["location"].to_str().unwrap().to_string();
+        if next == "/account/security" {
+            assert_eq!((kept.as_str(), location.as_str()), (next, next));
+        } else {
+            assert_eq!(
+                kept, "/account",
+                "the form keeps no hostile target: {next:?}"
+            );
+            assert_eq!(location, "/account", "{next:?}");
+        }
+    }
+}
+both!(no_return_target_leads_off_the_site, open_redirect);

@@ -1416,3 +1416,31 @@ async fn cross_site_in_chromium(backend: Backend) {
     browser.quit().await;
 }
 both!(a_real_browser_signs_in_across_sites, cross_site_in_chromium);
+
+async fn return_to(backend: Backend) {
+    let s = sso(backend).await;
+    let login = s.connection["login_url"].as_str().unwrap().to_string();
+    for (asked, kept) in [
+        ("/admin/corp/sso", "/admin/corp/sso"),
+        ("/\t/evil.example", "/account"),
+        ("/%5c/evil.example", "/account"),
+        ("//evil.example", "/account"),
+        ("https:evil.example", "/account"),
+    ] {
+        let url = format!("{login}?{}", query_pair("return_to", asked));
+        let started = s.started_at(&s.server.client(), &url).await;
+        let row: (String,) = sqlx::query_as("SELECT return_to FROM saml_requests WHERE id = $1")
+            .bind(started.request_id)
+            .fetch_one(s.server.db().pool())
+            .await
+            .unwrap();
+        assert_eq!(row.0, kept, "{asked:?}");
+    }
+}
+both!(an_sso_return_target_stays_on_the_site, return_to);
+
+fn query_pair(key: &str, value: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(key, value)
+        .finish()
+}

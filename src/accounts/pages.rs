@@ -148,12 +148,11 @@ pub fn local_path(next: Option<&str>) -> String {
     safe_next(next)
 }
 
-/// Only same-site paths are followed after sign-in (no open redirect).
+/// Only same-site paths are followed after sign-in (no open redirect; see
+/// [`crate::web::local_path`]); anything else goes to the account page.
 pub(super) fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
-        _ => "/account".to_string(),
-    }
+    next.and_then(crate::web::local_path)
+        .unwrap_or_else(|| "/account".to_string())
 }
 
 async fn signout(

@@ -52,6 +52,44 @@ pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<Strin
         .map(|c| c.value().to_string())
 }
 
+/// `target` when it is a path on this site, else `None`: every return target (`next=`, an SSO
+/// `return_to`) passes here before it is followed. It must start with one `/` and hold no
+/// backslash, no control character and no percent-encoded one of these (browsers drop tabs and
+/// newlines and read `\` as `/`, so `/\t/evil.example` would become `//evil.example`), and
+/// resolved against an origin it must stay on it.
+pub fn local_path(target: &str) -> Option<String> {
+    const BASE: &str = "http://local.invalid";
+    let bad_char = |c: char| c == '\\' || c.is_control();
+    let decoded =
+        url::form_urlencoded::parse(format!("p={}", target.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+    let ok = target.len() <= 2048
+        && target.starts_with('/')
+        && [target, decoded.as_str()]
+            .iter()
+            .all(|t| !t.starts_with("//") && !t.starts_with("/\\") && !t.chars().any(bad_char));
+    if !ok {
+        return None;
+    }
+    let base = url::Url::parse(BASE).ok()?;
+    let joined = base.join(target).ok()?;
+    if joined.origin() != base.origin() {
+        return None;
+    }
+    let mut path = joined.path().to_string();
+    if let Some(q) = joined.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    if let Some(f) = joined.fragment() {
+        path.push('#');
+        path.push_str(f);
+    }
+    Some(path)
+}
+
 const FLASH_KEY: &str = "flash";
 
 /// Keeps a one-time notice for the next page this browser opens (after a redirect).
@@ -83,5 +121,45 @@ mod tests {
             Some("xyz")
         );
         assert_eq!(super::cookie_value(&headers, "c"), None);
+    }
+
+    use super::local_path;
+
+    #[test]
+    fn only_paths_of_this_site_are_followed() {
+        assert_eq!(
+            local_path("/admin/acme/members?x=1#top").as_deref(),
+            Some("/admin/acme/members?x=1#top")
+        );
+        assert_eq!(local_path("/account").as_deref(), Some("/account"));
+        for hostile in [
+            "//evil.example",
+            "///evil.example",
+            "https://evil.example",
+            "https:evil.example",
+            "http:/evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "",
+            "/\\evil.example",
+            "/\\/evil.example",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\t\t/evil.example",
+            "/%09/evil.example",
+            "/%0a/evil.example",
+            "/%0D/evil.example",
+            "/%5c/evil.example",
+            "/%5C%5Cevil.example",
+            "/%2f/evil.example",
+            "/%2F%2Fevil.example",
+            "/%00/evil.example",
+            "/ok\u{0}",
+        ] {
+            assert_eq!(local_path(hostile), None, "{hostile:?}");
+        }
+        assert_eq!(local_path(&format!("/{}", "a".repeat(3000))), None);
     }
 }
