@@ -349,6 +349,7 @@ fn print(output: &Output, value: &serde_json::Value, plain: &str) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    config.check().map_err(anyhow::Error::msg)?;
     tracing::info!(config = ?config, "starting nulab-pass");
     let db = open(&config).await?;
     crate::oidc::keys::ensure(&config.certs_dir)?;

@@ -48,6 +48,11 @@ pub struct Config {
     #[arg(long, env = "NULAB_PASS_DEV", global = true)]
     pub dev: bool,
 
+    /// Allows `--dev` with an https base URL (refused otherwise: `/dev/mail` would show every
+    /// email, with live links, on what looks like a deployment).
+    #[arg(long, env = "NULAB_PASS_DEV_ALLOW_HTTPS", global = true)]
+    pub dev_allow_https: bool,
+
     /// Folder of the service's keys and certificates.
     #[arg(
         long,
@@ -163,6 +168,19 @@ impl Config {
         self.base_url().starts_with("https://")
     }
 
+    /// Refuses settings that must not run together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.dev && self.is_https() && !self.dev_allow_https {
+            return Err(format!(
+                "refusing --dev with the https base URL {}: /dev/mail would show every email, with \
+                 live sign-in links, on what looks like a deployment (pass --dev-allow-https to \
+                 force it)",
+                self.base_url()
+            ));
+        }
+        Ok(())
+    }
+
     /// A configuration with every default and the given database, for tests and tools.
     pub fn with_database(database_url: &str) -> Self {
         use clap::Parser;
@@ -186,6 +204,7 @@ impl std::fmt::Debug for Config {
             .field("smtp_url", &self.smtp_url.as_deref().map(redact_url))
             .field("mail_from", &self.mail_from)
             .field("dev", &self.dev)
+            .field("dev_allow_https", &self.dev_allow_https)
             .field("certs_dir", &self.certs_dir)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("session_hours", &self.session_hours)
@@ -202,5 +221,28 @@ pub fn redact_url(raw: &str) -> String {
         }
         Ok(url) => url.to_string(),
         Err(_) => "(unparsable URL)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Config;
+
+    #[test]
+    fn dev_mode_needs_a_flag_to_run_with_an_https_base_url() {
+        let mut config = Config::with_database("sqlite::memory:");
+        config.dev = true;
+        assert!(
+            config.check().is_ok(),
+            "dev on http is the newcomer's setting"
+        );
+        config.base_url = Some("https://pass.example.com".parse().unwrap());
+        let refused = config.check().unwrap_err();
+        assert!(refused.contains("--dev-allow-https"), "{refused}");
+        config.dev_allow_https = true;
+        assert!(config.check().is_ok());
+        config.dev = false;
+        config.dev_allow_https = false;
+        assert!(config.check().is_ok(), "production on https");
     }
 }

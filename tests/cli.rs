@@ -174,6 +174,26 @@ both!(
 async fn bad_operator_input(backend: Backend) {
     let testdb = fresh_db(backend).await;
     let url = testdb.url.clone();
+    // /dev/mail shows every email with live links: never on an https deployment by accident.
+    let dev = run(
+        &url,
+        &[
+            "serve",
+            "--dev",
+            "--base-url",
+            "https://pass.example.com",
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        None,
+    )
+    .await;
+    assert_ne!(dev.code, 0);
+    assert!(
+        dev.stderr.contains("refusing --dev") && dev.stderr.contains("--dev-allow-https"),
+        "{}",
+        dev.stderr
+    );
     // An account ada@example.com and an organization acme to collide with.
     let ada = run(
         &url,
