@@ -684,3 +684,44 @@ async fn open_redirect(backend: Backend) {
     }
 }
 both!(no_return_target_leads_off_the_site, open_redirect);
+
+async fn headers(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client();
+    let page = client.get(server.url("/signin")).send().await.unwrap();
+    let h = page.headers();
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'self'")
+            && csp.contains("script-src 'self'")
+            && csp.contains("frame-ancestors 'none'")
+            && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["referrer-policy"], "same-origin");
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(h.get("strict-transport-security").is_none(), "not on http");
+    // Pages load no inline script: behaviour comes from a file the policy allows.
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<script src=\"/static/app.js\" defer></script>"));
+    assert_eq!(html.matches("<script").count(), 1, "{html}");
+    let file = client
+        .get(server.url("/static/app.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(file.status(), 200);
+    assert!(file.headers().get("cache-control").is_none());
+    // Behind TLS the browser is told to keep to https.
+    let tls = TestServer::start_with(backend, |c| {
+        c.base_url = Some("https://pass.example.com".parse().unwrap())
+    })
+    .await;
+    let res = tls.client().get(tls.url("/signin")).send().await.unwrap();
+    assert_eq!(
+        res.headers()["strict-transport-security"],
+        "max-age=31536000"
+    );
+}
+both!(pages_send_the_security_headers, headers);
