@@ -1277,7 +1277,30 @@ async fn metadata_url_and_refresh(backend: Backend) {
         }),
     );
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let server = TestServer::start(backend).await;
+    // Outside development mode a loopback (or http) metadata URL is refused before any
+    // connection, and nothing is created.
+    let guarded = TestServer::start(backend).await;
+    let admin = guarded.account("admin@corp.test", "Admin", PASSWORD).await;
+    let org = guarded.org("corp", &admin).await;
+    let token = guarded.token(&org).await;
+    for url in [
+        format!("{base}/metadata"),
+        format!("https://{addr}/metadata"),
+    ] {
+        let (status, body) = api(
+            &guarded.client(),
+            Method::POST,
+            guarded.url("/api/v1/orgs/corp/saml-connections"),
+            &token,
+            Some(json!({ "metadata_url": url })),
+        )
+        .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "metadata_url_refused");
+        assert_eq!(guarded.count("saml_connections").await, 0);
+    }
+    // Development mode fetches from loopback, as integrators' test setups need.
+    let server = TestServer::start_with(backend, |c| c.dev = true).await;
     let admin = server.account("admin@corp.test", "Admin", PASSWORD).await;
     let org = server.org("corp", &admin).await;
     let token = server.token(&org).await;

@@ -133,6 +133,7 @@ async fn create(
             new.metadata_xml.as_deref(),
             new.metadata_url.as_deref(),
             new.entity_id.as_deref(),
+            state.config.dev,
         )
         .await?;
         let mut tx = state.db.begin().await?;

@@ -88,6 +88,7 @@ pub async fn create(
         body.metadata_xml.as_deref(),
         body.metadata_url.as_deref(),
         body.entity_id.as_deref(),
+        state.config.dev,
     )
     .await
     .map_err(AppError::from)?;
@@ -168,6 +169,7 @@ pub async fn update(
             body.metadata_xml.as_deref(),
             body.metadata_url.as_deref(),
             None,
+            state.config.dev,
         )
         .await
         .map_err(AppError::from)?;

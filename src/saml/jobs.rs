@@ -48,7 +48,13 @@ pub async fn refresh_one(
     let Some(url) = connection.metadata_url.clone() else {
         return Ok(false);
     };
-    let loaded = super::load_metadata(None, Some(&url), Some(&connection.idp_entity_id)).await;
+    let loaded = super::load_metadata(
+        None,
+        Some(&url),
+        Some(&connection.idp_entity_id),
+        state.config.dev,
+    )
+    .await;
     let mut tx = state.db.begin().await?;
     store::set_next_refresh(&mut tx, connection.id, now + super::fetch::REFRESH_MS).await?;
     let (meta, xml) = match loaded {

@@ -156,6 +156,8 @@ pub enum SamlError {
     Metadata(#[from] MetadataError),
     #[error("the metadata could not be fetched: {0}")]
     Fetch(String),
+    #[error("the metadata URL was refused: {0}")]
+    UrlRefused(String),
     #[error("{0}")]
     InvalidSetting(String),
     #[error("{0} is not a verified domain of this organization")]
@@ -181,6 +183,7 @@ impl From<SamlError> for AppError {
             E::Mail(inner) => return inner.into(),
             E::Metadata(_) => (S::BAD_REQUEST, "invalid_metadata"),
             E::Fetch(_) => (S::BAD_GATEWAY, "metadata_fetch_failed"),
+            E::UrlRefused(_) => (S::BAD_REQUEST, "metadata_url_refused"),
             E::InvalidSetting(_) => (S::BAD_REQUEST, "invalid_setting"),
             E::DomainNotVerified(_) => (S::BAD_REQUEST, "domain_not_verified"),
             E::NotFound => (S::NOT_FOUND, "not_found"),
@@ -333,18 +336,20 @@ pub struct NewConnection {
     pub settings: SettingsChange,
 }
 
-/// Reads the metadata of a new or refreshed connection (fetching it when given a URL).
+/// Reads the metadata of a new or refreshed connection (fetching it when given a URL; `dev`,
+/// development mode, also allows http and private addresses, see [`fetch`]).
 pub async fn load_metadata(
     xml: Option<&str>,
     url: Option<&str>,
     entity_id: Option<&str>,
+    dev: bool,
 ) -> Result<(IdpMetadata, String), SamlError> {
     let xml = match (
         xml.filter(|x| !x.trim().is_empty()),
         url.filter(|u| !u.trim().is_empty()),
     ) {
         (Some(xml), _) => xml.to_string(),
-        (None, Some(url)) => fetch::metadata(url).await?,
+        (None, Some(url)) => fetch::metadata(url, dev).await?,
         (None, None) => {
             return Err(SamlError::InvalidSetting(
                 "give the IdP metadata: metadata_xml or metadata_url".into(),
