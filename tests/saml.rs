@@ -1467,3 +1467,43 @@ fn query_pair(key: &str, value: &str) -> String {
         .append_pair(key, value)
         .finish()
 }
+
+async fn refusal_keeps_session(backend: Backend) {
+    let s = sso(backend).await;
+    let admin = s.server.signed_in("admin@corp.test", PASSWORD).await;
+    // A cross-site POST arrives without the (SameSite=Lax) session cookie: the refusal must not
+    // set a new session cookie, which would replace the person's own.
+    let res = s
+        .server
+        .client()
+        .post(s.acs())
+        .form(&[("SAMLResponse", "not a response")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let cookies: Vec<String> = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !cookies.iter().any(|c| c.starts_with("nulab_pass_session=")),
+        "{cookies:?}"
+    );
+    // With the cookie (a same-site post), a refusal leaves the session as it was.
+    let res = admin
+        .post(s.acs())
+        .form(&[("SAMLResponse", "not a response")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let account = admin.get(s.server.url("/account")).send().await.unwrap();
+    assert_eq!(account.status(), 200, "still signed in");
+}
+both!(
+    a_refused_response_leaves_the_browser_session_alone,
+    refusal_keeps_session
+);

@@ -324,7 +324,7 @@ async fn acs_post(
     let Some(connection) = connection else {
         let rejection = Rejection::new(Reason::UnknownConnection, format!("connection {id}"));
         record_failure(&state, None, &rejection, &meta, now).await?;
-        return refuse(&session, Reason::UnknownConnection).await;
+        return refuse(Reason::UnknownConnection).await;
     };
     let post = Post {
         state: &state,
@@ -393,7 +393,7 @@ impl Post<'_> {
             };
             return test_page(state, self.session, connection, outcome).await;
         }
-        refuse(self.session, rejection.reason).await
+        refuse(rejection.reason).await
     }
 
     /// An event of this connection with `account` as the actor.

@@ -177,7 +177,9 @@ pub(super) async fn record_failure(
     Ok(())
 }
 
-pub(super) async fn refuse(session: &Session, reason: Reason) -> Result<Response, AppError> {
+/// The page that names the failed rule. It leaves the browser's session alone: any website can
+/// post to the ACS, and a refusal must never replace or end the session of the person it lands on.
+pub(super) async fn refuse(reason: Reason) -> Result<Response, AppError> {
     let status = match reason {
         Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::Malformed | Reason::DtdForbidden => StatusCode::BAD_REQUEST,
@@ -185,7 +187,7 @@ pub(super) async fn refuse(session: &Session, reason: Reason) -> Result<Response
         _ => StatusCode::FORBIDDEN,
     };
     let page = SsoErrorPage {
-        layout: Layout::new(session, None).await?,
+        layout: Layout::sessionless(),
         code: reason.code(),
         message: reason.message(),
         not_managed: reason == Reason::NotManaged,

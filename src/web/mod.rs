@@ -19,6 +19,16 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The layout of a page that must leave the browser's session alone (no CSRF token is
+    /// created, so no session cookie is set): the ACS's refusals, which any website can cause
+    /// by posting to it.
+    pub fn sessionless() -> Layout {
+        Layout {
+            signed_in: None,
+            csrf: String::new(),
+        }
+    }
+
     pub async fn new(
         session: &Session,
         account: Option<&dyn session::SessionAccount>,
