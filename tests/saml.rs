@@ -7,6 +7,8 @@
 mod common;
 #[path = "saml/encryption.rs"]
 mod encryption;
+#[path = "saml/logs.rs"]
+mod logs;
 #[path = "saml/mapping.rs"]
 mod mapping;
 #[path = "saml/xml_attacks.rs"]
