@@ -1509,3 +1509,35 @@ both!(
     a_refused_response_leaves_the_browser_session_alone,
     refusal_keeps_session
 );
+
+async fn managed_cannot_found(backend: Backend) {
+    let s = sso(backend).await;
+    // Mia signs in through SSO: a managed account of corp.
+    let (browser, res) = s.attempt("mia@corp.test", |_| {}).await;
+    assert_eq!(res.status(), 303);
+    let new_org = s.server.url("/orgs/new");
+    let csrf = common::csrf_of(&browser, &new_org).await;
+    let orgs_before = s.server.rows("SELECT slug FROM orgs ORDER BY slug").await;
+    let res = browser
+        .post(&new_org)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("slug", "mias-own"),
+            ("name", "Mia's own"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("cannot create another one"), "{page}");
+    assert_eq!(
+        s.server.rows("SELECT slug FROM orgs ORDER BY slug").await,
+        orgs_before,
+        "no organization was created"
+    );
+}
+both!(
+    a_managed_account_cannot_create_an_organization,
+    managed_cannot_found
+);

@@ -126,6 +126,10 @@ pub enum OrgError {
     ManagedCannotLeave,
     #[error("confirm your email address before creating an organization")]
     CreatorNotVerified,
+    #[error(
+        "a managed account belongs to its organization and cannot create another one; sign up with a personal Nulab account to do that"
+    )]
+    ManagedCreator,
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -156,6 +160,7 @@ impl From<OrgError> for AppError {
             OrgError::LastAdmin => (S::CONFLICT, "last_admin"),
             OrgError::ManagedCannotLeave => (S::CONFLICT, "managed_cannot_leave"),
             OrgError::CreatorNotVerified => (S::FORBIDDEN, "email_not_verified"),
+            OrgError::ManagedCreator => (S::FORBIDDEN, "managed_account"),
             OrgError::BadRequest(_) => (S::BAD_REQUEST, "bad_request"),
             OrgError::Account(_) | OrgError::Db(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
         };
@@ -235,6 +240,10 @@ pub async fn create(
     meta: &RequestMeta,
 ) -> Result<Org, OrgError> {
     let name = check_name(name)?;
+    // A managed account belongs to exactly one organization: it cannot found another.
+    if admin.kind == AccountKind::Managed {
+        return Err(OrgError::ManagedCreator);
+    }
     if !admin.email_verified {
         return Err(OrgError::CreatorNotVerified);
     }
