@@ -407,7 +407,7 @@ pub async fn send_verification(
     )
     .await?;
     let mail = Mail {
-        kind: "account.verify_email",
+        kind: crate::mail::MailKind::AccountVerifyEmail,
         to: email.to_string(),
         subject: "Confirm your email address for nulab-pass".to_string(),
         paragraphs: vec![

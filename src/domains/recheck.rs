@@ -307,7 +307,7 @@ async fn warn_admins(
                 .map(crate::clock::format_time)
                 .unwrap_or_default();
             (
-                "domain.record_missing",
+                crate::mail::MailKind::DomainRecordMissing,
                 format!("Action needed: the verification record of {name} is missing"),
                 vec![
                     format!(
@@ -321,7 +321,7 @@ async fn warn_admins(
             )
         }
         Warning::Lapsed => (
-            "domain.lapsed",
+            crate::mail::MailKind::DomainLapsed,
             format!("{name} is no longer verified for {org_name}"),
             vec![
                 format!(

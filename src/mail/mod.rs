@@ -11,11 +11,95 @@ use askama::Template;
 use crate::db::Tx;
 use crate::web::error::AppError;
 
+/// The kind of a message, one vocabulary for every capability (like the audit actions);
+/// stored as its dotted name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MailKind {
+    AccountVerifyEmail,
+    AccountBreakGlassSignedIn,
+    ManagedAccountCreated,
+    ManagedAccountActivation,
+    ManagedAccountPasswordReset,
+    SamlConnectionNotice,
+    DomainRecordMissing,
+    DomainLapsed,
+    MigrationReminder,
+    MigrationRequested,
+    MigrationCancelled,
+    MigrationCompleted,
+    MigrationDeclined,
+    MigrationAdminsRequested,
+    MigrationAdminsOutcome,
+    MigrationAdminsFailed,
+}
+
+impl MailKind {
+    /// Every kind, for reading stored names back.
+    pub const ALL: &[MailKind] = &[
+        MailKind::AccountVerifyEmail,
+        MailKind::AccountBreakGlassSignedIn,
+        MailKind::ManagedAccountCreated,
+        MailKind::ManagedAccountActivation,
+        MailKind::ManagedAccountPasswordReset,
+        MailKind::SamlConnectionNotice,
+        MailKind::DomainRecordMissing,
+        MailKind::DomainLapsed,
+        MailKind::MigrationReminder,
+        MailKind::MigrationRequested,
+        MailKind::MigrationCancelled,
+        MailKind::MigrationCompleted,
+        MailKind::MigrationDeclined,
+        MailKind::MigrationAdminsRequested,
+        MailKind::MigrationAdminsOutcome,
+        MailKind::MigrationAdminsFailed,
+    ];
+
+    /// The stored name, e.g. `account.verify_email`.
+    pub fn as_str(self) -> &'static str {
+        use MailKind::*;
+        match self {
+        AccountVerifyEmail => "account.verify_email",
+        AccountBreakGlassSignedIn => "account.break_glass_signed_in",
+        ManagedAccountCreated => "managed_account.created",
+        ManagedAccountActivation => "managed_account.activation",
+        ManagedAccountPasswordReset => "managed_account.password_reset",
+        SamlConnectionNotice => "saml_connection.notice",
+        DomainRecordMissing => "domain.record_missing",
+        DomainLapsed => "domain.lapsed",
+        MigrationReminder => "migration.reminder",
+        MigrationRequested => "migration.requested",
+        MigrationCancelled => "migration.cancelled",
+        MigrationCompleted => "migration.completed",
+        MigrationDeclined => "migration.declined",
+        MigrationAdminsRequested => "migration.admins_requested",
+        MigrationAdminsOutcome => "migration.admins_outcome",
+        MigrationAdminsFailed => "migration.admins_failed",
+        }
+    }
+
+    /// The kind of a stored name.
+    pub fn parse(raw: &str) -> Option<MailKind> {
+        MailKind::ALL.iter().copied().find(|k| k.as_str() == raw)
+    }
+}
+
+impl std::fmt::Display for MailKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for MailKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// One email to queue: a subject, paragraphs, an optional button, and closing lines.
 #[derive(Clone, Debug)]
 pub struct Mail {
-    /// Stable name of the kind of message, e.g. `account.verify_email`.
-    pub kind: &'static str,
+    /// The kind of message, e.g. [`MailKind::AccountVerifyEmail`].
+    pub kind: MailKind,
     pub to: String,
     pub subject: String,
     pub paragraphs: Vec<String>,
@@ -63,6 +147,6 @@ pub async fn enqueue(tx: &mut Tx, now: i64, mail: &Mail) -> Result<(), MailError
     let text = TextBody { mail }.render()?;
     let html = HtmlBody { mail }.render()?;
     store::insert(tx, now, mail, &text, &html).await?;
-    tracing::info!(kind = mail.kind, "email queued");
+    tracing::info!(kind = mail.kind.as_str(), "email queued");
     Ok(())
 }

@@ -18,7 +18,7 @@ pub(super) async fn insert(
 ) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
         .bind(uuid::Uuid::new_v4().to_string())
-        .bind(mail.kind)
+        .bind(mail.kind.as_str())
         .bind(mail.to.clone())
         .bind(mail.subject.clone())
         .bind(text.to_string())
@@ -71,7 +71,7 @@ impl std::fmt::Display for OutboxStatus {
 #[derive(Clone, Debug)]
 pub struct OutboxMessage {
     pub id: String,
-    pub kind: String,
+    pub kind: super::MailKind,
     pub to_addr: String,
     pub subject: String,
     pub body_text: String,
@@ -89,7 +89,13 @@ const COLUMNS: &str = "id, kind, to_addr, subject, body_text, body_html, status,
 fn from_row(row: &sqlx::any::AnyRow) -> Result<OutboxMessage, sqlx::Error> {
     Ok(OutboxMessage {
         id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
+        kind: {
+            let raw: String = row.try_get("kind")?;
+            super::MailKind::parse(&raw).ok_or_else(|| sqlx::Error::ColumnDecode {
+                index: "kind".into(),
+                source: format!("unknown mail kind {raw:?}").into(),
+            })?
+        },
         to_addr: row.try_get("to_addr")?,
         subject: row.try_get("subject")?,
         body_text: row.try_get("body_text")?,

@@ -8,7 +8,7 @@ use crate::orgs::Org;
 /// An account created with a temporary password: where to sign in.
 pub(super) fn created(org: &Org, account: &Account, base_url: &str) -> Mail {
     Mail {
-        kind: "managed_account.created",
+        kind: crate::mail::MailKind::ManagedAccountCreated,
         to: account.email.clone(),
         subject: format!("Your {} account on nulab-pass", org.name),
         paragraphs: vec![
@@ -32,7 +32,7 @@ pub(super) fn created(org: &Org, account: &Account, base_url: &str) -> Mail {
 /// An account created without a password: the link that activates it.
 pub(super) fn activation(org: &Org, account: &Account, url: String) -> Mail {
     Mail {
-        kind: "managed_account.activation",
+        kind: crate::mail::MailKind::ManagedAccountActivation,
         to: account.email.clone(),
         subject: format!("Activate your {} account", org.name),
         paragraphs: vec![
@@ -59,7 +59,7 @@ pub(super) fn activation(org: &Org, account: &Account, url: String) -> Mail {
 /// An administrator reset the password: the link that sets a new one.
 pub(super) fn password_reset(org: &Org, account: &Account, url: String) -> Mail {
     Mail {
-        kind: "managed_account.password_reset",
+        kind: crate::mail::MailKind::ManagedAccountPasswordReset,
         to: account.email.clone(),
         subject: format!("Reset your {} password", org.name),
         paragraphs: vec![

@@ -20,12 +20,12 @@ pub(super) async fn user_asked(
 ) -> Result<(), MailError> {
     let (kind, subject) = if reminder {
         (
-            "migration.reminder",
+            crate::mail::MailKind::MigrationReminder,
             format!("Reminder: {} asks to manage your account", org.name),
         )
     } else {
         (
-            "migration.requested",
+            crate::mail::MailKind::MigrationRequested,
             format!("{} asks to manage your account", org.name),
         )
     };
@@ -64,7 +64,7 @@ pub(super) async fn user_cancelled(
     request: &MigrationRequest,
 ) -> Result<(), MailError> {
     let mail = Mail {
-        kind: "migration.cancelled",
+        kind: crate::mail::MailKind::MigrationCancelled,
         to: request.email.clone(),
         subject: format!("{} withdrew its request to manage your account", org.name),
         paragraphs: vec![format!(
@@ -107,7 +107,7 @@ pub(super) async fn user_completed(
         ));
     }
     let mail = Mail {
-        kind: "migration.completed",
+        kind: crate::mail::MailKind::MigrationCompleted,
         to: account.email.clone(),
         subject: format!("Your account is now managed by {}", org.name),
         paragraphs,
@@ -125,7 +125,7 @@ pub(super) async fn user_declined(
     request: &MigrationRequest,
 ) -> Result<(), MailError> {
     let mail = Mail {
-        kind: "migration.declined",
+        kind: crate::mail::MailKind::MigrationDeclined,
         to: request.email.clone(),
         subject: format!("You declined the request of {}", org.name),
         paragraphs: vec![format!(
@@ -142,7 +142,7 @@ async fn to_admins(
     tx: &mut Tx,
     now: i64,
     org: &Org,
-    kind: &'static str,
+    kind: crate::mail::MailKind,
     subject: String,
     paragraphs: Vec<String>,
 ) -> Result<(), MailError> {
@@ -187,7 +187,7 @@ pub(super) async fn admins_asked(
         tx,
         now,
         org,
-        "migration.admins_requested",
+        crate::mail::MailKind::MigrationAdminsRequested,
         format!("Migration requested for {} account(s)", asked.len()),
         paragraphs,
     )
@@ -214,7 +214,7 @@ pub(super) async fn admins_outcome(
         tx,
         now,
         org,
-        "migration.admins_outcome",
+        crate::mail::MailKind::MigrationAdminsOutcome,
         format!("Migration of {}: {}", request.email, outcome.as_str()),
         vec![format!("{} {what}.", request.email)],
     )
@@ -233,7 +233,7 @@ pub(super) async fn admins_failed(
         tx,
         now,
         org,
-        "migration.admins_failed",
+        crate::mail::MailKind::MigrationAdminsFailed,
         format!("Migration of {} could not be completed", request.email),
         vec![format!(
             "{} agreed, but the migration could not be completed: {}. Nothing changed; the request stays pending until it expires.",

@@ -191,7 +191,7 @@ async fn notify(
     let slug = org.map(|o| o.slug).unwrap_or_default();
     for to in crate::orgs::store::admin_emails(&mut **tx, connection.org_id).await? {
         let mail = Mail {
-            kind: "saml_connection.notice",
+            kind: crate::mail::MailKind::SamlConnectionNotice,
             to,
             subject: subject.to_string(),
             paragraphs: paragraphs.clone(),

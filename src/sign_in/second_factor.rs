@@ -258,7 +258,7 @@ pub async fn complete_sign_in(
         .await?;
         for to in store::other_admins(&mut *tx, org.id, account.id).await? {
             let mail = Mail {
-                kind: "account.break_glass_signed_in",
+                kind: crate::mail::MailKind::AccountBreakGlassSignedIn,
                 to,
                 subject: format!("{} signed in to {} without single sign-on", account.email, org.name),
                 paragraphs: vec![
