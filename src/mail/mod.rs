@@ -58,22 +58,22 @@ impl MailKind {
     pub fn as_str(self) -> &'static str {
         use MailKind::*;
         match self {
-        AccountVerifyEmail => "account.verify_email",
-        AccountBreakGlassSignedIn => "account.break_glass_signed_in",
-        ManagedAccountCreated => "managed_account.created",
-        ManagedAccountActivation => "managed_account.activation",
-        ManagedAccountPasswordReset => "managed_account.password_reset",
-        SamlConnectionNotice => "saml_connection.notice",
-        DomainRecordMissing => "domain.record_missing",
-        DomainLapsed => "domain.lapsed",
-        MigrationReminder => "migration.reminder",
-        MigrationRequested => "migration.requested",
-        MigrationCancelled => "migration.cancelled",
-        MigrationCompleted => "migration.completed",
-        MigrationDeclined => "migration.declined",
-        MigrationAdminsRequested => "migration.admins_requested",
-        MigrationAdminsOutcome => "migration.admins_outcome",
-        MigrationAdminsFailed => "migration.admins_failed",
+            AccountVerifyEmail => "account.verify_email",
+            AccountBreakGlassSignedIn => "account.break_glass_signed_in",
+            ManagedAccountCreated => "managed_account.created",
+            ManagedAccountActivation => "managed_account.activation",
+            ManagedAccountPasswordReset => "managed_account.password_reset",
+            SamlConnectionNotice => "saml_connection.notice",
+            DomainRecordMissing => "domain.record_missing",
+            DomainLapsed => "domain.lapsed",
+            MigrationReminder => "migration.reminder",
+            MigrationRequested => "migration.requested",
+            MigrationCancelled => "migration.cancelled",
+            MigrationCompleted => "migration.completed",
+            MigrationDeclined => "migration.declined",
+            MigrationAdminsRequested => "migration.admins_requested",
+            MigrationAdminsOutcome => "migration.admins_outcome",
+            MigrationAdminsFailed => "migration.admins_failed",
         }
     }
 
