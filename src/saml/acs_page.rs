@@ -164,13 +164,23 @@ async fn check(
     let ids: Option<Vec<String>> = request.as_ref().map(|r| vec![r.id.clone()]);
     let sp = connection.sp_urls(&state.base_url());
     let conn = connection.clone();
-    let sp_keys = state
-        .sp_keys
-        .keys()
-        .map_err(|e| Refusal::Failed(e.into()))?;
+    // Only an encrypted response needs the SP's keys (and their files looked at).
+    let sp_keys = if outline.encrypted_assertions > 0 {
+        Some(
+            state
+                .sp_keys
+                .keys()
+                .map_err(|e| Refusal::Failed(e.into()))?,
+        )
+    } else {
+        None
+    };
     let verified = tokio::task::spawn_blocking(move || {
         let refs: Option<Vec<&str>> = ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
-        let keys: Vec<_> = sp_keys.encryption.iter().map(|pair| &pair.key).collect();
+        let keys: Vec<_> = sp_keys
+            .iter()
+            .flat_map(|k| k.encryption.iter().map(|pair| &pair.key))
+            .collect();
         acs::verify(&xml, outline, &conn, &sp, refs.as_deref(), &keys)
     })
     .await
