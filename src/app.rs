@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::web::error::{ApiError, AppError};
 use crate::web::{ErrorBody, csrf, session};
-use crate::{domains, managed, migration, orgs, saml, sign_in};
+use crate::{audit, domains, managed, migration, orgs, saml, sign_in};
 
 /// Builds the router with every layer.
 pub fn router(state: AppState) -> Router {
@@ -49,7 +49,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::migration::pages::routes())
         .merge(crate::sign_in::pages::routes())
         .merge(crate::oidc::endpoints::routes())
-        .merge(crate::saml::pages::routes());
+        .merge(crate::saml::pages::routes())
+        .merge(crate::audit::admin::pages::routes());
     if state.config.dev {
         pages = pages.merge(crate::mail::pages::routes());
     }
@@ -240,6 +241,14 @@ fn api_routes() -> Router<AppState> {
             saml::api::update,
             saml::api::delete
         ))
+        .routes(routes!(audit::admin::api::list))
+        .routes(routes!(audit::admin::api::get))
+        .routes(routes!(audit::admin::api::chain))
+        .routes(routes!(
+            audit::admin::api::get_settings,
+            audit::admin::api::put_settings
+        ))
+        .routes(routes!(audit::admin::api::test_webhook))
         .split_for_parts();
     let document = Arc::new(openapi);
     router

@@ -44,6 +44,9 @@ enum Command {
     /// API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Products (OIDC clients): register, list, rotate secrets, delete.
     #[command(subcommand)]
     Product(crate::oidc::clients::ProductCommand),
@@ -58,6 +61,22 @@ enum Command {
         /// The mock's public URL (default: http://<listen>).
         #[arg(long)]
         public_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks an organization's hash chain from its retention checkpoint to its head; names the
+    /// first broken event and exits with status 1 when the chain does not hold.
+    Verify {
+        /// The organization ID (slug).
+        #[arg(long, required_unless_present = "global", conflicts_with = "global")]
+        org: Option<String>,
+        /// Checks the global chain (events of no organization, such as sign-ups).
+        #[arg(long)]
+        global: bool,
+        #[command(flatten)]
+        output: Output,
     },
 }
 
@@ -149,7 +168,8 @@ pub fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(Outcome::Done) => ExitCode::SUCCESS,
+        Ok(Outcome::Failed) => ExitCode::FAILURE,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -169,15 +189,72 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Opens the database, applies pending schema migrations and seals audit events written before
+/// the audit chain existed into their chains.
 async fn open(config: &Config) -> anyhow::Result<Db> {
     let db = Db::connect(&config.database_url).await?;
     db.migrate().await?;
+    let sealed = crate::audit::chain::seal_unchained(&db).await?;
+    if sealed > 0 {
+        tracing::info!(sealed, "audit events sealed into their chains");
+    }
     Ok(db)
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+/// How a command ended when it did not fail with an error.
+enum Outcome {
+    Done,
+    /// The command ran and reports a negative result (exit status 1).
+    Failed,
+}
+
+async fn run(cli: Cli) -> anyhow::Result<Outcome> {
     let config = cli.config;
-    match cli.command {
+    let command = match cli.command {
+        Command::Audit(command) => return audit(&config, command).await,
+        command => command,
+    };
+    run_command(config, command).await.map(|()| Outcome::Done)
+}
+
+/// `audit verify`: prints what the check found; a broken chain is a failed outcome.
+async fn audit(config: &Config, command: AuditCommand) -> anyhow::Result<Outcome> {
+    let AuditCommand::Verify {
+        org,
+        global,
+        output,
+    } = command;
+    let db = open(config).await?;
+    let chain = match (&org, global) {
+        (Some(slug), _) => org_by_slug(&db, slug).await?.id.to_string(),
+        (None, _) => crate::audit::chain::chain_of(None),
+    };
+    let found = crate::audit::chain::verify(&db, &chain).await?;
+    let name = org.unwrap_or_else(|| "the global chain".to_string());
+    let plain = match &found.broken {
+        None => format!(
+            "{name}: the chain holds ({} events checked); head {} {}",
+            found.events, found.head_seq, found.head_hash
+        ),
+        Some(b) => format!(
+            "{name}: the chain is broken at event {} (number {}): {}",
+            b.event_id.as_deref().unwrap_or("-"),
+            b.seq.map_or("-".to_string(), |s| s.to_string()),
+            b.problem
+        ),
+    };
+    print(&output, &serde_json::to_value(&found)?, &plain);
+    db.close().await;
+    Ok(if found.broken.is_some() {
+        Outcome::Failed
+    } else {
+        Outcome::Done
+    })
+}
+
+async fn run_command(config: Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Audit(command) => audit(&config, command).await.map(|_| ()),
         Command::Serve => serve(config).await,
         Command::Product(command) => {
             let db = open(&config).await?;

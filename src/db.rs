@@ -81,6 +81,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0009_attribute_mapping.sql"),
         include_str!("../migrations/postgres/0009_attribute_mapping.sql"),
     ),
+    (
+        10,
+        "audit log",
+        include_str!("../migrations/sqlite/0010_audit_log.sql"),
+        include_str!("../migrations/postgres/0010_audit_log.sql"),
+    ),
 ];
 
 impl Db {

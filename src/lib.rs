@@ -15,6 +15,7 @@ pub mod jobs;
 pub mod mail;
 pub mod managed;
 pub mod migration;
+pub mod net;
 pub mod oidc;
 pub mod orgs;
 pub mod paging;

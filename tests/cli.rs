@@ -165,6 +165,19 @@ async fn operator_commands(backend: Backend) {
     let token_json: serde_json::Value = serde_json::from_str(token_json.stdout.trim()).unwrap();
     assert!(token_json["token"].as_str().unwrap().starts_with("np_"));
     assert_eq!(token_json["org"], "acme");
+
+    // Each command wrote its audit event with the operator as the actor.
+    let db = nulab_pass::db::Db::connect(&url).await.unwrap();
+    let actions: Vec<(String,)> =
+        sqlx::query_as("SELECT action FROM audit_events WHERE actor_type = 'operator'")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    db.close().await;
+    let actions: Vec<String> = actions.into_iter().map(|a| a.0).collect();
+    for action in ["account.created", "org.created", "api_token.created"] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
 }
 both!(
     operator_commands_create_accounts_orgs_and_tokens,

@@ -448,9 +448,11 @@ async fn bad_links(backend: Backend) {
     assert_eq!(s.client().get(&forged).send().await.unwrap().status(), 404);
     // Cancelled.
     let id = w.ask_one("ann@corp.test").await;
+    assert!(s.audited("migration.requested").await);
     let link = w.link("ann@corp.test").await;
     w.post(&format!("/api/v1/orgs/corp/migrations/{id}/cancel"))
         .await;
+    assert!(s.audited("migration.cancelled").await);
     let (status, body) = w.agree(&link, PASSWORD).await;
     assert_eq!(status, 410);
     assert!(body.contains("cancelled"), "{body}");
@@ -464,6 +466,7 @@ async fn bad_links(backend: Backend) {
     assert_eq!(status, 200);
     let new = w.link("bob@corp.test").await;
     assert_ne!(old, new);
+    assert!(s.audited("migration.resent").await);
     let (status, body) = w.agree(&old, PASSWORD).await;
     assert_eq!(status, 404);
     assert!(body.contains("newest email"), "{body}");
@@ -501,12 +504,14 @@ async fn bad_links(backend: Backend) {
         .unwrap();
     assert!(summary.reminded >= 1, "{summary:?}");
     s.last_mail("cid@corp.test", "migration.reminder").await;
+    assert!(s.audited("migration.reminded").await);
     s.state.clock.advance_ms(4 * 24 * 3600 * 1000);
     let summary = nulab_pass::migration::jobs::run_once(s.db(), s.state.clock.now_ms(), &s.base)
         .await
         .unwrap();
     assert!(summary.expired >= 2, "{summary:?}");
     assert_eq!(w.status_of(&cid_id).await, "expired");
+    assert!(s.audited("migration.expired").await);
     let (status, body) = w.agree(&cid_link, PASSWORD).await;
     assert_eq!(status, 410);
     assert!(body.contains("expired"), "{body}");

@@ -1236,6 +1236,7 @@ async fn test_connection(backend: Backend) {
     );
     let res = s.test_sign_in(&admin, |_| {}).await;
     assert_eq!(res.status(), 200);
+    assert!(s.server.audited("sso.test_completed").await);
     let page = res.text().await.unwrap();
     assert!(
         page.contains("The sign-in works")
@@ -1381,6 +1382,11 @@ async fn expiry_warnings(backend: Backend) {
         .filter(|m| m.subject.contains("expires soon"))
         .collect();
     assert_eq!(warnings.len(), 1, "one 30-day warning, sent once");
+    assert!(
+        s.server
+            .audited("saml_connection.certificate_expiry_warned")
+            .await
+    );
     s.server.state.clock.advance_ms(14 * 24 * 3600 * 1000);
     nulab_pass::saml::jobs::pass(&s.server.state).await.unwrap();
     let warnings = nulab_pass::mail::store::recent(s.server.db().pool(), 50)

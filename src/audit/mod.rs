@@ -1,156 +1,128 @@
 //! The audit log: an append-only record of every state change, written by [`record`] inside the
-//! caller's transaction so that a change and its event commit (or fail) together.
+//! caller's transaction so that a change and its event commit (or fail) together. Each event
+//! joins its organization's hash chain (`chain`); the schema is documented in `docs/audit.md`.
 
+pub mod admin;
+pub mod chain;
+pub mod export;
+pub mod query;
+pub mod retention;
 pub mod store;
+pub mod webhook;
 
 use serde::Serialize;
 
 use crate::db::Tx;
 
-/// What happened, as `<area>.<what happened>`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum AuditAction {
-    AccountSignedUp,
-    AccountCreated,
-    AccountEmailVerified,
-    AccountSignedIn,
-    AccountSignInFailed,
-    AccountSignInPaused,
-    AccountSignedOut,
-    OrgCreated,
-    MemberAdded,
-    MemberRemoved,
-    MemberRoleChanged,
-    ApiTokenCreated,
-    ApiTokenRevoked,
-    DomainAdded,
-    DomainVerified,
-    DomainVerificationFailed,
-    DomainRecordMissing,
-    DomainRecordRestored,
-    DomainLapsed,
-    DomainExpired,
-    DomainTokenRenewed,
-    DomainRemoved,
-    AccountPasswordChanged,
-    AccountEmailChanged,
-    MemberLeft,
-    ManagedAccountCreated,
-    ManagedAccountActivated,
-    ManagedAccountSuspended,
-    ManagedAccountReactivated,
-    ManagedAccountSignedOut,
-    ManagedAccountPasswordReset,
-    ManagedAccountRenamed,
-    ManagedAccountEmailChanged,
-    ManagedAccountDeleted,
-    PasswordPolicyChanged,
-    SubscriptionSeatsChanged,
-    SamlConnectionCreated,
-    SamlConnectionUpdated,
-    SamlConnectionDeleted,
-    SamlCertificatesChanged,
-    SamlMetadataRefreshFailed,
-    SamlCertificateExpiryWarned,
-    SsoSigninSucceeded,
-    SsoSigninFailed,
-    SsoTestCompleted,
-    AccountPasswordVerified,
-    AccountTotpEnrolled,
-    AccountTotpRemoved,
-    AccountBreakGlassSignedIn,
-    SessionSettingsChanged,
-    ProductCreated,
-    ProductSecretRotated,
-    ProductDeleted,
-    OidcCodeIssued,
-    OidcTokenIssued,
-    OidcTokenRefreshed,
-    OidcCodeReused,
-    OidcRefreshTokenReused,
-    MigrationRequested,
-    MigrationResent,
-    MigrationReminded,
-    MigrationAccepted,
-    MigrationDeclined,
-    MigrationExpired,
-    MigrationCancelled,
-    MigrationFailed,
-    MigrationSettingsChanged,
+/// Declares [`AuditAction`] with its stored names and [`AuditAction::ALL`] from one list, so that
+/// no action can exist without a name or be missing from `ALL` (which `tests/audit_schema.rs`
+/// checks against `docs/audit.md`).
+macro_rules! audit_actions {
+    ($($variant:ident => $name:literal,)*) => {
+        /// What happened, as `<area>.<what happened>`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+        pub enum AuditAction {
+            $($variant,)*
+        }
+
+        impl AuditAction {
+            /// Every action, in the order declared.
+            pub const ALL: &'static [AuditAction] = &[$(AuditAction::$variant,)*];
+
+            /// The stored name of the action.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(AuditAction::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+// One line per action: `Variant => "area.what_happened"`. Document each new one in
+// docs/audit.md, with the test that proves its flow emits it.
+audit_actions! {
+    AccountSignedUp => "account.signed_up",
+    AccountCreated => "account.created",
+    AccountEmailVerified => "account.email_verified",
+    AccountSignedIn => "account.signed_in",
+    AccountSignInFailed => "account.sign_in_failed",
+    AccountSignInPaused => "account.sign_in_paused",
+    AccountSignedOut => "account.signed_out",
+    OrgCreated => "org.created",
+    MemberAdded => "member.added",
+    MemberRemoved => "member.removed",
+    MemberRoleChanged => "member.role_changed",
+    ApiTokenCreated => "api_token.created",
+    ApiTokenRevoked => "api_token.revoked",
+    DomainAdded => "domain.added",
+    DomainVerified => "domain.verified",
+    DomainVerificationFailed => "domain.verification_failed",
+    DomainRecordMissing => "domain.record_missing",
+    DomainRecordRestored => "domain.record_restored",
+    DomainLapsed => "domain.lapsed",
+    DomainExpired => "domain.expired",
+    DomainTokenRenewed => "domain.token_renewed",
+    DomainRemoved => "domain.removed",
+    AccountPasswordChanged => "account.password_changed",
+    AccountEmailChanged => "account.email_changed",
+    MemberLeft => "member.left",
+    ManagedAccountCreated => "managed_account.created",
+    ManagedAccountActivated => "managed_account.activated",
+    ManagedAccountSuspended => "managed_account.suspended",
+    ManagedAccountReactivated => "managed_account.reactivated",
+    ManagedAccountSignedOut => "managed_account.signed_out_everywhere",
+    ManagedAccountPasswordReset => "managed_account.password_reset",
+    ManagedAccountRenamed => "managed_account.renamed",
+    ManagedAccountEmailChanged => "managed_account.email_changed",
+    ManagedAccountDeleted => "managed_account.deleted",
+    PasswordPolicyChanged => "password_policy.changed",
+    SubscriptionSeatsChanged => "subscription.seats_changed",
+    SamlConnectionCreated => "saml_connection.created",
+    SamlConnectionUpdated => "saml_connection.updated",
+    SamlConnectionDeleted => "saml_connection.deleted",
+    SamlCertificatesChanged => "saml_connection.certificates_changed",
+    SamlMetadataRefreshFailed => "saml_connection.metadata_refresh_failed",
+    SamlCertificateExpiryWarned => "saml_connection.certificate_expiry_warned",
+    SsoSigninSucceeded => "sso.signin.succeeded",
+    SsoSigninFailed => "sso.signin.failed",
+    SsoTestCompleted => "sso.test_completed",
+    AccountPasswordVerified => "account.password_verified",
+    AccountTotpEnrolled => "account.totp_enrolled",
+    AccountTotpRemoved => "account.totp_removed",
+    AccountBreakGlassSignedIn => "account.break_glass_signed_in",
+    SessionSettingsChanged => "session_settings.changed",
+    ProductCreated => "product.created",
+    ProductSecretRotated => "product.secret_rotated",
+    ProductDeleted => "product.deleted",
+    OidcCodeIssued => "oidc.code_issued",
+    OidcTokenIssued => "oidc.token_issued",
+    OidcTokenRefreshed => "oidc.token_refreshed",
+    OidcCodeReused => "oidc.code_reused",
+    OidcRefreshTokenReused => "oidc.refresh_token_reused",
+    MigrationRequested => "migration.requested",
+    MigrationResent => "migration.resent",
+    MigrationReminded => "migration.reminded",
+    MigrationAccepted => "migration.accepted",
+    MigrationDeclined => "migration.declined",
+    MigrationExpired => "migration.expired",
+    MigrationCancelled => "migration.cancelled",
+    MigrationFailed => "migration.failed",
+    MigrationSettingsChanged => "migration.settings_changed",
+    AuditRetentionChanged => "audit.retention_changed",
+    AuditEventsPruned => "audit.events_pruned",
+    AuditWebhookConfigured => "audit.webhook_configured",
+    AuditWebhookRemoved => "audit.webhook_removed",
+    AuditWebhookTested => "audit.webhook_tested",
 }
 
 impl AuditAction {
-    /// The stored name of the action.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditAction::AccountSignedUp => "account.signed_up",
-            AuditAction::AccountCreated => "account.created",
-            AuditAction::AccountEmailVerified => "account.email_verified",
-            AuditAction::AccountSignedIn => "account.signed_in",
-            AuditAction::AccountSignInFailed => "account.sign_in_failed",
-            AuditAction::AccountSignInPaused => "account.sign_in_paused",
-            AuditAction::AccountSignedOut => "account.signed_out",
-            AuditAction::OrgCreated => "org.created",
-            AuditAction::MemberAdded => "member.added",
-            AuditAction::MemberRemoved => "member.removed",
-            AuditAction::MemberRoleChanged => "member.role_changed",
-            AuditAction::ApiTokenCreated => "api_token.created",
-            AuditAction::ApiTokenRevoked => "api_token.revoked",
-            AuditAction::DomainAdded => "domain.added",
-            AuditAction::DomainVerified => "domain.verified",
-            AuditAction::DomainVerificationFailed => "domain.verification_failed",
-            AuditAction::DomainRecordMissing => "domain.record_missing",
-            AuditAction::DomainRecordRestored => "domain.record_restored",
-            AuditAction::DomainLapsed => "domain.lapsed",
-            AuditAction::DomainExpired => "domain.expired",
-            AuditAction::DomainTokenRenewed => "domain.token_renewed",
-            AuditAction::DomainRemoved => "domain.removed",
-            AuditAction::AccountPasswordChanged => "account.password_changed",
-            AuditAction::AccountEmailChanged => "account.email_changed",
-            AuditAction::MemberLeft => "member.left",
-            AuditAction::ManagedAccountCreated => "managed_account.created",
-            AuditAction::ManagedAccountActivated => "managed_account.activated",
-            AuditAction::ManagedAccountSuspended => "managed_account.suspended",
-            AuditAction::ManagedAccountReactivated => "managed_account.reactivated",
-            AuditAction::ManagedAccountSignedOut => "managed_account.signed_out_everywhere",
-            AuditAction::ManagedAccountPasswordReset => "managed_account.password_reset",
-            AuditAction::ManagedAccountRenamed => "managed_account.renamed",
-            AuditAction::ManagedAccountEmailChanged => "managed_account.email_changed",
-            AuditAction::ManagedAccountDeleted => "managed_account.deleted",
-            AuditAction::PasswordPolicyChanged => "password_policy.changed",
-            AuditAction::SubscriptionSeatsChanged => "subscription.seats_changed",
-            AuditAction::SamlConnectionCreated => "saml_connection.created",
-            AuditAction::SamlConnectionUpdated => "saml_connection.updated",
-            AuditAction::SamlConnectionDeleted => "saml_connection.deleted",
-            AuditAction::SamlCertificatesChanged => "saml_connection.certificates_changed",
-            AuditAction::SamlMetadataRefreshFailed => "saml_connection.metadata_refresh_failed",
-            AuditAction::SamlCertificateExpiryWarned => "saml_connection.certificate_expiry_warned",
-            AuditAction::SsoSigninSucceeded => "sso.signin.succeeded",
-            AuditAction::SsoSigninFailed => "sso.signin.failed",
-            AuditAction::SsoTestCompleted => "sso.test_completed",
-            AuditAction::AccountPasswordVerified => "account.password_verified",
-            AuditAction::AccountTotpEnrolled => "account.totp_enrolled",
-            AuditAction::AccountTotpRemoved => "account.totp_removed",
-            AuditAction::AccountBreakGlassSignedIn => "account.break_glass_signed_in",
-            AuditAction::SessionSettingsChanged => "session_settings.changed",
-            AuditAction::ProductCreated => "product.created",
-            AuditAction::ProductSecretRotated => "product.secret_rotated",
-            AuditAction::ProductDeleted => "product.deleted",
-            AuditAction::OidcCodeIssued => "oidc.code_issued",
-            AuditAction::OidcTokenIssued => "oidc.token_issued",
-            AuditAction::OidcTokenRefreshed => "oidc.token_refreshed",
-            AuditAction::OidcCodeReused => "oidc.code_reused",
-            AuditAction::OidcRefreshTokenReused => "oidc.refresh_token_reused",
-            AuditAction::MigrationRequested => "migration.requested",
-            AuditAction::MigrationResent => "migration.resent",
-            AuditAction::MigrationReminded => "migration.reminded",
-            AuditAction::MigrationAccepted => "migration.accepted",
-            AuditAction::MigrationDeclined => "migration.declined",
-            AuditAction::MigrationExpired => "migration.expired",
-            AuditAction::MigrationCancelled => "migration.cancelled",
-            AuditAction::MigrationFailed => "migration.failed",
-            AuditAction::MigrationSettingsChanged => "migration.settings_changed",
-        }
+    /// The action with the stored name `name`.
+    pub fn parse(name: &str) -> Option<AuditAction> {
+        AuditAction::ALL
+            .iter()
+            .copied()
+            .find(|a| a.as_str() == name)
     }
 }
 
@@ -233,7 +205,7 @@ pub async fn record(tx: &mut Tx, now: i64, event: Event<'_>) -> Result<(), sqlx:
 }
 
 /// A stored event, as the viewer and the API show it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct StoredEvent {
     pub id: String,
     pub org_id: Option<String>,
@@ -246,5 +218,40 @@ pub struct StoredEvent {
     pub target_id: Option<String>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// A JSON object; its keys depend on the action (see `docs/audit.md`).
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    /// The event's place in its organization's chain (1, 2, ...).
+    pub seq: Option<i64>,
+    /// The SHA-256 of the event before it in the chain (hex).
+    pub prev_hash: Option<String>,
+    /// The SHA-256 of this event's canonical form (hex).
+    pub hash: Option<String>,
+}
+
+impl StoredEvent {
+    /// Reads a row selected with [`store::COLUMNS`].
+    pub fn of(row: &sqlx::any::AnyRow) -> Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let details: String = row.try_get("details")?;
+        Ok(StoredEvent {
+            id: row.try_get("id")?,
+            org_id: row.try_get("org_id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            action: row.try_get("action")?,
+            actor_type: row.try_get("actor_type")?,
+            actor_id: row.try_get("actor_id")?,
+            actor_label: row.try_get("actor_label")?,
+            target_type: row.try_get("target_type")?,
+            target_id: row.try_get("target_id")?,
+            ip: row.try_get("ip")?,
+            user_agent: row.try_get("user_agent")?,
+            // Details are written from a `serde_json::Value`; text that is not JSON (written by
+            // hand) is shown as a string rather than hidden.
+            details: serde_json::from_str(&details).unwrap_or(serde_json::Value::String(details)),
+            seq: row.try_get("seq")?,
+            prev_hash: row.try_get("prev_hash")?,
+            hash: row.try_get("hash")?,
+        })
+    }
 }

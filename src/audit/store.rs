@@ -1,19 +1,51 @@
-//! SQL of the audit log.
+//! SQL of the audit log: appending to a chain, reading chains back, the newest events.
 
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
+use super::chain::{GENESIS, Sealed};
 use super::{Event, StoredEvent};
 use crate::db::Tx;
 
-const INSERT: &str = "INSERT INTO audit_events (id, org_id, occurred_at, action, actor_type, \
-     actor_id, actor_label, target_type, target_id, ip, user_agent, details) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+/// Every column of an event, in the order [`StoredEvent::of`] reads them.
+pub const COLUMNS: &str = "id, org_id, occurred_at, action, actor_type, actor_id, actor_label, \
+     target_type, target_id, ip, user_agent, details, chain, seq, prev_hash, hash";
 
+const INSERT: &str = "INSERT INTO audit_events (id, org_id, occurred_at, action, actor_type, \
+     actor_id, actor_label, target_type, target_id, ip, user_agent, details, chain, seq, \
+     prev_hash, hash) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
+
+/// Appends `event` to its chain in the caller's transaction: three statements (take the head,
+/// insert, move the head).
 pub(super) async fn insert(tx: &mut Tx, now: i64, event: &Event<'_>) -> Result<(), sqlx::Error> {
     let (actor_type, actor_id, actor_label) = event.actor.parts();
+    let org_id = event.org_id.map(|id| id.to_string());
+    let chain = super::chain::chain_of(org_id.as_deref());
+    let (seq, prev_hash) = super::chain::next_place(tx, &chain).await?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let details = event.details.to_string();
+    let sealed = Sealed {
+        chain: &chain,
+        seq,
+        id: &id,
+        org_id: org_id.as_deref(),
+        occurred_at: now,
+        action: event.action.as_str(),
+        actor_type,
+        actor_id,
+        actor_label,
+        target_type: event.target.as_ref().map(|t| t.kind),
+        target_id: event.target.as_ref().map(|t| t.id.as_str()),
+        ip: event.meta.ip.as_deref(),
+        user_agent: event.meta.user_agent.as_deref(),
+        details: &details,
+        prev_hash: &prev_hash,
+    };
+    let hash = sealed.hash();
     sqlx::query(INSERT)
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(event.org_id.map(|id| id.to_string()))
+        .bind(id.clone())
+        .bind(org_id.clone())
         .bind(now)
         .bind(event.action.as_str())
         .bind(actor_type)
@@ -23,44 +55,218 @@ pub(super) async fn insert(tx: &mut Tx, now: i64, event: &Event<'_>) -> Result<(
         .bind(event.target.as_ref().map(|t| t.id.clone()))
         .bind(event.meta.ip.clone())
         .bind(event.meta.user_agent.clone())
-        .bind(event.details.to_string())
+        .bind(details.clone())
+        .bind(chain.clone())
+        .bind(seq)
+        .bind(prev_hash.clone())
+        .bind(hash.clone())
+        .execute(&mut **tx)
+        .await?;
+    super::chain::set_head(tx, &chain, &hash).await
+}
+
+// The upsert returns the new sequence number and the head's hash before this event (a new
+// chain starts at the genesis hash); on PostgreSQL it locks the head row until commit.
+const ADVANCE_HEAD: &str = "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES ($1, 1, $2) \
+     ON CONFLICT (chain) DO UPDATE SET seq = audit_chain_heads.seq + 1 RETURNING seq, hash";
+
+pub(super) async fn advance_head(tx: &mut Tx, chain: &str) -> Result<(i64, String), sqlx::Error> {
+    let row = sqlx::query(ADVANCE_HEAD)
+        .bind(chain.to_string())
+        .bind(GENESIS)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok((row.try_get("seq")?, row.try_get("hash")?))
+}
+
+pub(super) async fn set_head_hash(tx: &mut Tx, chain: &str, hash: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE audit_chain_heads SET hash = $2 WHERE chain = $1")
+        .bind(chain.to_string())
+        .bind(hash.to_string())
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
-const SELECT_RECENT: &str = "SELECT id, org_id, occurred_at, action, actor_type, actor_id, \
-     actor_label, target_type, target_id, ip, user_agent, details FROM audit_events \
-     WHERE ($1 = '' OR org_id = $1) ORDER BY occurred_at DESC, id DESC LIMIT $2";
+/// The head of `chain`: its last sequence number and hash (`None` before its first event).
+pub async fn head(pool: &sqlx::AnyPool, chain: &str) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT seq, hash FROM audit_chain_heads WHERE chain = $1")
+        .bind(chain.to_string())
+        .fetch_optional(pool)
+        .await
+}
 
-/// The newest events, of one org or (with `None`) of all; newest first.
+/// The newest retention checkpoint of `chain`: the last pruned event's number and hash.
+pub async fn last_checkpoint(
+    pool: &sqlx::AnyPool,
+    chain: &str,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT seq, hash FROM audit_checkpoints WHERE chain = $1 ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(chain.to_string())
+    .fetch_optional(pool)
+    .await
+}
+
+/// An event of the chain's organization that is not in the chain, if any.
+pub(super) async fn unsealed_in(
+    pool: &sqlx::AnyPool,
+    chain: &str,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as(
+        "SELECT id FROM audit_events WHERE hash IS NULL AND COALESCE(org_id, '') = $1 LIMIT 1",
+    )
+    .bind(chain.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|r| r.0))
+}
+
+pub(super) const SELECT_CHAIN: &str = "SELECT id, org_id, occurred_at, action, actor_type, \
+     actor_id, actor_label, target_type, target_id, ip, user_agent, details, chain, seq, \
+     prev_hash, hash FROM audit_events WHERE chain = $1 ORDER BY seq";
+
+pub(super) const SELECT_UNSEALED: &str = "SELECT id, org_id, occurred_at, action, actor_type, \
+     actor_id, actor_label, target_type, target_id, ip, user_agent, details, chain, seq, \
+     prev_hash, hash FROM audit_events WHERE hash IS NULL ORDER BY occurred_at, id LIMIT 500";
+
+/// An event as the chain stores it (every column as text, as hashed).
+pub(super) struct ChainRow {
+    pub id: String,
+    pub org_id: Option<String>,
+    pub occurred_at: i64,
+    pub action: String,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub actor_label: Option<String>,
+    pub target_type: Option<String>,
+    pub target_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub details: String,
+    pub chain: String,
+    pub seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl ChainRow {
+    pub fn of(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(ChainRow {
+            id: row.try_get("id")?,
+            org_id: row.try_get("org_id")?,
+            occurred_at: row.try_get("occurred_at")?,
+            action: row.try_get("action")?,
+            actor_type: row.try_get("actor_type")?,
+            actor_id: row.try_get("actor_id")?,
+            actor_label: row.try_get("actor_label")?,
+            target_type: row.try_get("target_type")?,
+            target_id: row.try_get("target_id")?,
+            ip: row.try_get("ip")?,
+            user_agent: row.try_get("user_agent")?,
+            details: row.try_get("details")?,
+            chain: row
+                .try_get::<Option<String>, _>("chain")?
+                .unwrap_or_default(),
+            seq: row.try_get::<Option<i64>, _>("seq")?.unwrap_or_default(),
+            prev_hash: row
+                .try_get::<Option<String>, _>("prev_hash")?
+                .unwrap_or_default(),
+            hash: row
+                .try_get::<Option<String>, _>("hash")?
+                .unwrap_or_default(),
+        })
+    }
+
+    pub fn sealed(&self) -> Sealed<'_> {
+        Sealed {
+            chain: &self.chain,
+            seq: self.seq,
+            id: &self.id,
+            org_id: self.org_id.as_deref(),
+            occurred_at: self.occurred_at,
+            action: &self.action,
+            actor_type: &self.actor_type,
+            actor_id: self.actor_id.as_deref(),
+            actor_label: self.actor_label.as_deref(),
+            target_type: self.target_type.as_deref(),
+            target_id: self.target_id.as_deref(),
+            ip: self.ip.as_deref(),
+            user_agent: self.user_agent.as_deref(),
+            details: &self.details,
+            prev_hash: &self.prev_hash,
+        }
+    }
+
+    /// What is wrong with this event at place `seq` after `prev`, if anything.
+    pub fn check(&self, seq: i64, prev: &str) -> Option<String> {
+        if self.seq != seq {
+            return Some(format!(
+                "expected event number {seq}, found {}: events are missing before it",
+                self.seq
+            ));
+        }
+        if self.prev_hash != prev {
+            return Some("its previous-hash does not match the event before it".into());
+        }
+        if self.sealed().hash() != self.hash {
+            return Some("its content does not match its hash: the event was changed".into());
+        }
+        None
+    }
+}
+
+/// Fills the chain columns of an event written before the chain existed.
+pub(super) async fn seal(
+    tx: &mut Tx,
+    id: &str,
+    chain: &str,
+    seq: i64,
+    prev_hash: &str,
+    hash: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE audit_events SET chain = $2, seq = $3, prev_hash = $4, hash = $5 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(chain.to_string())
+    .bind(seq)
+    .bind(prev_hash.to_string())
+    .bind(hash.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+const SELECT_RECENT_ALL: &str = "SELECT id, org_id, occurred_at, action, actor_type, actor_id, \
+     actor_label, target_type, target_id, ip, user_agent, details, chain, seq, prev_hash, hash \
+     FROM audit_events ORDER BY occurred_at DESC, id DESC LIMIT $1";
+
+const SELECT_RECENT_ORG: &str = "SELECT id, org_id, occurred_at, action, actor_type, actor_id, \
+     actor_label, target_type, target_id, ip, user_agent, details, chain, seq, prev_hash, hash \
+     FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT $2";
+
+/// The newest events, of one org (in chain order) or, with `None`, of all; newest first.
 pub async fn recent(
     pool: &sqlx::AnyPool,
     org_id: Option<&str>,
     limit: i64,
 ) -> Result<Vec<StoredEvent>, sqlx::Error> {
-    let rows = sqlx::query(SELECT_RECENT)
-        .bind(org_id.unwrap_or("").to_string())
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-    rows.iter()
-        .map(|row| {
-            let details: String = row.try_get("details")?;
-            Ok(StoredEvent {
-                id: row.try_get("id")?,
-                org_id: row.try_get("org_id")?,
-                occurred_at: row.try_get("occurred_at")?,
-                action: row.try_get("action")?,
-                actor_type: row.try_get("actor_type")?,
-                actor_id: row.try_get("actor_id")?,
-                actor_label: row.try_get("actor_label")?,
-                target_type: row.try_get("target_type")?,
-                target_id: row.try_get("target_id")?,
-                ip: row.try_get("ip")?,
-                user_agent: row.try_get("user_agent")?,
-                details: serde_json::from_str(&details).unwrap_or(serde_json::Value::Null),
-            })
-        })
-        .collect()
+    let rows = match org_id {
+        Some(org) => {
+            sqlx::query(SELECT_RECENT_ORG)
+                .bind(org.to_string())
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }
+        None => {
+            sqlx::query(SELECT_RECENT_ALL)
+                .bind(limit)
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    rows.iter().map(StoredEvent::of).collect()
 }

@@ -1,5 +1,5 @@
 //! Background jobs that run inside the server process: the outbox sender, domain
-//! re-verification and session cleanup.
+//! re-verification, session cleanup, audit retention and the audit webhook.
 //! Each is safe with several server instances (claims and leases live in the database).
 
 use std::time::Duration;
@@ -36,6 +36,8 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
     jobs.push(crate::oidc::spawn_cleanup(state));
     jobs.push(tokio::spawn(crate::saml::jobs::run(state.clone())));
     jobs.push(crate::migration::jobs::spawn(state));
+    jobs.push(tokio::spawn(crate::audit::webhook::run(state.clone())));
+    jobs.push(tokio::spawn(crate::audit::retention::run(state.clone())));
     let db = state.db.clone();
     let clock = state.clock.clone();
     jobs.push(tokio::spawn(async move {

@@ -60,6 +60,47 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason.
+    pub const ALL: &'static [Reason] = &[
+        Reason::TooLarge,
+        Reason::Malformed,
+        Reason::DtdForbidden,
+        Reason::UnknownConnection,
+        Reason::MissingSignature,
+        Reason::BadSignature,
+        Reason::UnknownSigningKey,
+        Reason::WeakAlgorithm,
+        Reason::TransformNotAllowed,
+        Reason::AssertionNotSigned,
+        Reason::Wrapped,
+        Reason::DecryptionFailed,
+        Reason::NotEncrypted,
+        Reason::NameIdSplit,
+        Reason::WrongAudience,
+        Reason::WrongDestination,
+        Reason::WrongRecipient,
+        Reason::WrongIssuer,
+        Reason::Expired,
+        Reason::NotYetValid,
+        Reason::StatusNotSuccess,
+        Reason::UnknownRequest,
+        Reason::ExpiredRequest,
+        Reason::OtherBrowser,
+        Reason::Unsolicited,
+        Reason::Replayed,
+        Reason::NoEmail,
+        Reason::UnknownAccount,
+        Reason::AccountSuspended,
+        Reason::DomainNotVerified,
+        Reason::DomainNotRouted,
+        Reason::NotManaged,
+    ];
+
+    /// The reason with the stable code `code` (for the audit log's viewer).
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.iter().copied().find(|r| r.code() == code)
+    }
+
     /// The stable reason code.
     pub fn code(self) -> &'static str {
         use Reason::*;

@@ -198,6 +198,16 @@ impl TestServer {
         row.0
     }
 
+    /// Whether an audit event with `action` was written (to prove that a flow emits it).
+    pub async fn audited(&self, action: &str) -> bool {
+        let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = $1")
+            .bind(action.to_string())
+            .fetch_one(self.db().pool())
+            .await
+            .expect("audit count");
+        row.0 > 0
+    }
+
     /// The actions of the newest audit events, newest first.
     pub async fn audit_actions(&self, limit: i64) -> Vec<String> {
         nulab_pass::audit::store::recent(self.db().pool(), None, limit)
