@@ -102,6 +102,12 @@ async fn settings_and_connections_are_audited(backend: Backend) {
         s.audited("subscription.seats_changed").await,
         "the seats fixture sets seats"
     );
+    let org_id = c.org.id.to_string();
+    let mark = s
+        .rows(&format!(
+            "SELECT CAST(MAX(seq) AS TEXT) FROM audit_events WHERE chain = '{org_id}'"
+        ))
+        .await;
     let (status, body) = call(s, &c.token, Method::PUT, "/api/v1/orgs/corp/password-policy", Some(json!({"min_length": 14, "require_three_classes": false, "reject_common": true, "max_age_days": null, "password_sign_in": true}))).await;
     assert_eq!(status, 200, "{body}");
     assert!(s.audited("password_policy.changed").await);
@@ -122,6 +128,17 @@ async fn settings_and_connections_are_audited(backend: Backend) {
     let (status, body) = call(s, &c.token, Method::DELETE, &path, None).await;
     assert!(status == 200 || status == 204, "{status}: {body}");
     assert!(s.audited("saml_connection.deleted").await);
+    // Every event of these admin API calls has the API token as its actor.
+    let actors = s
+        .rows(&format!(
+            "SELECT actor_type || ' ' || COALESCE(actor_id, '-') FROM audit_events \
+             WHERE chain = '{org_id}' AND seq > {}",
+            mark[0]
+        ))
+        .await;
+    assert_eq!(actors.len(), 3, "{actors:?}");
+    assert!(actors[0].starts_with("api_token "), "{actors:?}");
+    assert!(actors.iter().all(|a| a == &actors[0]), "{actors:?}");
 }
 both!(
     settings_and_connections_are_audited,

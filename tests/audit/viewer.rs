@@ -115,6 +115,10 @@ async fn investigate_a_failed_sso_sign_in(backend: Backend) {
         "{html}"
     );
     assert!(
+        html.contains("ghost@corp.test"),
+        "the user the IdP asserted"
+    );
+    assert!(
         !html.contains("<code>org.created</code>"),
         "the filter holds"
     );
@@ -203,6 +207,33 @@ async fn investigate_a_failed_sso_sign_in(backend: Backend) {
     assert_eq!(parsed.len(), 1);
     assert_eq!(parsed[0]["id"], id.as_str());
     assert_eq!(parsed[0]["details"]["reason"], "unknown_account");
+
+    // The OpenAPI document describes both export formats of the list.
+    let doc: Value =
+        c.s.client()
+            .get(c.s.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    let list = &doc["paths"]["/api/v1/orgs/{org}/audit-events"]["get"];
+    let content = &list["responses"]["200"]["content"];
+    for kind in ["application/json", "text/csv", "application/jsonl"] {
+        assert!(content.get(kind).is_some(), "{kind}: {content}");
+    }
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for name in [
+        "action", "actor", "target", "ip", "since", "until", "q", "cursor", "limit", "format",
+    ] {
+        assert!(params.contains(&name), "{name}: {params:?}");
+    }
 }
 both!(
     investigate_a_failed_sso_sign_in,
@@ -445,3 +476,46 @@ both!(
     other_orgs_cursors_and_events_are_refused,
     other_orgs_cursors_and_events_are_refused
 );
+
+/// The page in headless Chromium: an admin signs in, searches, opens an event.
+async fn the_page_in_a_browser(backend: Backend) {
+    let c = corp(TestServer::start(backend).await).await;
+    add_domains(&c, &["seen.example"]).await;
+    let browser = crate::common::browser::Browser::start().await;
+    browser.goto(&c.s.url("/signin")).await;
+    browser.fill("input[name=identifier]", "admin@corp.test").await;
+    browser.click("main button[type=submit]").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    browser.fill("input[name=password]", PASSWORD).await;
+    browser.click("main form button[type=submit]").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    browser.goto(&c.s.url("/admin/corp/audit")).await;
+    browser.fill("input[name=action]", "domain.added").await;
+    browser.click("form.filters button[type=submit]").await;
+    let mut rows = serde_json::Value::Null;
+    for _ in 0..50 {
+        rows = browser
+            .script("return document.querySelectorAll('table.audit-events tbody tr').length")
+            .await;
+        if browser.current_url().await.contains("action=domain.added") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows, json!(1), "one domain.added event");
+    browser.click("table.audit-events tbody tr a").await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        browser
+            .current_url()
+            .await
+            .contains("/admin/corp/audit/events/")
+    );
+    let page = browser.source().await;
+    assert!(
+        page.contains("seen.example") && page.contains("(api token)"),
+        "{page}"
+    );
+    browser.quit().await;
+}
+both!(the_page_in_a_browser, the_page_in_a_browser);

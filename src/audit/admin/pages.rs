@@ -94,7 +94,11 @@ impl Row {
     fn of(explained: Explained) -> Row {
         let e = &explained.event;
         let mut summary = match &explained.reason_message {
-            Some(words) => format!("{}: {words}", e.details["reason"].as_str().unwrap_or("")),
+            Some(words) => format!(
+                "{}: {words} {}",
+                e.details["reason"].as_str().unwrap_or(""),
+                e.details["detail"].as_str().unwrap_or("")
+            ),
             None => e.details.to_string(),
         };
         if summary.chars().count() > 140 {
