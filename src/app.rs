@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(home))
         .merge(crate::accounts::pages::routes())
         .merge(crate::orgs::pages::routes())
+        .merge(crate::orgs::invitations::pages::routes())
         .merge(crate::api_tokens::pages::routes())
         .merge(crate::domains::pages::routes())
         .merge(crate::managed::pages::routes())
@@ -204,6 +205,8 @@ fn api_routes() -> Router<AppState> {
         .routes(routes!(orgs::api::get_org))
         .routes(routes!(orgs::api::list_members, orgs::api::add_member))
         .routes(routes!(orgs::api::update_member, orgs::api::remove_member))
+        .routes(routes!(orgs::api::revoke_invitation))
+        .routes(routes!(orgs::api::resend_invitation))
         .routes(routes!(
             domains::api::list_domains,
             domains::api::add_domain

@@ -128,6 +128,19 @@ enum OrgCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Adds an existing Nulab account with a confirmed email as a member directly, without an
+    /// invitation (an open invitation for the address becomes this membership).
+    AddMember {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// `admin` or `member`.
+        #[arg(long, default_value = "member")]
+        role: String,
+        #[command(flatten)]
+        output: Output,
+    },
     /// Sets the subscribed seats (never below the managed accounts that use them).
     Seats {
         #[arg(long)]
@@ -345,7 +358,7 @@ async fn account(config: &Config, command: AccountCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `org create` and `org seats`.
+/// `org create`, `org add-member` and `org seats`.
 async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
     let now = Clock::default().now_ms();
     match command {
@@ -370,6 +383,30 @@ async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
                 &output,
                 &json!({ "id": org.id, "slug": org.slug, "name": org.name, "admin": admin.email }),
                 &org.slug,
+            );
+        }
+        OrgCommand::AddMember {
+            org,
+            email,
+            role,
+            output,
+        } => {
+            let role = orgs::Role::parse(role.trim())
+                .ok_or_else(|| anyhow::anyhow!("--role must be admin or member"))?;
+            let db = open(config).await?;
+            let scope = AdminScope::operator(org_by_slug(&db, &org).await?);
+            let mut tx = db.begin().await?;
+            let member = orgs::add_member(&mut tx, now, &scope, &email, role).await?;
+            tx.commit().await?;
+            print(
+                &output,
+                &json!({ "org": scope.org().slug, "account_id": member.account_id, "email": member.email, "role": member.role.as_str() }),
+                &format!(
+                    "{} is now {} of {}",
+                    member.email,
+                    member.role.as_str(),
+                    scope.org().slug
+                ),
             );
         }
         OrgCommand::Seats { org, seats, output } => {

@@ -87,6 +87,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0010_audit_log.sql"),
         include_str!("../migrations/postgres/0010_audit_log.sql"),
     ),
+    (
+        12,
+        "invitations",
+        include_str!("../migrations/sqlite/0012_invitations.sql"),
+        include_str!("../migrations/postgres/0012_invitations.sql"),
+    ),
 ];
 
 impl Db {

@@ -470,6 +470,55 @@ async fn cli_beside_running_server(backend: Backend) {
             .unwrap();
         assert_eq!(res.status(), 201);
     }
+    // The operator adds u0 directly: the open invitation becomes the membership.
+    let added = run(
+        &url,
+        &[
+            "org",
+            "add-member",
+            "--org",
+            "acme",
+            "--email",
+            "u0@example.com",
+            "--role",
+            "admin",
+            "--json",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let added: serde_json::Value = serde_json::from_str(&added.stdout).unwrap();
+    assert_eq!(
+        (added["email"].as_str(), added["role"].as_str()),
+        (Some("u0@example.com"), Some("admin"))
+    );
+    let memberships = count(&url, "memberships").await;
+    for (args, says) in [
+        (
+            ["--email", "u0@example.com", "--role", "member"],
+            "already a member",
+        ),
+        (
+            ["--email", "u1@example.com", "--role", "owner"],
+            "--role must be admin or member",
+        ),
+        (
+            ["--email", "nobody@example.com", "--role", "member"],
+            "sign up first",
+        ),
+    ] {
+        let mut all = vec!["org", "add-member", "--org", "acme"];
+        all.extend(args);
+        let refused = run(&url, &all, None).await;
+        assert_ne!(refused.code, 0);
+        assert!(refused.stderr.contains(says), "{}", refused.stderr);
+    }
+    assert_eq!(
+        count(&url, "memberships").await,
+        memberships,
+        "nothing changed"
+    );
     let members: serde_json::Value = client
         .get(format!("{base}/api/v1/orgs/acme/members"))
         .bearer_auth(&token)
@@ -479,7 +528,14 @@ async fn cli_beside_running_server(backend: Backend) {
         .json()
         .await
         .unwrap();
-    assert_eq!(members["items"].as_array().unwrap().len(), 6);
+    let statuses: Vec<&str> = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses.len(), 6, "{members}");
+    assert_eq!(statuses.iter().filter(|s| **s == "invited").count(), 4);
     server.kill().await.unwrap();
 }
 both!(cli_works_while_the_server_runs, cli_beside_running_server);

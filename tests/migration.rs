@@ -9,6 +9,8 @@ mod admin_pages;
 mod common;
 #[path = "migration/crash.rs"]
 mod crash;
+#[path = "migration/last_admin.rs"]
+mod last_admin;
 
 use common::smtp::SmtpSink;
 use common::{Backend, TestServer, api, link_in, post_form};
@@ -58,19 +60,16 @@ impl World {
     async fn member(&self, name: &str, password: &str) {
         let email = format!("{name}@corp.test");
         self.server.account(&email, name, password).await;
-        self.add_to("corp", &self.token, &email).await;
+        self.add_to("corp", &email).await;
     }
-    /// Adds the existing account `email` to `org` as a member, with that org's API token.
-    async fn add_to(&self, org: &str, token: &str, email: &str) {
-        let (status, body) = api(
-            &self.server.client(),
-            Method::POST,
-            self.server.url(&format!("/api/v1/orgs/{org}/members")),
-            token,
-            Some(json!({"email": email})),
-        )
-        .await;
-        assert_eq!(status, 201, "{body}");
+    /// Adds the existing account `email` to `org` as a member, as the operator's
+    /// `org add-member` does.
+    async fn add_to(&self, org: &str, email: &str) {
+        let org = nulab_pass::orgs::store::by_slug(self.server.db().pool(), org)
+            .await
+            .unwrap()
+            .expect("org");
+        self.server.add_member(&org, email, "member").await;
     }
     async fn ask(&self, body: Value) -> (u16, Value) {
         api(
@@ -179,7 +178,7 @@ async fn end_to_end(backend: Backend) {
     let s = &w.server;
     let http = s.client();
     // sam is also a member of another organization, whose membership will end.
-    w.add_to("other", &w.other_token, "sam@corp.test").await;
+    w.add_to("other", "sam@corp.test").await;
     let before = w.account("sam@corp.test").await;
     // sam has a session that the migration will end.
     let old_browser = s.signed_in("sam@corp.test", PASSWORD).await;
@@ -333,9 +332,9 @@ async fn eligibility(backend: Backend) {
     let http = s.client();
     // Not members: an account of another org, an unknown email, a managed account.
     s.account("eve@corp.test", "Eve", PASSWORD).await;
-    w.add_to("other", &w.other_token, "eve@corp.test").await;
+    w.add_to("other", "eve@corp.test").await;
     s.account("zed@elsewhere.test", "Zed", PASSWORD).await;
-    w.add_to("corp", &w.token, "zed@elsewhere.test").await;
+    w.add_to("corp", "zed@elsewhere.test").await;
     let (status, _) = api(
         &http,
         Method::POST,

@@ -691,9 +691,8 @@ pub fn urlencode(s: &str) -> String {
 async fn session_lifetime(backend: Backend) {
     let w = world(backend).await;
     let s = &w.server;
-    let admin = s.account("admin@corp.test", "Admin", PASSWORD).await;
-    let org = s.org("corp", &admin).await;
-    let token = s.token(&org).await;
+    let token = corp_org(s, 5).await;
+    managed_account(s, &token, "kim@corp.test", "Kim").await;
     let http = s.client();
     let url = s.url("/api/v1/orgs/corp/session-settings");
     assert_eq!(
@@ -748,9 +747,11 @@ async fn session_lifetime(backend: Backend) {
     assert_eq!(res.status(), 400);
     assert!(res.text().await.unwrap().contains("between 1 and 720"));
 
-    // A member's sign-in now lasts one hour, in the browser and for the product's refresh.
+    // A managed account's sign-in now lasts one hour, in the browser and for the product's
+    // refresh.
     s.state.clock.advance_ms(1000);
-    let (browser, _, tokens) = w.sign_in_to_backlog("admin@corp.test", PASSWORD).await;
+    let (admin_product, _, admin_tokens) = w.sign_in_to_backlog("admin@corp.test", PASSWORD).await;
+    let (browser, _, tokens) = w.sign_in_to_backlog("kim@corp.test", PASSWORD).await;
     s.state.clock.advance_ms(59 * 60_000);
     assert_eq!(get(&browser, &s.url("/account")).await.0, 200);
     s.state.clock.advance_ms(2 * 60_000);
@@ -769,6 +770,21 @@ async fn session_lifetime(backend: Backend) {
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+    // The admin is a Nulab account: corp's lifetime gates only corp's admin area; the account
+    // page and the product's refresh keep the server default.
+    assert_eq!(get(&admin_product, &s.url("/account")).await.0, 200);
+    let (status, location) = get(&admin_product, &s.url("/admin/corp/members")).await;
+    assert_eq!((status, location.starts_with("/signin?next=")), (303, true));
+    let (status, body, _) = w
+        .token_raw(
+            Some(&w.backlog),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &admin_tokens.refresh),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     // Ada, in no organization, keeps the server default.
     let (ada_browser, _, _) = w.sign_in_to_backlog(ADA, PASSWORD).await;
     s.state.clock.advance_ms(2 * 3_600_000);

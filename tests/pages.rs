@@ -57,9 +57,18 @@ async fn first_day_in_a_browser(backend: Backend) {
         .await;
     let page = browser.source().await;
     assert!(
-        page.contains("bob@example.com was added as member."),
+        page.contains("bob@example.com was invited as member."),
         "notice shown"
     );
+    // Bob accepts on his account page (over HTTP); the admin's list then shows him.
+    let bob = server
+        .signed_in("bob@example.com", "another long password")
+        .await;
+    let account_page = bob.get(server.url("/account")).send().await.unwrap();
+    let accept = link_in(&account_page.text().await.unwrap(), "/account/invitations/").unwrap();
+    let res = common::post_form(&bob, &server.url("/account"), &server.url(&accept), &[]).await;
+    assert_eq!(res.status(), 303);
+    browser.goto(&server.url("/admin/acme/members")).await;
     if let Ok(dir) = std::env::var("NULAB_PASS_SCREENSHOTS") {
         browser
             .screenshot(&std::path::Path::new(&dir).join(format!("members-{backend:?}.png")))

@@ -217,10 +217,6 @@ pub enum AccountError {
         "too many wrong passwords or codes: signing in to this account with a password is paused until {0}; try again then"
     )]
     SignInPaused(String),
-    #[error(
-        "you administer {0}, which requires single sign-on: signing in with a password needs two-step verification, which this account has not set up. Ask another admin of {0} to switch off \u{201c}SSO required\u{201d} for a moment, sign in and set it up on your account page"
-    )]
-    SecondFactorNotSetUp(String),
     #[error("this link is not valid; request a new one")]
     LinkInvalid,
     #[error("this link has expired; request a new one")]
@@ -250,7 +246,6 @@ impl From<AccountError> for AppError {
             AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
             AccountError::Suspended => (S::FORBIDDEN, "account_suspended"),
             AccountError::SignInPaused(_) => (S::TOO_MANY_REQUESTS, "sign_in_paused"),
-            AccountError::SecondFactorNotSetUp(_) => (S::FORBIDDEN, "second_factor_not_set_up"),
             AccountError::LinkInvalid => (S::BAD_REQUEST, "link_invalid"),
             AccountError::LinkExpired => (S::GONE, "link_expired"),
             AccountError::LinkUsed => (S::GONE, "link_used"),

@@ -30,12 +30,14 @@ pub async fn start_session(
 }
 
 /// The fixed lifetime (ms) of a new session of `account`: its organization's setting for a
-/// managed account, the shortest of its organizations' settings for a Nulab account; `None`
-/// when none sets one (the server's inactivity timeout then applies).
+/// managed account; `None` for a Nulab account and when the organization sets none (the
+/// server's inactivity timeout then applies). A Nulab account's own session is never shortened
+/// by an organization it joined: each organization's lifetime gates only its admin area
+/// (`orgs::gate`).
 pub async fn lifetime_ms(db: &Db, account: &Account) -> Result<Option<i64>, sqlx::Error> {
     let hours = match (account.kind, account.org_id) {
         (AccountKind::Managed, Some(org)) => store::lifetime_hours(db.pool(), org).await?,
-        _ => store::shortest_lifetime_hours(db.pool(), account.id).await?,
+        _ => None,
     };
     Ok(hours.map(|h| h * HOUR_MS))
 }

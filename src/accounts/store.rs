@@ -383,22 +383,6 @@ pub async fn put_lifetime_hours(
     Ok(())
 }
 
-const SHORTEST_LIFETIME: &str = "SELECT MIN(s.lifetime_hours) AS hours FROM session_settings s \
-     WHERE s.org_id IN (SELECT m.org_id FROM memberships m WHERE m.account_id = $1) \
-     OR s.org_id = (SELECT a.org_id FROM accounts a WHERE a.id = $1)";
-
-/// The shortest session lifetime among the organizations the account belongs to.
-pub async fn shortest_lifetime_hours<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    account: AccountId,
-) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(SHORTEST_LIFETIME)
-        .bind(account.to_string())
-        .fetch_one(exec)
-        .await?;
-    row.try_get("hours")
-}
-
 const POLICY: &str = "SELECT min_length, require_three_classes, reject_common, max_age_days, \
      password_sign_in FROM password_policies WHERE org_id = $1";
 

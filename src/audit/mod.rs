@@ -114,6 +114,12 @@ audit_actions! {
     AuditWebhookConfigured => "audit.webhook_configured",
     AuditWebhookRemoved => "audit.webhook_removed",
     AuditWebhookTested => "audit.webhook_tested",
+    MemberInvited => "member.invited",
+    MemberInvitationResent => "member.invitation_resent",
+    MemberInvitationRevoked => "member.invitation_revoked",
+    MemberInvitationAccepted => "member.invitation_accepted",
+    MemberInvitationDeclined => "member.invitation_declined",
+    MemberInvitationExpired => "member.invitation_expired",
 }
 
 impl AuditAction {
@@ -177,6 +183,12 @@ impl Target {
     pub fn org(id: impl ToString) -> Self {
         Target {
             kind: "org",
+            id: id.to_string(),
+        }
+    }
+    pub fn invitation(id: impl ToString) -> Self {
+        Target {
+            kind: "invitation",
             id: id.to_string(),
         }
     }

@@ -1,5 +1,5 @@
 //! Background jobs that run inside the server process: the outbox sender, domain
-//! re-verification, session cleanup, audit retention and the audit webhook.
+//! re-verification, invitation expiry, session cleanup, audit retention and the audit webhook.
 //! Each is safe with several server instances (claims and leases live in the database).
 
 use std::time::Duration;
@@ -38,6 +38,17 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
     jobs.push(crate::migration::jobs::spawn(state));
     jobs.push(tokio::spawn(crate::audit::webhook::run(state.clone())));
     jobs.push(tokio::spawn(crate::audit::retention::run(state.clone())));
+    let (db, clock) = (state.db.clone(), state.clock.clone());
+    jobs.push(tokio::spawn(async move {
+        loop {
+            match crate::orgs::invitations::expire_due(&db, clock.now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(expired = n, "invitations expired"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "invitation expiry failed"),
+            }
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    }));
     let db = state.db.clone();
     let clock = state.clock.clone();
     jobs.push(tokio::spawn(async move {

@@ -31,6 +31,7 @@ pub enum MailKind {
     MigrationAdminsRequested,
     MigrationAdminsOutcome,
     MigrationAdminsFailed,
+    MemberInvitation,
 }
 
 impl MailKind {
@@ -52,6 +53,7 @@ impl MailKind {
         MailKind::MigrationAdminsRequested,
         MailKind::MigrationAdminsOutcome,
         MailKind::MigrationAdminsFailed,
+        MailKind::MemberInvitation,
     ];
 
     /// The stored name, e.g. `account.verify_email`.
@@ -74,6 +76,7 @@ impl MailKind {
             MigrationAdminsRequested => "migration.admins_requested",
             MigrationAdminsOutcome => "migration.admins_outcome",
             MigrationAdminsFailed => "migration.admins_failed",
+            MemberInvitation => "member.invitation",
         }
     }
 

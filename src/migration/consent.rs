@@ -243,6 +243,13 @@ async fn recheck(
     let account = accounts::store::by_id(&mut **tx, request.account_id)
         .await?
         .ok_or(MigrationError::LinkInvalid)?;
+    // The other organizations this account administers are locked too (in id order), so no
+    // admin there can leave or be demoted between this check and the end of the migration.
+    for other in orgs::store::admin_org_ids(&mut **tx, account.id).await? {
+        if other != org.id {
+            orgs::store::lock(tx, other).await?;
+        }
+    }
     let mut problem = check_account(tx, org.id, &account, domain_ok).await?.err();
     if problem.is_none() {
         let seats = crate::orgs::seats::subscribed(&mut **tx, org.id).await?;
@@ -414,6 +421,9 @@ pub struct ConsentView {
     pub sso_required: bool,
     /// An SSO connection routes the account's domain.
     pub sso_ready: bool,
+    /// Other organizations of which the account is the only admin: migrating now would leave
+    /// them without one, so agreeing is refused until the user fixes it (names).
+    pub sole_admin_of: Vec<String>,
 }
 
 /// Facts for the consent page.
@@ -429,7 +439,13 @@ pub async fn consent_view(db: &Db, consent: &Consent) -> Result<ConsentView, Mig
         .await?
         .iter()
         .any(|c| c.routes(&domain));
+    let sole_admin_of = orgs::store::sole_admin_of(db.pool(), consent.account.id, consent.org.id)
+        .await?
+        .into_iter()
+        .map(|o| o.name)
+        .collect();
     Ok(ConsentView {
+        sole_admin_of,
         other_orgs,
         sso_required: !policy.password_sign_in,
         sso_ready,

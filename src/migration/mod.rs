@@ -138,6 +138,9 @@ pub enum Ineligible {
     DomainNotVerified(String),
     PendingRequest,
     NoFreeSeats,
+    /// The account is the only admin of another organization, which migrating would leave
+    /// without one.
+    LastAdminElsewhere,
 }
 
 impl Ineligible {
@@ -152,6 +155,7 @@ impl Ineligible {
             Ineligible::DomainNotVerified(_) => "domain_not_verified",
             Ineligible::PendingRequest => "pending_request",
             Ineligible::NoFreeSeats => "no_free_seats",
+            Ineligible::LastAdminElsewhere => "last_admin_elsewhere",
         }
     }
     /// What it means, for admins.
@@ -174,6 +178,9 @@ impl Ineligible {
             }
             Ineligible::NoFreeSeats => {
                 "no free seat: pending requests and managed accounts already use every seat; add seats or cancel requests".to_string()
+            }
+            Ineligible::LastAdminElsewhere => {
+                "the account is the only admin of another organization, which migrating would leave without an admin: the user must make someone else an admin there (or leave it) first".to_string()
             }
         }
     }

@@ -38,6 +38,8 @@ struct ConsentPage {
     other_orgs: Vec<String>,
     sso_required: bool,
     sso_ready: bool,
+    /// Organizations the account is the only admin of: agreeing waits until that changes.
+    sole_admin_of: Vec<String>,
     signed_in_as_this: bool,
     /// The account has a second factor: the password needs its code.
     second_factor: bool,
@@ -74,6 +76,7 @@ async fn render(
         other_orgs: view.other_orgs,
         sso_required: view.sso_required,
         sso_ready: view.sso_ready,
+        sole_admin_of: view.sole_admin_of,
         signed_in_as_this: signed_in == Some(consent.account.id),
         second_factor: crate::sign_in::has_second_factor(state.db.pool(), consent.account.id)
             .await?,

@@ -72,6 +72,11 @@ pub(super) async fn check_account(
         Err(Ineligible::EmailNotVerified)
     } else if !domain_verified {
         Err(Ineligible::DomainNotVerified(domain_of(&account.email)))
+    } else if !orgs::store::sole_admin_of(&mut **tx, account.id, org)
+        .await?
+        .is_empty()
+    {
+        Err(Ineligible::LastAdminElsewhere)
     } else {
         Ok(())
     })

@@ -5,7 +5,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 
-use super::{Member, MemberFilter, Org, Role};
+use super::invitations::store::{EntryQuery, Rows};
+use super::invitations::{self, InvitationId, InvitedEntry, Listed};
+use super::{Member, Org, Role};
 use crate::AppState;
 use crate::accounts::{AccountKind, AccountStatus};
 use crate::api_tokens::extract::ApiAdmin;
@@ -14,10 +16,12 @@ use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
 
-/// One page of members.
+/// One page of members and open invitations.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct MemberPage {
-    pub items: Vec<Member>,
+    /// Members, and open invitations (`status` `invited` or `invitation_expired`, with an
+    /// `invitation_id` and no account), by email.
+    pub items: Vec<Listed>,
     /// Pass as `cursor` to get the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
@@ -35,7 +39,7 @@ pub async fn get_org(ApiAdmin(scope): ApiAdmin) -> Json<Org> {
 pub struct MembersQuery {
     /// `nulab` or `managed`.
     kind: Option<String>,
-    /// `active` or `suspended`.
+    /// `active`, `suspended` or `deleted` (members only), or `invited` (open invitations only).
     status: Option<String>,
     /// From the previous page's `next_cursor`.
     cursor: Option<String>,
@@ -54,29 +58,34 @@ pub async fn list_members(
     Query(q): Query<MembersQuery>,
 ) -> Result<Json<MemberPage>, ApiError> {
     let limit = crate::paging::limit(q.limit).map_err(AppError::bad_request)?;
-    let filter = MemberFilter {
-        kind: match q.kind.as_deref().filter(|k| !k.is_empty()) {
-            Some(k) => Some(
-                AccountKind::parse(k)
-                    .ok_or_else(|| AppError::bad_request("kind must be nulab or managed"))?,
-            ),
-            None => None,
-        },
-        status: match q.status.as_deref().filter(|s| !s.is_empty()) {
-            Some(s) => Some(AccountStatus::parse(s).ok_or_else(|| {
-                AppError::bad_request("status must be active, suspended or deleted")
-            })?),
-            None => None,
-        },
+    let kind = match q.kind.as_deref().filter(|k| !k.is_empty()) {
+        Some(k) => Some(
+            AccountKind::parse(k)
+                .ok_or_else(|| AppError::bad_request("kind must be nulab or managed"))?,
+        ),
+        None => None,
     };
-    let page = super::list_members(
-        state.db.pool(),
-        scope.org().id,
-        &filter,
-        q.cursor.as_deref(),
+    let (status, rows) = match q.status.as_deref().filter(|s| !s.is_empty()) {
+        Some("invited") => (None, Rows::InvitationsOnly),
+        Some(s) => (
+            Some(AccountStatus::parse(s).ok_or_else(|| {
+                AppError::bad_request("status must be active, suspended, deleted or invited")
+            })?),
+            Rows::MembersOnly,
+        ),
+        None if kind.is_some() => (None, Rows::MembersOnly),
+        None => (None, Rows::Both),
+    };
+    let query = EntryQuery {
+        org: scope.org().id,
+        kind,
+        status,
+        rows,
+        after: None,
         limit,
-    )
-    .await?;
+        now: state.clock.now_ms(),
+    };
+    let page = invitations::list(state.db.pool(), query, q.cursor.as_deref()).await?;
     Ok(Json(MemberPage {
         items: page.items,
         next_cursor: page.next_cursor,
@@ -86,34 +95,92 @@ pub async fn list_members(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
-    /// Email of an existing Nulab account with a confirmed address.
+    /// The email address to invite.
     email: String,
     /// `admin` or `member` (default `member`).
     role: Option<Role>,
 }
 
-/// Adds an existing Nulab account as a member.
+/// Invites an email address: an invitation is stored and emailed, with the same answer whether
+/// or not an account uses the address. It takes effect only when the invitee accepts.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/members", tag = "members",
     params(("org" = String, Path, description = "organization ID (slug)")),
     request_body = AddMember,
-    responses((status = 201, body = Member), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = InvitedEntry), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn add_member(
     State(state): State<AppState>,
     ApiAdmin(scope): ApiAdmin,
     ApiJson(body): ApiJson<AddMember>,
-) -> Result<(StatusCode, Json<Member>), ApiError> {
+) -> Result<(StatusCode, Json<InvitedEntry>), ApiError> {
+    let now = state.clock.now_ms();
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
-    let member = super::add_member(
+    let invitation = invitations::invite(
         &mut tx,
-        state.clock.now_ms(),
+        now,
         &scope,
         &body.email,
         body.role.unwrap_or(Role::Member),
+        &state.base_url(),
     )
-    .await?;
+    .await
+    .map_err(AppError::from)?;
     tx.commit().await.map_err(AppError::from)?;
-    Ok((StatusCode::CREATED, Json(member)))
+    Ok((StatusCode::CREATED, Json(entry(&invitation, now))))
+}
+
+fn entry(invitation: &invitations::Invitation, now: i64) -> InvitedEntry {
+    InvitedEntry {
+        invitation_id: invitation.id.to_string(),
+        email: invitation.email.clone(),
+        role: invitation.role,
+        status: invitations::listed_status(invitation.status, invitation.expires_at, now),
+        invited_at: invitation.sent_at,
+        expires_at: invitation.expires_at,
+    }
+}
+
+fn invitation_in_path(raw: &str) -> Result<InvitationId, ApiError> {
+    InvitationId::parse(raw).ok_or_else(|| ApiError(invitations::InvitationError::NotFound.into()))
+}
+
+/// Sends an open invitation again with a new link and expiry (the old link stops working).
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/invitations/{invitation_id}/resend", tag = "members",
+    params(("org" = String, Path, description = "organization ID (slug)"), ("invitation_id" = String, Path, description = "invitation id")),
+    responses((status = 200, body = InvitedEntry), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn resend_invitation(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Json<InvitedEntry>, ApiError> {
+    let id = invitation_in_path(&id)?;
+    let now = state.clock.now_ms();
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    let invitation = invitations::resend(&mut tx, now, &scope, id, &state.base_url())
+        .await
+        .map_err(AppError::from)?;
+    tx.commit().await.map_err(AppError::from)?;
+    Ok(Json(entry(&invitation, now)))
+}
+
+/// Revokes an open invitation; its link stops working.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/invitations/{invitation_id}", tag = "members",
+    params(("org" = String, Path, description = "organization ID (slug)"), ("invitation_id" = String, Path, description = "invitation id")),
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_invitation(
+    State(state): State<AppState>,
+    ApiAdmin(scope): ApiAdmin,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let id = invitation_in_path(&id)?;
+    let mut tx = state.db.begin().await.map_err(AppError::from)?;
+    invitations::revoke(&mut tx, state.clock.now_ms(), &scope, id)
+        .await
+        .map_err(AppError::from)?;
+    tx.commit().await.map_err(AppError::from)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -11,8 +11,9 @@ use crate::accounts::session::SignedIn;
 use crate::web::error::AppError;
 use crate::web::extract::{meta_of, org_slug};
 
-/// A signed-in admin of the organization in the path. Non-members get 404 (the page does not
-/// say whether the organization exists); members who are not admins get 403.
+/// A signed-in admin of the organization in the path, admitted by the organization's sign-in
+/// policies ([`super::gate`]). Non-members get 404 (the page does not say whether the
+/// organization exists); members who are not admins get 403.
 pub struct OrgAdmin {
     pub scope: AdminScope,
     pub account: Account,
@@ -27,6 +28,11 @@ impl FromRequestParts<AppState> for OrgAdmin {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let signed_in = SignedIn::from_request_parts(parts, state).await?;
+        let next = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".into());
         let not_found =
             || AppError::not_found("There is no organization with this ID that you administer.");
         let slug = org_slug(parts, state).await.ok_or_else(not_found)?;
@@ -34,11 +40,16 @@ impl FromRequestParts<AppState> for OrgAdmin {
             .await?
             .ok_or_else(not_found)?;
         match super::store::role_of(state.db.pool(), org.id, signed_in.account.id).await? {
-            Some(Role::Admin) => Ok(OrgAdmin {
-                scope: AdminScope::grant(org, signed_in.account.actor(), meta_of(parts)),
-                account: signed_in.account,
-                session: signed_in.session,
-            }),
+            Some(Role::Admin) => {
+                let meta = meta_of(parts);
+                let (account, session) = (signed_in.account, signed_in.session);
+                super::gate::admit_admin(state, &session, &account, &org, &meta, &next).await?;
+                Ok(OrgAdmin {
+                    scope: AdminScope::grant(org, account.actor(), meta),
+                    account,
+                    session,
+                })
+            }
             Some(Role::Member) => Err(AppError::forbidden(
                 "Only admins of this organization can open its admin pages.",
             )),

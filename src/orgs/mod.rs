@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod extract;
+pub mod gate;
+pub mod invitations;
 pub mod pages;
 pub mod seats;
 pub mod store;
@@ -284,7 +286,9 @@ pub async fn create(
     Ok(org)
 }
 
-/// Adds an existing, email-verified Nulab account to the organization.
+/// Adds an existing, email-verified Nulab account to the organization directly, without an
+/// invitation: only the operator CLI may (admins invite, [`invitations::invite`]). An open
+/// invitation for the address becomes this membership.
 pub async fn add_member(
     tx: &mut Tx,
     now: i64,
@@ -319,13 +323,18 @@ pub async fn add_member(
                 e.into()
             }
         })?;
+    let invitation = invitations::close_for_direct_add(tx, now, org_id, &account.email).await?;
     scope
         .audit(
             tx,
             now,
             AuditAction::MemberAdded,
             Target::account(account.id),
-            serde_json::json!({ "email": account.email, "role": role.as_str() }),
+            serde_json::json!({
+                "email": account.email,
+                "role": role.as_str(),
+                "invitation": invitation.map(|i| i.to_string()),
+            }),
         )
         .await?;
     store::member(&mut **tx, org_id, account.id)

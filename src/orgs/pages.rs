@@ -30,6 +30,14 @@ pub fn routes() -> Router<AppState> {
             "/admin/{org}/members/{account_id}/remove",
             post(remove_member),
         )
+        .route(
+            "/admin/{org}/invitations/{invitation_id}/resend",
+            post(resend_invitation),
+        )
+        .route(
+            "/admin/{org}/invitations/{invitation_id}/revoke",
+            post(revoke_invitation),
+        )
         .route("/account/orgs/{org}/leave", post(leave))
 }
 
@@ -142,7 +150,12 @@ struct MembersPage {
     seats: super::seats::Seats,
     /// Whether any listed member is a Nulab account, which the admin may select for migration.
     nulab_members: bool,
+    /// Open invitations (the first [`INVITATIONS_SHOWN`] by email), with their listed status.
+    invitations: Vec<(super::invitations::Invitation, &'static str)>,
 }
+
+/// How many open invitations the members page lists (the API pages through all of them).
+const INVITATIONS_SHOWN: i64 = 200;
 
 #[derive(Deserialize, Default)]
 struct MembersQuery {
@@ -181,7 +194,21 @@ async fn render_members(
     )
     .await?;
     let nulab_members = page.items.iter().any(|m| m.kind == AccountKind::Nulab);
+    let now = state.clock.now_ms();
+    let invitations = super::invitations::store::open_of_org(
+        state.db.pool(),
+        admin.scope.org().id,
+        INVITATIONS_SHOWN,
+    )
+    .await?
+    .into_iter()
+    .map(|i| {
+        let status = super::invitations::listed_status(i.status, i.expires_at, now);
+        (i, status)
+    })
+    .collect();
     Ok(MembersPage {
+        invitations,
         nulab_members,
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
         org: admin.scope.org().clone(),
@@ -248,20 +275,68 @@ async fn add_member(
     let result = async {
         let role = parse_role(&form.role)?;
         let mut tx = state.db.begin().await?;
-        let member = super::add_member(
+        let invitation = super::invitations::invite(
             &mut tx,
             state.clock.now_ms(),
             &admin.scope,
             &form.email,
             role,
+            &state.base_url(),
         )
         .await?;
         tx.commit().await?;
         Ok::<_, AppError>(format!(
-            "{} was added as {}.",
-            member.email,
-            member.role.as_str()
+            "{} was invited as {}. They join when they accept.",
+            invitation.email,
+            invitation.role.as_str()
         ))
+    }
+    .await;
+    after_change(&state, &admin, result).await
+}
+
+fn parse_invitation(raw: &str) -> Result<super::invitations::InvitationId, AppError> {
+    super::invitations::InvitationId::parse(raw)
+        .ok_or_else(|| super::invitations::InvitationError::NotFound.into())
+}
+
+async fn resend_invitation(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let result = async {
+        let id = parse_invitation(&id)?;
+        let mut tx = state.db.begin().await?;
+        let invitation = super::invitations::resend(
+            &mut tx,
+            state.clock.now_ms(),
+            &admin.scope,
+            id,
+            &state.base_url(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, AppError>(format!(
+            "The invitation to {} was sent again.",
+            invitation.email
+        ))
+    }
+    .await;
+    after_change(&state, &admin, result).await
+}
+
+async fn revoke_invitation(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let result = async {
+        let id = parse_invitation(&id)?;
+        let mut tx = state.db.begin().await?;
+        super::invitations::revoke(&mut tx, state.clock.now_ms(), &admin.scope, id).await?;
+        tx.commit().await?;
+        Ok::<_, AppError>("The invitation was revoked.".to_string())
     }
     .await;
     after_change(&state, &admin, result).await

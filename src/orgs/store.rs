@@ -273,3 +273,43 @@ pub async fn orgs_of(
         })
         .collect()
 }
+
+const SOLE_ADMIN_OF: &str = "SELECT o.id, o.slug, o.name, o.seats, o.created_at FROM memberships m \
+     JOIN orgs o ON o.id = m.org_id WHERE m.account_id = $1 AND m.org_id <> $2 AND m.role = 'admin' \
+     AND NOT EXISTS (SELECT 1 FROM memberships m2 JOIN accounts a2 ON a2.id = m2.account_id \
+     WHERE m2.org_id = m.org_id AND m2.role = 'admin' AND a2.status = 'active' \
+     AND m2.account_id <> m.account_id) ORDER BY o.name";
+
+/// The organizations other than `except` of which `account` is the only active admin.
+pub async fn sole_admin_of<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+    except: OrgId,
+) -> Result<Vec<Org>, sqlx::Error> {
+    let rows = sqlx::query(SOLE_ADMIN_OF)
+        .bind(account.to_string())
+        .bind(except.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(org_from_row).collect()
+}
+
+const ADMIN_ORG_IDS: &str =
+    "SELECT org_id FROM memberships WHERE account_id = $1 AND role = 'admin' ORDER BY org_id";
+
+/// The organizations `account` administers, by id (the order locks are taken in).
+pub async fn admin_org_ids<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+) -> Result<Vec<OrgId>, sqlx::Error> {
+    let rows = sqlx::query(ADMIN_ORG_IDS)
+        .bind(account.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("org_id")?;
+            OrgId::parse(&id).ok_or_else(|| bad("org_id"))
+        })
+        .collect()
+}

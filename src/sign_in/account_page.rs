@@ -1,5 +1,6 @@
-//! The account page: who is signed in and how, their organizations, and whether a second factor
-//! is set up. It sits in `sign_in` because it shows what accounts, orgs and sign-in own.
+//! The account page: who is signed in and how, their organizations (each can be left), pending
+//! invitations (accept or decline), and whether a second factor is set up. No organization's
+//! policy keeps an account from this page. It sits in `sign_in` because it shows what accounts, orgs and sign-in own.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -10,6 +11,7 @@ use axum::routing::get;
 use crate::AppState;
 use crate::accounts::Account;
 use crate::accounts::session::SignedIn;
+use crate::orgs::invitations::{self, Invitation};
 use crate::orgs::{Org, Role};
 use crate::web::error::AppError;
 use crate::web::{Layout, session};
@@ -26,6 +28,8 @@ struct AccountPage {
     account: Account,
     method: String,
     orgs: Vec<(Org, Role)>,
+    /// Pending invitations to the account's confirmed email.
+    invitations: Vec<(Invitation, Org)>,
     two_step: bool,
 }
 
@@ -37,12 +41,14 @@ async fn account_page(
     let method = session::method(&session).await?;
     let orgs = crate::orgs::store::orgs_of(state.db.pool(), account.id).await?;
     let two_step = super::has_second_factor(state.db.pool(), account.id).await?;
+    let invitations = invitations::pending_for(&state.db, state.clock.now_ms(), &account).await?;
     Ok(AccountPage {
         layout: Layout::new(&session, Some(&account)).await?,
         notice: crate::web::take_flash(&session).await?,
         method: method.map_or("unknown", |m| m.label()).to_string(),
         account,
         orgs,
+        invitations,
         two_step,
     })
 }

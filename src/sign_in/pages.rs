@@ -303,16 +303,7 @@ async fn two_step(
 ) -> Result<Response, AppError> {
     let (mut pending, account) = pending(&state, &session).await?.ok_or_else(start_again)?;
     let now = state.clock.now_ms();
-    match second_factor::complete_sign_in(
-        &state.db,
-        now,
-        &account,
-        &form.code,
-        &meta,
-        &state.base_url(),
-    )
-    .await
-    {
+    match second_factor::complete_sign_in(&state.db, now, &account, &form.code, &meta).await {
         Ok(()) => {
             session.remove::<Pending>(PENDING_KEY).await?;
             finish(

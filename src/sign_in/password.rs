@@ -1,6 +1,6 @@
 //! Password sign-in: the email and password are checked (throttled, in constant time whether
 //! or not the email exists), the organization's policy decides whether a password may be used
-//! at all, and break-glass admins must also pass their second factor
+//! at all (for its managed accounts), and an account with a second factor must also pass it
 //! ([`super::second_factor`]). Success and failure are both audited.
 
 use crate::accounts::{
@@ -75,19 +75,15 @@ async fn admit(
     if account.kind == AccountKind::Managed && !policy.password_sign_in {
         return Ok(Err(AccountError::PasswordSignInDisabled));
     }
-    // Break-glass: an admin of an organization that requires SSO signing in with a password
-    // must pass a second factor, so it must have one.
+    // An organization's "SSO required" never refuses a Nulab account its own sign-in: it gates
+    // only that organization's admin area (`orgs::gate`).
     let second_factor = super::has_second_factor(db.pool(), account.id).await?;
-    let sso_orgs = super::break_glass_orgs(db.pool(), account).await?;
-    Ok(match sso_orgs.first() {
-        Some(org) if !second_factor => Err(AccountError::SecondFactorNotSetUp(org.name.clone())),
-        _ => Ok(SignIn {
-            must_change_password: account.must_change_password
-                || policy.is_expired(account.password_changed_at, now),
-            account: account.clone(),
-            second_factor_required: second_factor,
-        }),
-    })
+    Ok(Ok(SignIn {
+        must_change_password: account.must_change_password
+            || policy.is_expired(account.password_changed_at, now),
+        account: account.clone(),
+        second_factor_required: second_factor,
+    }))
 }
 
 /// Audits the outcome in one transaction, counting a wrong password towards the pause and
@@ -162,7 +158,6 @@ fn failure_reason(err: &AccountError) -> &'static str {
         AccountError::Suspended => "account_suspended",
         AccountError::InvalidCredentials => "invalid_credentials",
         AccountError::PasswordSignInDisabled => "password_sign_in_disabled",
-        AccountError::SecondFactorNotSetUp(_) => "second_factor_not_set_up",
         AccountError::SignInPaused(_) => "sign_in_paused",
         _ => "error",
     }

@@ -1,6 +1,6 @@
 //! The TOTP second factor: enrollment on the account page (confirmed by the password and a first
-//! code), the check after a password sign-in (each code works once), removal, and the
-//! break-glass notices when an admin of an organization that requires SSO signs in this way.
+//! code), the check after a password sign-in (each code works once), and removal (never leaving
+//! an organization that requires SSO without an admin who can sign in without it).
 
 use axum::http::StatusCode;
 
@@ -9,7 +9,7 @@ use crate::accounts::{self, Account, totp};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::db::{Db, Tx};
 use crate::ids::AccountId;
-use crate::mail::{self, Mail, MailAction, MailError};
+use crate::mail::MailError;
 use crate::web::error::AppError;
 
 /// Name authenticator apps show for the codes.
@@ -197,16 +197,15 @@ pub async fn use_code(
     })
 }
 
-/// Checks the code that completes a password sign-in. Success signs the account in (audited);
-/// for each organization requiring SSO that it administers, a break-glass event is recorded and
-/// its other admins are emailed. A wrong or replayed code is audited as a failed sign-in.
+/// Checks the code that completes a password sign-in. Success signs the account in (audited).
+/// A wrong or replayed code is audited as a failed sign-in. (Break-glass entry into an
+/// organization that requires SSO is audited where it happens: `orgs::gate`.)
 pub async fn complete_sign_in(
     db: &Db,
     now: i64,
     account: &Account,
     code: &str,
     meta: &RequestMeta,
-    base_url: &str,
 ) -> Result<(), SecondFactorError> {
     let mut tx = db.begin().await?;
     if accounts::throttle::paused_until(&mut *tx, account.id, now)
@@ -245,35 +244,6 @@ pub async fn complete_sign_in(
         serde_json::json!({ "method": "password", "second_factor": "totp" }),
     )
     .await?;
-    for org in super::break_glass_orgs(&mut *tx, account).await? {
-        record(
-            &mut tx,
-            now,
-            account,
-            Some(org.id),
-            AuditAction::AccountBreakGlassSignedIn,
-            meta,
-            serde_json::json!({ "email": account.email, "org": org.slug, "ip": meta.ip }),
-        )
-        .await?;
-        for to in store::other_admins(&mut *tx, org.id, account.id).await? {
-            let mail = Mail {
-                kind: crate::mail::MailKind::AccountBreakGlassSignedIn,
-                to,
-                subject: format!("{} signed in to {} without single sign-on", account.email, org.name),
-                paragraphs: vec![
-                    format!(
-                        "{} ({}), an admin of {}, signed in with a password and a second factor instead of single sign-on.",
-                        account.name, account.email, org.name
-                    ),
-                    "This break-glass sign-in exists so that the organization is never locked out when its IdP fails. If you did not expect it, review the audit log and the admin's account now.".to_string(),
-                ],
-                action: Some(MailAction { label: "Open the members page".to_string(), url: format!("{base_url}/admin/{}/members", org.slug) }),
-                closing: vec![format!("From {}", meta.ip.as_deref().unwrap_or("an unknown address"))],
-            };
-            mail::enqueue(&mut tx, now, &mail).await?;
-        }
-    }
     tx.commit().await?;
     Ok(())
 }

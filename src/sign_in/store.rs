@@ -167,21 +167,3 @@ pub async fn break_glass_admins<'c>(
         .await?;
     rows.iter().map(|r| r.try_get("email")).collect()
 }
-
-const OTHER_ADMINS: &str = "SELECT a.email FROM memberships m JOIN accounts a ON a.id = m.account_id \
-     WHERE m.org_id = $1 AND m.role = 'admin' AND a.status = 'active' AND a.id <> $2 \
-     ORDER BY a.email_norm";
-
-/// Emails of the org's active admins other than `account`.
-pub async fn other_admins<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    org: OrgId,
-    account: AccountId,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows = sqlx::query(OTHER_ADMINS)
-        .bind(org.to_string())
-        .bind(account.to_string())
-        .fetch_all(exec)
-        .await?;
-    rows.iter().map(|r| r.try_get("email")).collect()
-}

@@ -160,6 +160,52 @@ impl TestServer {
         org
     }
 
+    /// Adds the existing account `email` to `org` as `role` (`admin` or `member`) the way the
+    /// operator's `nulab-pass org add-member` does: directly, without an invitation.
+    pub async fn add_member(&self, org: &nulab_pass::orgs::Org, email: &str, role: &str) {
+        fixture::add_member(self.db(), self.state.clock.now_ms(), org, email, role).await;
+    }
+
+    /// An admin invites `email` to `org_slug` through the API with `token`, and the invitee,
+    /// signed in with `password`, accepts it on the account page: a member by consent.
+    /// Returns the invitee's signed-in browser.
+    pub async fn invite_and_accept(
+        &self,
+        org_slug: &str,
+        token: &str,
+        email: &str,
+        password: &str,
+        role: &str,
+    ) -> reqwest::Client {
+        let (status, body) = api(
+            &self.client(),
+            reqwest::Method::POST,
+            self.url(&format!("/api/v1/orgs/{org_slug}/members")),
+            token,
+            Some(serde_json::json!({"email": email, "role": role})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (201, Some("invited")),
+            "{body}"
+        );
+        let id = body["invitation_id"]
+            .as_str()
+            .expect("invitation id")
+            .to_string();
+        let browser = self.signed_in(email, password).await;
+        let res = post_form(
+            &browser,
+            &self.url("/account"),
+            &self.url(&format!("/account/invitations/{id}/accept")),
+            &[],
+        )
+        .await;
+        assert_eq!(res.status(), 303, "the invitation is accepted");
+        browser
+    }
+
     /// A signed-in browser for an existing account.
     pub async fn signed_in(&self, email: &str, password: &str) -> reqwest::Client {
         let client = self.client();
@@ -461,6 +507,17 @@ pub mod fixture {
         )
         .await
         .expect("create org")
+    }
+
+    /// Adds `email` to `org` as `role` the way `nulab-pass org add-member` does.
+    pub async fn add_member(db: &Db, now: i64, org: &orgs::Org, email: &str, role: &str) {
+        let scope = orgs::AdminScope::operator(org.clone());
+        let role = orgs::Role::parse(role).expect("admin or member");
+        let mut tx = db.begin().await.expect("begin");
+        orgs::add_member(&mut tx, now, &scope, email, role)
+            .await
+            .expect("add member");
+        tx.commit().await.expect("commit");
     }
 
     /// A domain row of `org` in any status (`pending`, `verified`, `lapsed`, `expired`).

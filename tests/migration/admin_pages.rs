@@ -153,15 +153,7 @@ async fn all_filtered(backend: Backend) {
     let s = &w.server;
     // zed is a member on a domain corp has not verified.
     s.account("zed@elsewhere.test", "Zed", PASSWORD).await;
-    let (status, _) = api(
-        &s.client(),
-        Method::POST,
-        s.url("/api/v1/orgs/corp/members"),
-        &w.token,
-        Some(json!({"email": "zed@elsewhere.test"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    w.add_to("corp", "zed@elsewhere.test").await;
     let admin = s.signed_in("admin@corp.test", PASSWORD).await;
     let html = page_text(&admin, &s.url("/admin/corp/migrations?q=ANN")).await;
     assert!(

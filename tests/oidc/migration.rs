@@ -14,15 +14,8 @@ async fn same_sub(backend: Backend) {
     // corp has a verified domain and seats; sam is a Nulab-account member on that domain.
     let token = corp_org(s, 5).await;
     s.account(SAM, "Sam", PASSWORD).await;
-    let (status, body) = api(
-        &s.client(),
-        Method::POST,
-        s.url("/api/v1/orgs/corp/members"),
-        &token,
-        Some(json!({"email": SAM})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    s.invite_and_accept("corp", &token, SAM, PASSWORD, "member")
+        .await;
 
     // Before: the product signs sam in with the password and keeps the `sub`.
     let (_, before, old_tokens) = w.sign_in_to_backlog(SAM, PASSWORD).await;
