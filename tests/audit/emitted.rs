@@ -19,17 +19,9 @@ async fn account_changes_are_audited(backend: Backend) {
     let org = s.org("corp", &admin).await;
     let token = s.token(&org).await;
     s.account("nia@mail.test", "Nia", PASSWORD).await;
-    let (status, body) = call(
-        &s,
-        &token,
-        Method::POST,
-        "/api/v1/orgs/corp/members",
-        Some(json!({"email": "nia@mail.test", "role": "member"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-
-    let nia = s.signed_in("nia@mail.test", PASSWORD).await;
+    let nia = s
+        .invite_and_accept("corp", &token, "nia@mail.test", PASSWORD, "member")
+        .await;
     let res = post_form(
         &nia,
         &s.url("/account"),
