@@ -13,6 +13,7 @@ use common::time;
 use nulab_pass::accounts::{AccountKind, AccountStatus};
 use nulab_pass::db::Db;
 use nulab_pass::ids::{AccountId, OrgId};
+use nulab_pass::orgs::invitations::store::{EntryQuery, Rows};
 use nulab_pass::orgs::{self, MemberFilter};
 
 const MEMBERS: usize = 100_000;
@@ -123,6 +124,63 @@ async fn bench(name: &str, db: Db) {
             .unwrap()
     })
     .await;
+    // The API's list: members and open invitations in one order (1,000 invitations seeded).
+    invitations(&db, org).await;
+    let query = || EntryQuery {
+        org,
+        kind: None,
+        status: None,
+        rows: Rows::Both,
+        after: None,
+        limit: 50,
+        now: 0,
+    };
+    time(
+        "API list with invitations, first page (50)",
+        50,
+        async || orgs::invitations::list(&pool, query(), None).await.unwrap(),
+    )
+    .await;
+    time(
+        "API list with invitations, page at member 50,000 (50)",
+        50,
+        async || {
+            orgs::invitations::list(&pool, query(), deep.as_deref())
+                .await
+                .unwrap()
+        },
+    )
+    .await;
+    time("API list, open invitations only (50)", 50, async || {
+        let only = EntryQuery {
+            rows: Rows::InvitationsOnly,
+            ..query()
+        };
+        orgs::invitations::list(&pool, only, None).await.unwrap()
+    })
+    .await;
+}
+
+/// 1,000 pending invitations of `org`, spread through the member list's order.
+async fn invitations(db: &Db, org: OrgId) {
+    let mut sql = String::from(
+        "INSERT INTO invitations (id, org_id, email, email_norm, role, status, token_hash, \
+         invited_by, created_at, sent_at, expires_at) VALUES ",
+    );
+    for i in 0..1000 {
+        let sep = if i == 0 { "" } else { "," };
+        let email = format!("user{:06}x@big.test", i * 100);
+        let id = uuid::Uuid::new_v4();
+        sql.push_str(&format!(
+            "{sep}('{id}','{org}','{email}','{email}','member','pending','h{id}','bench',0,0,{})",
+            i64::MAX / 2
+        ));
+    }
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(db.pool())
+        .await
+        .unwrap();
+    common::analyze(db).await;
 }
 
 #[tokio::main]

@@ -483,7 +483,9 @@ async fn the_page_in_a_browser(backend: Backend) {
     add_domains(&c, &["seen.example"]).await;
     let browser = crate::common::browser::Browser::start().await;
     browser.goto(&c.s.url("/signin")).await;
-    browser.fill("input[name=identifier]", "admin@corp.test").await;
+    browser
+        .fill("input[name=identifier]", "admin@corp.test")
+        .await;
     browser.click("main button[type=submit]").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     browser.fill("input[name=password]", PASSWORD).await;

@@ -460,3 +460,74 @@ both!(
     invitations_are_resent_revoked_and_expire,
     resend_revoke_expire
 );
+
+async fn parallel(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let ada = s.account("ada@example.com", "Ada", PASSWORD).await;
+    let org = s.org("acme", &ada).await;
+    let token = token_for(&s, &org).await;
+    s.account("bob@example.com", "Bob", PASSWORD).await;
+    // Eight parallel invitations of one address: one is made, the others are refused.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, token) = (
+            s.client(),
+            s.url("/api/v1/orgs/acme/members"),
+            token.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            api(
+                &client,
+                Method::POST,
+                url,
+                &token,
+                Some(json!({"email": "bob@example.com"})),
+            )
+            .await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert!(
+            status == 201 || body["error"] == "already_invited",
+            "{status} {body}"
+        );
+        statuses.push(status);
+    }
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1);
+    assert_eq!(s.count("invitations").await, 1);
+    // Eight parallel acceptances in one browser: one membership, one event.
+    let id = s.rows("SELECT id FROM invitations").await.remove(0);
+    let bob = s.signed_in("bob@example.com", PASSWORD).await;
+    let csrf = common::csrf_of(&bob, &s.url("/account")).await;
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (bob, url, csrf) = (
+            bob.clone(),
+            s.url(&format!("/account/invitations/{id}/accept")),
+            csrf.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            bob.post(url)
+                .form(&[("csrf", csrf.as_str())])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, [303, 410, 410, 410, 410, 410, 410, 410]);
+    assert_eq!(s.count("memberships").await, 2);
+    let accepted = s
+        .rows("SELECT action FROM audit_events WHERE action = 'member.invitation_accepted'")
+        .await;
+    assert_eq!(accepted.len(), 1);
+}
+both!(parallel_invitations_and_answers_decide_once, parallel);

@@ -276,6 +276,7 @@ pub async fn resend(
     base_url: &str,
 ) -> Result<Invitation, InvitationError> {
     let org = scope.org();
+    super::store::lock(tx, org.id).await?;
     let found = store::by_id(&mut **tx, org.id, id)
         .await?
         .ok_or(InvitationError::NotFound)?;
@@ -313,6 +314,7 @@ pub async fn revoke(
     scope: &AdminScope,
     id: InvitationId,
 ) -> Result<(), InvitationError> {
+    super::store::lock(tx, scope.org().id).await?;
     let found = store::by_id(&mut **tx, scope.org().id, id)
         .await?
         .ok_or(InvitationError::NotFound)?;
@@ -463,6 +465,10 @@ async fn answer(
         .await?
         .ok_or(InvitationError::NotFound)?;
     super::store::lock(&mut tx, org.id).await?;
+    // Read again under the organization's lock: a parallel answer may have just decided it.
+    let invitation = store::for_email(&mut *tx, id, &account.email.to_lowercase())
+        .await?
+        .ok_or(InvitationError::NotFound)?;
     if !invitation.is_live(now) {
         return Err(match invitation.status {
             InvitationStatus::Pending | InvitationStatus::Expired => InvitationError::Expired,
