@@ -50,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::migration::pages::routes())
         .merge(crate::sign_in::pages::routes())
         .merge(crate::oidc::endpoints::routes())
+        .merge(crate::logout::pages::routes())
+        .merge(crate::logout::product::routes())
         .merge(crate::saml::pages::routes())
         .merge(crate::audit::admin::pages::routes());
     if state.config.dev {

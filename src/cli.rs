@@ -310,7 +310,8 @@ async fn mock_idp(
         &format!("{public}/metadata"),
         &format!("{public}/sso"),
         keys,
-    );
+    )
+    .with_slo(&format!("{public}/slo"));
     println!("mock IdP metadata: {public}/metadata");
     crate::saml::mock_idp_server::serve(idp, listen).await
 }

@@ -93,6 +93,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0012_invitations.sql"),
         include_str!("../migrations/postgres/0012_invitations.sql"),
     ),
+    (
+        14,
+        "single logout",
+        include_str!("../migrations/sqlite/0014_single_logout.sql"),
+        include_str!("../migrations/postgres/0014_single_logout.sql"),
+    ),
 ];
 
 impl Db {

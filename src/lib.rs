@@ -12,6 +12,7 @@ pub mod db;
 pub mod domains;
 pub mod ids;
 pub mod jobs;
+pub mod logout;
 pub mod mail;
 pub mod managed;
 pub mod migration;

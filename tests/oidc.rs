@@ -13,6 +13,8 @@ mod break_glass;
 mod common;
 #[path = "oidc/migration.rs"]
 mod migration;
+#[path = "oidc/slo.rs"]
+mod slo;
 #[path = "oidc/sso.rs"]
 mod sso;
 
@@ -96,6 +98,7 @@ pub async fn register(server: &TestServer, name: &str, uris: &[&str], logout: &[
         name,
         &to_vec(uris),
         &to_vec(logout),
+        None,
         &Actor::Operator,
     )
     .await

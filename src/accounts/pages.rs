@@ -5,7 +5,7 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -13,7 +13,7 @@ use tower_sessions::Session;
 use super::{AccountError, Email, NewAccount};
 use crate::AppState;
 use crate::accounts::session::SignedIn;
-use crate::audit::{self, Actor, AuditAction, Target};
+use crate::audit::Actor;
 use crate::web::error::AppError;
 use crate::web::extract::{ClientMeta, PageForm};
 use crate::web::{Layout, session};
@@ -21,7 +21,6 @@ use crate::web::{Layout, session};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/signup", get(signup_page).post(signup))
-        .route("/signout", post(signout))
         .route("/verify-email", get(verify_email))
         .route("/account/resend-verification", post(resend_verification))
         .merge(super::password_pages::routes())
@@ -153,35 +152,6 @@ pub fn local_path(next: Option<&str>) -> String {
 pub(super) fn safe_next(next: Option<&str>) -> String {
     next.and_then(crate::web::local_path)
         .unwrap_or_else(|| "/account".to_string())
-}
-
-async fn signout(
-    State(state): State<AppState>,
-    session: Session,
-    ClientMeta(meta): ClientMeta,
-) -> Result<Response, AppError> {
-    if let Some(id) = session::account_id(&session).await? {
-        let now = state.clock.now_ms();
-        let mut tx = state.db.begin().await?;
-        if let Some(account) = super::store::by_id(&mut *tx, id).await? {
-            audit::record(
-                &mut tx,
-                now,
-                audit::Event {
-                    org_id: account.org_id,
-                    action: AuditAction::AccountSignedOut,
-                    actor: &account.actor(),
-                    target: Some(Target::account(account.id)),
-                    meta: &meta,
-                    details: serde_json::json!({}),
-                },
-            )
-            .await?;
-        }
-        tx.commit().await?;
-    }
-    session.flush().await?;
-    Ok(Redirect::to("/signin").into_response())
 }
 
 #[derive(Deserialize)]

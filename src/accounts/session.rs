@@ -24,7 +24,20 @@ pub async fn start_session(
     account: &Account,
     method: session::SignInMethod,
 ) -> Result<(), AppError> {
-    session::sign_in(session, account, method, state.clock.now_ms()).await?;
+    let sign_in_id = session::new_sign_in_id();
+    start_sign_in(state, session, account, method, &sign_in_id).await
+}
+
+/// [`start_session`] for a sign-in whose id the caller already recorded (an SSO sign-in keeps
+/// what the IdP's LogoutRequest will name under it).
+pub async fn start_sign_in(
+    state: &AppState,
+    session: &Session,
+    account: &Account,
+    method: session::SignInMethod,
+    sign_in_id: &str,
+) -> Result<(), AppError> {
+    session::sign_in(session, account, method, sign_in_id, state.clock.now_ms()).await?;
     session_alive(state, session, account).await?;
     Ok(())
 }

@@ -87,6 +87,8 @@ audit_actions! {
     SsoSigninSucceeded => "sso.signin.succeeded",
     SsoSigninFailed => "sso.signin.failed",
     SsoTestCompleted => "sso.test_completed",
+    SsoLogoutSucceeded => "sso.logout.succeeded",
+    SsoLogoutFailed => "sso.logout.failed",
     AccountPasswordVerified => "account.password_verified",
     AccountTotpEnrolled => "account.totp_enrolled",
     AccountTotpRemoved => "account.totp_removed",

@@ -34,6 +34,7 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
     }
     jobs.push(crate::domains::spawn_recheck(state));
     jobs.push(crate::oidc::spawn_cleanup(state));
+    jobs.push(crate::oidc::backchannel::spawn(state));
     jobs.push(tokio::spawn(crate::saml::jobs::run(state.clone())));
     jobs.push(crate::migration::jobs::spawn(state));
     jobs.push(tokio::spawn(crate::audit::webhook::run(state.clone())));

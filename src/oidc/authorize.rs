@@ -38,6 +38,8 @@ pub struct CurrentSignIn {
     pub account: Account,
     pub auth_at: i64,
     pub amr: Vec<String>,
+    /// The browser sign-in (`sid`), for sessions started since sign-in ids exist.
+    pub sign_in_id: Option<String>,
 }
 
 pub async fn current_sign_in(
@@ -91,6 +93,7 @@ pub async fn current_sign_in(
         account,
         auth_at,
         amr,
+        sign_in_id: session::sign_in_id(session).await?,
     }))
 }
 
@@ -124,7 +127,7 @@ enum Checked {
     /// Ready: the request, the product, and the `prompt`/`login_hint` parameters.
     Valid {
         request: AuthRequest,
-        client: Client,
+        client: Box<Client>,
         prompt_none: bool,
         login_hint: Option<String>,
     },
@@ -166,7 +169,7 @@ async fn check(state: &AppState, raw: &[u8]) -> Result<Checked, AppError> {
             request,
             prompt_none,
             login_hint: get("login_hint").map(str::to_string),
-            client,
+            client: Box::new(client),
         }),
         Err((error, description)) => Ok(Checked::Client(to_client(
             redirect_uri,
@@ -298,6 +301,7 @@ async fn issue_code(
         grant_expires_at: (signed_in.auth_at + lifetime).max(now + super::ACCESS_TTL_MS),
         expires_at: now + super::CODE_TTL_MS,
         used_at: None,
+        sign_in_id: signed_in.sign_in_id.clone(),
     };
     let mut tx = state.db.begin().await?;
     if let Some(handle_hash) = parked

@@ -75,6 +75,7 @@ pub async fn create(
     name: &str,
     redirect_uris: &[String],
     post_logout_redirect_uris: &[String],
+    backchannel_logout_uri: Option<&str>,
     actor: &Actor,
 ) -> Result<Credentials, ClientError> {
     let name = check_name(name)?;
@@ -89,6 +90,7 @@ pub async fn create(
         .iter()
         .map(|u| check_redirect_uri(u))
         .collect::<Result<Vec<_>, _>>()?;
+    let backchannel_logout_uri = backchannel_logout_uri.map(check_redirect_uri).transpose()?;
     let secret = secrets::new_token("nps_");
     let client = Client {
         client_id: uuid::Uuid::new_v4().to_string(),
@@ -96,6 +98,7 @@ pub async fn create(
         secret_hash: secrets::hash_token(&secret),
         redirect_uris,
         post_logout_redirect_uris: logout_uris,
+        backchannel_logout_uri,
         created_at: now,
         secret_rotated_at: now,
     };
@@ -193,6 +196,10 @@ pub enum ProductCommand {
         /// Where the product may send users after sign-out; repeat for several. Matched exactly.
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
+        /// Where the product receives logout tokens (OpenID Connect Back-Channel Logout 1.0)
+        /// when a sign-in it was handed ends. https, or http on loopback.
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
     },
     /// Lists the products as JSON lines.
     List,
@@ -216,6 +223,7 @@ pub async fn run(db: &Db, now: i64, command: ProductCommand) -> anyhow::Result<(
             name,
             redirect_uris,
             post_logout_redirect_uris,
+            backchannel_logout_uri,
         } => {
             let mut tx = db.begin().await?;
             let creds = create(
@@ -224,6 +232,7 @@ pub async fn run(db: &Db, now: i64, command: ProductCommand) -> anyhow::Result<(
                 &name,
                 &redirect_uris,
                 &post_logout_redirect_uris,
+                backchannel_logout_uri.as_deref(),
                 &actor,
             )
             .await?;

@@ -200,12 +200,21 @@ impl KeyRing {
         &self,
         claims: serde_json::Map<String, serde_json::Value>,
     ) -> anyhow::Result<String> {
+        self.sign_typed(claims, "JWT")
+    }
+
+    /// [`KeyRing::sign`] with an explicit `typ` header (`logout+jwt` for logout tokens).
+    pub fn sign_typed(
+        &self,
+        claims: serde_json::Map<String, serde_json::Value>,
+        typ: &str,
+    ) -> anyhow::Result<String> {
         let keys = self.keys()?;
         let key = keys
             .first()
             .ok_or_else(|| anyhow::anyhow!("no OIDC signing key"))?;
         let mut header = JwsHeader::new();
-        header.set_token_type("JWT");
+        header.set_token_type(typ);
         header.set_key_id(key.kid.clone());
         let payload = JwtPayload::from_map(claims)?;
         Ok(jwt::encode_with_signer(&payload, &header, &key.signer)?)

@@ -4,6 +4,7 @@
 //! RP-initiated logout.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod clients;
 pub mod endpoints;
 pub mod keys;

@@ -31,6 +31,8 @@ pub struct Client {
     pub secret_hash: String,
     pub redirect_uris: Vec<String>,
     pub post_logout_redirect_uris: Vec<String>,
+    /// OpenID Connect Back-Channel Logout 1.0: where logout tokens are posted.
+    pub backchannel_logout_uri: Option<String>,
     pub created_at: i64,
     pub secret_rotated_at: i64,
 }
@@ -42,17 +44,18 @@ fn client(row: &AnyRow) -> Result<Client, sqlx::Error> {
         secret_hash: row.try_get("secret_hash")?,
         redirect_uris: json_list(row, "redirect_uris")?,
         post_logout_redirect_uris: json_list(row, "post_logout_redirect_uris")?,
+        backchannel_logout_uri: row.try_get("backchannel_logout_uri")?,
         created_at: row.try_get("created_at")?,
         secret_rotated_at: row.try_get("secret_rotated_at")?,
     })
 }
 
 const CLIENT_BY_ID: &str = "SELECT id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     created_at, secret_rotated_at FROM oidc_clients WHERE id = $1";
+     backchannel_logout_uri, created_at, secret_rotated_at FROM oidc_clients WHERE id = $1";
 const CLIENT_BY_NAME: &str = "SELECT id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     created_at, secret_rotated_at FROM oidc_clients WHERE name = $1";
+     backchannel_logout_uri, created_at, secret_rotated_at FROM oidc_clients WHERE name = $1";
 const CLIENTS: &str = "SELECT id, name, secret_hash, redirect_uris, post_logout_redirect_uris, \
-     created_at, secret_rotated_at FROM oidc_clients ORDER BY name";
+     backchannel_logout_uri, created_at, secret_rotated_at FROM oidc_clients ORDER BY name";
 
 /// The product with this client id.
 pub async fn client_by_id<'c>(
@@ -87,7 +90,8 @@ pub async fn clients<'c>(
 }
 
 const INSERT_CLIENT: &str = "INSERT INTO oidc_clients (id, name, secret_hash, redirect_uris, \
-     post_logout_redirect_uris, created_at, secret_rotated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)";
+     post_logout_redirect_uris, created_at, secret_rotated_at, backchannel_logout_uri) \
+     VALUES ($1, $2, $3, $4, $5, $6, $6, $7)";
 
 pub async fn insert_client(tx: &mut Tx, c: &Client) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_CLIENT)
@@ -97,6 +101,7 @@ pub async fn insert_client(tx: &mut Tx, c: &Client) -> Result<(), sqlx::Error> {
         .bind(serde_json::json!(c.redirect_uris).to_string())
         .bind(serde_json::json!(c.post_logout_redirect_uris).to_string())
         .bind(c.created_at)
+        .bind(c.backchannel_logout_uri.clone())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -240,11 +245,13 @@ pub struct CodeRow {
     pub grant_expires_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
+    /// The browser sign-in the code was issued in (the ID token's `sid`).
+    pub sign_in_id: Option<String>,
 }
 
 const INSERT_CODE: &str = "INSERT INTO oidc_codes (id, code_hash, client_id, account_id, redirect_uri, \
-     scope, nonce, code_challenge, auth_time, amr, grant_expires_at, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     scope, nonce, code_challenge, auth_time, amr, grant_expires_at, created_at, expires_at, sign_in_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
 
 pub async fn insert_code(
     tx: &mut Tx,
@@ -266,6 +273,7 @@ pub async fn insert_code(
         .bind(c.grant_expires_at)
         .bind(now)
         .bind(c.expires_at)
+        .bind(c.sign_in_id.clone())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -274,7 +282,7 @@ pub async fn insert_code(
 // A code from a sign-in that ended (`accounts.sessions_valid_after`) reads as spent at that time,
 // as if it had been burnt then.
 const CODE: &str = "SELECT c.id, c.client_id, c.account_id, c.redirect_uri, c.scope, c.nonce, \
-     c.code_challenge, c.auth_time, c.amr, c.grant_expires_at, \
+     c.code_challenge, c.auth_time, c.amr, c.grant_expires_at, c.sign_in_id, \
      CASE WHEN c.used_at IS NULL AND c.auth_time < a.sessions_valid_after \
           THEN a.sessions_valid_after ELSE c.expires_at END AS expires_at, \
      CASE WHEN c.used_at IS NULL AND c.auth_time < a.sessions_valid_after \
@@ -300,6 +308,7 @@ pub async fn code(tx: &mut Tx, code_hash: &str) -> Result<Option<CodeRow>, sqlx:
             grant_expires_at: row.try_get("grant_expires_at")?,
             expires_at: row.try_get("expires_at")?,
             used_at: row.try_get("used_at")?,
+            sign_in_id: row.try_get("sign_in_id")?,
         })
     })
     .transpose()
@@ -357,10 +366,13 @@ pub struct TokenRow {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The browser sign-in the grant was made in; ending that sign-in revokes it.
+    pub sign_in_id: Option<String>,
 }
 
 const INSERT_TOKEN: &str = "INSERT INTO oidc_tokens (token_hash, kind, grant_id, client_id, account_id, \
-     scope, auth_time, amr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+     scope, auth_time, amr, created_at, expires_at, sign_in_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 pub async fn insert_token(tx: &mut Tx, t: &TokenRow, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT_TOKEN)
@@ -374,6 +386,7 @@ pub async fn insert_token(tx: &mut Tx, t: &TokenRow, now: i64) -> Result<(), sql
         .bind(serde_json::json!(t.amr).to_string())
         .bind(now)
         .bind(t.expires_at)
+        .bind(t.sign_in_id.clone())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -381,7 +394,7 @@ pub async fn insert_token(tx: &mut Tx, t: &TokenRow, now: i64) -> Result<(), sql
 
 // A token from a sign-in that ended (`accounts.sessions_valid_after`) reads as revoked then.
 const TOKEN: &str = "SELECT t.token_hash, t.kind, t.grant_id, t.client_id, t.account_id, t.scope, \
-     t.auth_time, t.amr, t.expires_at, t.used_at, \
+     t.auth_time, t.amr, t.expires_at, t.used_at, t.sign_in_id, \
      CASE WHEN t.revoked_at IS NULL AND t.auth_time < a.sessions_valid_after \
           THEN a.sessions_valid_after ELSE t.revoked_at END AS revoked_at \
      FROM oidc_tokens t JOIN accounts a ON a.id = t.account_id \
@@ -415,6 +428,7 @@ pub async fn token<'c>(
             expires_at: row.try_get("expires_at")?,
             used_at: row.try_get("used_at")?,
             revoked_at: row.try_get("revoked_at")?,
+            sign_in_id: row.try_get("sign_in_id")?,
         })
     })
     .transpose()
@@ -443,6 +457,33 @@ pub async fn revoke_grant(tx: &mut Tx, grant_id: &str, now: i64) -> Result<u64, 
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected())
+}
+
+const REVOKE_SIGN_IN: &str =
+    "UPDATE oidc_tokens SET revoked_at = $2 WHERE sign_in_id = $1 AND revoked_at IS NULL";
+const BURN_SIGN_IN_CODES: &str =
+    "UPDATE oidc_codes SET used_at = $2 WHERE sign_in_id = $1 AND used_at IS NULL";
+const PRODUCTS_OF_SIGN_IN: &str = "SELECT DISTINCT client_id FROM oidc_codes WHERE sign_in_id = $1";
+
+/// Ends the product grants of one browser sign-in: its tokens are revoked and its unused codes
+/// burnt. Returns the products that received a code in it (they hold its `sid`).
+pub async fn end_sign_in(
+    tx: &mut Tx,
+    sign_in_id: &str,
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    for sql in [REVOKE_SIGN_IN, BURN_SIGN_IN_CODES] {
+        sqlx::query(sql)
+            .bind(sign_in_id.to_string())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let rows = sqlx::query(PRODUCTS_OF_SIGN_IN)
+        .bind(sign_in_id.to_string())
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(|r| r.try_get("client_id")).collect()
 }
 
 const DELETE_OLD_REQUESTS: &str = "DELETE FROM oidc_requests WHERE expires_at <= $1";

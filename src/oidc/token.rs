@@ -247,11 +247,11 @@ async fn issue(
     account: &Account,
     grant: (&str, i64),
     scope: &str,
-    auth: (i64, &[String]),
+    auth: (i64, &[String], Option<&str>),
     nonce: Option<&str>,
 ) -> Result<Issued, OAuthError> {
     let (grant_id, grant_expires_at) = grant;
-    let (auth_time, amr) = auth;
+    let (auth_time, amr, sign_in_id) = auth;
     let access = secrets::new_token("npa_");
     let refresh = secrets::new_token("npr_");
     for (kind, token, expires_at) in [
@@ -270,12 +270,13 @@ async fn issue(
             expires_at,
             used_at: None,
             revoked_at: None,
+            sign_in_id: sign_in_id.map(str::to_string),
         };
         store::insert_token(tx, &row, now).await?;
     }
     let org = super::org_claim(&mut **tx, account).await?;
     let issuer = state.base_url();
-    let claims = super::id_token_claims(&super::IdTokenInput {
+    let mut claims = super::id_token_claims(&super::IdTokenInput {
         issuer: &issuer,
         client_id: &client.client_id,
         account,
@@ -286,6 +287,10 @@ async fn issue(
         nonce,
         now,
     });
+    // Back-Channel Logout 1.0: the sign-in a logout token will name.
+    if let Some(sid) = sign_in_id {
+        claims.insert("sid".into(), sid.into());
+    }
     Ok(Issued {
         access,
         refresh,
@@ -414,7 +419,7 @@ async fn code_grant(
         &account,
         (&row.id, row.grant_expires_at),
         &row.scope,
-        (row.auth_time, &row.amr),
+        (row.auth_time, &row.amr, row.sign_in_id.as_deref()),
         row.nonce.as_deref(),
     )
     .await?;
@@ -491,7 +496,7 @@ async fn refresh_grant(
         &account,
         (&row.grant_id, row.expires_at),
         &row.scope,
-        (row.auth_time, &row.amr),
+        (row.auth_time, &row.amr, row.sign_in_id.as_deref()),
         None,
     )
     .await?;

@@ -239,6 +239,12 @@ pub struct Verified {
     pub in_response_to: Option<String>,
     pub name_id: Option<String>,
     pub name_id_format: Option<String>,
+    /// The NameID's NameQualifier and SPNameQualifier, which a LogoutRequest repeats.
+    pub name_qualifiers: (Option<String>, Option<String>),
+    /// The AuthnStatement's SessionIndex, which a LogoutRequest may name.
+    pub session_index: Option<String>,
+    /// The AuthnStatement's SessionNotOnOrAfter (Unix ms), when the IdP sets one.
+    pub session_not_on_or_after: Option<i64>,
     pub attributes: Vec<(String, Vec<String>)>,
     /// When the assertion stops being valid (Unix ms, skew included): the replay cache keeps
     /// its ID until then.
@@ -427,6 +433,30 @@ fn gates(outline: &Scan, connection: &Connection) -> Result<(), Rejection> {
         ));
     }
     Ok(())
+}
+
+/// A signed protocol message that is not a Response (a LogoutRequest or LogoutResponse by
+/// HTTP-POST): the outline's gates, no assertion inside, at least one signature, and every
+/// signature verified with the connection's certificates. Returns only what they sign.
+pub fn verify_signed_message(
+    xml: &str,
+    outline: &Scan,
+    connection: &Connection,
+) -> Result<String, Rejection> {
+    gates(outline, connection)?;
+    if outline.assertions + outline.encrypted_assertions > 0 {
+        return Err(Rejection::new(
+            Reason::Wrapped,
+            "a logout message carries an assertion",
+        ));
+    }
+    if outline.signatures == 0 {
+        return Err(Rejection::new(
+            Reason::MissingSignature,
+            "the message is not signed",
+        ));
+    }
+    Signatures::of(connection)?.reduce(xml)
 }
 
 /// Signature verification with a connection's certificates.

@@ -15,7 +15,7 @@ use tower_sessions::Session;
 use super::acs::{self, Reason, Rejection, Verified};
 use super::acs_result::{TestOutcome, audit_connection, facts, record_failure, refuse, test_page};
 use super::pages::binding_value;
-use super::{Connection, mapping, store};
+use super::{Connection, mapping, slo_store, store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
@@ -463,12 +463,15 @@ impl Post<'_> {
         });
         self.audit(&mut tx, account, AuditAction::SsoSigninSucceeded, details)
             .await?;
+        let sign_in_id = crate::web::session::new_sign_in_id();
+        remember_session(&mut tx, self.connection, &admitted, &sign_in_id, self.now).await?;
         tx.commit().await?;
-        accounts::session::start_session(
+        accounts::session::start_sign_in(
             self.state,
             self.session,
             account,
             crate::web::session::SignInMethod::Saml,
+            &sign_in_id,
         )
         .await?;
         let to = admitted
@@ -477,6 +480,37 @@ impl Post<'_> {
             .unwrap_or_else(|| "/account".to_string());
         Ok(Redirect::to(&to).into_response())
     }
+}
+
+/// Keeps what a LogoutRequest from the IdP will name (the NameID and SessionIndex) under the
+/// new sign-in's id, until the IdP's SessionNotOnOrAfter (or 30 days).
+async fn remember_session(
+    tx: &mut crate::db::Tx,
+    connection: &Connection,
+    admitted: &Admitted,
+    sign_in_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    let verified = &admitted.verified;
+    let Some(name_id) = verified.name_id.clone() else {
+        return Ok(());
+    };
+    let session = slo_store::SamlSession {
+        sign_in_id: sign_in_id.to_string(),
+        connection_id: connection.id,
+        account_id: admitted.account.id,
+        subject: super::slo::Subject {
+            name_id,
+            format: verified.name_id_format.clone(),
+            name_qualifier: verified.name_qualifiers.0.clone(),
+            sp_name_qualifier: verified.name_qualifiers.1.clone(),
+        },
+        session_index: verified.session_index.clone(),
+    };
+    let until = verified
+        .session_not_on_or_after
+        .unwrap_or(now + slo_store::DEFAULT_SESSION_MS);
+    slo_store::insert_session(tx, &session, now, until).await
 }
 
 /// Keeps the account's name as the IdP says it (when the connection maps a name attribute and

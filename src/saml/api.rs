@@ -23,6 +23,8 @@ pub struct ConnectionView {
     pub idp_entity_id: String,
     pub sso_redirect_url: Option<String>,
     pub sso_post_url: Option<String>,
+    /// The IdP's SingleLogoutService (HTTP-Redirect), when it publishes one.
+    pub idp_slo_url: Option<String>,
     pub certificates: Vec<Certificate>,
     pub metadata_url: Option<String>,
     pub metadata_fetched_at: Option<i64>,
@@ -45,6 +47,7 @@ impl ConnectionView {
             idp_entity_id: c.idp_entity_id,
             sso_redirect_url: c.sso_redirect_url,
             sso_post_url: c.sso_post_url,
+            idp_slo_url: c.slo_url,
             certificates: c.certificates,
             metadata_url: c.metadata_url,
             metadata_fetched_at: c.metadata_fetched_at,

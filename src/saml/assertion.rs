@@ -95,6 +95,7 @@ fn finish(
     let valid_until = check_assertion(assertion, expected)?;
     let name_id =
         child(assertion, ASSERTION, "Subject").and_then(|s| child(s, ASSERTION, "NameID"));
+    let authn = child(assertion, ASSERTION, "AuthnStatement");
     Ok(Verified {
         issuer: child(assertion, ASSERTION, "Issuer")
             .map(text)
@@ -104,6 +105,16 @@ fn finish(
         in_response_to,
         name_id: name_id.map(text),
         name_id_format: name_id.and_then(|n| n.get_property_no_ns("Format")),
+        name_qualifiers: (
+            name_id.and_then(|n| n.get_property_no_ns("NameQualifier")),
+            name_id.and_then(|n| n.get_property_no_ns("SPNameQualifier")),
+        ),
+        session_index: authn.and_then(|a| a.get_property_no_ns("SessionIndex")),
+        session_not_on_or_after: authn
+            .map(|a| time(a, "SessionNotOnOrAfter"))
+            .transpose()?
+            .flatten()
+            .map(|t| t.timestamp_millis()),
         attributes: attributes(assertion),
         valid_until: valid_until.timestamp_millis(),
         assertion_signed: false,

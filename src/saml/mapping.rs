@@ -151,6 +151,9 @@ mod tests {
             in_response_to: None,
             name_id: None,
             name_id_format: None,
+            name_qualifiers: (None, None),
+            session_index: None,
+            session_not_on_or_after: None,
             attributes: attributes
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.iter().map(|s| s.to_string()).collect()))

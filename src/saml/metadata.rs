@@ -24,6 +24,10 @@ pub struct IdpMetadata {
     pub entity_id: String,
     pub sso_redirect: Option<String>,
     pub sso_post: Option<String>,
+    /// SingleLogoutService (HTTP-Redirect): where LogoutRequests go.
+    pub slo_redirect: Option<String>,
+    /// Its ResponseLocation, when the IdP names one for LogoutResponses.
+    pub slo_response: Option<String>,
     pub certificates: Vec<Certificate>,
     pub want_authn_requests_signed: bool,
 }
@@ -69,6 +73,7 @@ struct Candidate {
     is_idp: bool,
     redirect: Option<String>,
     post: Option<String>,
+    slo: Option<(String, Option<String>)>,
     want_signed: bool,
     certs: Vec<String>,
 }
@@ -121,6 +126,8 @@ pub fn parse(xml: &str, entity_id: Option<&str>) -> Result<IdpMetadata, Metadata
         entity_id: chosen.entity_id,
         sso_redirect: chosen.redirect,
         sso_post: chosen.post,
+        slo_redirect: chosen.slo.as_ref().map(|(location, _)| location.clone()),
+        slo_response: chosen.slo.and_then(|(_, response)| response),
         certificates,
         want_authn_requests_signed: chosen.want_signed,
     })
@@ -216,6 +223,17 @@ impl Scanner {
                     } else if binding == POST_BINDING && c.post.is_none() {
                         c.post = Some(location);
                     }
+                }
+            }
+            (b"SingleLogoutService", true, _) if self.in_idp => {
+                if let (Some(c), Some(binding), Some(location)) = (
+                    self.current.as_mut(),
+                    attr(e, b"Binding"),
+                    attr(e, b"Location"),
+                ) && binding == REDIRECT_BINDING
+                    && c.slo.is_none()
+                {
+                    c.slo = Some((location, attr(e, b"ResponseLocation")));
                 }
             }
             _ => {}

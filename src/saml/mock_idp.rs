@@ -116,16 +116,18 @@ pub struct MockIdp {
     pub entity_id: String,
     pub sso_url: String,
     pub keys: KeyPair,
+    /// Its SingleLogoutService (HTTP-Redirect), when it does Single Logout.
+    pub slo_url: Option<String>,
 }
 
-fn esc(raw: &str) -> String {
+pub(super) fn esc(raw: &str) -> String {
     raw.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
 }
 
-fn time(offset_secs: i64) -> String {
+pub(super) fn time(offset_secs: i64) -> String {
     (chrono::Utc::now() + chrono::Duration::seconds(offset_secs))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -137,6 +139,7 @@ impl MockIdp {
             entity_id: entity_id.to_string(),
             sso_url: sso_url.to_string(),
             keys: keys::self_signed("nulab-pass mock IdP", 1, 365)?,
+            slo_url: None,
         })
     }
 
@@ -146,6 +149,7 @@ impl MockIdp {
             entity_id: entity_id.to_string(),
             sso_url: sso_url.to_string(),
             keys,
+            slo_url: None,
         }
     }
 
@@ -156,7 +160,19 @@ impl MockIdp {
 
     /// Metadata with this key (`use="signing"`) and the SSO endpoint on both bindings.
     pub fn metadata_xml(&self) -> String {
-        metadata_with_certs(&self.entity_id, &self.sso_url, &[self.cert_base64()], false)
+        let xml = metadata_with_certs(&self.entity_id, &self.sso_url, &[self.cert_base64()], false);
+        match &self.slo_url {
+            // SingleLogoutService comes before NameIDFormat in an IDPSSODescriptor.
+            Some(slo) => xml.replacen(
+                "<md:NameIDFormat>",
+                &format!(
+                    "<md:SingleLogoutService Binding=\"urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect\" Location=\"{}\"/><md:NameIDFormat>",
+                    esc(slo)
+                ),
+                1,
+            ),
+            None => xml,
+        }
     }
 
     /// The response XML for `spec`, signed as it asks.

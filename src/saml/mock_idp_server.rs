@@ -31,6 +31,8 @@ pub fn router(idp: Arc<MockIdp>) -> Router {
         .route("/metadata", get(metadata))
         .route("/sso", get(sso_page).post(respond))
         .route("/start", get(start_page))
+        .route("/slo", get(super::mock_idp_slo::slo))
+        .route("/logout", get(super::mock_idp_slo::logout))
         .with_state(idp)
 }
 

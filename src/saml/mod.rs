@@ -18,8 +18,11 @@ pub mod mapping;
 pub mod metadata;
 pub mod mock_idp;
 pub mod mock_idp_server;
+pub mod mock_idp_slo;
 pub mod outline;
 pub mod pages;
+pub mod slo;
+pub mod slo_store;
 pub mod sp;
 pub mod store;
 pub mod xml;
@@ -95,6 +98,10 @@ pub struct Connection {
     pub idp_entity_id: String,
     pub sso_redirect_url: Option<String>,
     pub sso_post_url: Option<String>,
+    /// The IdP's SingleLogoutService (HTTP-Redirect); `None`: the IdP does not do Single Logout.
+    pub slo_url: Option<String>,
+    /// Where LogoutResponses go when the IdP names a separate ResponseLocation.
+    pub slo_response_url: Option<String>,
     pub certificates: Vec<Certificate>,
     pub want_authn_requests_signed: bool,
     pub metadata_xml: String,
@@ -115,6 +122,8 @@ pub struct SpUrls {
     pub acs_url: String,
     pub sp_metadata_url: String,
     pub login_url: String,
+    /// The SP's SingleLogoutService (HTTP-Redirect and HTTP-POST).
+    pub sp_slo_url: String,
 }
 
 impl Connection {
@@ -146,6 +155,7 @@ pub fn sp_urls(base_url: &str, id: SamlConnectionId) -> SpUrls {
         acs_url: format!("{base_url}/sso/{id}/acs"),
         sp_metadata_url: format!("{base_url}/sso/{id}/metadata"),
         login_url: format!("{base_url}/sso/{id}/login"),
+        sp_slo_url: format!("{base_url}/sso/{id}/slo"),
     }
 }
 
@@ -393,6 +403,8 @@ pub async fn create(
         idp_entity_id: meta.entity_id.clone(),
         sso_redirect_url: meta.sso_redirect.clone(),
         sso_post_url: meta.sso_post.clone(),
+        slo_url: meta.slo_redirect.clone(),
+        slo_response_url: meta.slo_response.clone(),
         certificates: meta.certificates.clone(),
         want_authn_requests_signed: meta.want_authn_requests_signed,
         metadata_xml: xml,
@@ -490,6 +502,8 @@ pub fn apply_metadata(connection: &mut Connection, meta: IdpMetadata, xml: Strin
     connection.idp_entity_id = meta.entity_id;
     connection.sso_redirect_url = meta.sso_redirect;
     connection.sso_post_url = meta.sso_post;
+    connection.slo_url = meta.slo_redirect;
+    connection.slo_response_url = meta.slo_response;
     connection.certificates = meta.certificates;
     connection.want_authn_requests_signed = meta.want_authn_requests_signed;
     connection.metadata_xml = xml;

@@ -18,7 +18,7 @@ use super::metadata::{POST_BINDING, REDIRECT_BINDING};
 /// SigAlg of signed redirect-binding requests.
 pub const RSA_SHA256: &str = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256";
 
-fn esc(raw: &str) -> String {
+pub(super) fn esc(raw: &str) -> String {
     raw.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -58,14 +58,32 @@ pub fn redirect_url(
     relay_state: &str,
     signing: Option<&KeyPair>,
 ) -> anyhow::Result<String> {
+    redirect_message(sso_url, "SAMLRequest", xml, Some(relay_state), signing)
+}
+
+/// The URL that carries the protocol message `xml` as `parameter` (`SAMLRequest` or
+/// `SAMLResponse`) by the HTTP-Redirect binding: DEFLATE, base64, the RelayState when there is
+/// one, and the signature over the query exactly as sent when `signing` is given.
+pub fn redirect_message(
+    url: &str,
+    parameter: &str,
+    xml: &str,
+    relay_state: Option<&str>,
+    signing: Option<&KeyPair>,
+) -> anyhow::Result<String> {
     let mut deflater = DeflateEncoder::new(Vec::new(), Compression::default());
     deflater.write_all(xml.as_bytes())?;
     let encoded = STANDARD.encode(deflater.finish()?);
     let mut query = format!(
-        "SAMLRequest={}&RelayState={}",
-        byte_serialize(encoded.as_bytes()).collect::<String>(),
-        byte_serialize(relay_state.as_bytes()).collect::<String>()
+        "{parameter}={}",
+        byte_serialize(encoded.as_bytes()).collect::<String>()
     );
+    if let Some(relay) = relay_state.filter(|r| !r.is_empty()) {
+        query.push_str(&format!(
+            "&RelayState={}",
+            byte_serialize(relay.as_bytes()).collect::<String>()
+        ));
+    }
     if let Some(keys) = signing {
         query.push_str(&format!(
             "&SigAlg={}",
@@ -80,8 +98,8 @@ pub fn redirect_url(
             byte_serialize(signature.as_bytes()).collect::<String>()
         ));
     }
-    let separator = if sso_url.contains('?') { '&' } else { '?' };
-    Ok(format!("{sso_url}{separator}{query}"))
+    let separator = if url.contains('?') { '&' } else { '?' };
+    Ok(format!("{url}{separator}{query}"))
 }
 
 /// The SP metadata of `connection`: entity ID, ACS (HTTP-POST), signing certificate,
@@ -109,7 +127,9 @@ pub fn metadata_xml(
          <md:EntityDescriptor xmlns:md=\"urn:oasis:names:tc:SAML:2.0:metadata\" xmlns:ds=\"http://www.w3.org/2000/09/xmldsig#\" entityID=\"{entity}\">\n\
          <md:SPSSODescriptor AuthnRequestsSigned=\"{signed}\" WantAssertionsSigned=\"{want}\" protocolSupportEnumeration=\"urn:oasis:names:tc:SAML:2.0:protocol\">\n\
          <md:KeyDescriptor use=\"signing\"><ds:KeyInfo><ds:X509Data><ds:X509Certificate>{cert}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>\n\
-         {encryption_keys}<md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>\n\
+         {encryption_keys}<md:SingleLogoutService Binding=\"{REDIRECT_BINDING}\" Location=\"{slo}\"/>\n\
+         <md:SingleLogoutService Binding=\"{POST_BINDING}\" Location=\"{slo}\"/>\n\
+         <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress</md:NameIDFormat>\n\
          <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified</md:NameIDFormat>\n\
          <md:AssertionConsumerService Binding=\"{POST_BINDING}\" Location=\"{acs}\" index=\"0\" isDefault=\"true\"/>\n\
          </md:SPSSODescriptor>\n</md:EntityDescriptor>\n",
@@ -118,6 +138,7 @@ pub fn metadata_xml(
         want = connection.settings.require_signed_assertions,
         cert = keys.signing.cert_base64()?,
         acs = esc(&urls.acs_url),
+        slo = esc(&urls.sp_slo_url),
     ))
 }
 

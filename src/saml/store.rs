@@ -19,7 +19,7 @@ const COLUMNS: &str = "id, org_id, name, idp_entity_id, sso_redirect_url, sso_po
      want_authn_requests_signed, metadata_xml, metadata_url, metadata_fetched_at, metadata_error, \
      email_attribute, allow_idp_initiated, sign_authn_requests, require_signed_assertions, allow_sha1, \
      clock_skew_seconds, domains, expiry_warnings, created_at, updated_at, name_attribute, \
-     given_name_attribute, family_name_attribute, require_encrypted_assertions";
+     given_name_attribute, family_name_attribute, require_encrypted_assertions, slo_url, slo_response_url";
 
 fn from_row(row: &AnyRow) -> Result<Connection, sqlx::Error> {
     let id: String = row.try_get("id")?;
@@ -35,6 +35,8 @@ fn from_row(row: &AnyRow) -> Result<Connection, sqlx::Error> {
         idp_entity_id: row.try_get("idp_entity_id")?,
         sso_redirect_url: row.try_get("sso_redirect_url")?,
         sso_post_url: row.try_get("sso_post_url")?,
+        slo_url: row.try_get("slo_url")?,
+        slo_response_url: row.try_get("slo_response_url")?,
         certificates: serde_json::from_str::<Vec<Certificate>>(&certs)
             .map_err(|_| bad("certificates"))?,
         want_authn_requests_signed: yes("want_authn_requests_signed")?,
@@ -64,21 +66,22 @@ fn from_row(row: &AnyRow) -> Result<Connection, sqlx::Error> {
     })
 }
 
-// INSERT and UPDATE share $1..$24 in the order `bind_fields` binds them.
+// INSERT and UPDATE share $1..$26 in the order `bind_fields` binds them.
 const INSERT: &str = "INSERT INTO saml_connections (id, name, idp_entity_id, sso_redirect_url, \
      sso_post_url, certificates, want_authn_requests_signed, metadata_xml, metadata_url, metadata_fetched_at, \
      metadata_error, email_attribute, allow_idp_initiated, sign_authn_requests, require_signed_assertions, \
      allow_sha1, clock_skew_seconds, domains, expiry_warnings, updated_at, name_attribute, given_name_attribute, \
-     family_name_attribute, require_encrypted_assertions, org_id, created_at, next_refresh_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, \
-     $23, $24, $25, $26, $27)";
+     family_name_attribute, require_encrypted_assertions, slo_url, slo_response_url, org_id, created_at, \
+     next_refresh_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
+     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29)";
 
 const UPDATE: &str = "UPDATE saml_connections SET name = $2, idp_entity_id = $3, sso_redirect_url = $4, \
      sso_post_url = $5, certificates = $6, want_authn_requests_signed = $7, metadata_xml = $8, metadata_url = $9, \
      metadata_fetched_at = $10, metadata_error = $11, email_attribute = $12, allow_idp_initiated = $13, \
      sign_authn_requests = $14, require_signed_assertions = $15, allow_sha1 = $16, clock_skew_seconds = $17, \
      domains = $18, expiry_warnings = $19, updated_at = $20, name_attribute = $21, given_name_attribute = $22, \
-     family_name_attribute = $23, require_encrypted_assertions = $24 WHERE id = $1";
+     family_name_attribute = $23, require_encrypted_assertions = $24, slo_url = $25, \
+     slo_response_url = $26 WHERE id = $1";
 
 type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
 
@@ -113,6 +116,8 @@ fn bind_fields<'q>(query: AnyQuery<'q>, c: &Connection) -> AnyQuery<'q> {
         .bind(c.settings.given_name_attribute.clone())
         .bind(c.settings.family_name_attribute.clone())
         .bind(flag(c.settings.require_encrypted_assertions))
+        .bind(c.slo_url.clone())
+        .bind(c.slo_response_url.clone())
 }
 
 pub(super) async fn insert(

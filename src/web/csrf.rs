@@ -31,6 +31,8 @@ fn exempt(path: &str) -> bool {
     // The ACS receives the IdP's cross-site POST; the signed response is its own proof.
     path.starts_with("/api/")
         || (path.starts_with("/sso/") && path.ends_with("/acs"))
+        // So does the SLO endpoint: an IdP's POSTed LogoutRequest or LogoutResponse is signed.
+        || (path.starts_with("/sso/") && path.ends_with("/slo"))
         // OIDC endpoints that products call, or post browsers to: they authenticate the
         // product, or change nothing without the user's own confirmation.
         || matches!(

@@ -13,6 +13,9 @@ use crate::ids::AccountId;
 
 /// Session key of the signed-in account's id.
 pub const ACCOUNT_KEY: &str = "account_id";
+/// Session key of the sign-in this session belongs to (the OpenID Connect `sid`): ending that
+/// sign-in (a logout here, at the IdP or at a product) deletes every session that carries it.
+pub const SIGN_IN_KEY: &str = "sign_in";
 /// Session key of how the user signed in (`pwd`, later `saml`).
 pub const METHOD_KEY: &str = "auth_method";
 
@@ -97,22 +100,23 @@ fn expiry_ms(record: &Record) -> i64 {
     (record.expiry_date.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn account_of(record: &Record) -> Option<String> {
+fn value_of(record: &Record, key: &str) -> Option<String> {
     record
         .data
-        .get(ACCOUNT_KEY)
+        .get(key)
         .and_then(|v| v.as_str())
         .map(str::to_string)
 }
 
-const INSERT: &str =
-    "INSERT INTO sessions (id, account_id, data, expires_at) VALUES ($1, $2, $3, $4)";
-const UPSERT: &str = "INSERT INTO sessions (id, account_id, data, expires_at) VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, data = excluded.data, \
-     expires_at = excluded.expires_at";
+const INSERT: &str = "INSERT INTO sessions (id, account_id, sign_in_id, data, expires_at) \
+     VALUES ($1, $2, $3, $4, $5)";
+const UPSERT: &str = "INSERT INTO sessions (id, account_id, sign_in_id, data, expires_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
+     sign_in_id = excluded.sign_in_id, data = excluded.data, expires_at = excluded.expires_at";
 const LOAD: &str = "SELECT data, expires_at FROM sessions WHERE id = $1 AND expires_at > $2";
 const DELETE: &str = "DELETE FROM sessions WHERE id = $1";
 const DELETE_FOR_ACCOUNT: &str = "DELETE FROM sessions WHERE account_id = $1";
+const DELETE_FOR_SIGN_IN: &str = "DELETE FROM sessions WHERE sign_in_id = $1";
 const DELETE_EXPIRED: &str = "DELETE FROM sessions WHERE expires_at <= $1";
 
 #[async_trait]
@@ -123,7 +127,8 @@ impl SessionStore for DbSessionStore {
         loop {
             let inserted = sqlx::query(INSERT)
                 .bind(record.id.to_string())
-                .bind(account_of(record))
+                .bind(value_of(record, ACCOUNT_KEY))
+                .bind(value_of(record, SIGN_IN_KEY))
                 .bind(data.clone())
                 .bind(expiry_ms(record))
                 .execute(self.db.pool())
@@ -142,7 +147,8 @@ impl SessionStore for DbSessionStore {
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(UPSERT)
             .bind(record.id.to_string())
-            .bind(account_of(record))
+            .bind(value_of(record, ACCOUNT_KEY))
+            .bind(value_of(record, SIGN_IN_KEY))
             .bind(data)
             .bind(expiry_ms(record))
             .execute(self.db.pool())
@@ -193,6 +199,28 @@ pub async fn end_all_for(tx: &mut db::Tx, account: AccountId) -> Result<u64, sql
     Ok(done.rows_affected())
 }
 
+/// Ends the sessions of one sign-in (every browser session that carries `sign_in_id`).
+pub async fn end_sign_in(tx: &mut db::Tx, sign_in_id: &str) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(DELETE_FOR_SIGN_IN)
+        .bind(sign_in_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// A new sign-in id: 128 random bits, hex. Not a secret (products see it as `sid`), but
+/// unguessable so that nobody can name another person's sign-in.
+pub fn new_sign_in_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The sign-in this session belongs to, if it is signed in.
+pub async fn sign_in_id(
+    session: &Session,
+) -> Result<Option<String>, tower_sessions::session::Error> {
+    session.get(SIGN_IN_KEY).await
+}
+
 /// Removes expired sessions.
 pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(DELETE_EXPIRED)
@@ -202,11 +230,13 @@ pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     Ok(done.rows_affected())
 }
 
-/// Starts a signed-in session: a new session id (no fixation), then the account.
+/// Starts a signed-in session: a new session id (no fixation), then the account and the
+/// sign-in it belongs to.
 pub async fn sign_in(
     session: &Session,
     account: &(impl SessionAccount + ?Sized),
     method: SignInMethod,
+    sign_in_id: &str,
     now: i64,
 ) -> Result<(), tower_sessions::session::Error> {
     session.cycle_id().await?;
@@ -216,6 +246,7 @@ pub async fn sign_in(
     session
         .insert(ACCOUNT_KEY, account.account_id().to_string())
         .await?;
+    session.insert(SIGN_IN_KEY, sign_in_id).await?;
     session.insert(METHOD_KEY, method.as_str()).await?;
     session.insert(AUTH_AT_KEY, now).await?;
     Ok(())

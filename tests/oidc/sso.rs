@@ -48,11 +48,23 @@ pub async fn sign_in_through_idp(
     connection: &Value,
     email: &str,
 ) -> (Value, Tokens) {
+    let browser = w.server.client();
+    sign_in_through_idp_in(&browser, w, product, idp, connection, email).await
+}
+
+/// [`sign_in_through_idp`] in a given browser (which keeps the sign-in).
+pub async fn sign_in_through_idp_in(
+    browser: &reqwest::Client,
+    w: &World,
+    product: &Product,
+    idp: &MockIdp,
+    connection: &Value,
+    email: &str,
+) -> (Value, Tokens) {
     let s = &w.server;
     let login_url = connection["login_url"].as_str().unwrap();
     let started = start(product, &[("login_hint", email)]);
-    let browser = s.client();
-    let (status, location) = get(&browser, &started.url).await;
+    let (status, location) = get(browser, &started.url).await;
     assert_eq!(status, 303);
     assert!(
         location.starts_with(login_url) && location.contains("return_to="),
@@ -62,7 +74,7 @@ pub async fn sign_in_through_idp(
     assert_eq!(res.status(), 303);
     let to_idp = res.headers()["location"].to_str().unwrap().to_string();
     assert!(to_idp.starts_with(IDP_SSO), "{to_idp}");
-    let res = common::idp_answers(&browser, &to_idp, idp, connection, email).await;
+    let res = common::idp_answers(browser, &to_idp, idp, connection, email).await;
     assert_eq!(
         res.status(),
         303,
@@ -75,7 +87,7 @@ pub async fn sign_in_through_idp(
         resume.starts_with("/oauth/authorize/resume?request="),
         "{resume}"
     );
-    let (_, callback) = get(&browser, &s.url(&resume)).await;
+    let (_, callback) = get(browser, &s.url(&resume)).await;
     let back = params(&callback);
     assert_eq!(back["state"], started.csrf.secret().as_str());
     let tokens = w.exchange(product, &back["code"], started.verifier).await;

@@ -1,0 +1,208 @@
+//! SQL of Single Logout: the SAML sessions (what an IdP's LogoutRequest names, kept under the
+//! sign-in id) and the LogoutRequests this SP sent.
+
+use sqlx::{Any, Executor, Row};
+
+use super::slo::Subject;
+use crate::db::Tx;
+use crate::ids::{AccountId, SamlConnectionId};
+
+/// How long a sign-in stays findable by a LogoutRequest when the IdP sets no
+/// SessionNotOnOrAfter (longer than any session lifetime an organization can set).
+pub const DEFAULT_SESSION_MS: i64 = 30 * 24 * 3_600_000;
+/// How long this SP waits for the LogoutResponse to its LogoutRequest.
+pub const LOGOUT_REQUEST_MS: i64 = 10 * 60_000;
+
+/// A sign-in through an IdP connection.
+#[derive(Clone, Debug)]
+pub struct SamlSession {
+    pub sign_in_id: String,
+    pub connection_id: SamlConnectionId,
+    pub account_id: AccountId,
+    pub subject: Subject,
+    pub session_index: Option<String>,
+}
+
+const INSERT_SESSION: &str = "INSERT INTO saml_sessions (sign_in_id, connection_id, account_id, \
+     name_id, name_id_format, name_qualifier, sp_name_qualifier, session_index, created_at, expires_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// Records the SAML side of a new sign-in.
+pub async fn insert_session(
+    tx: &mut Tx,
+    s: &SamlSession,
+    now: i64,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(INSERT_SESSION)
+        .bind(s.sign_in_id.clone())
+        .bind(s.connection_id.to_string())
+        .bind(s.account_id.to_string())
+        .bind(s.subject.name_id.clone())
+        .bind(s.subject.format.clone())
+        .bind(s.subject.name_qualifier.clone())
+        .bind(s.subject.sp_name_qualifier.clone())
+        .bind(s.session_index.clone())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const SESSION_BY_ID: &str = "SELECT sign_in_id, connection_id, account_id, name_id, \
+     name_id_format, name_qualifier, sp_name_qualifier, session_index FROM saml_sessions \
+     WHERE sign_in_id = $1 AND ended_at IS NULL AND expires_at > $2";
+const SESSIONS_NAMED: &str = "SELECT sign_in_id, connection_id, account_id, name_id, \
+     name_id_format, name_qualifier, sp_name_qualifier, session_index FROM saml_sessions \
+     WHERE connection_id = $1 AND name_id = $2 AND ended_at IS NULL AND expires_at > $3";
+
+fn session_of(row: &sqlx::any::AnyRow) -> Result<SamlSession, sqlx::Error> {
+    let bad = |col: &str| sqlx::Error::ColumnDecode {
+        index: col.to_string(),
+        source: format!("unexpected {col}").into(),
+    };
+    let connection: String = row.try_get("connection_id")?;
+    let account: String = row.try_get("account_id")?;
+    Ok(SamlSession {
+        sign_in_id: row.try_get("sign_in_id")?,
+        connection_id: SamlConnectionId::parse(&connection).ok_or_else(|| bad("connection_id"))?,
+        account_id: AccountId::parse(&account).ok_or_else(|| bad("account_id"))?,
+        subject: Subject {
+            name_id: row.try_get("name_id")?,
+            format: row.try_get("name_id_format")?,
+            name_qualifier: row.try_get("name_qualifier")?,
+            sp_name_qualifier: row.try_get("sp_name_qualifier")?,
+        },
+        session_index: row.try_get("session_index")?,
+    })
+}
+
+/// The live SAML session of a sign-in, if it came through an IdP.
+pub async fn session<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    sign_in_id: &str,
+    now: i64,
+) -> Result<Option<SamlSession>, sqlx::Error> {
+    let row = sqlx::query(SESSION_BY_ID)
+        .bind(sign_in_id.to_string())
+        .bind(now)
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref().map(session_of).transpose()
+}
+
+/// The live sessions of a connection that a LogoutRequest names: its NameID, and one of its
+/// SessionIndex values when it gives any.
+pub async fn sessions_named(
+    tx: &mut Tx,
+    connection: SamlConnectionId,
+    name_id: &str,
+    session_indexes: &[String],
+    now: i64,
+) -> Result<Vec<SamlSession>, sqlx::Error> {
+    let rows = sqlx::query(SESSIONS_NAMED)
+        .bind(connection.to_string())
+        .bind(name_id.to_string())
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+    let sessions = rows.iter().map(session_of).collect::<Result<Vec<_>, _>>()?;
+    Ok(sessions
+        .into_iter()
+        .filter(|s| {
+            session_indexes.is_empty()
+                || s.session_index
+                    .as_ref()
+                    .is_some_and(|i| session_indexes.contains(i))
+        })
+        .collect())
+}
+
+/// Marks the SAML session of a sign-in ended (no later LogoutRequest finds it).
+pub async fn end_session(tx: &mut Tx, sign_in_id: &str, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE saml_sessions SET ended_at = $2 WHERE sign_in_id = $1 AND ended_at IS NULL",
+    )
+    .bind(sign_in_id.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Remembers a LogoutRequest this SP sent, until its answer comes.
+pub async fn insert_logout_request(
+    tx: &mut Tx,
+    id: &str,
+    connection: SamlConnectionId,
+    return_to: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO saml_logout_requests (id, connection_id, return_to, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.to_string())
+    .bind(connection.to_string())
+    .bind(return_to.to_string())
+    .bind(now)
+    .bind(now + LOGOUT_REQUEST_MS)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Spends the pending LogoutRequest `id` of `connection` once; returns where the browser goes
+/// next, or `None` when there is no such request (unknown, answered, expired, other connection).
+pub async fn answer_logout_request(
+    tx: &mut Tx,
+    id: &str,
+    connection: SamlConnectionId,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT return_to FROM saml_logout_requests WHERE id = $1 AND connection_id = $2 \
+         AND answered_at IS NULL AND expires_at > $3",
+    )
+    .bind(id.to_string())
+    .bind(connection.to_string())
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let spent = sqlx::query(
+        "UPDATE saml_logout_requests SET answered_at = $2 WHERE id = $1 AND answered_at IS NULL",
+    )
+    .bind(id.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if spent.rows_affected() != 1 {
+        return Ok(None);
+    }
+    Ok(Some(row.try_get("return_to")?))
+}
+
+/// Forgets ended or expired SAML sessions and old LogoutRequests.
+pub async fn purge(pool: &sqlx::AnyPool, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM saml_sessions WHERE expires_at < $1")
+        .bind(now)
+        .execute(pool)
+        .await?;
+    sqlx::query("DELETE FROM saml_logout_requests WHERE expires_at < $1")
+        .bind(now - 24 * 3_600_000)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// The replay cache for LogoutRequests: each ID is acted on once while it is valid.
+pub async fn remember_logout_request(
+    tx: &mut Tx,
+    idp: &str,
+    id: &str,
+    valid_until: i64,
+) -> Result<(), sqlx::Error> {
+    super::store::remember(tx, idp, &format!("logout:{id}"), None, valid_until).await
+}
