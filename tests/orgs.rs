@@ -677,6 +677,8 @@ async fn api_errors_and_openapi(backend: Backend) {
         "/api/v1/orgs/{org}",
         "/api/v1/orgs/{org}/members",
         "/api/v1/orgs/{org}/members/{account_id}",
+        "/api/v1/orgs/{org}/invitations/{invitation_id}",
+        "/api/v1/orgs/{org}/invitations/{invitation_id}/resend",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} documented");
     }
