@@ -15,7 +15,8 @@ use crate::web::error::AppError;
 use crate::web::session;
 
 const HOUR_MS: i64 = 3_600_000;
-/// The organizations whose admin area this session already entered as a break-glass admin.
+/// The organizations whose admin area this session already entered as a break-glass admin
+/// (`org@auth_at`, so each sign-in counts on its own).
 const BREAK_GLASS_KEY: &str = "break_glass_orgs";
 
 /// Admits a signed-in admin of `org` to its admin area, or says what the organization needs
@@ -62,7 +63,8 @@ pub async fn admit_admin(
         ));
     }
     let mut entered: Vec<String> = session.get(BREAK_GLASS_KEY).await?.unwrap_or_default();
-    let org_key = org.id.to_string();
+    // Keyed by the sign-in's time too: a later sign-in in this browser is a new entry.
+    let org_key = format!("{}@{auth_at}", org.id);
     if entered.contains(&org_key) {
         return Ok(());
     }

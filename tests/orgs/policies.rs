@@ -213,6 +213,30 @@ async fn member_policies(backend: Backend) {
             .starts_with("/signin?next=")
     );
     assert_eq!(status_of(&browser, s.url("/account")).await, 200);
+    // Signing in again in the same browser is a new break-glass entry, told again.
+    let res = post_form(
+        &browser,
+        &s.url("/signin"),
+        &s.url("/signin"),
+        &[
+            ("email", "victim@example.com"),
+            ("password", PASSWORD),
+            ("next", "/admin/evil/members"),
+        ],
+    )
+    .await;
+    assert_eq!(res.headers()["location"], "/signin/two-step");
+    let code = s.totp_code(&secret);
+    let res = post_form(
+        &browser,
+        &s.url("/signin/two-step"),
+        &s.url("/signin/two-step"),
+        &[("code", &code)],
+    )
+    .await;
+    assert_eq!(res.headers()["location"], "/admin/evil/members");
+    assert_eq!(status_of(&browser, s.url("/admin/evil/members")).await, 200);
+    assert_eq!(s.count("outbox").await, mails + 2);
 
     // And the victim leaves evil.
     let res = post_form(
