@@ -25,7 +25,7 @@ use utoipa_axum::routes;
 use crate::AppState;
 use crate::web::error::{ApiError, AppError};
 use crate::web::{ErrorBody, csrf, session};
-use crate::{audit, domains, managed, migration, orgs, saml, sign_in};
+use crate::{audit, billing, domains, managed, migration, orgs, saml, sign_in};
 
 /// Builds the router with every layer.
 pub fn router(state: AppState) -> Router {
@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::domains::pages::routes())
         .merge(crate::managed::pages::routes())
         .merge(crate::migration::pages::routes())
+        .merge(crate::billing::pages::routes())
         .merge(crate::sign_in::pages::routes())
         .merge(crate::oidc::endpoints::routes())
         .merge(crate::logout::pages::routes())
@@ -229,6 +230,10 @@ fn api_routes() -> Router<AppState> {
         .routes(routes!(managed::api::action))
         .routes(routes!(managed::api::get_policy, managed::api::put_policy))
         .routes(routes!(managed::api::seats))
+        .routes(routes!(billing::api::get, billing::api::put))
+        .routes(routes!(billing::api::preview))
+        .routes(routes!(billing::api::list_invoices))
+        .routes(routes!(billing::api::get_invoice))
         .routes(routes!(
             sign_in::api::get_settings,
             sign_in::api::put_settings

@@ -47,6 +47,9 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Billing: legacy imports, the subscription status, credit notes.
+    #[command(subcommand)]
+    Billing(crate::billing::cli::BillingCommand),
     /// Products (OIDC clients): register, list, rotate secrets, delete.
     #[command(subcommand)]
     Product(crate::oidc::clients::ProductCommand),
@@ -141,7 +144,8 @@ enum OrgCommand {
         #[command(flatten)]
         output: Output,
     },
-    /// Sets the subscribed seats (never below the managed accounts that use them).
+    /// Sets the subscribed seats at once, without a charge (never below the minimum, nor below
+    /// the managed accounts plus pending migration requests).
     Seats {
         #[arg(long)]
         org: String,
@@ -269,6 +273,10 @@ async fn run_command(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Audit(command) => audit(&config, command).await.map(|_| ()),
         Command::Serve => serve(config).await,
+        Command::Billing(command) => {
+            let db = open(&config).await?;
+            crate::billing::cli::run(&config, &db, command).await
+        }
         Command::Product(command) => {
             let db = open(&config).await?;
             crate::oidc::clients::run(&db, Clock::default().now_ms(), command).await
@@ -378,7 +386,9 @@ async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
                 })?;
             let mut tx = db.begin().await?;
             let (actor, meta) = (Actor::Operator, RequestMeta::default());
-            let org = orgs::create(&mut tx, now, &slug, &name, &admin, &actor, &meta).await?;
+            let seats = config.billing.trial_seats;
+            let org =
+                orgs::create(&mut tx, now, &slug, &name, &admin, seats, &actor, &meta).await?;
             tx.commit().await?;
             print(
                 &output,
@@ -413,17 +423,13 @@ async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
         OrgCommand::Seats { org, seats, output } => {
             let db = open(config).await?;
             let org = org_by_slug(&db, &org).await?;
-            let mut tx = db.begin().await?;
-            let (actor, meta) = (Actor::Operator, RequestMeta::default());
-            let result =
-                crate::managed::set_seats(&mut tx, now, &org, seats, &actor, &meta).await?;
-            tx.commit().await?;
+            let result = crate::billing::cli::operator_seats(config, &db, &org, seats).await?;
             print(
                 &output,
-                &json!({ "org": org.slug, "seats": result.subscribed, "used": result.used }),
+                &json!({ "org": org.slug, "seats": result.seats, "used": result.managed, "reserved": result.pending }),
                 &format!(
-                    "{}: {} seats, {} used",
-                    org.slug, result.subscribed, result.used
+                    "{}: {} seats, {} used, {} reserved",
+                    org.slug, result.seats, result.managed, result.pending
                 ),
             );
         }

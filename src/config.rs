@@ -138,6 +138,101 @@ pub struct Config {
         global = true
     )]
     pub domain_pending_days: u64,
+
+    /// Pricing and subscription settings (`NULAB_PASS_BILLING_*`).
+    #[command(flatten)]
+    pub billing: Pricing,
+}
+
+/// Seats a new organization starts with (its trial).
+pub const DEFAULT_TRIAL_SEATS: i64 = 5;
+
+/// Pricing of seats and the subscription rules that go with it. Money is in the currency's
+/// minor units (cents for USD, yen for JPY).
+#[derive(Args, Clone, Debug)]
+pub struct Pricing {
+    /// ISO 4217 currency code of every price, charge and invoice.
+    #[arg(
+        long = "billing-currency",
+        env = "NULAB_PASS_BILLING_CURRENCY",
+        default_value = "USD",
+        global = true
+    )]
+    pub currency: String,
+
+    /// Price of one seat for a monthly period, in minor units (800 = $8.00).
+    #[arg(
+        long = "billing-seat-price-monthly",
+        env = "NULAB_PASS_BILLING_SEAT_PRICE_MONTHLY",
+        default_value_t = 800,
+        global = true
+    )]
+    pub seat_price_monthly: i64,
+
+    /// Price of one seat for a yearly period, in minor units (8000 = $80.00).
+    #[arg(
+        long = "billing-seat-price-yearly",
+        env = "NULAB_PASS_BILLING_SEAT_PRICE_YEARLY",
+        default_value_t = 8000,
+        global = true
+    )]
+    pub seat_price_yearly: i64,
+
+    /// Tax rate in basis points (1000 = 10%), added to every invoice and charge.
+    #[arg(
+        long = "billing-tax-basis-points",
+        env = "NULAB_PASS_BILLING_TAX_BASIS_POINTS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub tax_basis_points: i64,
+
+    /// The fewest seats a subscription may have.
+    #[arg(
+        long = "billing-minimum-seats",
+        env = "NULAB_PASS_BILLING_MINIMUM_SEATS",
+        default_value_t = 1,
+        global = true
+    )]
+    pub minimum_seats: i64,
+
+    /// Seats a new organization starts with, free during its trial.
+    #[arg(
+        long = "billing-trial-seats",
+        env = "NULAB_PASS_BILLING_TRIAL_SEATS",
+        default_value_t = DEFAULT_TRIAL_SEATS,
+        global = true
+    )]
+    pub trial_seats: i64,
+
+    /// Days of a new organization's trial; then the subscription becomes active (monthly,
+    /// with the seats it has) and is invoiced.
+    #[arg(
+        long = "billing-trial-days",
+        env = "NULAB_PASS_BILLING_TRIAL_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub trial_days: i64,
+
+    /// Days that managed accounts of an organization imported from before domain verification
+    /// keep working on unverified domains.
+    #[arg(
+        long = "billing-legacy-transition-days",
+        env = "NULAB_PASS_BILLING_LEGACY_TRANSITION_DAYS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub legacy_transition_days: i64,
+
+    /// How often the billing job looks for periods that turned, in milliseconds.
+    #[arg(
+        long = "billing-poll-ms",
+        env = "NULAB_PASS_BILLING_POLL_MS",
+        default_value_t = 60_000,
+        global = true
+    )]
+    pub poll_ms: u64,
 }
 
 /// Log output format.
@@ -170,6 +265,7 @@ impl Config {
 
     /// Refuses settings that must not run together.
     pub fn check(&self) -> Result<(), String> {
+        self.billing.check()?;
         if self.dev && self.is_https() && !self.dev_allow_https {
             return Err(format!(
                 "refusing --dev with the https base URL {}: /dev/mail would show every email, with \
@@ -209,6 +305,38 @@ impl std::fmt::Debug for Config {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("session_hours", &self.session_hours)
             .finish_non_exhaustive()
+    }
+}
+
+impl Pricing {
+    /// Refuses prices and rules that cannot work.
+    pub fn check(&self) -> Result<(), String> {
+        let code_ok =
+            self.currency.len() == 3 && self.currency.chars().all(|c| c.is_ascii_uppercase());
+        if !code_ok {
+            return Err(format!(
+                "--billing-currency must be a three-letter ISO 4217 code such as USD, not {:?}",
+                self.currency
+            ));
+        }
+        let price = 0..=100_000_000;
+        if !price.contains(&self.seat_price_monthly) || !price.contains(&self.seat_price_yearly) {
+            return Err("seat prices must be between 0 and 100000000 minor units".to_string());
+        }
+        if !(0..=10_000).contains(&self.tax_basis_points) {
+            return Err("--billing-tax-basis-points must be between 0 and 10000".to_string());
+        }
+        if !(0..=1_000_000).contains(&self.minimum_seats)
+            || !(0..=1_000_000).contains(&self.trial_seats)
+        {
+            return Err("minimum and trial seats must be between 0 and 1000000".to_string());
+        }
+        if !(0..=3650).contains(&self.trial_days)
+            || !(0..=3650).contains(&self.legacy_transition_days)
+        {
+            return Err("trial and transition days must be between 0 and 3650".to_string());
+        }
+        Ok(())
     }
 }
 

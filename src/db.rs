@@ -88,6 +88,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0010_audit_log.sql"),
     ),
     (
+        11,
+        "billing",
+        include_str!("../migrations/sqlite/0011_billing.sql"),
+        include_str!("../migrations/postgres/0011_billing.sql"),
+    ),
+    (
         12,
         "invitations",
         include_str!("../migrations/sqlite/0012_invitations.sql"),

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod api_tokens;
 pub mod app;
 pub mod audit;
+pub mod billing;
 pub mod cli;
 pub mod clock;
 pub mod config;

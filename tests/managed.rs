@@ -562,7 +562,7 @@ async fn no_free_seat(backend: Backend) {
     );
     let message = reply["message"].as_str().unwrap();
     assert!(
-        message.contains("1 of 1") && message.contains("nulab-pass org seats --org corp"),
+        message.contains("1 of 1") && message.contains("billing page (/admin/corp/billing)"),
         "{message}"
     );
     assert_eq!(f.snapshot().await, before);

@@ -1,5 +1,6 @@
 //! Background jobs that run inside the server process: the outbox sender, domain
-//! re-verification, invitation expiry, session cleanup, audit retention and the audit webhook.
+//! re-verification, invitation expiry, billing periods and invoices, session cleanup, audit
+//! retention and the audit webhook.
 //! Each is safe with several server instances (claims and leases live in the database).
 
 use std::time::Duration;
@@ -50,6 +51,7 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     }));
+    jobs.push(crate::billing::jobs::spawn(state));
     let db = state.db.clone();
     let clock = state.clock.clone();
     jobs.push(tokio::spawn(async move {

@@ -32,6 +32,9 @@ pub enum MailKind {
     MigrationAdminsOutcome,
     MigrationAdminsFailed,
     MemberInvitation,
+    BillingReductionStopped,
+    BillingLegacyDomains,
+    BillingLegacyDomainsReminder,
 }
 
 impl MailKind {
@@ -54,6 +57,9 @@ impl MailKind {
         MailKind::MigrationAdminsOutcome,
         MailKind::MigrationAdminsFailed,
         MailKind::MemberInvitation,
+        MailKind::BillingReductionStopped,
+        MailKind::BillingLegacyDomains,
+        MailKind::BillingLegacyDomainsReminder,
     ];
 
     /// The stored name, e.g. `account.verify_email`.
@@ -77,6 +83,9 @@ impl MailKind {
             MigrationAdminsOutcome => "migration.admins_outcome",
             MigrationAdminsFailed => "migration.admins_failed",
             MemberInvitation => "member.invitation",
+            BillingReductionStopped => "billing.reduction_stopped",
+            BillingLegacyDomains => "billing.legacy_domains",
+            BillingLegacyDomainsReminder => "billing.legacy_domains_reminder",
         }
     }
 

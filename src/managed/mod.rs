@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountError, AccountKind, AccountStatus, Email};
-use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::audit::{AuditAction, Target};
 use crate::clock::DAY_MS;
 use crate::db::Tx;
 use crate::ids::{AccountId, OrgId};
@@ -37,7 +37,7 @@ pub enum ManagedError {
     )]
     DomainNotVerified(String),
     #[error(
-        "all {seats} seats are in use ({used} of {seats}): add seats (nulab-pass org seats --org {slug} --seats N) or delete managed accounts that are no longer needed"
+        "all {seats} seats are in use ({used} of {seats}): add seats on the billing page (/admin/{slug}/billing) or delete managed accounts that are no longer needed"
     )]
     NoFreeSeats { used: i64, seats: i64, slug: String },
     #[error("no managed account with this id belongs to this organization")]
@@ -48,10 +48,6 @@ pub enum ManagedError {
         "the organization must keep at least one active admin: make someone else an admin first"
     )]
     LastAdmin,
-    #[error("seats cannot go below the {used} managed accounts that use them")]
-    SeatsBelowUsage { used: i64 },
-    #[error("the number of seats must be between 0 and 1000000")]
-    InvalidSeats,
     #[error("managed accounts cannot do this themselves: {0}")]
     NotAllowedForManaged(&'static str),
     #[error("the role must be \u{201c}admin\u{201d} or \u{201c}member\u{201d}")]
@@ -86,8 +82,6 @@ impl From<ManagedError> for AppError {
             E::NotFound => (S::NOT_FOUND, "not_found"),
             E::InvalidPolicy(_) => (S::BAD_REQUEST, "invalid_policy"),
             E::LastAdmin => (S::CONFLICT, "last_admin"),
-            E::SeatsBelowUsage { .. } => (S::CONFLICT, "seats_below_usage"),
-            E::InvalidSeats => (S::BAD_REQUEST, "invalid_seats"),
             E::NotAllowedForManaged(_) => (S::FORBIDDEN, "managed_by_org"),
             E::InvalidRole => (S::BAD_REQUEST, "invalid_role"),
             E::NoBreakGlassAdmin => (S::CONFLICT, "no_break_glass_admin"),
@@ -305,44 +299,6 @@ pub async fn set_policy(
         )
         .await?;
     Ok(())
-}
-
-/// Sets the subscribed seats (operator command; never below the seats in use).
-pub async fn set_seats(
-    tx: &mut Tx,
-    now: i64,
-    org: &Org,
-    seats: i64,
-    actor: &Actor,
-    meta: &RequestMeta,
-) -> Result<orgs::seats::Seats, ManagedError> {
-    if !(0..=1_000_000).contains(&seats) {
-        return Err(ManagedError::InvalidSeats);
-    }
-    orgs::store::lock(tx, org.id).await?;
-    let used = orgs::seats::used(&mut **tx, org.id).await?;
-    if seats < used {
-        return Err(ManagedError::SeatsBelowUsage { used });
-    }
-    let before = orgs::seats::subscribed(&mut **tx, org.id).await?;
-    orgs::seats::set_subscribed(tx, org.id, seats).await?;
-    audit::record(
-        tx,
-        now,
-        audit::Event {
-            org_id: Some(org.id),
-            action: AuditAction::SubscriptionSeatsChanged,
-            actor,
-            target: Some(Target::org(org.id)),
-            meta,
-            details: serde_json::json!({ "from": before, "to": seats }),
-        },
-    )
-    .await?;
-    Ok(orgs::seats::Seats {
-        subscribed: seats,
-        used,
-    })
 }
 
 /// The view of a managed account the admin pages and API show.

@@ -177,7 +177,7 @@ impl Ineligible {
                 "a migration request is already pending: resend or cancel it".to_string()
             }
             Ineligible::NoFreeSeats => {
-                "no free seat: pending requests and managed accounts already use every seat; add seats or cancel requests".to_string()
+                "no free seat: pending requests and managed accounts already use every seat; add seats on the billing page (Admin → Billing) or cancel requests".to_string()
             }
             Ineligible::LastAdminElsewhere => {
                 "the account is the only admin of another organization, which migrating would leave without an admin: the user must make someone else an admin there (or leave it) first".to_string()

@@ -231,13 +231,16 @@ pub fn check_name(name: &str) -> Result<String, OrgError> {
     Ok(name.to_string())
 }
 
-/// Creates an organization with `admin` as its first admin.
+/// Creates an organization with `admin` as its first admin and `trial_seats` seats (the trial
+/// of `--billing-trial-seats`; `billing` decides every later number).
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     tx: &mut Tx,
     now: i64,
     slug: &OrgSlug,
     name: &str,
     admin: &Account,
+    trial_seats: i64,
     actor: &Actor,
     meta: &RequestMeta,
 ) -> Result<Org, OrgError> {
@@ -253,7 +256,7 @@ pub async fn create(
         id: OrgId::new(),
         slug: slug.as_str().to_string(),
         name,
-        seats: 0,
+        seats: trial_seats,
         created_at: now,
     };
     store::insert(tx, &org).await.map_err(|e| {
@@ -271,7 +274,7 @@ pub async fn create(
             now,
             AuditAction::OrgCreated,
             Target::org(org.id),
-            serde_json::json!({ "slug": org.slug, "name": org.name }),
+            serde_json::json!({ "slug": org.slug, "name": org.name, "trial_seats": trial_seats }),
         )
         .await?;
     scope

@@ -99,6 +99,7 @@ async fn create_org(
             &slug,
             &form.name,
             &account,
+            state.config.billing.trial_seats,
             &account.actor(),
             &meta,
         )

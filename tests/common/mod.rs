@@ -502,6 +502,7 @@ pub mod fixture {
             &slug,
             "Test Org",
             admin,
+            nulab_pass::config::DEFAULT_TRIAL_SEATS,
             &Actor::Operator,
             &RequestMeta::default(),
         )
@@ -539,16 +540,17 @@ pub mod fixture {
         .expect("domain fixture");
     }
 
-    /// The subscribed seats, set as the operator would.
+    /// The subscribed seats, set as the operator would (`nulab-pass org seats`).
     pub async fn seats(db: &Db, now: i64, org: &orgs::Org, seats: i64) {
+        let config = nulab_pass::Config::with_database("sqlite::memory:");
         let mut tx = db.begin().await.expect("begin");
-        nulab_pass::managed::set_seats(
+        nulab_pass::billing::plan::operator_set(
             &mut tx,
             now,
             org,
             seats,
-            &Actor::Operator,
-            &RequestMeta::default(),
+            &config.billing,
+            "http://127.0.0.1",
         )
         .await
         .expect("seats");

@@ -1,0 +1,236 @@
+//! The billing page (`/admin/{org}/billing`): seats and what uses them, the chart, a preview of
+//! a change before it is confirmed, the legacy saving, and the invoices with their printable
+//! page, CSV and PDF.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::Deserialize;
+
+use super::plan::{self, Preview, Requester};
+use super::store::{self, Invoice};
+use super::view::{self, SubscriptionView};
+use super::{BillingError, chart, money};
+use crate::AppState;
+use crate::orgs::Org;
+use crate::orgs::extract::OrgAdmin;
+use crate::web::error::AppError;
+use crate::web::extract::PageForm;
+use crate::web::{Layout, flash, take_flash};
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/admin/{org}/billing", get(page).post(change))
+        .route("/admin/{org}/billing/invoices/{number}", get(invoice_page))
+        .route(
+            "/admin/{org}/billing/invoices/{number}/csv",
+            get(invoice_csv),
+        )
+        .route(
+            "/admin/{org}/billing/invoices/{number}/pdf",
+            get(invoice_pdf),
+        )
+}
+
+/// A date for pages: `2026-12-05`.
+pub fn day(ms: impl std::borrow::Borrow<i64>) -> String {
+    super::period::date_of(*ms.borrow()).to_string()
+}
+
+/// An amount for pages.
+pub fn amount(minor: impl std::borrow::Borrow<i64>, currency: &str) -> String {
+    money::format(*minor.borrow(), currency)
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin/billing.html")]
+struct BillingPage {
+    layout: Layout,
+    org: Org,
+    section: &'static str,
+    notice: Option<String>,
+    error: Option<String>,
+    sub: SubscriptionView,
+    preview: Option<Preview>,
+    chart: String,
+    invoices: Vec<Invoice>,
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    seats: Option<String>,
+}
+
+async fn render(
+    state: &AppState,
+    admin: &OrgAdmin,
+    wanted: Option<&str>,
+    error: Option<String>,
+) -> Result<BillingPage, AppError> {
+    let org = admin.scope.org();
+    let now = state.clock.now_ms();
+    let pricing = &state.config.billing;
+    let (sub, view) = view::current(&state.db, now, org, pricing, &state.base_url()).await?;
+    let mut error = error;
+    let mut preview = None;
+    if let Some(raw) = wanted {
+        let usage = plan::Usage {
+            seats: view.seats,
+            managed: view.managed_accounts,
+            pending: view.reserved,
+        };
+        match super::parse_seats(&serde_json::Value::String(raw.to_string()))
+            .and_then(|seats| plan::preview(&sub, usage, seats, now, pricing))
+        {
+            Ok(p) => preview = Some(p),
+            Err(e) => error = AppError::from(e).user_message().map(str::to_string),
+        }
+    }
+    let usage = store::usage(state.db.pool(), org.id, chart::since(now)).await?;
+    Ok(BillingPage {
+        layout: Layout::new(&admin.session, Some(&admin.account)).await?,
+        org: org.clone(),
+        section: "billing",
+        notice: take_flash(&admin.session).await?,
+        error,
+        sub: view,
+        preview,
+        chart: chart::svg(&chart::months(&usage, now)),
+        invoices: store::invoices(state.db.pool(), org.id).await?,
+    })
+}
+
+async fn page(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Query(query): Query<PreviewQuery>,
+) -> Result<Response, AppError> {
+    let wanted = query.seats.as_deref().filter(|s| !s.trim().is_empty());
+    let page = render(&state, &admin, wanted, None).await?;
+    let status = if page.error.is_some() {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, page).into_response())
+}
+
+#[derive(Deserialize)]
+struct ChangeForm {
+    seats: String,
+}
+
+async fn change(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    PageForm(form): PageForm<ChangeForm>,
+) -> Result<Response, AppError> {
+    let org = admin.scope.org();
+    let result = async {
+        let seats = super::parse_seats(&serde_json::Value::String(form.seats.clone()))?;
+        let mut tx = state.db.begin().await?;
+        let by = Requester {
+            actor: admin.scope.actor(),
+            meta: admin.scope.meta(),
+        };
+        let done = plan::change(
+            &mut tx,
+            state.clock.now_ms(),
+            org,
+            seats,
+            by,
+            &state.config.billing,
+            &state.base_url(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok::<_, BillingError>(done)
+    }
+    .await;
+    match result {
+        Ok(done) => {
+            flash(&admin.session, format!("Done. {}", done.message)).await?;
+            Ok(Redirect::to(&super::page_path(&org.slug)).into_response())
+        }
+        Err(err) => {
+            let err = AppError::from(err);
+            let (status, Some(message)) = (err.status(), err.user_message().map(str::to_string))
+            else {
+                return Err(err);
+            };
+            let page = render(&state, &admin, None, Some(message)).await?;
+            Ok((status, page).into_response())
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "billing_invoice.html")]
+struct InvoicePage {
+    layout: Layout,
+    org: Org,
+    invoice: Invoice,
+}
+
+async fn load(state: &AppState, admin: &OrgAdmin, number: &str) -> Result<Invoice, AppError> {
+    let mut conn = state.db.pool().acquire().await?;
+    Ok(store::invoice(&mut conn, admin.scope.org().id, number)
+        .await?
+        .ok_or(BillingError::InvoiceNotFound)?)
+}
+
+async fn invoice_page(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, number)): Path<(String, String)>,
+) -> Result<InvoicePage, AppError> {
+    let invoice = load(&state, &admin, &number).await?;
+    Ok(InvoicePage {
+        layout: Layout::new(&admin.session, Some(&admin.account)).await?,
+        org: admin.scope.org().clone(),
+        invoice,
+    })
+}
+
+fn download(content_type: &'static str, name: String, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{name}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn invoice_csv(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, number)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let invoice = load(&state, &admin, &number).await?;
+    let name = format!("{}.csv", invoice.number);
+    let body = super::invoices::csv(&invoice).into_bytes();
+    Ok(download("text/csv; charset=utf-8", name, body))
+}
+
+async fn invoice_pdf(
+    State(state): State<AppState>,
+    admin: OrgAdmin,
+    Path((_, number)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let invoice = load(&state, &admin, &number).await?;
+    let name = format!("{}.pdf", invoice.number);
+    Ok(download(
+        "application/pdf",
+        name,
+        super::pdf::render(&invoice),
+    ))
+}
