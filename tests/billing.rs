@@ -256,6 +256,9 @@ async fn proration(backend: Backend) {
     let w = world(backend).await;
     w.activate().await;
     let s = &w.server;
+    let mut actions = s.audit_actions(2).await;
+    actions.sort();
+    assert_eq!(actions, ["invoice.issued", "subscription.status_changed"]);
     let (_, sub) = w
         .api(Method::GET, "/api/v1/orgs/corp/subscription", None)
         .await;
@@ -322,6 +325,10 @@ async fn proration(backend: Backend) {
     let (_, done, _) = w.put_seats(json!({"seats": 8}), None).await;
     assert_eq!(done["change"]["change"], "cancel_scheduled");
     assert_eq!(done["subscription"]["scheduled_seats"], Value::Null);
+    assert_eq!(
+        s.audit_actions(1).await,
+        ["subscription.scheduled_change_cancelled"]
+    );
 }
 both!(
     adding_seats_charges_to_the_day_and_reducing_waits,

@@ -157,6 +157,55 @@ async fn legacy_billing(backend: Backend) {
             .await,
         ["40"]
     );
+    // A correction is a credit note; the invoice itself never changes.
+    let inv = s
+        .rows("SELECT number || ':' || CAST(total AS TEXT) FROM invoices")
+        .await;
+    assert_eq!(inv, ["INV-000001:32000"]);
+    let args = [
+        "billing",
+        "credit-note",
+        "--org",
+        "corp",
+        "--invoice",
+        "INV-000001",
+        "--amount",
+        "800",
+        "--reason",
+        "one seat too many",
+    ];
+    let (code, out, err) = run(&url, &args).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "CN-000001 -$8.00");
+    assert_eq!(s.audit_actions(1).await, ["credit_note.issued"]);
+    let before = w.snapshot().await;
+    for (invoice, amount, says) in [
+        ("INV-000001", "32001", "between 1 and 32000"),
+        ("INV-000404", "5", "no invoice"),
+        ("INV-000001", "0", "between 1"),
+    ] {
+        let amount = format!("--amount={amount}");
+        let args = [
+            "billing",
+            "credit-note",
+            "--org",
+            "corp",
+            "--invoice",
+            invoice,
+            &amount,
+            "--reason",
+            "x",
+        ];
+        let (code, _, err) = run(&url, &args).await;
+        assert_ne!(code, 0);
+        assert!(err.contains(says), "{err}");
+    }
+    assert_eq!(w.snapshot().await, before);
+    assert_eq!(
+        s.rows("SELECT number || ':' || CAST(total AS TEXT) FROM invoices ORDER BY number")
+            .await,
+        ["CN-000001:-800", "INV-000001:32000"]
+    );
     // Unknown organization: a clear error.
     let (code, _, err) = run(
         &url,

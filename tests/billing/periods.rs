@@ -233,3 +233,48 @@ async fn page(backend: Backend) {
     assert_eq!(status, 200);
 }
 both!(an_admin_sees_and_changes_the_plan_in_the_browser, page);
+
+async fn trial_end(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.billing.poll_ms = 20).await;
+    let w = world_with(server).await;
+    let s = &w.server;
+    w.managed(2).await;
+    let (_, sub) = w
+        .api(Method::GET, "/api/v1/orgs/corp/subscription", None)
+        .await;
+    let ends = sub["trial_ends_at"].as_i64().unwrap();
+    assert_eq!(s.count("invoices").await, 0, "no invoice during the trial");
+    s.state
+        .clock
+        .advance_ms(ends - s.state.clock.now_ms() + 60_000);
+    wait_for_invoices(&w, 1).await;
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, actor_type FROM audit_events WHERE action IN ('subscription.activated', 'invoice.issued') ORDER BY action",
+    )
+    .fetch_all(s.db().pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            ("invoice.issued".to_string(), "system".to_string()),
+            ("subscription.activated".to_string(), "system".to_string())
+        ]
+    );
+    let (_, sub) = w
+        .api(Method::GET, "/api/v1/orgs/corp/subscription", None)
+        .await;
+    assert_eq!(
+        (sub["status"].as_str(), sub["seats"].as_i64()),
+        (Some("active"), Some(5)),
+        "the seats stay"
+    );
+    let (_, inv) = w
+        .api(Method::GET, "/api/v1/orgs/corp/invoices/INV-000001", None)
+        .await;
+    assert_eq!(
+        (inv["lines"][0]["quantity"].as_i64(), inv["total"].as_i64()),
+        (Some(5), Some(4000))
+    );
+}
+both!(a_trial_ends_in_an_active_invoiced_subscription, trial_end);
