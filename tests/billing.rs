@@ -211,15 +211,8 @@ async fn bad_seats(backend: Backend) {
     }
     assert_eq!(w.snapshot().await, before);
     // A pending migration request reserves a seat: 3 managed + 1 pending = 4.
-    let nulab = w.server.account("nia@corp.test", "Nia", PASSWORD).await;
-    let (s, _) = w
-        .api(
-            Method::POST,
-            "/api/v1/orgs/corp/members",
-            Some(json!({"email": nulab.email, "role": "member"})),
-        )
-        .await;
-    assert_eq!(s, 201);
+    w.server.account("nia@corp.test", "Nia", PASSWORD).await;
+    w.server.add_member(&w.org, "nia@corp.test", "member").await;
     let (s, r) = w
         .api(
             Method::POST,
@@ -477,13 +470,8 @@ async fn over_seats(backend: Backend) {
             .contains("/admin/corp/billing"),
         "{reply}"
     );
-    let nulab = s.account("nia@corp.test", "Nia", PASSWORD).await;
-    w.api(
-        Method::POST,
-        "/api/v1/orgs/corp/members",
-        Some(json!({"email": nulab.email, "role": "member"})),
-    )
-    .await;
+    s.account("nia@corp.test", "Nia", PASSWORD).await;
+    s.add_member(&w.org, "nia@corp.test", "member").await;
     let (_, r) = w
         .api(
             Method::POST,
