@@ -3,7 +3,7 @@
 //! queries (and prints PostgreSQL's plans), measures the peak RSS of streaming the whole log as
 //! CSV, and the cost of appending to a chain (sequential, and concurrent writers of one
 //! organization versus of different ones). SQLite always; PostgreSQL too when
-//! NULAB_PASS_TEST_POSTGRES_URL is set. Seeded events carry placeholder hashes (the chain is
+//! NULAB_PASS_TEST_POSTGRES_URL is set; only PostgreSQL with AUDIT_BENCH_POSTGRES_ONLY=1. Seeded events carry placeholder hashes (the chain is
 //! not what is measured here; `tests/audit` proves it). Run: `cargo bench --bench audit`.
 
 #[path = "common/mod.rs"]
@@ -299,10 +299,27 @@ async fn appends(db: &Db, writers: usize, each: usize, same_org: bool) -> f64 {
     (writers * each) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// A fresh migrated PostgreSQL database (for AUDIT_BENCH_POSTGRES_ONLY runs at larger sizes).
+async fn postgres_only() -> Db {
+    let admin =
+        std::env::var("NULAB_PASS_TEST_POSTGRES_URL").expect("NULAB_PASS_TEST_POSTGRES_URL");
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let admin_db = Db::connect(&admin).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(admin_db.pool())
+        .await
+        .unwrap();
+    let db = Db::connect(&format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    db
+}
+
 #[tokio::main]
 async fn main() {
     let n = events();
-    common::on_each_backend(async |name: &str, db: Db| {
+    let bench = async |name: &str, db: Db| {
         println!(
             "{name}: {n} events in one organization, {} in another",
             n / 10
@@ -327,6 +344,11 @@ async fn main() {
                 }
             );
         }
-    })
-    .await;
+    };
+    if std::env::var("AUDIT_BENCH_POSTGRES_ONLY").is_ok() {
+        // The database is left in place for inspection; drop it by hand.
+        bench("PostgreSQL", postgres_only().await).await;
+    } else {
+        common::on_each_backend(bench).await;
+    }
 }
