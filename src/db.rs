@@ -105,6 +105,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0014_single_logout.sql"),
         include_str!("../migrations/postgres/0014_single_logout.sql"),
     ),
+    (
+        15,
+        "parked idp-initiated sign-ins",
+        include_str!("../migrations/sqlite/0015_parked_sso_sign_ins.sql"),
+        include_str!("../migrations/postgres/0015_parked_sso_sign_ins.sql"),
+    ),
 ];
 
 impl Db {

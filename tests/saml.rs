@@ -7,6 +7,8 @@
 mod common;
 #[path = "saml/encryption.rs"]
 mod encryption;
+#[path = "saml/login_csrf.rs"]
+mod login_csrf;
 #[path = "saml/logs.rs"]
 mod logs;
 #[path = "saml/mapping.rs"]
@@ -343,6 +345,12 @@ async fn idp_initiated(backend: Backend) {
         ))
         .unwrap();
     let res = s.post(&browser, &fresh, "", None).await;
+    // Parked until the browser comes back by a same-site request (saml/login_csrf.rs).
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(back, format!("/sso/{}/continue", s.id()));
+    assert!(s.signed_in_as(&browser).await.is_none());
+    let res = browser.get(s.server.url(&back)).send().await.unwrap();
     assert_eq!(res.status(), 303);
     assert!(s.signed_in_as(&browser).await.is_some());
     // The same unsolicited response again: the replay cache refuses it.

@@ -15,10 +15,10 @@ use tower_sessions::Session;
 use super::acs::{self, Reason, Rejection, Verified};
 use super::acs_result::{TestOutcome, audit_connection, facts, record_failure, refuse, test_page};
 use super::pages::binding_value;
-use super::{Connection, mapping, slo_store, store};
+use super::{Connection, acs_grant, mapping, store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
-use crate::audit::{self, AuditAction, RequestMeta, Target};
+use crate::audit::{AuditAction, RequestMeta};
 use crate::ids::SamlConnectionId;
 use crate::secrets;
 use crate::web::error::AppError;
@@ -447,106 +447,45 @@ impl Post<'_> {
         test_page(self.state, self.session, self.connection, outcome).await
     }
 
-    /// Signs the account in and sends the browser where the sign-in started.
+    /// Signs the account in and sends the browser where the sign-in started; an IdP-initiated
+    /// sign-in is parked until the browser comes back (see [`super::acs_grant`]).
     async fn signed_in(
         &self,
         mut tx: crate::db::Tx,
         admitted: Admitted,
     ) -> Result<Response, AppError> {
-        let account = &admitted.account;
-        accounts::store::touch_sign_in(&mut tx, account.id, self.now).await?;
-        sync_name(&mut tx, self.connection, &admitted, self.meta, self.now).await?;
-        let details = serde_json::json!({
-            "email": account.email,
-            "assertion_id": admitted.verified.assertion_id,
-            "idp_initiated": admitted.request.is_none(),
-        });
-        self.audit(&mut tx, account, AuditAction::SsoSigninSucceeded, details)
-            .await?;
-        let sign_in_id = crate::web::session::new_sign_in_id();
-        remember_session(&mut tx, self.connection, &admitted, &sign_in_id, self.now).await?;
-        tx.commit().await?;
-        accounts::session::start_sign_in(
+        let verified = &admitted.verified;
+        let grant = acs_grant::Grant {
+            account_id: admitted.account.id,
+            assertion_id: verified.assertion_id.clone(),
+            name: mapping::display_name(verified, &self.connection.settings),
+            subject: verified.name_id.clone().map(|name_id| super::slo::Subject {
+                name_id,
+                format: verified.name_id_format.clone(),
+                name_qualifier: verified.name_qualifiers.0.clone(),
+                sp_name_qualifier: verified.name_qualifiers.1.clone(),
+            }),
+            session_index: verified.session_index.clone(),
+            session_until: verified.session_not_on_or_after,
+            idp_initiated: admitted.request.is_none(),
+        };
+        let Some(request) = admitted.request else {
+            let response =
+                acs_grant::park(&mut tx, self.state, self.connection, &grant, self.now).await?;
+            tx.commit().await?;
+            return Ok(response);
+        };
+        acs_grant::finish(
             self.state,
             self.session,
-            account,
-            crate::web::session::SignInMethod::Saml,
-            &sign_in_id,
+            tx,
+            self.connection,
+            &admitted.account,
+            &grant,
+            self.meta,
+            serde_json::json!({}),
         )
         .await?;
-        let to = admitted
-            .request
-            .map(|r| r.return_to)
-            .unwrap_or_else(|| "/account".to_string());
-        Ok(Redirect::to(&to).into_response())
+        Ok(Redirect::to(&request.return_to).into_response())
     }
-}
-
-/// Keeps what a LogoutRequest from the IdP will name (the NameID and SessionIndex) under the
-/// new sign-in's id, until the IdP's SessionNotOnOrAfter (or 30 days).
-async fn remember_session(
-    tx: &mut crate::db::Tx,
-    connection: &Connection,
-    admitted: &Admitted,
-    sign_in_id: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    let verified = &admitted.verified;
-    let Some(name_id) = verified.name_id.clone() else {
-        return Ok(());
-    };
-    let session = slo_store::SamlSession {
-        sign_in_id: sign_in_id.to_string(),
-        connection_id: connection.id,
-        account_id: admitted.account.id,
-        subject: super::slo::Subject {
-            name_id,
-            format: verified.name_id_format.clone(),
-            name_qualifier: verified.name_qualifiers.0.clone(),
-            sp_name_qualifier: verified.name_qualifiers.1.clone(),
-        },
-        session_index: verified.session_index.clone(),
-    };
-    let until = verified
-        .session_not_on_or_after
-        .unwrap_or(now + slo_store::DEFAULT_SESSION_MS);
-    slo_store::insert_session(tx, &session, now, until).await
-}
-
-/// Keeps the account's name as the IdP says it (when the connection maps a name attribute and
-/// the value is a valid name), audited as a rename by the connection.
-async fn sync_name(
-    tx: &mut crate::db::Tx,
-    connection: &Connection,
-    admitted: &Admitted,
-    meta: &RequestMeta,
-    now: i64,
-) -> Result<(), AppError> {
-    let account = &admitted.account;
-    let Some(name) = mapping::display_name(&admitted.verified, &connection.settings)
-        .and_then(|n| accounts::check_name(&n).ok())
-        .filter(|n| *n != account.name)
-    else {
-        return Ok(());
-    };
-    accounts::store::set_name(tx, account.id, &name, now).await?;
-    audit::record(
-        tx,
-        now,
-        audit::Event {
-            org_id: Some(connection.org_id),
-            action: AuditAction::ManagedAccountRenamed,
-            actor: &account.actor(),
-            target: Some(Target::account(account.id)),
-            meta,
-            details: serde_json::json!({
-                "from": account.name,
-                "to": name,
-                "by": "sso",
-                "connection_id": connection.id.to_string(),
-            }),
-        },
-    )
-    .await?;
-    Ok(())
 }

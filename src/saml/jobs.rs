@@ -36,6 +36,7 @@ pub async fn pass(state: &AppState) -> Result<(), SamlError> {
     warn_expiring(state, now).await?;
     store::purge(state.db.pool(), now).await?;
     super::slo_store::purge(state.db.pool(), now).await?;
+    super::acs_grant::purge(state.db.pool(), now).await?;
     Ok(())
 }
 

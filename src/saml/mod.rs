@@ -4,6 +4,7 @@
 //! response only when every check of DESIGN.md rule 3 holds (see `acs`).
 
 pub mod acs;
+pub mod acs_grant;
 pub mod acs_page;
 pub mod acs_result;
 pub mod admin;

@@ -30,6 +30,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/sso/{id}/login", get(login))
         .route("/sso/{id}/metadata", get(sp_metadata))
+        .merge(super::acs_grant::routes())
         .merge(super::admin::routes())
 }
 

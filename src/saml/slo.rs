@@ -29,7 +29,7 @@ pub const REQUESTER: &str = "urn:oasis:names:tc:SAML:2.0:status:Requester";
 const MAX_INFLATED: u64 = 256 * 1024;
 
 /// The subject of a sign-in, as a LogoutRequest names it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subject {
     pub name_id: String,
     pub format: Option<String>,

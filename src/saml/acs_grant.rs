@@ -1,0 +1,387 @@
+//! What an admitted SSO response grants, and granting it. A response to a sign-in this browser
+//! started signs in at once. An IdP-initiated (unsolicited) one does not: the ACS receives it as
+//! a cross-site POST, which carries none of the browser's `SameSite=Lax` session cookie, so it
+//! cannot see who is signed in there. The grant is parked (single use, 5 minutes, bound to the
+//! browser by a cookie) and the browser comes back by a same-site GET to `/sso/{id}/continue`:
+//! signed in as nobody or as the same account, the sign-in completes; signed in as someone else,
+//! the page asks "continue as X?" first, so that no website can switch a signed-in browser to
+//! another account (login CSRF).
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::get;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use tower_sessions::Session;
+
+use super::acs_result::audit_connection;
+use super::slo::Subject;
+use super::{Connection, slo_store, store};
+use crate::AppState;
+use crate::accounts::{self, Account, AccountKind, AccountStatus};
+use crate::audit::{self, AuditAction, RequestMeta, Target};
+use crate::db::Tx;
+use crate::ids::{AccountId, SamlConnectionId};
+use crate::secrets;
+use crate::web::error::AppError;
+use crate::web::extract::{ClientMeta, PageForm};
+use crate::web::{Layout, session};
+
+/// The cookie that binds a parked IdP-initiated sign-in to the browser that posted it.
+pub const CONTINUE_COOKIE: &str = "nulab_pass_sso_continue";
+/// How long a parked sign-in waits for the browser.
+const PARK_MS: i64 = 5 * 60_000;
+
+/// What signing in through one admitted response needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Grant {
+    pub account_id: AccountId,
+    pub assertion_id: String,
+    /// The display name the connection maps, when it maps one.
+    pub name: Option<String>,
+    /// What a LogoutRequest will name (`None` without a NameID).
+    pub subject: Option<Subject>,
+    pub session_index: Option<String>,
+    /// The IdP's SessionNotOnOrAfter (Unix ms).
+    pub session_until: Option<i64>,
+    pub idp_initiated: bool,
+}
+
+/// Signs `account` in through `connection` inside `tx` (last sign-in time, the mapped name,
+/// the audit event, the SAML session for Single Logout), commits, and starts the browser
+/// session. `extra` goes into the audit event's details.
+#[allow(clippy::too_many_arguments)]
+pub async fn finish(
+    state: &AppState,
+    session: &Session,
+    mut tx: Tx,
+    connection: &Connection,
+    account: &Account,
+    grant: &Grant,
+    meta: &RequestMeta,
+    extra: serde_json::Value,
+) -> Result<(), AppError> {
+    let now = state.clock.now_ms();
+    accounts::store::touch_sign_in(&mut tx, account.id, now).await?;
+    sync_name(
+        &mut tx,
+        connection,
+        account,
+        grant.name.as_deref(),
+        meta,
+        now,
+    )
+    .await?;
+    let mut details = serde_json::json!({
+        "email": account.email,
+        "assertion_id": grant.assertion_id,
+        "idp_initiated": grant.idp_initiated,
+    });
+    if let (Some(map), serde_json::Value::Object(more)) = (details.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    audit_connection(
+        &mut tx,
+        connection,
+        AuditAction::SsoSigninSucceeded,
+        &account.actor(),
+        meta,
+        now,
+        details,
+    )
+    .await?;
+    let sign_in_id = session::new_sign_in_id();
+    if let Some(subject) = &grant.subject {
+        let saml = slo_store::SamlSession {
+            sign_in_id: sign_in_id.clone(),
+            connection_id: connection.id,
+            account_id: account.id,
+            subject: subject.clone(),
+            session_index: grant.session_index.clone(),
+        };
+        let until = grant
+            .session_until
+            .unwrap_or(now + slo_store::DEFAULT_SESSION_MS);
+        slo_store::insert_session(&mut tx, &saml, now, until).await?;
+    }
+    tx.commit().await?;
+    accounts::session::start_sign_in(
+        state,
+        session,
+        account,
+        session::SignInMethod::Saml,
+        &sign_in_id,
+    )
+    .await
+}
+
+/// Keeps the account's name as the IdP says it (when the connection maps a name attribute and
+/// the value is a valid name), audited as a rename by the connection.
+async fn sync_name(
+    tx: &mut Tx,
+    connection: &Connection,
+    account: &Account,
+    mapped: Option<&str>,
+    meta: &RequestMeta,
+    now: i64,
+) -> Result<(), AppError> {
+    let Some(name) = mapped
+        .and_then(|n| accounts::check_name(n).ok())
+        .filter(|n| *n != account.name)
+    else {
+        return Ok(());
+    };
+    accounts::store::set_name(tx, account.id, &name, now).await?;
+    audit::record(
+        tx,
+        now,
+        audit::Event {
+            org_id: Some(connection.org_id),
+            action: AuditAction::ManagedAccountRenamed,
+            actor: &account.actor(),
+            target: Some(Target::account(account.id)),
+            meta,
+            details: serde_json::json!({
+                "from": account.name,
+                "to": name,
+                "by": "sso",
+                "connection_id": connection.id.to_string(),
+            }),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// Parks an IdP-initiated grant inside `tx`; returns the response that sends the browser to
+/// the continue page with the cookie that binds it.
+pub async fn park(
+    tx: &mut Tx,
+    state: &AppState,
+    connection: &Connection,
+    grant: &Grant,
+    now: i64,
+) -> Result<Response, AppError> {
+    let handle = secrets::new_token("");
+    sqlx::query(
+        "INSERT INTO saml_pending_sign_ins (handle_hash, connection_id, account_id, grant_json, \
+         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(secrets::hash_token(&handle))
+    .bind(connection.id.to_string())
+    .bind(grant.account_id.to_string())
+    .bind(serde_json::to_string(grant).map_err(anyhow::Error::from)?)
+    .bind(now)
+    .bind(now + PARK_MS)
+    .execute(&mut **tx)
+    .await?;
+    let secure = if state.base_url().starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = HeaderValue::from_str(&format!(
+        "{CONTINUE_COOKIE}={handle}; Path=/sso; Max-Age=300; HttpOnly; SameSite=Lax{secure}"
+    ))
+    .map_err(anyhow::Error::from)?;
+    let mut response = Redirect::to(&format!("/sso/{}/continue", connection.id)).into_response();
+    response.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(response)
+}
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/sso/{id}/continue", get(continue_get).post(continue_post))
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "sso_switch.html")]
+struct SwitchPage {
+    layout: Layout,
+    connection_id: String,
+    current: String,
+    next: String,
+}
+
+/// A parked grant, read through the browser's cookie: its connection and account.
+struct Parked {
+    handle_hash: String,
+    connection: Connection,
+    account: Account,
+    grant: Grant,
+}
+
+async fn parked(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Parked>, AppError> {
+    let (Some(id), Some(handle)) = (
+        SamlConnectionId::parse(id),
+        crate::web::cookie_value(headers, CONTINUE_COOKIE),
+    ) else {
+        return Ok(None);
+    };
+    let handle_hash = secrets::hash_token(&handle);
+    let row = sqlx::query(
+        "SELECT grant_json FROM saml_pending_sign_ins WHERE handle_hash = $1 AND connection_id = $2 \
+         AND used_at IS NULL AND expires_at > $3",
+    )
+    .bind(handle_hash.clone())
+    .bind(id.to_string())
+    .bind(state.clock.now_ms())
+    .fetch_optional(state.db.pool())
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let raw: String = row.try_get("grant_json")?;
+    let grant: Grant = serde_json::from_str(&raw).map_err(anyhow::Error::from)?;
+    let Some(connection) = store::by_id(state.db.pool(), id).await? else {
+        return Ok(None);
+    };
+    // Still an active managed account of the connection's organization.
+    let account = accounts::store::by_id(state.db.pool(), grant.account_id)
+        .await?
+        .filter(|a| {
+            a.kind == AccountKind::Managed
+                && a.status == AccountStatus::Active
+                && a.org_id == Some(connection.org_id)
+        });
+    Ok(account.map(|account| Parked {
+        handle_hash,
+        connection,
+        account,
+        grant,
+    }))
+}
+
+fn expired() -> Response {
+    let page = crate::accounts::pages::MessagePage {
+        layout: Layout::sessionless(),
+        title: "Sign-in expired".to_string(),
+        message: "This sign-in from your identity provider is no longer valid in this browser (it was used, it expired after 5 minutes, or it was started in another browser). Nothing was changed. Start the sign-in again from your identity provider.".to_string(),
+        link: Some(("Sign in".to_string(), "/signin".to_string())),
+    };
+    (StatusCode::BAD_REQUEST, page).into_response()
+}
+
+/// Spends the parked grant once and signs its account in; `None` when another request spent it.
+async fn complete(
+    state: &AppState,
+    session: &Session,
+    parked: &Parked,
+    meta: &RequestMeta,
+    switched_from: Option<&Account>,
+) -> Result<Option<Response>, AppError> {
+    let now = state.clock.now_ms();
+    let mut tx = state.db.begin().await?;
+    let spent = sqlx::query(
+        "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL",
+    )
+    .bind(parked.handle_hash.clone())
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if spent.rows_affected() != 1 {
+        return Ok(None);
+    }
+    let extra = match switched_from {
+        Some(from) => serde_json::json!({ "switched_from": from.email }),
+        None => serde_json::json!({}),
+    };
+    finish(
+        state,
+        session,
+        tx,
+        &parked.connection,
+        &parked.account,
+        &parked.grant,
+        meta,
+        extra,
+    )
+    .await?;
+    let mut response = Redirect::to("/account").into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        HeaderValue::from_static("nulab_pass_sso_continue=; Path=/sso; Max-Age=0; HttpOnly"),
+    );
+    Ok(Some(response))
+}
+
+/// The browser back from an IdP-initiated sign-in: completes it, or asks first when the
+/// browser is signed in as another account.
+async fn continue_get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    session: Session,
+    headers: HeaderMap,
+    ClientMeta(meta): ClientMeta,
+) -> Result<Response, AppError> {
+    let Some(parked) = parked(&state, &id, &headers).await? else {
+        return Ok(expired());
+    };
+    let current = match session::account_id(&session).await? {
+        Some(current) if current != parked.account.id => {
+            accounts::store::by_id(state.db.pool(), current).await?
+        }
+        _ => None,
+    };
+    if let Some(current) = current.filter(|a| a.status == AccountStatus::Active) {
+        let page = SwitchPage {
+            layout: Layout::new(&session, Some(&current)).await?,
+            connection_id: parked.connection.id.to_string(),
+            current: current.email.to_string(),
+            next: parked.account.email.to_string(),
+        };
+        return Ok(page.into_response());
+    }
+    Ok(complete(&state, &session, &parked, &meta, None)
+        .await?
+        .unwrap_or_else(expired))
+}
+
+#[derive(Deserialize)]
+struct SwitchForm {
+    decision: String,
+}
+
+/// The answer to "continue as X?": continue switches, anything else keeps the current sign-in.
+async fn continue_post(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    session: Session,
+    headers: HeaderMap,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<SwitchForm>,
+) -> Result<Response, AppError> {
+    let Some(parked) = parked(&state, &id, &headers).await? else {
+        return Ok(expired());
+    };
+    if form.decision != "continue" {
+        sqlx::query("UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1")
+            .bind(parked.handle_hash.clone())
+            .bind(state.clock.now_ms())
+            .execute(state.db.pool())
+            .await?;
+        return Ok(Redirect::to("/account").into_response());
+    }
+    let current = match session::account_id(&session).await? {
+        Some(current) => accounts::store::by_id(state.db.pool(), current).await?,
+        None => None,
+    };
+    let from = current.filter(|a| a.id != parked.account.id);
+    Ok(complete(&state, &session, &parked, &meta, from.as_ref())
+        .await?
+        .unwrap_or_else(expired))
+}
+
+/// Forgets parked sign-ins a day after they expired.
+pub async fn purge(pool: &sqlx::AnyPool, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM saml_pending_sign_ins WHERE expires_at < $1")
+        .bind(now - 24 * 3_600_000)
+        .execute(pool)
+        .await?;
+    Ok(())
+}

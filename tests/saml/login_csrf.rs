@@ -1,0 +1,118 @@
+//! An IdP-initiated response cannot switch a signed-in browser to another account (login
+//! CSRF): it is parked, the browser comes back by a same-site request, and a browser signed in
+//! as someone else is asked "continue as X?" first. Staying changes nothing; the parked sign-in
+//! works once, only in the browser that posted it.
+
+use nulab_pass::mock_idp::ResponseSpec;
+use serde_json::json;
+
+use super::{PASSWORD, sso};
+use crate::both;
+use crate::common::{Backend, hidden_value};
+
+async fn switching(backend: Backend) {
+    let s = sso(backend).await;
+    assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
+    let browser = s.server.signed_in("admin@corp.test", PASSWORD).await;
+    let unsolicited = || {
+        s.idp
+            .response_b64(&ResponseSpec::new(
+                "mia@corp.test",
+                &s.acs(),
+                &s.audience(),
+                None,
+            ))
+            .unwrap()
+    };
+    let signed_in_email = || async {
+        let page = browser
+            .get(s.server.url("/account"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.contains("mia@corp.test") && page.contains("Signed in with</dt><dd>saml") {
+            "mia"
+        } else if page.contains("admin@corp.test") {
+            "admin"
+        } else {
+            "nobody"
+        }
+    };
+    let successes = || async {
+        let actions = s.server.audit_actions(1000).await;
+        actions
+            .iter()
+            .filter(|a| *a == "sso.signin.succeeded")
+            .count()
+    };
+    let continue_url = s.server.url(&format!("/sso/{}/continue", s.id()));
+
+    // Someone posts Mia's unsolicited response in the admin's browser: nothing switches yet.
+    let res = s.post(&browser, &unsolicited(), "", None).await;
+    assert_eq!(res.status(), 303);
+    let res = browser.get(&continue_url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("Continue as mia@corp.test?"), "{page}");
+    assert!(page.contains("admin@corp.test"));
+    assert_eq!(signed_in_email().await, "admin");
+    assert_eq!(successes().await, 0);
+
+    // "Stay": the admin stays signed in and the parked sign-in is gone.
+    let csrf = hidden_value(&page, "csrf").expect("form token");
+    let res = browser
+        .post(&continue_url)
+        .form(&[("csrf", csrf.as_str()), ("decision", "stay")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(signed_in_email().await, "admin");
+    let res = browser.get(&continue_url).send().await.unwrap();
+    assert_eq!(res.status(), 400, "spent");
+    assert_eq!(successes().await, 0);
+
+    // A browser without the cookie cannot use someone's parked sign-in.
+    let res = s.post(&browser, &unsolicited(), "", None).await;
+    assert_eq!(res.status(), 303);
+    let stranger = s.server.client();
+    let res = stranger.get(&continue_url).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(successes().await, 0);
+
+    // "Continue": the switch happens, audited with whom it replaced.
+    let page = browser
+        .get(&continue_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = hidden_value(&page, "csrf").expect("form token");
+    let res = browser
+        .post(&continue_url)
+        .form(&[("csrf", csrf.as_str()), ("decision", "continue")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(signed_in_email().await, "mia");
+    assert_eq!(successes().await, 1);
+    let details: String = sqlx::query_scalar(
+        "SELECT details FROM audit_events WHERE action = 'sso.signin.succeeded'",
+    )
+    .fetch_one(s.server.db().pool())
+    .await
+    .unwrap();
+    let details: serde_json::Value = serde_json::from_str(&details).unwrap();
+    assert_eq!(details["switched_from"], "admin@corp.test");
+    assert_eq!(details["idp_initiated"], true);
+}
+both!(
+    an_idp_initiated_sign_in_asks_before_switching_accounts,
+    switching
+);
