@@ -58,6 +58,8 @@ struct Slo {
     product: Product,
     creds: Creds,
     received: Received,
+    /// `corp`'s admin API token.
+    token: String,
 }
 
 async fn slo_world(backend: Backend, dev: bool) -> Slo {
@@ -120,6 +122,7 @@ async fn slo_world(backend: Backend, dev: bool) -> Slo {
         product,
         creds,
         received,
+        token,
     }
 }
 
@@ -523,3 +526,103 @@ async fn hostile(backend: Backend) {
     assert!(s.received.lock().unwrap().is_empty());
 }
 both!(hostile_logout_messages_change_nothing, hostile);
+
+/// The mock IdP's own HTTP server drives Single Logout both ways, as an integrator would use it.
+async fn mock_idp_server(backend: Backend) {
+    let s = slo_world(backend, true).await;
+    let server = &s.w.server;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let idp = MockIdp::with_keys(
+        &format!("{base}/metadata"),
+        &format!("{base}/sso"),
+        s.idp.keys.clone(),
+    )
+    .with_slo(&format!("{base}/slo"));
+    let app = nulab_pass::saml::mock_idp_server::router(Arc::new(idp.clone()));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // A second connection of corp, to the mock IdP server, routing the same domain.
+    let token = s.token.clone();
+    let (status, _) = api(
+        &server.client(),
+        Method::DELETE,
+        server.url(&format!(
+            "/api/v1/orgs/corp/saml-connections/{}",
+            s.connection["id"].as_str().unwrap()
+        )),
+        &token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, connection) = api(
+        &server.client(),
+        Method::POST,
+        server.url("/api/v1/orgs/corp/saml-connections"),
+        &token,
+        Some(json!({"metadata_url": format!("{base}/metadata"), "name": "Mock IdP server"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{connection}");
+    assert_eq!(connection["idp_slo_url"], format!("{base}/slo"));
+
+    // SP-initiated: sign out here → the mock's /slo answers → back on the sign-in page.
+    let browser = server.client();
+    sso_sign_in(&browser, &idp, &connection).await;
+    let csrf = csrf_of(&browser, &server.url("/account")).await;
+    let res = browser
+        .post(server.url("/signout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let to_idp = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        to_idp.starts_with(&format!("{base}/slo?SAMLRequest=")),
+        "{to_idp}"
+    );
+    let res = browser.get(&to_idp).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(back.starts_with(connection["sp_slo_url"].as_str().unwrap()));
+    let res = browser.get(&back).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert_eq!(res.headers()["location"], "/signin");
+
+    // IdP-initiated: the mock's /logout → this service ends the sign-in and answers the mock.
+    sso_sign_in(&browser, &idp, &connection).await;
+    assert!(s.signed_in(&browser).await);
+    let start = format!(
+        "{base}/logout?slo={}&name_id=mia%40corp.test",
+        url::form_urlencoded::byte_serialize(connection["sp_slo_url"].as_str().unwrap().as_bytes())
+            .collect::<String>()
+    );
+    let res = browser.get(&start).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let to_sp = res.headers()["location"].to_str().unwrap().to_string();
+    let res = browser.get(&to_sp).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    assert!(!s.signed_in(&browser).await);
+    let answer = res.headers()["location"].to_str().unwrap().to_string();
+    let page = browser
+        .get(&answer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(SUCCESS), "{page}");
+}
+both!(
+    the_mock_idp_server_drives_single_logout_both_ways,
+    mock_idp_server
+);
+
+/// Mia signs in at the connection's login URL; `idp` answers.
+async fn sso_sign_in(browser: &reqwest::Client, idp: &MockIdp, connection: &Value) {
+    let (status, to_idp) = get(browser, connection["login_url"].as_str().unwrap()).await;
+    assert_eq!(status, 303);
+    let res = common::idp_answers(browser, &to_idp, idp, connection, "mia@corp.test").await;
+    assert_eq!(res.status(), 303);
+}
