@@ -154,6 +154,15 @@ enum OrgCommand {
         #[command(flatten)]
         output: Output,
     },
+    /// Brings in an organization whose managed accounts predate domain verification: they keep
+    /// signing in on unverified domains for the transition period (--billing-legacy-transition-days)
+    /// while the admins are emailed and reminded to verify.
+    ImportLegacy {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Subcommand)]
@@ -367,7 +376,7 @@ async fn account(config: &Config, command: AccountCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `org create`, `org add-member` and `org seats`.
+/// `org create`, `org add-member`, `org seats` and `org import-legacy`.
 async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
     let now = Clock::default().now_ms();
     match command {
@@ -430,6 +439,21 @@ async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
                 &format!(
                     "{}: {} seats, {} used, {} reserved",
                     org.slug, result.seats, result.managed, result.pending
+                ),
+            );
+        }
+        OrgCommand::ImportLegacy { org, output } => {
+            let db = open(config).await?;
+            let org = org_by_slug(&db, &org).await?;
+            let t = crate::billing::cli::import_legacy_org(config, &db, &org).await?;
+            print(
+                &output,
+                &json!({ "org": org.slug, "until": t.until, "days_left": t.days_left, "accounts": t.accounts }),
+                &format!(
+                    "{}: {} managed accounts on unverified domains keep working for {} days",
+                    org.slug,
+                    t.accounts.len(),
+                    t.days_left
                 ),
             );
         }

@@ -492,6 +492,10 @@ async fn over_seats(backend: Backend) {
         .api(Method::GET, "/api/v1/orgs/corp/saml-connections", None)
         .await;
     assert_eq!(status, 200);
+    let (status, log) = w
+        .api(Method::GET, "/api/v1/orgs/corp/audit-events", None)
+        .await;
+    assert_eq!(status, 200, "the audit log stays readable: {log}");
     let (status, _) = w
         .api(Method::PUT, "/api/v1/orgs/corp/password-policy", Some(json!({"min_length": 14, "require_three_classes": false, "reject_common": true, "max_age_days": null, "password_sign_in": true})))
         .await;

@@ -85,6 +85,8 @@ audit_actions! {
     SubscriptionLegacyImported => "subscription.legacy_imported",
     InvoiceIssued => "invoice.issued",
     CreditNoteIssued => "credit_note.issued",
+    OrgLegacyImported => "org.legacy_imported",
+    OrgLegacyDomainsReminded => "org.legacy_domains_reminded",
     SamlConnectionCreated => "saml_connection.created",
     SamlConnectionUpdated => "saml_connection.updated",
     SamlConnectionDeleted => "saml_connection.deleted",

@@ -4,7 +4,7 @@
 use clap::Subcommand;
 use serde_json::json;
 
-use super::{BillingError, Status, store};
+use super::{BillingError, Status};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
@@ -106,6 +106,21 @@ pub async fn run(config: &Config, db: &Db, command: BillingCommand) -> anyhow::R
     Ok(())
 }
 
+/// `org import-legacy`: starts the domain transition of an organization whose managed accounts
+/// predate domain verification.
+pub async fn import_legacy_org(
+    config: &Config,
+    db: &Db,
+    org: &Org,
+) -> Result<crate::domains::transition::Transition, BillingError> {
+    let now = Clock::default().now_ms();
+    let mut tx = db.begin().await?;
+    let t = super::legacy::import_domains(&mut tx, now, org, &config.billing, &config.base_url())
+        .await?;
+    tx.commit().await?;
+    Ok(t)
+}
+
 /// `org seats`: the operator's setting, through the same rules and audit as the API.
 pub async fn operator_seats(
     config: &Config,
@@ -125,6 +140,5 @@ pub async fn operator_seats(
     )
     .await?;
     tx.commit().await?;
-    let _ = store::get(db.pool(), org.id).await?;
     Ok(usage)
 }

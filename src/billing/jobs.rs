@@ -1,6 +1,6 @@
 //! The billing job: turns trials and periods when they end (a scheduled reduction applies, never
-//! below the seats in use), writes each period's invoice, and records the daily usage for the
-//! chart. Every turn runs under the organization's lock and re-reads the subscription, so
+//! below the seats in use), writes each period's invoice, records the daily usage for the chart,
+//! and reminds the admins of organizations in a domain transition (weekly). Every turn runs under the organization's lock and re-reads the subscription, so
 //! several instances turn it once.
 
 use std::time::Duration;
@@ -140,6 +140,7 @@ pub async fn run_once(state: &AppState) -> Result<usize, BillingError> {
             turned += 1;
         }
     }
+    super::legacy::remind_all(state, now).await?;
     store::record_usage(state.db.pool(), None, day_start(now)).await?;
     store::forget_keys(state.db.pool(), now - 7 * crate::clock::DAY_MS).await?;
     Ok(turned)

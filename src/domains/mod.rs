@@ -13,6 +13,7 @@ mod name;
 pub mod pages;
 mod recheck;
 pub mod store;
+pub mod transition;
 
 use serde::Serialize;
 

@@ -89,6 +89,9 @@ struct DomainsPage {
     error: Option<String>,
     domains: Vec<DomainRow>,
     typed: String,
+    /// Managed accounts that depend on an unverified domain (an organization brought in from
+    /// before domain verification), with the days left.
+    transition: Option<super::transition::Transition>,
 }
 
 async fn render(
@@ -99,6 +102,10 @@ async fn render(
 ) -> Result<DomainsPage, AppError> {
     let settings = DomainSettings::from_config(&state.config);
     let domains = super::list(&state.db, admin.scope.org().id).await?;
+    let mut conn = state.db.pool().acquire().await?;
+    let transition = super::transition::of(&mut conn, admin.scope.org().id, state.clock.now_ms())
+        .await?
+        .filter(|t| !t.accounts.is_empty());
     Ok(DomainsPage {
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
         org: admin.scope.org().clone(),
@@ -110,6 +117,7 @@ async fn render(
             .map(|d| DomainRow::of(d, &settings))
             .collect(),
         typed,
+        transition,
     })
 }
 

@@ -300,3 +300,103 @@ pub async fn verified_domains<'c>(
         .await?;
     rows.iter().map(|r| r.try_get("domain")).collect()
 }
+
+const LEGACY_WINDOW: &str =
+    "SELECT legacy_imported_at, legacy_domains_until FROM orgs WHERE id = $1";
+
+/// When an organization was imported from before domain verification, and until when its
+/// accounts keep working on unverified domains.
+pub async fn legacy_window<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    let row = sqlx::query(LEGACY_WINDOW)
+        .bind(org.to_string())
+        .fetch_optional(exec)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let imported: Option<i64> = row.try_get("legacy_imported_at")?;
+    let until: Option<i64> = row.try_get("legacy_domains_until")?;
+    Ok(imported.zip(until))
+}
+
+const VERIFIED_NAMES: &str = "SELECT domain FROM domains WHERE org_id = $1 AND status = 'verified'";
+
+/// The names of the organization's verified domains.
+pub async fn verified_names<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<std::collections::BTreeSet<String>, sqlx::Error> {
+    let rows = sqlx::query(VERIFIED_NAMES)
+        .bind(org.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|r| r.try_get("domain")).collect()
+}
+
+const MANAGED_BEFORE: &str = "SELECT email FROM accounts WHERE org_id = $1 AND kind = 'managed' \
+     AND status IN ('active', 'suspended') AND created_at <= $2 ORDER BY email_norm";
+
+/// Emails of the organization's managed accounts created at or before `at`.
+pub async fn managed_emails_before<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+    at: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows = sqlx::query(MANAGED_BEFORE)
+        .bind(org.to_string())
+        .bind(at)
+        .fetch_all(exec)
+        .await?;
+    rows.iter().map(|r| r.try_get("email")).collect()
+}
+
+const START_LEGACY: &str = "UPDATE orgs SET legacy_imported_at = $2, legacy_domains_until = $3, \
+     legacy_reminded_at = $2 WHERE id = $1";
+
+pub async fn start_legacy(
+    tx: &mut Tx,
+    org: OrgId,
+    now: i64,
+    until: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(START_LEGACY)
+        .bind(org.to_string())
+        .bind(now)
+        .bind(until)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const LEGACY_DUE: &str = "SELECT id FROM orgs WHERE legacy_domains_until > $1 \
+     AND legacy_reminded_at <= $2 ORDER BY id";
+
+pub async fn legacy_due(
+    pool: &sqlx::AnyPool,
+    now: i64,
+    before: i64,
+) -> Result<Vec<OrgId>, sqlx::Error> {
+    let rows = sqlx::query(LEGACY_DUE)
+        .bind(now)
+        .bind(before)
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("id")?;
+            OrgId::parse(&id).ok_or_else(|| sqlx::Error::Decode("bad org id".into()))
+        })
+        .collect()
+}
+
+const LEGACY_REMINDED: &str = "UPDATE orgs SET legacy_reminded_at = $2 WHERE id = $1";
+
+pub async fn legacy_reminded(tx: &mut Tx, org: OrgId, now: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(LEGACY_REMINDED)
+        .bind(org.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -217,7 +217,15 @@ async fn admit(
     let account = async {
         remember(tx, connection, &verified).await?;
         let account = admit_account(tx, connection, &email).await?;
-        admit_domain(tx, connection, &email, request.as_ref(), now).await?;
+        admit_domain(
+            tx,
+            connection,
+            &email,
+            account.created_at,
+            request.as_ref(),
+            now,
+        )
+        .await?;
         Ok(account)
     }
     .await
@@ -259,16 +267,21 @@ async fn remember(
     Ok(())
 }
 
-/// The email's domain is verified for the organization and routed to this connection; the
-/// request is spent once.
+/// The email's domain is verified for the organization (or the account is one of those an
+/// organization brought in from before domain verification, during its transition) and routed
+/// to this connection; the request is spent once.
 async fn admit_domain(
     tx: &mut crate::db::Tx,
     connection: &Connection,
     email: &accounts::Email,
+    created_at: i64,
     request: Option<&store::PendingRequest>,
     now: i64,
 ) -> Result<(), Refusal> {
-    if !crate::domains::is_email_domain_verified(tx, connection.org_id, email.domain()).await? {
+    let org = connection.org_id;
+    if !crate::domains::is_email_domain_verified(tx, org, email.domain()).await?
+        && !crate::domains::transition::allows(tx, org, created_at, now).await?
+    {
         return Err(refused(
             Reason::DomainNotVerified,
             format!("{} is not verified for the organization", email.domain()),

@@ -219,3 +219,119 @@ both!(
     billing_import_legacy_keeps_seats_and_shows_the_saving,
     legacy_billing
 );
+
+/// One SSO sign-in of `email` through the mock IdP, from the connection's login URL.
+async fn sso_sign_in(
+    s: &TestServer,
+    idp: &nulab_pass::mock_idp::MockIdp,
+    connection: &Value,
+    email: &str,
+) -> (u16, String) {
+    let browser = s.client();
+    let login = connection["login_url"].as_str().unwrap();
+    let res = browser.get(login).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let to_idp = res.headers()["location"].to_str().unwrap().to_string();
+    let res = crate::common::idp_answers(&browser, &to_idp, idp, connection, email).await;
+    (res.status().as_u16(), res.text().await.unwrap_or_default())
+}
+
+async fn legacy_org(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.billing.poll_ms = 20).await;
+    let w = world_with(server).await;
+    let s = &w.server;
+    // Ana's managed account predates domain verification: corp never verified old.test.
+    s.verified_domain(&w.org, "old.test").await;
+    let (status, _) = w
+        .api(
+            Method::POST,
+            "/api/v1/orgs/corp/managed-accounts",
+            Some(serde_json::json!({"email": "ana@old.test", "name": "Ana"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    sqlx::query("DELETE FROM domains WHERE domain = 'old.test'")
+        .execute(s.db().pool())
+        .await
+        .unwrap();
+    let idp = nulab_pass::mock_idp::MockIdp::generate(
+        "https://idp.corp.test/metadata",
+        "https://idp.corp.test/sso",
+    )
+    .unwrap();
+    let (status, connection) = w
+        .api(
+            Method::POST,
+            "/api/v1/orgs/corp/saml-connections",
+            Some(serde_json::json!({"metadata_xml": idp.metadata_xml(), "name": "Corp IdP"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{connection}");
+    let (status, body) = sso_sign_in(s, &idp, &connection, "ana@old.test").await;
+    assert_eq!(status, 403, "rule 1 before the import");
+    assert!(body.contains("domain_not_verified"), "{body}");
+
+    let url = s.testdb.url.clone();
+    let (code, out, err) = run(&url, &["org", "import-legacy", "--org", "corp", "--json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let out: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(out["days_left"], 60);
+    assert_eq!(
+        out["accounts"],
+        serde_json::json!([{"email": "ana@old.test", "domain": "old.test"}])
+    );
+    assert_eq!(s.audit_actions(1).await, ["org.legacy_imported"]);
+    let mail = s
+        .last_mail("admin@corp.test", "billing.legacy_domains")
+        .await;
+    assert!(mail.subject.contains("within 60 days"), "{}", mail.subject);
+    // During the transition she signs in; the domains page says who depends on what and how long.
+    let (status, body) = sso_sign_in(s, &idp, &connection, "ana@old.test").await;
+    assert_eq!(status, 303, "{body}");
+    let browser = s.signed_in("admin@corp.test", PASSWORD).await;
+    let page = browser
+        .get(s.url("/admin/corp/domains"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<td>ana@old.test</td><td>old.test</td>") && page.contains("60 more days"),
+        "{page}"
+    );
+    // A week later the admins are reminded.
+    s.state.clock.advance_ms(8 * 86_400_000);
+    for _ in 0..400 {
+        if s.count("outbox WHERE kind = 'billing.legacy_domains_reminder'")
+            .await
+            > 0
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let reminder = s
+        .last_mail("admin@corp.test", "billing.legacy_domains_reminder")
+        .await;
+    assert!(
+        reminder.subject.starts_with("Reminder:"),
+        "{}",
+        reminder.subject
+    );
+    let reminded = s
+        .rows("SELECT action FROM audit_events WHERE action = 'org.legacy_domains_reminded'")
+        .await;
+    assert_eq!(reminded, ["org.legacy_domains_reminded"]);
+    // When the period ends, rule 1 applies to her as to everyone.
+    s.state.clock.advance_ms(53 * 86_400_000);
+    let (status, body) = sso_sign_in(s, &idp, &connection, "ana@old.test").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("domain_not_verified"), "{body}");
+    // Unknown organization: a clear error.
+    let (code, _, err) = run(&url, &["org", "import-legacy", "--org", "nope"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no organization nope"), "{err}");
+}
+both!(org_import_legacy_gives_a_transition_then_rule_1, legacy_org);
