@@ -186,7 +186,15 @@ impl Modify for BearerAuth {
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
-                    .description(Some("An organization API token (np_...)"))
+                    .description(Some(
+                        "An organization API token (np_...). Each operation needs one scope, \
+                         listed in its security requirement: read (every GET but seats and the \
+                         audit log), members (members, managed accounts, migrations), domains, sso \
+                         (SSO connections, the password policy, session settings), billing \
+                         (seats and billing), audit (the audit log). A token without it gets 403 \
+                         missing_scope and a WWW-Authenticate: Bearer error=\"insufficient_scope\" \
+                         challenge naming the scope.",
+                    ))
                     .build(),
             ),
         );

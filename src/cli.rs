@@ -174,6 +174,13 @@ enum TokenCommand {
         /// A name that says what the token is for.
         #[arg(long, default_value = "created by the command line")]
         name: String,
+        /// Narrows the token to these scopes (comma- or space-separated: read, members, domains,
+        /// sso, billing, audit); every scope when absent.
+        #[arg(long)]
+        scopes: Option<String>,
+        /// Days until the token expires (1–365).
+        #[arg(long, default_value_t = api_tokens::DEFAULT_DAYS)]
+        expires_in_days: i64,
         #[command(flatten)]
         output: Output,
     },
@@ -461,18 +468,41 @@ async fn org(config: &Config, command: OrgCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `token create`: an API token of the organization, printed once.
+/// `token create`: an operator token of the organization, printed once.
 async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
-    let TokenCommand::Create { org, name, output } = command;
+    let TokenCommand::Create {
+        org,
+        name,
+        scopes,
+        expires_in_days,
+        output,
+    } = command;
+    let scopes = match scopes {
+        None => api_tokens::Scopes::all(),
+        Some(raw) => api_tokens::Scopes::parse(&raw).map_err(|word| match word.as_str() {
+            "" => anyhow::anyhow!("--scopes names no scope"),
+            _ => anyhow::anyhow!(
+                "unknown scope {word:?} (read, members, domains, sso, billing, audit)"
+            ),
+        })?,
+    };
+    let new = api_tokens::NewToken {
+        name,
+        scopes,
+        expires_in_days,
+    };
     let db = open(config).await?;
     let scope = AdminScope::operator(org_by_slug(&db, &org).await?);
     let clock = Clock::default();
     let mut tx = db.begin().await?;
-    let (token, secret) = api_tokens::create(&mut tx, clock.now_ms(), &scope, &name).await?;
+    let (token, secret) = api_tokens::create_with(&mut tx, clock.now_ms(), &scope, &new).await?;
     tx.commit().await?;
     print(
         &output,
-        &json!({ "id": token.id, "org": scope.org().slug, "name": token.name, "token": secret }),
+        &json!({
+            "id": token.id, "org": scope.org().slug, "name": token.name, "token": secret,
+            "scopes": token.scopes, "expires_at": token.expires_at, "operator": token.operator,
+        }),
         &secret,
     );
     Ok(())

@@ -100,6 +100,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0012_invitations.sql"),
     ),
     (
+        13,
+        "tokens and secrets",
+        include_str!("../migrations/sqlite/0013_tokens_and_secrets.sql"),
+        include_str!("../migrations/postgres/0013_tokens_and_secrets.sql"),
+    ),
+    (
         14,
         "single logout",
         include_str!("../migrations/sqlite/0014_single_logout.sql"),

@@ -2,6 +2,8 @@
 //! every bad input named by the foundation issue, and the pause of password sign-in after
 //! repeated wrong passwords or codes. Each test runs on SQLite and PostgreSQL.
 
+#[path = "accounts/at_rest.rs"]
+mod at_rest;
 mod common;
 
 use common::{Backend, TestServer, csrf_of, link_in, post_form};

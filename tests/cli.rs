@@ -178,6 +178,52 @@ async fn operator_commands(backend: Backend) {
     for action in ["account.created", "org.created", "api_token.created"] {
         assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
     }
+    // Operator tokens: every scope and 90 days unless narrowed.
+    assert_eq!(token_json["operator"], true);
+    assert_eq!(
+        token_json["scopes"],
+        serde_json::json!(["read", "members", "domains", "sso", "billing", "audit"])
+    );
+    let narrow = run(
+        &url,
+        &[
+            "token",
+            "create",
+            "--org",
+            "acme",
+            "--scopes",
+            "domains,read",
+            "--expires-in-days",
+            "7",
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(narrow.code, 0, "{}", narrow.stderr);
+    assert_eq!(
+        narrow.stdout.lines().count(),
+        1,
+        "the token alone on stdout"
+    );
+    let db = nulab_pass::db::Db::connect(&url).await.unwrap();
+    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT scopes, (expires_at - created_at) / 86400000, operator FROM api_tokens \
+         ORDER BY created_at, name",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    db.close().await;
+    assert_eq!(
+        rows.iter()
+            .map(|r| (r.0.as_str(), r.1, r.2))
+            .collect::<Vec<_>>(),
+        [
+            ("read members domains sso billing audit", 90, 1),
+            ("read members domains sso billing audit", 90, 1),
+            ("read domains", 7, 1)
+        ]
+    );
 }
 both!(
     operator_commands_create_accounts_orgs_and_tokens,
@@ -245,6 +291,7 @@ async fn bad_operator_input(backend: Backend) {
         count(&url, "accounts").await,
         count(&url, "orgs").await,
         count(&url, "audit_events").await,
+        count(&url, "api_tokens").await,
     );
     for (args, stdin, fragment) in [
         (
@@ -333,6 +380,33 @@ async fn bad_operator_input(backend: Backend) {
             None,
             "no organization",
         ),
+        (
+            vec!["token", "create", "--org", "acme", "--scopes", "read,admin"],
+            None,
+            "unknown scope \"admin\"",
+        ),
+        (
+            vec!["token", "create", "--org", "acme", "--scopes", ","],
+            None,
+            "names no scope",
+        ),
+        (
+            vec![
+                "token",
+                "create",
+                "--org",
+                "acme",
+                "--expires-in-days",
+                "366",
+            ],
+            None,
+            "1 to 365 days",
+        ),
+        (
+            vec!["token", "create", "--org", "acme", "--expires-in-days", "0"],
+            None,
+            "1 to 365 days",
+        ),
     ] {
         let out = run(&url, &args, stdin).await;
         assert_ne!(out.code, 0, "{args:?} should fail");
@@ -343,7 +417,8 @@ async fn bad_operator_input(backend: Backend) {
         (
             count(&url, "accounts").await,
             count(&url, "orgs").await,
-            count(&url, "audit_events").await
+            count(&url, "audit_events").await,
+            count(&url, "api_tokens").await
         ),
         before
     );

@@ -939,3 +939,66 @@ async fn list_pages(backend: Backend) {
     }
 }
 both!(the_request_list_pages_by_cursor, list_pages);
+
+/// Migrating ends the account's memberships of other organizations, and with them the API
+/// tokens it created there as an admin (only those, each with an event).
+async fn tokens_of_migrated_admin(backend: Backend) {
+    let w = world(backend, 5, &["sam"]).await;
+    let s = &w.server;
+    let (status, body) = api(
+        &s.client(),
+        Method::POST,
+        s.url("/api/v1/orgs/other/members"),
+        &w.other_token,
+        Some(json!({"email": "sam@corp.test", "role": "admin"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let browser = s.signed_in("sam@corp.test", PASSWORD).await;
+    let sams = s.admin_token(&browser, "other", &["read"]).await;
+    let members = |token: String| {
+        let client = s.client();
+        let url = s.url("/api/v1/orgs/other/members");
+        async move {
+            client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(members(sams.clone()).await, 200);
+
+    w.ask_one("sam@corp.test").await;
+    let link = w.link("sam@corp.test").await;
+    let (status, page) = w.agree(&link, PASSWORD).await;
+    assert_eq!(status, 200, "{page}");
+
+    assert_eq!(
+        members(sams).await,
+        401,
+        "sam's token died with the membership"
+    );
+    assert_eq!(
+        members(w.other_token.clone()).await,
+        200,
+        "the operator's lives"
+    );
+    assert_eq!(
+        s.rows("SELECT revoked_reason FROM api_tokens WHERE revoked_at IS NOT NULL")
+            .await,
+        ["creator_migrated"]
+    );
+    let events = s
+        .rows("SELECT details FROM audit_events WHERE action = 'api_token.revoked'")
+        .await;
+    assert_eq!(events.len(), 1);
+    assert!(events[0].contains("creator_migrated"), "{}", events[0]);
+}
+both!(
+    migration_revokes_the_tokens_the_account_made_elsewhere,
+    tokens_of_migrated_admin
+);

@@ -6,6 +6,8 @@ mod common;
 mod invitations;
 #[path = "orgs/policies.rs"]
 mod policies;
+#[path = "orgs/tokens.rs"]
+mod tokens;
 
 use common::{Backend, TestServer, csrf_of};
 use nulab_pass::orgs::AdminScope;
@@ -567,7 +569,12 @@ async fn tokens_lifecycle(backend: Backend) {
     let csrf = csrf_of(&browser, &page_url).await;
     let res = browser
         .post(&page_url)
-        .form(&[("csrf", csrf.as_str()), ("name", "provisioning")])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("name", "provisioning"),
+            ("scope", "read"),
+            ("scope", "members"),
+        ])
         .send()
         .await
         .unwrap();

@@ -1,14 +1,7 @@
-//! The admin page where API tokens are created (shown once) and revoked.
+//! The admin page where API tokens are created (shown once, with their scopes and expiry) and
+//! revoked; the list shows each token's scopes, creator, expiry and last use.
 
-use askama::Template;
-use askama_web::WebTemplate;
-use axum::Router;
-use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use serde::Deserialize;
-
-use super::ApiToken;
+use super::{ApiToken, DEFAULT_DAYS, MAX_DAYS, NewToken, Scope, Scopes, TokenError};
 use crate::AppState;
 use crate::ids::ApiTokenId;
 use crate::orgs::Org;
@@ -16,6 +9,12 @@ use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
 use crate::web::extract::PageForm;
 use crate::web::{Layout, flash, take_flash};
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -35,13 +34,17 @@ struct TokensPage {
     notice: Option<String>,
     error: Option<String>,
     tokens: Vec<ApiToken>,
-    new_secret: Option<String>,
+    new_token: Option<(ApiToken, String)>,
+    now: i64,
+    all_scopes: [Scope; 6],
+    expiry_choices: [i64; 5],
+    default_days: i64,
 }
 
 async fn render(
     state: &AppState,
     admin: &OrgAdmin,
-    new_secret: Option<String>,
+    new_token: Option<(ApiToken, String)>,
     error: Option<String>,
 ) -> Result<TokensPage, AppError> {
     Ok(TokensPage {
@@ -51,7 +54,11 @@ async fn render(
         notice: take_flash(&admin.session).await?,
         error,
         tokens: super::store::list(state.db.pool(), admin.scope.org().id).await?,
-        new_secret,
+        new_token,
+        now: state.clock.now_ms(),
+        all_scopes: Scope::ALL,
+        expiry_choices: [7, 30, DEFAULT_DAYS, 180, MAX_DAYS],
+        default_days: DEFAULT_DAYS,
     })
 }
 
@@ -62,29 +69,48 @@ async fn tokens_page(
     render(&state, &admin, None, None).await
 }
 
-#[derive(Deserialize)]
-struct CreateForm {
-    name: String,
+/// The create form: `name`, `expires_in_days` (default 90) and one `scope` field per scope.
+fn read_form(fields: &[(String, String)]) -> Result<NewToken, TokenError> {
+    let value = |key: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let expires_in_days = match value("expires_in_days").map(str::trim) {
+        None | Some("") => DEFAULT_DAYS,
+        Some(days) => days.parse().map_err(|_| TokenError::InvalidExpiry)?,
+    };
+    let named = fields.iter().filter(|(k, _)| k == "scope");
+    let mut scopes = Vec::new();
+    for (_, v) in named {
+        scopes.push(Scope::parse(v).ok_or(TokenError::NoScope)?);
+    }
+    Ok(NewToken {
+        name: value("name").unwrap_or_default().to_string(),
+        scopes: Scopes::from_list(scopes).ok_or(TokenError::NoScope)?,
+        expires_in_days,
+    })
 }
 
 async fn create_token(
     State(state): State<AppState>,
     admin: OrgAdmin,
-    PageForm(form): PageForm<CreateForm>,
+    PageForm(fields): PageForm<Vec<(String, String)>>,
 ) -> Result<Response, AppError> {
     let mut tx = state.db.begin().await?;
-    match super::create(&mut tx, state.clock.now_ms(), &admin.scope, &form.name).await {
-        Ok((_, secret)) => {
+    let now = state.clock.now_ms();
+    let created = match read_form(&fields) {
+        Ok(new) => super::create_with(&mut tx, now, &admin.scope, &new).await,
+        Err(err) => Err(err),
+    };
+    match created {
+        Ok(created) => {
             tx.commit().await?;
             // The secret is rendered in this response only; it is never stored or shown again.
-            let mut page = render(&state, &admin, Some(secret), None)
+            Ok(render(&state, &admin, Some(created), None)
                 .await?
-                .into_response();
-            page.headers_mut().insert(
-                axum::http::header::CACHE_CONTROL,
-                axum::http::HeaderValue::from_static("no-store"),
-            );
-            Ok(page)
+                .into_response())
         }
         Err(err) => {
             tx.rollback().await?;

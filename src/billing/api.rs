@@ -12,7 +12,7 @@ use super::plan::{self, Preview, Requester};
 use super::store::{self, Invoice, StoredAnswer};
 use super::view::{self, SubscriptionView};
 use crate::AppState;
-use crate::api_tokens::extract::ApiAdmin;
+use crate::api_tokens::extract::{ApiAdmin, need};
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
@@ -36,10 +36,10 @@ pub struct ChangeResult {
 /// The subscription: seats, managed accounts, reserved, free, period and the next invoice.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/subscription", tag = "billing",
     params(("org" = String, Path, description = "organization ID (slug)")),
-    responses((status = 200, body = SubscriptionView)), security(("bearer" = [])))]
+    responses((status = 200, body = SubscriptionView)), security(("bearer" = ["billing"])))]
 pub async fn get(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Billing>,
 ) -> Result<Json<SubscriptionView>, ApiError> {
     let now = state.clock.now_ms();
     let (_, view) = view::current(
@@ -57,10 +57,10 @@ pub async fn get(
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/subscription/preview", tag = "billing",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = SeatsBody,
     responses((status = 200, body = Preview), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["billing"])))]
 pub async fn preview(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Billing>,
     ApiJson(body): ApiJson<SeatsBody>,
 ) -> Result<Json<Preview>, ApiError> {
     let seats = super::parse_seats(&body.seats)?;
@@ -100,10 +100,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, BillingError> 
     request_body = SeatsBody,
     responses((status = 200, body = ChangeResult), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["billing"])))]
 pub async fn put(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Billing>,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SeatsBody>,
 ) -> Result<Response, ApiError> {
@@ -166,10 +166,10 @@ pub async fn put(
 /// The organization's invoices and credit notes, newest first (without lines).
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/invoices", tag = "billing",
     params(("org" = String, Path, description = "organization ID (slug)")),
-    responses((status = 200, body = Vec<Invoice>)), security(("bearer" = [])))]
+    responses((status = 200, body = Vec<Invoice>)), security(("bearer" = ["billing"])))]
 pub async fn list_invoices(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Billing>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let items = store::invoices(state.db.pool(), scope.org().id)
         .await
@@ -181,10 +181,10 @@ pub async fn list_invoices(
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/invoices/{number}", tag = "billing",
     params(("org" = String, Path, description = "organization ID (slug)"),
         ("number" = String, Path, description = "e.g. INV-000001")),
-    responses((status = 200, body = Invoice), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = Invoice), (status = 404, body = ErrorBody)), security(("bearer" = ["billing"])))]
 pub async fn get_invoice(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Billing>,
     Path((_, number)): Path<(String, String)>,
 ) -> Result<Json<Invoice>, ApiError> {
     let mut conn = state.db.pool().acquire().await.map_err(AppError::from)?;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Domain, DomainError, DomainId, DomainSettings, DomainStatus, TxtLookup};
 use crate::AppState;
-use crate::api_tokens::extract::ApiAdmin;
+use crate::api_tokens::extract::{ApiAdmin, need};
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
@@ -80,10 +80,10 @@ fn domain_in_path(raw: &str) -> Result<DomainId, ApiError> {
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/domains", tag = "domains",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = DomainList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["read"])))]
 pub async fn list_domains(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
 ) -> Result<Json<DomainList>, ApiError> {
     let settings = DomainSettings::from_config(&state.config);
     let domains = super::list(&state.db, scope.org().id).await?;
@@ -100,10 +100,10 @@ pub async fn list_domains(
     params(("org" = String, Path, description = "organization ID (slug)")),
     request_body = AddDomain,
     responses((status = 201, body = DomainView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["domains"])))]
 pub async fn add_domain(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Domains>,
     ApiJson(body): ApiJson<AddDomain>,
 ) -> Result<(StatusCode, Json<DomainView>), ApiError> {
     let settings = DomainSettings::from_config(&state.config);
@@ -127,10 +127,10 @@ pub async fn add_domain(
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/domains/{id}", tag = "domains",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "domain id")),
     responses((status = 200, body = DomainView), (status = 404, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["read"])))]
 pub async fn get_domain(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<DomainView>, ApiError> {
     let id = domain_in_path(&id)?;
@@ -144,10 +144,10 @@ pub async fn get_domain(
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/domains/{id}/verify", tag = "domains",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "domain id")),
     responses((status = 200, body = DomainView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["domains"])))]
 pub async fn verify_domain(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Domains>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<DomainView>, ApiError> {
     let id = domain_in_path(&id)?;
@@ -170,10 +170,10 @@ pub async fn verify_domain(
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/domains/{id}/retry", tag = "domains",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "domain id")),
     responses((status = 200, body = DomainView), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["domains"])))]
 pub async fn retry_domain(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Domains>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<DomainView>, ApiError> {
     let id = domain_in_path(&id)?;
@@ -188,10 +188,10 @@ pub async fn retry_domain(
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/domains/{id}", tag = "domains",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "domain id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["domains"])))]
 pub async fn remove_domain(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Domains>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = domain_in_path(&id)?;

@@ -3,6 +3,7 @@
 //! the change requires it, and keeps at least one admin.
 
 use super::*;
+use crate::api_tokens::holders;
 
 /// The managed account `id` of this org, with its role; deleted ones are not found.
 pub async fn get(tx: &mut Tx, org: OrgId, id: AccountId) -> Result<Account, ManagedError> {
@@ -32,6 +33,22 @@ pub(super) async fn keep_an_admin(
     Ok(())
 }
 
+/// The API tokens the account created die with its rights (a managed account belongs to this
+/// organization only).
+async fn revoke_tokens(
+    tx: &mut Tx,
+    now: i64,
+    scope: &AdminScope,
+    id: AccountId,
+    reason: holders::Reason,
+) -> Result<usize, sqlx::Error> {
+    let by = holders::ChangedBy {
+        actor: scope.actor(),
+        meta: scope.meta(),
+    };
+    holders::revoke_held_by(tx, now, id, None, reason, by).await
+}
+
 /// Suspends: the account cannot sign in by any means, and its sessions end now.
 pub async fn suspend(
     tx: &mut Tx,
@@ -46,6 +63,7 @@ pub async fn suspend(
     keep_an_admin(tx, scope.org().id, id).await?;
     store::set_status(tx, id, AccountStatus::Suspended, now).await?;
     let ended = crate::accounts::end_every_sign_in(tx, id, now).await?;
+    revoke_tokens(tx, now, scope, id, holders::Reason::Suspended).await?;
     scope
         .audit(
             tx,
@@ -226,6 +244,7 @@ pub async fn delete(
     keep_an_admin(tx, scope.org().id, id).await?;
     crate::accounts::end_every_sign_in(tx, id, now).await?;
     store::tombstone(tx, id, now).await?;
+    revoke_tokens(tx, now, scope, id, holders::Reason::Deleted).await?;
     scope
         .audit(
             tx,

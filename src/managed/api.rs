@@ -9,7 +9,7 @@ use super::csv::BulkReport;
 use super::{ManagedAccount, ManagedChanges, NewManaged};
 use crate::AppState;
 use crate::accounts::policy::PasswordPolicy;
-use crate::api_tokens::extract::ApiAdmin;
+use crate::api_tokens::extract::{ApiAdmin, need};
 use crate::ids::AccountId;
 use crate::orgs::seats::Seats;
 use crate::web::ErrorBody;
@@ -30,10 +30,10 @@ fn id_in_path(raw: &str) -> Result<AccountId, ApiError> {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/managed-accounts", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = NewManaged,
     responses((status = 201, body = ManagedAccount), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn create(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     ApiJson(body): ApiJson<NewManaged>,
 ) -> Result<(StatusCode, Json<ManagedAccount>), ApiError> {
     let hash =
@@ -58,10 +58,10 @@ pub async fn create(
     params(("org" = String, Path, description = "organization ID (slug)")),
     request_body(content = String, content_type = "text/csv"),
     responses((status = 200, body = BulkReport), (status = 400, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn import(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     body: String,
 ) -> Result<Json<BulkReport>, ApiError> {
     let clock = state.clock.clone();
@@ -80,10 +80,10 @@ pub async fn import(
 /// One managed account.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
-    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn get(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<ManagedAccount>, ApiError> {
     let id = id_in_path(&id)?;
@@ -98,10 +98,10 @@ pub async fn get(
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
     request_body = ManagedChanges,
-    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = ["members"])))]
 pub async fn update(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ManagedChanges>,
 ) -> Result<Json<ManagedAccount>, ApiError> {
@@ -116,10 +116,10 @@ pub async fn update(
 /// Deletes the account (a tombstone keeps its id; its seat is freed).
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
-    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = ["members"])))]
 pub async fn delete(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = id_in_path(&id)?;
@@ -143,10 +143,10 @@ pub struct ActionBody {
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id"),
         ("action" = String, Path, description = "suspend, reactivate, sign-out or reset-password")),
     request_body(content = Option<ActionBody>),
-    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = ["members"])))]
 pub async fn action(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, id, action)): Path<(String, String, String)>,
     body: axum::body::Bytes,
 ) -> Result<Json<ManagedAccount>, ApiError> {
@@ -189,10 +189,10 @@ pub async fn action(
 /// The password policy of managed accounts.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/password-policy", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)")),
-    responses((status = 200, body = PasswordPolicy)), security(("bearer" = [])))]
+    responses((status = 200, body = PasswordPolicy)), security(("bearer" = ["read"])))]
 pub async fn get_policy(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
 ) -> Result<Json<PasswordPolicy>, ApiError> {
     Ok(Json(
         crate::accounts::store::policy(state.db.pool(), scope.org().id)
@@ -204,10 +204,10 @@ pub async fn get_policy(
 /// Replaces the password policy; it applies from the next password set.
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/password-policy", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = PasswordPolicy,
-    responses((status = 200, body = PasswordPolicy), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = PasswordPolicy), (status = 400, body = ErrorBody)), security(("bearer" = ["sso"])))]
 pub async fn put_policy(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Sso>,
     ApiJson(policy): ApiJson<PasswordPolicy>,
 ) -> Result<Json<PasswordPolicy>, ApiError> {
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
@@ -219,10 +219,10 @@ pub async fn put_policy(
 /// Seats subscribed and used.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/seats", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)")),
-    responses((status = 200, body = Seats)), security(("bearer" = [])))]
+    responses((status = 200, body = Seats)), security(("bearer" = ["billing"])))]
 pub async fn seats(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Billing>,
 ) -> Result<Json<Seats>, ApiError> {
     Ok(Json(
         crate::orgs::seats::of(state.db.pool(), scope.org().id)

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{MigrationId, MigrationRequest, MigrationStatus, RequestResult, Wanted};
 use crate::AppState;
-use crate::api_tokens::extract::ApiAdmin;
+use crate::api_tokens::extract::{ApiAdmin, need};
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
@@ -32,10 +32,10 @@ pub struct MigrationResults {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/migrations", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = NewMigrations,
     responses((status = 200, body = MigrationResults), (status = 400, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn create(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     ApiJson(body): ApiJson<NewMigrations>,
 ) -> Result<Json<MigrationResults>, ApiError> {
     let wanted: Vec<Wanted> = match (body.account_ids, body.emails) {
@@ -84,10 +84,10 @@ pub struct MigrationList {
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/migrations", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)"), ListQuery),
     responses((status = 200, body = MigrationList), (status = 400, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["read"])))]
 pub async fn list(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<MigrationList>, ApiError> {
     let status = parse_status(query.status.as_deref())?;
@@ -153,10 +153,10 @@ fn id_in_path(raw: &str) -> Result<MigrationId, ApiError> {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/migrations/{id}/resend", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "request id")),
     responses((status = 200, body = MigrationRequest), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn resend(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationRequest>, ApiError> {
     let id = id_in_path(&id)?;
@@ -171,10 +171,10 @@ pub async fn resend(
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/migrations/{id}/cancel", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "request id")),
     responses((status = 200, body = MigrationRequest), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn cancel(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationRequest>, ApiError> {
     let id = id_in_path(&id)?;
@@ -195,10 +195,10 @@ pub struct MigrationSettings {
 /// The org's migration settings.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/migration-settings", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)")),
-    responses((status = 200, body = MigrationSettings)), security(("bearer" = [])))]
+    responses((status = 200, body = MigrationSettings)), security(("bearer" = ["read"])))]
 pub async fn get_settings(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
 ) -> Result<Json<MigrationSettings>, ApiError> {
     let link_days = super::store::link_days(state.db.pool(), scope.org().id)
         .await
@@ -209,10 +209,10 @@ pub async fn get_settings(
 /// Changes the org's migration settings (applies to links sent from now on).
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/migration-settings", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = MigrationSettings,
-    responses((status = 200, body = MigrationSettings), (status = 400, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = MigrationSettings), (status = 400, body = ErrorBody)), security(("bearer" = ["members"])))]
 pub async fn put_settings(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     ApiJson(body): ApiJson<MigrationSettings>,
 ) -> Result<(StatusCode, Json<MigrationSettings>), ApiError> {
     let mut tx = state.db.begin().await.map_err(AppError::from)?;

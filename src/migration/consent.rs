@@ -2,6 +2,7 @@
 //! migration in one transaction (or declining it).
 
 use super::*;
+use crate::api_tokens::holders;
 
 /// A live consent link: its request, account and organization.
 pub struct Consent {
@@ -349,6 +350,19 @@ async fn end_other_ties(
             meta,
             details: serde_json::json!({ "email": account.email, "reason": "migrated_to_managed", "to_org": org.slug }),
         }).await?;
+        let by = holders::ChangedBy {
+            actor: &account.actor(),
+            meta,
+        };
+        holders::revoke_held_by(
+            tx,
+            now,
+            account.id,
+            Some(*other_org),
+            holders::Reason::Migrated,
+            by,
+        )
+        .await?;
     }
     for stale in store::pending_elsewhere(tx, account.id, org.id).await? {
         let cancelled = store::decide(

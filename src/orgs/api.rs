@@ -10,7 +10,7 @@ use super::invitations::{self, InvitationId, InvitedEntry, Listed};
 use super::{Member, Org, Role};
 use crate::AppState;
 use crate::accounts::{AccountKind, AccountStatus};
-use crate::api_tokens::extract::ApiAdmin;
+use crate::api_tokens::extract::{ApiAdmin, need};
 use crate::ids::AccountId;
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
@@ -30,8 +30,8 @@ pub struct MemberPage {
 #[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "organizations",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = Org), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
-pub async fn get_org(ApiAdmin(scope): ApiAdmin) -> Json<Org> {
+    security(("bearer" = ["read"])))]
+pub async fn get_org(ApiAdmin(scope, _): ApiAdmin<need::Read>) -> Json<Org> {
     Json(scope.org().clone())
 }
 
@@ -51,10 +51,10 @@ pub struct MembersQuery {
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/members", tag = "members",
     params(("org" = String, Path, description = "organization ID (slug)"), MembersQuery),
     responses((status = 200, body = MemberPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["read"])))]
 pub async fn list_members(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
     Query(q): Query<MembersQuery>,
 ) -> Result<Json<MemberPage>, ApiError> {
     let limit = crate::paging::limit(q.limit).map_err(AppError::bad_request)?;
@@ -107,10 +107,10 @@ pub struct AddMember {
     params(("org" = String, Path, description = "organization ID (slug)")),
     request_body = AddMember,
     responses((status = 201, body = InvitedEntry), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn add_member(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<InvitedEntry>), ApiError> {
     let now = state.clock.now_ms();
@@ -148,10 +148,10 @@ fn invitation_in_path(raw: &str) -> Result<InvitationId, ApiError> {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/invitations/{invitation_id}/resend", tag = "members",
     params(("org" = String, Path, description = "organization ID (slug)"), ("invitation_id" = String, Path, description = "invitation id")),
     responses((status = 200, body = InvitedEntry), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn resend_invitation(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<InvitedEntry>, ApiError> {
     let id = invitation_in_path(&id)?;
@@ -168,10 +168,10 @@ pub async fn resend_invitation(
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/invitations/{invitation_id}", tag = "members",
     params(("org" = String, Path, description = "organization ID (slug)"), ("invitation_id" = String, Path, description = "invitation id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn revoke_invitation(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = invitation_in_path(&id)?;
@@ -205,10 +205,10 @@ fn account_in_path(raw: &str) -> Result<AccountId, ApiError> {
     params(("org" = String, Path, description = "organization ID (slug)"), ("account_id" = String, Path, description = "account id")),
     request_body = UpdateMember,
     responses((status = 200, body = Member), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn update_member(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, account_id)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateMember>,
 ) -> Result<Json<Member>, ApiError> {
@@ -224,10 +224,10 @@ pub async fn update_member(
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{account_id}", tag = "members",
     params(("org" = String, Path, description = "organization ID (slug)"), ("account_id" = String, Path, description = "account id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["members"])))]
 pub async fn remove_member(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Members>,
     Path((_, account_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let account = account_in_path(&account_id)?;

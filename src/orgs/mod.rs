@@ -12,6 +12,7 @@ pub mod store;
 use serde::Serialize;
 
 use crate::accounts::{self, Account, AccountKind, AccountStatus, Email};
+use crate::api_tokens::holders;
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::db::Tx;
 use crate::ids::{AccountId, OrgId};
@@ -366,6 +367,14 @@ pub async fn change_role(
         return Err(OrgError::LastAdmin);
     }
     store::set_role(tx, org_id, account, role).await?;
+    if member.role == Role::Admin {
+        let by = holders::ChangedBy {
+            actor: scope.actor(),
+            meta: scope.meta(),
+        };
+        holders::revoke_held_by(tx, now, account, Some(org_id), holders::Reason::Demoted, by)
+            .await?;
+    }
     scope
         .audit(
             tx,
@@ -397,6 +406,11 @@ pub async fn remove_member(
         return Err(OrgError::LastAdmin);
     }
     store::delete_membership(tx, org_id, account).await?;
+    let by = holders::ChangedBy {
+        actor: scope.actor(),
+        meta: scope.meta(),
+    };
+    holders::revoke_held_by(tx, now, account, Some(org_id), holders::Reason::Removed, by).await?;
     scope
         .audit(
             tx,
@@ -430,6 +444,11 @@ pub async fn leave(
     }
     store::delete_membership(tx, org.id, account.id).await?;
     let scope = AdminScope::grant(org.clone(), account.actor(), meta.clone());
+    let by = holders::ChangedBy {
+        actor: scope.actor(),
+        meta,
+    };
+    holders::revoke_held_by(tx, now, account.id, Some(org.id), holders::Reason::Left, by).await?;
     scope
         .audit(
             tx,

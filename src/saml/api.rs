@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::metadata::Certificate;
 use super::{Connection, ConnectionSettings, NewConnection, SettingsChange, SpUrls};
 use crate::AppState;
-use crate::api_tokens::extract::ApiAdmin;
+use crate::api_tokens::extract::{ApiAdmin, need};
 use crate::ids::SamlConnectionId;
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
@@ -81,10 +81,10 @@ fn id_in_path(raw: &str) -> Result<SamlConnectionId, ApiError> {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/saml-connections", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = NewConnection,
     responses((status = 201, body = ConnectionView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["sso"])))]
 pub async fn create(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Sso>,
     ApiJson(body): ApiJson<NewConnection>,
 ) -> Result<(StatusCode, Json<ConnectionView>), ApiError> {
     let (meta, xml) = super::load_metadata(
@@ -109,10 +109,10 @@ pub async fn create(
 /// The org's connections, oldest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/saml-connections", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)")),
-    responses((status = 200, body = ConnectionList)), security(("bearer" = [])))]
+    responses((status = 200, body = ConnectionList)), security(("bearer" = ["read"])))]
 pub async fn list(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
 ) -> Result<Json<ConnectionList>, ApiError> {
     let items = super::store::of_org(state.db.pool(), scope.org().id)
         .await
@@ -129,10 +129,10 @@ pub async fn list(
 /// One connection.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/saml-connections/{id}", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "connection id")),
-    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn get(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Read>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<ConnectionView>, ApiError> {
     let id = id_in_path(&id)?;
@@ -159,10 +159,10 @@ pub struct ConnectionChange {
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}/saml-connections/{id}", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "connection id")),
     request_body = ConnectionChange,
-    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = ["sso"])))]
 pub async fn update(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Sso>,
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<ConnectionChange>,
 ) -> Result<Json<ConnectionView>, ApiError> {
@@ -199,10 +199,10 @@ pub async fn update(
 /// Deletes a connection; sign-in through it stops at once.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/saml-connections/{id}", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "connection id")),
-    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
+    responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = ["sso"])))]
 pub async fn delete(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Sso>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let id = id_in_path(&id)?;

@@ -1,6 +1,7 @@
 //! Browser sessions kept in the database (so any server instance can serve any request), through
 //! tower-sessions over the project's own pool. The signed-in account id is also kept in its own
-//! column so that every session of an account can be ended at once.
+//! column so that every session of an account can be ended at once. Rows are keyed by the SHA-256
+//! of the session id ([`stored_id`]), never the id (the cookie) itself.
 
 use async_trait::async_trait;
 use sqlx::Row;
@@ -108,6 +109,12 @@ fn value_of(record: &Record, key: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The key a session is stored under: the SHA-256 of its id (the cookie's value), so that a
+/// copy of the `sessions` table holds no cookie that signs anyone in.
+pub fn stored_id(id: &Id) -> String {
+    crate::secrets::hash_token(&id.to_string())
+}
+
 const INSERT: &str = "INSERT INTO sessions (id, account_id, sign_in_id, data, expires_at) \
      VALUES ($1, $2, $3, $4, $5)";
 const UPSERT: &str = "INSERT INTO sessions (id, account_id, sign_in_id, data, expires_at) \
@@ -126,7 +133,7 @@ impl SessionStore for DbSessionStore {
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         loop {
             let inserted = sqlx::query(INSERT)
-                .bind(record.id.to_string())
+                .bind(stored_id(&record.id))
                 .bind(value_of(record, ACCOUNT_KEY))
                 .bind(value_of(record, SIGN_IN_KEY))
                 .bind(data.clone())
@@ -146,7 +153,7 @@ impl SessionStore for DbSessionStore {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         sqlx::query(UPSERT)
-            .bind(record.id.to_string())
+            .bind(stored_id(&record.id))
             .bind(value_of(record, ACCOUNT_KEY))
             .bind(value_of(record, SIGN_IN_KEY))
             .bind(data)
@@ -160,7 +167,7 @@ impl SessionStore for DbSessionStore {
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
         let row = sqlx::query(LOAD)
-            .bind(id.to_string())
+            .bind(stored_id(id))
             .bind(now)
             .fetch_optional(self.db.pool())
             .await
@@ -182,7 +189,7 @@ impl SessionStore for DbSessionStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query(DELETE)
-            .bind(id.to_string())
+            .bind(stored_id(id))
             .execute(self.db.pool())
             .await
             .map_err(backend)?;

@@ -327,6 +327,43 @@ impl TestServer {
         fixture::token(self.db(), self.state.clock.now_ms(), org).await
     }
 
+    /// An operator token of `org` with only `scopes` (space-separated) and the default expiry.
+    pub async fn scoped_token(&self, org: &nulab_pass::orgs::Org, scopes: &str) -> String {
+        let scope = nulab_pass::orgs::AdminScope::operator(org.clone());
+        let new = nulab_pass::api_tokens::NewToken {
+            name: format!("tests ({scopes})"),
+            scopes: nulab_pass::api_tokens::Scopes::parse(scopes).expect("scopes"),
+            expires_in_days: nulab_pass::api_tokens::DEFAULT_DAYS,
+        };
+        let mut tx = self.db().begin().await.expect("begin");
+        let now = self.state.clock.now_ms();
+        let (_, secret) = nulab_pass::api_tokens::create_with(&mut tx, now, &scope, &new)
+            .await
+            .expect("token");
+        tx.commit().await.expect("commit");
+        secret
+    }
+
+    /// A token that the admin signed in to `browser` creates on the tokens page of `slug`, with
+    /// `scopes`; returns the secret shown once.
+    pub async fn admin_token(
+        &self,
+        browser: &reqwest::Client,
+        slug: &str,
+        scopes: &[&str],
+    ) -> String {
+        let page = self.url(&format!("/admin/{slug}/api-tokens"));
+        let mut fields = vec![("name", "made by an admin")];
+        fields.extend(scopes.iter().map(|s| ("scope", *s)));
+        let res = post_form(browser, &page, &page, &fields).await;
+        assert_eq!(res.status(), 200, "token created");
+        let html = res.text().await.expect("page");
+        let marker = "id=\"new-token\">";
+        let start = html.find(marker).expect("new token shown") + marker.len();
+        let end = html[start..].find('<').expect("end of token");
+        html[start..start + end].to_string()
+    }
+
     /// The newest outbox message of `kind` to `to`.
     pub async fn last_mail(&self, to: &str, kind: &str) -> nulab_pass::mail::store::OutboxMessage {
         nulab_pass::mail::store::recent(self.db().pool(), 500)
@@ -557,11 +594,16 @@ pub mod fixture {
         tx.commit().await.expect("commit");
     }
 
-    /// An API token of `org`.
+    /// An operator API token of `org` with every scope, living the longest allowed (a year), so
+    /// that tests which move the clock months ahead keep their token.
     pub async fn token(db: &Db, now: i64, org: &orgs::Org) -> String {
         let scope = orgs::AdminScope::operator(org.clone());
         let mut tx = db.begin().await.expect("begin");
-        let (_, secret) = nulab_pass::api_tokens::create(&mut tx, now, &scope, "tests")
+        let new = nulab_pass::api_tokens::NewToken {
+            expires_in_days: nulab_pass::api_tokens::MAX_DAYS,
+            ..nulab_pass::api_tokens::NewToken::full("tests")
+        };
+        let (_, secret) = nulab_pass::api_tokens::create_with(&mut tx, now, &scope, &new)
             .await
             .expect("token");
         tx.commit().await.expect("commit");

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{AuditQuery, ChainHead, Explained};
 use crate::AppState;
-use crate::api_tokens::extract::ApiAdmin;
+use crate::api_tokens::extract::{ApiAdmin, need};
 use crate::audit::webhook::{self, Delivery};
 use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
@@ -32,10 +32,10 @@ pub struct EventPage {
             content((EventPage = "application/json"), (String = "text/csv"), (String = "application/jsonl"))),
         (status = 400, description = "A parameter is not valid (the message names it): `invalid_parameter`, `invalid_cursor`", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit"])))]
 pub async fn list(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Audit>,
     Query(query): Query<AuditQuery>,
 ) -> Result<Response, ApiError> {
     if let Some(format) = query.format.as_deref().filter(|f| !f.is_empty()) {
@@ -55,10 +55,10 @@ pub async fn list(
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/{id}", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "event id")),
     responses((status = 200, body = Explained), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit"])))]
 pub async fn get(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Audit>,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<Explained>, ApiError> {
     Ok(Json(super::explain(
@@ -71,10 +71,10 @@ pub async fn get(
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-chain", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = ChainHead), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit"])))]
 pub async fn chain(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Audit>,
 ) -> Result<Json<ChainHead>, ApiError> {
     Ok(Json(super::chain_head(&state, &scope).await?))
 }
@@ -104,10 +104,10 @@ async fn settings_of(state: &AppState, org_id: &str) -> Result<Settings, AppErro
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-settings", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = Settings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit"])))]
 pub async fn get_settings(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Audit>,
 ) -> Result<Json<Settings>, ApiError> {
     Ok(Json(
         settings_of(&state, &scope.org().id.to_string()).await?,
@@ -139,10 +139,10 @@ pub struct SettingsChanged {
     responses((status = 200, body = SettingsChanged),
         (status = 400, description = "`invalid_parameter` (retention_days) or `webhook_url_refused`", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit"])))]
 pub async fn put_settings(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Audit>,
     ApiJson(body): ApiJson<PutSettings>,
 ) -> Result<Json<SettingsChanged>, ApiError> {
     // Check both before changing either: a refused URL leaves the retention as it was.
@@ -177,10 +177,10 @@ pub struct TestResult {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/audit-settings/webhook-test", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = TestResult), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
-    security(("bearer" = [])))]
+    security(("bearer" = ["audit"])))]
 pub async fn test_webhook(
     State(state): State<AppState>,
-    ApiAdmin(scope): ApiAdmin,
+    ApiAdmin(scope, _): ApiAdmin<need::Audit>,
 ) -> Result<Json<TestResult>, ApiError> {
     let attempt = super::test_webhook(&state, &scope).await?;
     Ok(Json(TestResult {
