@@ -945,15 +945,11 @@ both!(the_request_list_pages_by_cursor, list_pages);
 async fn tokens_of_migrated_admin(backend: Backend) {
     let w = world(backend, 5, &["sam"]).await;
     let s = &w.server;
-    let (status, body) = api(
-        &s.client(),
-        Method::POST,
-        s.url("/api/v1/orgs/other/members"),
-        &w.other_token,
-        Some(json!({"email": "sam@corp.test", "role": "admin"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    let other = nulab_pass::orgs::store::by_slug(s.db().pool(), "other")
+        .await
+        .unwrap()
+        .unwrap();
+    s.add_member(&other, "sam@corp.test", "admin").await;
     let browser = s.signed_in("sam@corp.test", PASSWORD).await;
     let sams = s.admin_token(&browser, "other", &["read"]).await;
     let members = |token: String| {
