@@ -13,9 +13,10 @@ use tower_sessions::Session;
 
 use crate::AppState;
 use crate::accounts::pages::MessagePage;
-use crate::audit::{self, AuditAction, RequestMeta, Target};
+use crate::audit::{self, AuditAction, RequestMeta};
 use crate::ids::SamlConnectionId;
 use crate::saml::acs::Rejection;
+use crate::saml::acs_result::audit_connection;
 use crate::saml::slo::{self, LogoutRequest, LogoutResponse, Message};
 use crate::saml::{Connection, slo_store, store};
 use crate::web::Layout;
@@ -170,31 +171,17 @@ async fn refused(
     ))
 }
 
+/// An event of this connection by the Single Logout endpoint.
 async fn record(
     tx: &mut crate::db::Tx,
     connection: &Connection,
     action: AuditAction,
     meta: &RequestMeta,
     now: i64,
-    mut details: serde_json::Value,
+    details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    details["connection_id"] = serde_json::json!(connection.id.to_string());
-    audit::record(
-        tx,
-        now,
-        audit::Event {
-            org_id: Some(connection.org_id),
-            action,
-            actor: &audit::Actor::System("saml_slo"),
-            target: Some(Target {
-                kind: "saml_connection",
-                id: connection.id.to_string(),
-            }),
-            meta,
-            details,
-        },
-    )
-    .await
+    let actor = audit::Actor::System("saml_slo");
+    audit_connection(tx, connection, action, &actor, meta, now, details).await
 }
 
 /// IdP-initiated logout: the request is acted on once; every live sign-in of the subject through

@@ -267,6 +267,18 @@ fn expired() -> Response {
     (StatusCode::BAD_REQUEST, page).into_response()
 }
 
+/// Marks a parked grant used; `false` when another request already did.
+async fn spend(tx: &mut Tx, handle_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
+    let spent = sqlx::query(
+        "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL",
+    )
+    .bind(handle_hash.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(spent.rows_affected() == 1)
+}
+
 /// Spends the parked grant once and signs its account in; `None` when another request spent it.
 async fn complete(
     state: &AppState,
@@ -275,16 +287,8 @@ async fn complete(
     meta: &RequestMeta,
     switched_from: Option<&Account>,
 ) -> Result<Option<Response>, AppError> {
-    let now = state.clock.now_ms();
     let mut tx = state.db.begin().await?;
-    let spent = sqlx::query(
-        "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL",
-    )
-    .bind(parked.handle_hash.clone())
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if spent.rows_affected() != 1 {
+    if !spend(&mut tx, &parked.handle_hash, state.clock.now_ms()).await? {
         return Ok(None);
     }
     let extra = match switched_from {
@@ -360,11 +364,9 @@ async fn continue_post(
         return Ok(expired());
     };
     if form.decision != "continue" {
-        sqlx::query("UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1")
-            .bind(parked.handle_hash.clone())
-            .bind(state.clock.now_ms())
-            .execute(state.db.pool())
-            .await?;
+        let mut tx = state.db.begin().await?;
+        spend(&mut tx, &parked.handle_hash, state.clock.now_ms()).await?;
+        tx.commit().await?;
         return Ok(Redirect::to("/account").into_response());
     }
     let current = match session::account_id(&session).await? {

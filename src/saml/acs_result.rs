@@ -102,7 +102,7 @@ pub(super) fn facts(
     facts
 }
 
-pub(super) async fn audit_connection(
+pub async fn audit_connection(
     tx: &mut crate::db::Tx,
     connection: &Connection,
     action: AuditAction,

@@ -58,10 +58,7 @@ const SESSIONS_NAMED: &str = "SELECT sign_in_id, connection_id, account_id, name
      WHERE connection_id = $1 AND name_id = $2 AND ended_at IS NULL AND expires_at > $3";
 
 fn session_of(row: &sqlx::any::AnyRow) -> Result<SamlSession, sqlx::Error> {
-    let bad = |col: &str| sqlx::Error::ColumnDecode {
-        index: col.to_string(),
-        source: format!("unexpected {col}").into(),
-    };
+    let bad = super::store::bad;
     let connection: String = row.try_get("connection_id")?;
     let account: String = row.try_get("account_id")?;
     Ok(SamlSession {

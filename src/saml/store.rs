@@ -8,7 +8,7 @@ use super::{Connection, ConnectionSettings};
 use crate::db::{Dialect, Tx, flag, skip_locked};
 use crate::ids::{OrgId, SamlConnectionId};
 
-fn bad(col: &str) -> sqlx::Error {
+pub(super) fn bad(col: &str) -> sqlx::Error {
     sqlx::Error::ColumnDecode {
         index: col.to_string(),
         source: format!("unexpected {col}").into(),
