@@ -117,6 +117,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0015_parked_sso_sign_ins.sql"),
         include_str!("../migrations/postgres/0015_parked_sso_sign_ins.sql"),
     ),
+    (
+        22,
+        "billing period change",
+        include_str!("../migrations/sqlite/0022_billing_period_change.sql"),
+        include_str!("../migrations/postgres/0022_billing_period_change.sql"),
+    ),
 ];
 
 impl Db {

@@ -7,6 +7,8 @@ mod common;
 mod legacy;
 #[path = "billing/periods.rs"]
 mod periods;
+#[path = "billing/yearly.rs"]
+mod yearly;
 
 use common::{Backend, TestServer, api};
 use nulab_pass::billing::{self, Status};
@@ -67,13 +69,18 @@ impl World {
 
     /// Makes the subscription active (as the operator does from the payment system).
     pub(crate) async fn activate(&self) {
+        self.set_status(Status::Active).await;
+    }
+
+    /// Sets the status the payment system reports, as the operator does.
+    pub(crate) async fn set_status(&self, status: Status) {
         let s = &self.server;
         let mut tx = s.db().begin().await.unwrap();
         billing::plan::set_status(
             &mut tx,
             s.state.clock.now_ms(),
             &self.org,
-            Status::Active,
+            status,
             &s.state.config.billing,
             &s.base,
         )
@@ -103,7 +110,8 @@ impl World {
                 .await,
             s.rows(
                 "SELECT status || ':' || period || ':' || period_start || ':' || \
-                 COALESCE(CAST(scheduled_seats AS TEXT), '-') FROM subscriptions ORDER BY org_id",
+                 COALESCE(CAST(scheduled_seats AS TEXT), '-') || ':' || \
+                 COALESCE(scheduled_period, '-') FROM subscriptions ORDER BY org_id",
             )
             .await,
             s.rows("SELECT id || ':' || amount FROM billing_charges ORDER BY id")
@@ -173,7 +181,8 @@ async fn bad_seats(backend: Backend) {
         (json!({"seats": 0}), 400, "seats_below_minimum"),
         (json!({"seats": 2}), 409, "seats_below_usage"),
         (json!({"seats": 5, "extra": 1}), 400, "invalid_body"),
-        (json!({}), 400, "invalid_body"),
+        (json!({}), 400, "nothing_to_change"),
+        (json!({"seats": null}), 400, "invalid_seats"),
     ] {
         for path in ["/api/v1/orgs/corp/subscription/preview", "put"] {
             let (got, reply) = if path == "put" {

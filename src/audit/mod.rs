@@ -80,6 +80,8 @@ audit_actions! {
     SubscriptionSeatsChanged => "subscription.seats_changed",
     SubscriptionSeatsChangeScheduled => "subscription.seats_change_scheduled",
     SubscriptionScheduledChangeCancelled => "subscription.scheduled_change_cancelled",
+    SubscriptionPeriodChangeScheduled => "subscription.period_change_scheduled",
+    SubscriptionPeriodChanged => "subscription.period_changed",
     SubscriptionActivated => "subscription.activated",
     SubscriptionStatusChanged => "subscription.status_changed",
     SubscriptionLegacyImported => "subscription.legacy_imported",

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use super::BillingError;
 use super::plan::{self, Preview, Requester};
 use super::store::{self, Invoice, StoredAnswer};
+use super::switch::{self, Ask};
 use super::view::{self, SubscriptionView};
 use crate::AppState;
 use crate::api_tokens::extract::{ApiAdmin, need};
@@ -17,13 +18,29 @@ use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
 
-/// A seat change: `{"seats": N}`.
+/// A change of the plan: `{"seats": N}`, `{"period": "yearly"}` or both.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SeatsBody {
+pub struct ChangeBody {
     /// Whole number of seats wanted.
-    #[schema(value_type = i64)]
-    pub seats: serde_json::Value,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    pub seats: Option<serde_json::Value>,
+    /// `monthly` or `yearly`: applies from the next period (at once during the trial).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub period: Option<serde_json::Value>,
+}
+
+/// A field that is present, even as `null` (which is then refused by name, not ignored).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+impl ChangeBody {
+    fn ask(&self) -> Result<Ask, BillingError> {
+        Ask::parse(self.seats.as_ref(), self.period.as_ref())
+    }
 }
 
 /// The answer to a change: what it did and the subscription after it.
@@ -53,26 +70,24 @@ pub async fn get(
     Ok(Json(view))
 }
 
-/// What a change to `seats` would do, when, and its charge; changes nothing.
+/// What a change of seats or period would do, when, and its charge; changes nothing.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/subscription/preview", tag = "billing",
-    params(("org" = String, Path, description = "organization ID (slug)")), request_body = SeatsBody,
+    params(("org" = String, Path, description = "organization ID (slug)")), request_body = ChangeBody,
     responses((status = 200, body = Preview), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["billing"])))]
 pub async fn preview(
     State(state): State<AppState>,
     ApiAdmin(scope, _): ApiAdmin<need::Billing>,
-    ApiJson(body): ApiJson<SeatsBody>,
+    ApiJson(body): ApiJson<ChangeBody>,
 ) -> Result<Json<Preview>, ApiError> {
-    let seats = super::parse_seats(&body.seats)?;
+    let ask = body.ask()?;
     let now = state.clock.now_ms();
     let pricing = &state.config.billing;
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
-    let sub = plan::load_locked(&mut tx, now, scope.org(), pricing, &state.base_url()).await?;
-    let usage = plan::usage(&mut tx, scope.org())
-        .await
-        .map_err(AppError::from)?;
+    let preview =
+        switch::preview_ask(&mut tx, now, scope.org(), ask, pricing, &state.base_url()).await?;
     tx.commit().await.map_err(AppError::from)?;
-    Ok(Json(plan::preview(&sub, usage, seats, now, pricing)?))
+    Ok(Json(preview))
 }
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -92,12 +107,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, BillingError> 
     Ok(Some(key.to_string()))
 }
 
-/// Changes the seats: more at once with a prorated charge, fewer from the next period. With an
-/// `Idempotency-Key`, a retried request returns the first answer and changes nothing again.
+/// Changes the seats (more at once with a prorated charge, fewer from the next period) and the
+/// period (from the next period; at once during the trial). With an `Idempotency-Key`, a retried
+/// request returns the first answer and changes nothing again.
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/subscription", tag = "billing",
     params(("org" = String, Path, description = "organization ID (slug)"),
         ("Idempotency-Key" = Option<String>, Header, description = "a key unique to this change; a retry with the same key and body returns the first answer")),
-    request_body = SeatsBody,
+    request_body = ChangeBody,
     responses((status = 200, body = ChangeResult), (status = 400, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = ["billing"])))]
@@ -105,11 +121,13 @@ pub async fn put(
     State(state): State<AppState>,
     ApiAdmin(scope, _): ApiAdmin<need::Billing>,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<SeatsBody>,
+    ApiJson(body): ApiJson<ChangeBody>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let seats = super::parse_seats(&body.seats)?;
-    let hash = crate::secrets::hash_token(&serde_json::json!({ "seats": seats }).to_string());
+    let ask = body.ask()?;
+    let asked =
+        serde_json::json!({ "seats": ask.seats, "period": ask.period.map(super::Period::as_str) });
+    let hash = crate::secrets::hash_token(&asked.to_string());
     let now = state.clock.now_ms();
     let (org, pricing, base) = (scope.org(), &state.config.billing, state.base_url());
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
@@ -135,7 +153,7 @@ pub async fn put(
         actor: scope.actor(),
         meta: scope.meta(),
     };
-    let change = plan::change(&mut tx, now, org, seats, by, pricing, &base).await?;
+    let change = switch::apply(&mut tx, now, org, ask, by, pricing, &base).await?;
     let sub = plan::load_locked(&mut tx, now, org, pricing, &base).await?;
     let usage = plan::usage(&mut tx, org).await.map_err(AppError::from)?;
     let additions: i64 = store::open_charges(&mut *tx, org.id, i64::MAX)

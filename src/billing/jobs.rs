@@ -1,7 +1,8 @@
 //! The billing job: turns trials and periods when they end (a scheduled reduction applies, never
-//! below the seats in use), writes each period's invoice, records the daily usage for the chart,
-//! and reminds the admins of organizations in a domain transition (weekly). Every turn runs under the organization's lock and re-reads the subscription, so
-//! several instances turn it once.
+//! below the seats in use, and so does a scheduled change of period), writes each period's
+//! invoice, records the daily usage for the chart, and reminds the admins of organizations in a
+//! domain transition (weekly). Every turn runs under the organization's lock and re-reads the
+//! subscription, so several instances turn it once.
 
 use std::time::Duration;
 
@@ -55,6 +56,21 @@ pub async fn catch_up(
             sub.period_start = sub.period_end();
             if let Some(asked) = sub.scheduled_seats.take() {
                 reduce(tx, now, org, asked, pricing, base_url).await?;
+            }
+            if let Some(period) = sub.scheduled_period.take() {
+                let from = std::mem::replace(&mut sub.period, period);
+                let details = serde_json::json!({
+                    "from": from.as_str(), "to": period.as_str(), "effective": "period_start",
+                    "period_start": sub.period_start,
+                });
+                event(
+                    tx,
+                    now,
+                    org,
+                    AuditAction::SubscriptionPeriodChanged,
+                    details,
+                )
+                .await?;
             }
             continue;
         }

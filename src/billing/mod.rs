@@ -1,5 +1,5 @@
 //! Billing per managed account: each organization's subscription (status, period, seats, a
-//! reduction scheduled for the next period), plan changes with prorated charges, invoices
+//! reduction or a change of period scheduled for the next period), plan changes with prorated charges, invoices
 //! written at each period start, and the moves from organization-wide billing and from before
 //! domain verification. Seats themselves are `orgs.seats`, claimed by `managed` and `migration`
 //! through `orgs::seats` (rule 4 of the design); this room decides how many there are.
@@ -17,6 +17,7 @@ pub mod pdf;
 pub mod period;
 pub mod plan;
 pub mod store;
+pub mod switch;
 pub mod view;
 
 use serde::{Deserialize, Serialize};
@@ -77,6 +78,8 @@ pub struct Subscription {
     pub period_start: i64,
     pub trial_ends_at: Option<i64>,
     pub scheduled_seats: Option<i64>,
+    /// A change of period asked for, applied when this period ends.
+    pub scheduled_period: Option<Period>,
     pub invoiced_period_start: Option<i64>,
     pub legacy_org_wide: bool,
     pub legacy_seats: Option<i64>,
@@ -101,6 +104,7 @@ impl Subscription {
             period_start: start,
             trial_ends_at: Some(start + pricing.trial_days * crate::clock::DAY_MS),
             scheduled_seats: None,
+            scheduled_period: None,
             invoiced_period_start: None,
             legacy_org_wide: false,
             legacy_seats: None,
@@ -124,6 +128,10 @@ pub enum BillingError {
         managed: i64,
         pending: i64,
     },
+    #[error("the period must be \"monthly\" or \"yearly\"; {0} is not")]
+    InvalidPeriod(String),
+    #[error("send \"seats\", \"period\" or both")]
+    NothingAsked,
     #[error("the subscription is cancelled; ask the operator of this service to reactivate it")]
     Cancelled,
     #[error(
@@ -154,6 +162,8 @@ impl From<BillingError> for AppError {
             E::Mail(inner) => return inner.into(),
             E::Db(inner) => return inner.into(),
             E::InvalidSeats(_) => (S::BAD_REQUEST, "invalid_seats"),
+            E::InvalidPeriod(_) => (S::BAD_REQUEST, "invalid_period"),
+            E::NothingAsked => (S::BAD_REQUEST, "nothing_to_change"),
             E::BelowMinimum { .. } => (S::BAD_REQUEST, "seats_below_minimum"),
             E::BelowUsage { .. } => (S::CONFLICT, "seats_below_usage"),
             E::Cancelled => (S::CONFLICT, "subscription_cancelled"),

@@ -1,5 +1,5 @@
 //! The billing page (`/admin/{org}/billing`): seats and what uses them, the chart, a preview of
-//! a change before it is confirmed, the legacy saving, and the invoices with their printable
+//! a change of seats or period before it is confirmed, the legacy saving, and the invoices with their printable
 //! page, CSV and PDF.
 
 use askama::Template;
@@ -11,8 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::plan::{self, Preview, Requester};
+use super::plan::{ChangeKind, Preview, Requester};
 use super::store::{self, Invoice};
+use super::switch::{self, Ask};
 use super::view::{self, SubscriptionView};
 use super::{BillingError, chart, money};
 use crate::AppState;
@@ -60,32 +61,51 @@ struct BillingPage {
     invoices: Vec<Invoice>,
 }
 
+/// What the form asks for: seats, a period, or both (empty fields are not asked).
 #[derive(Deserialize)]
-struct PreviewQuery {
+struct AskForm {
     seats: Option<String>,
+    period: Option<String>,
+}
+
+impl AskForm {
+    fn asked(&self) -> bool {
+        [&self.seats, &self.period]
+            .iter()
+            .any(|f| f.as_deref().is_some_and(|v| !v.trim().is_empty()))
+    }
+
+    fn ask(&self) -> Result<Ask, BillingError> {
+        let value = |f: &Option<String>| {
+            f.as_deref()
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| serde_json::Value::String(v.to_string()))
+        };
+        Ask::parse(value(&self.seats).as_ref(), value(&self.period).as_ref())
+    }
 }
 
 async fn render(
     state: &AppState,
     admin: &OrgAdmin,
-    wanted: Option<&str>,
+    wanted: Option<&AskForm>,
     error: Option<String>,
 ) -> Result<BillingPage, AppError> {
     let org = admin.scope.org();
     let now = state.clock.now_ms();
     let pricing = &state.config.billing;
-    let (sub, view) = view::current(&state.db, now, org, pricing, &state.base_url()).await?;
+    let (_, view) = view::current(&state.db, now, org, pricing, &state.base_url()).await?;
     let mut error = error;
     let mut preview = None;
-    if let Some(raw) = wanted {
-        let usage = plan::Usage {
-            seats: view.seats,
-            managed: view.managed_accounts,
-            pending: view.reserved,
+    if let Some(form) = wanted {
+        let asked = async {
+            let ask = form.ask()?;
+            let mut tx = state.db.begin().await?;
+            let p = switch::preview_ask(&mut tx, now, org, ask, pricing, &state.base_url()).await?;
+            tx.commit().await?;
+            Ok::<_, BillingError>(p)
         };
-        match super::parse_seats(&serde_json::Value::String(raw.to_string()))
-            .and_then(|seats| plan::preview(&sub, usage, seats, now, pricing))
-        {
+        match asked.await {
             Ok(p) => preview = Some(p),
             Err(e) => error = AppError::from(e).user_message().map(str::to_string),
         }
@@ -107,9 +127,9 @@ async fn render(
 async fn page(
     State(state): State<AppState>,
     admin: OrgAdmin,
-    Query(query): Query<PreviewQuery>,
+    Query(query): Query<AskForm>,
 ) -> Result<Response, AppError> {
-    let wanted = query.seats.as_deref().filter(|s| !s.trim().is_empty());
+    let wanted = Some(&query).filter(|q| q.asked());
     let page = render(&state, &admin, wanted, None).await?;
     let status = if page.error.is_some() {
         axum::http::StatusCode::BAD_REQUEST
@@ -119,29 +139,24 @@ async fn page(
     Ok((status, page).into_response())
 }
 
-#[derive(Deserialize)]
-struct ChangeForm {
-    seats: String,
-}
-
 async fn change(
     State(state): State<AppState>,
     admin: OrgAdmin,
-    PageForm(form): PageForm<ChangeForm>,
+    PageForm(form): PageForm<AskForm>,
 ) -> Result<Response, AppError> {
     let org = admin.scope.org();
     let result = async {
-        let seats = super::parse_seats(&serde_json::Value::String(form.seats.clone()))?;
+        let ask = form.ask()?;
         let mut tx = state.db.begin().await?;
         let by = Requester {
             actor: admin.scope.actor(),
             meta: admin.scope.meta(),
         };
-        let done = plan::change(
+        let done = switch::apply(
             &mut tx,
             state.clock.now_ms(),
             org,
-            seats,
+            ask,
             by,
             &state.config.billing,
             &state.base_url(),
@@ -153,7 +168,12 @@ async fn change(
     .await;
     match result {
         Ok(done) => {
-            flash(&admin.session, format!("Done. {}", done.message)).await?;
+            let message = match &done.period_change {
+                Some(p) if done.change == ChangeKind::Unchanged => p.message.clone(),
+                Some(p) => format!("{} {}", done.message, p.message),
+                None => done.message.clone(),
+            };
+            flash(&admin.session, format!("Done. {message}")).await?;
             Ok(Redirect::to(&super::page_path(&org.slug)).into_response())
         }
         Err(err) => {

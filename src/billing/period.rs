@@ -22,6 +22,13 @@ impl Period {
             Period::Yearly => "yearly",
         }
     }
+    /// The unit of its price: "a seat a month".
+    pub fn unit(self) -> &'static str {
+        match self {
+            Period::Monthly => "month",
+            Period::Yearly => "year",
+        }
+    }
     pub fn parse(raw: &str) -> Option<Period> {
         match raw {
             "monthly" => Some(Period::Monthly),

@@ -78,6 +78,9 @@ pub struct Preview {
     pub charge: Option<ChargePreview>,
     /// For people: what happens, when and for how much.
     pub message: String,
+    /// A change of billing period asked for with the seats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub period_change: Option<super::switch::PeriodChange>,
 }
 
 /// Previews `target` seats (pure: the state is read by the caller).
@@ -116,9 +119,10 @@ pub fn preview(
             ChangeKind::TrialChange
         };
         let message = format!(
-            "During the trial the change to {target} seats applies at once, without a charge. The first invoice, on {}, is for the seats you have then ({} a seat a month).",
+            "During the trial the change to {target} seats applies at once, without a charge. The first invoice, on {}, is for the seats you have then ({} a seat a {}).",
             date(first),
-            money::format(pricing.seat_price_monthly, cur)
+            money::format(unit_price(sub, pricing), cur),
+            sub.period.unit()
         );
         (kind, now, message)
     } else if target > from {
@@ -147,7 +151,21 @@ pub fn preview(
         effective_at,
         charge,
         message,
+        period_change: None,
     })
+}
+
+/// The preview of a request that leaves the seats as they are (only the period changes).
+pub fn seats_kept(usage: Usage, now: i64) -> Preview {
+    Preview {
+        seats_from: usage.seats,
+        seats_to: usage.seats,
+        change: ChangeKind::Unchanged,
+        effective_at: now,
+        charge: None,
+        message: format!("Seats stay at {}.", usage.seats),
+        period_change: None,
+    }
 }
 
 /// The prorated charge of `added` seats from today to the end of the period, and its words.
@@ -211,6 +229,7 @@ pub async fn load_locked(
 }
 
 /// Who asks for a change, for the audit log.
+#[derive(Clone, Copy)]
 pub struct Requester<'a> {
     pub actor: &'a Actor,
     pub meta: &'a RequestMeta,

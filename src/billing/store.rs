@@ -7,7 +7,8 @@ use crate::db::Tx;
 use crate::ids::OrgId;
 
 const COLUMNS: &str = "org_id, status, period, anchor_day, period_start, trial_ends_at, \
-     scheduled_seats, invoiced_period_start, legacy_org_wide, legacy_seats, updated_at";
+     scheduled_seats, scheduled_period, invoiced_period_start, legacy_org_wide, legacy_seats, \
+     updated_at";
 
 fn from_row(row: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
     let bad = |what: &str, v: String| sqlx::Error::Decode(format!("unknown {what} {v:?}").into());
@@ -22,6 +23,10 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<Subscription, sqlx::Error> {
         period_start: row.try_get("period_start")?,
         trial_ends_at: row.try_get("trial_ends_at")?,
         scheduled_seats: row.try_get("scheduled_seats")?,
+        scheduled_period: match row.try_get::<Option<String>, _>("scheduled_period")? {
+            Some(p) => Some(Period::parse(&p).ok_or_else(|| bad("period", p.clone()))?),
+            None => None,
+        },
         invoiced_period_start: row.try_get("invoiced_period_start")?,
         legacy_org_wide: row.try_get::<i64, _>("legacy_org_wide")? != 0,
         legacy_seats: row.try_get("legacy_seats")?,
@@ -43,11 +48,13 @@ pub async fn get<'c>(
 }
 
 const UPSERT: &str = "INSERT INTO subscriptions (org_id, status, period, anchor_day, period_start, \
-     trial_ends_at, scheduled_seats, invoiced_period_start, legacy_org_wide, legacy_seats, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+     trial_ends_at, scheduled_seats, invoiced_period_start, legacy_org_wide, legacy_seats, updated_at, \
+     scheduled_period) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
      ON CONFLICT (org_id) DO UPDATE SET status = excluded.status, period = excluded.period, \
      anchor_day = excluded.anchor_day, period_start = excluded.period_start, \
      trial_ends_at = excluded.trial_ends_at, scheduled_seats = excluded.scheduled_seats, \
+     scheduled_period = excluded.scheduled_period, \
      invoiced_period_start = excluded.invoiced_period_start, \
      legacy_org_wide = excluded.legacy_org_wide, legacy_seats = excluded.legacy_seats, \
      updated_at = excluded.updated_at";
@@ -66,6 +73,7 @@ pub async fn put(tx: &mut Tx, sub: &Subscription) -> Result<(), sqlx::Error> {
         .bind(crate::db::flag(sub.legacy_org_wide))
         .bind(sub.legacy_seats)
         .bind(sub.updated_at)
+        .bind(sub.scheduled_period.map(Period::as_str))
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -47,6 +47,8 @@ pub struct SubscriptionView {
     pub trial_ends_at: Option<i64>,
     /// A reduction that applies at `period_end`.
     pub scheduled_seats: Option<i64>,
+    /// A change of period that applies at `period_end`.
+    pub scheduled_period: Option<Period>,
     pub price_per_seat: Money,
     /// e.g. `10%`.
     pub tax_rate: String,
@@ -68,11 +70,15 @@ pub fn build(
         Status::Cancelled => None,
         _ => {
             let seats = sub.scheduled_seats.unwrap_or(usage.seats);
-            let (date, unit, additions) = if sub.status == Status::Trial {
-                let date = sub.trial_ends_at.unwrap_or_else(|| sub.period_end());
-                (date, pricing.seat_price_monthly, 0)
+            let next_period = Subscription {
+                period: sub.scheduled_period.unwrap_or(sub.period),
+                ..sub.clone()
+            };
+            let unit = plan::unit_price(&next_period, pricing);
+            let (date, additions) = if sub.status == Status::Trial {
+                (sub.trial_ends_at.unwrap_or_else(|| sub.period_end()), 0)
             } else {
-                (sub.period_end(), unit, open_additions)
+                (sub.period_end(), open_additions)
             };
             let subtotal = seats * unit + additions;
             let tax = money::tax(subtotal, pricing.tax_basis_points);
@@ -100,6 +106,7 @@ pub fn build(
         period_end: sub.period_end(),
         trial_ends_at: sub.trial_ends_at.filter(|_| sub.status == Status::Trial),
         scheduled_seats: sub.scheduled_seats,
+        scheduled_period: sub.scheduled_period,
         price_per_seat: Money::new(unit, cur),
         tax_rate: money::rate(pricing.tax_basis_points),
         next_invoice: next,
