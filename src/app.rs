@@ -49,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::managed::pages::routes())
         .merge(crate::migration::pages::routes())
         .merge(crate::billing::pages::routes())
+        .merge(crate::dashboard::pages::routes())
         .merge(crate::sign_in::pages::routes())
         .merge(crate::oidc::endpoints::routes())
         .merge(crate::logout::pages::routes())

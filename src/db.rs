@@ -250,3 +250,12 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 pub fn flag(value: bool) -> i64 {
     i64::from(value)
 }
+
+/// SQL reading the text member `key` of the JSON object held in the text column `column`
+/// (`NULL` when absent). `key` and `column` are identifiers of the caller's SQL, never input.
+pub fn json_text(dialect: Dialect, column: &str, key: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
+        Dialect::Postgres => format!("({column}::json ->> '{key}')"),
+    }
+}

@@ -270,3 +270,54 @@ pub async fn recent(
     };
     rows.iter().map(StoredEvent::of).collect()
 }
+
+/// The sign-in actions that the admin dashboard counts: password and SSO, succeeded or failed.
+pub const SIGN_IN_ACTIONS: [&str; 4] = [
+    "account.signed_in",
+    "account.sign_in_failed",
+    "sso.signin.succeeded",
+    "sso.signin.failed",
+];
+
+/// One group of sign-in events: a UTC day (days since the epoch), the action and, for a
+/// failure, its reason code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignInCount {
+    pub day: i64,
+    pub action: String,
+    pub reason: Option<String>,
+    pub count: i64,
+}
+
+/// Sign-in events of the organization's chain since `since` (Unix ms), grouped by UTC day,
+/// action and reason; counted by the database, so a busy organization sends back at most
+/// days × actions × reasons rows. The chain's action index finds the rows.
+pub async fn sign_in_counts(
+    db: &crate::db::Db,
+    org_id: &str,
+    since: i64,
+) -> Result<Vec<SignInCount>, sqlx::Error> {
+    let reason = crate::db::json_text(db.dialect(), "details", "reason");
+    let sql = format!(
+        "SELECT occurred_at / {day} AS day, action, {reason} AS reason, COUNT(*) AS n \
+         FROM audit_events WHERE chain = $1 AND action IN ($2, $3, $4, $5) AND occurred_at >= $6 \
+         GROUP BY occurred_at / {day}, action, {reason} ORDER BY 1, 2",
+        day = crate::clock::DAY_MS
+    );
+    let mut query =
+        sqlx::query(sqlx::AssertSqlSafe(sql)).bind(super::chain::chain_of(Some(org_id)));
+    for action in SIGN_IN_ACTIONS {
+        query = query.bind(action);
+    }
+    let rows = query.bind(since).fetch_all(db.pool()).await?;
+    rows.iter()
+        .map(|r| {
+            Ok(SignInCount {
+                day: r.try_get("day")?,
+                action: r.try_get("action")?,
+                reason: r.try_get("reason")?,
+                count: r.try_get("n")?,
+            })
+        })
+        .collect()
+}

@@ -23,7 +23,6 @@ use crate::web::{Layout, flash, take_flash};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/orgs/new", get(new_org_page).post(create_org))
-        .route("/admin/{org}", get(admin_home))
         .route("/admin/{org}/members", get(members_page).post(add_member))
         .route("/admin/{org}/members/{account_id}/role", post(change_role))
         .route(
@@ -130,10 +129,6 @@ async fn create_org(
             }))
         }
     }
-}
-
-async fn admin_home(admin: OrgAdmin) -> Redirect {
-    Redirect::to(&format!("/admin/{}/members", admin.scope.org().slug))
 }
 
 #[derive(Template, WebTemplate)]

@@ -313,3 +313,27 @@ pub async fn admin_org_ids<'c>(
         })
         .collect()
 }
+
+const MEMBER_KINDS: &str = "SELECT a.kind, COUNT(*) AS n FROM memberships m \
+     JOIN accounts a ON a.id = m.account_id WHERE m.org_id = $1 GROUP BY a.kind";
+
+/// How many members the organization has of each account kind (`(managed, nulab)`).
+pub async fn member_kinds<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<(i64, i64), sqlx::Error> {
+    let rows = sqlx::query(MEMBER_KINDS)
+        .bind(org.to_string())
+        .fetch_all(exec)
+        .await?;
+    let (mut managed, mut nulab) = (0, 0);
+    for row in rows {
+        let n: i64 = row.try_get("n")?;
+        match AccountKind::parse(&row.try_get::<String, _>("kind")?) {
+            Some(AccountKind::Managed) => managed += n,
+            Some(AccountKind::Nulab) => nulab += n,
+            None => return Err(bad("kind")),
+        }
+    }
+    Ok((managed, nulab))
+}
