@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod routes;
 pub mod smtp;
 
 use std::net::SocketAddr;
