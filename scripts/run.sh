@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The first command: sets up what is missing and starts nulab-pass on its embedded defaults
-# (SQLite file ./nulab-pass.db, no SMTP: email shows on http://127.0.0.1:8080/dev/mail).
+# The first command: sets up what is missing, builds, and runs `nulab-pass demo`: the server with
+# seeded organizations, the mock IdP, a DNS server for `.test` names and the demo product
+# "Backlog (demo)", all on loopback, with its data in ./demo-data (reused on the next run; pass
+# --reset to start fresh). It prints the URLs, the credentials and three things to try.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec cargo run --locked --release -- serve --dev "$@"
+exec cargo run --locked --release -- demo "$@"

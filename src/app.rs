@@ -29,6 +29,12 @@ use crate::{audit, billing, domains, managed, migration, orgs, saml, sign_in};
 
 /// Builds the router with every layer.
 pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The router with `extra` pages beside every room's, behind the same layers (sessions, CSRF,
+/// security headers): `nulab-pass demo` adds its own this way, so `serve` never has them.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let session_layer = SessionManagerLayer::new(session::DbSessionStore::new(state.db.clone()))
         .with_name("nulab_pass_session")
         .with_http_only(true)
@@ -55,7 +61,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::logout::pages::routes())
         .merge(crate::logout::product::routes())
         .merge(crate::saml::pages::routes())
-        .merge(crate::audit::admin::pages::routes());
+        .merge(crate::audit::admin::pages::routes())
+        .merge(extra);
     if state.config.dev {
         pages = pages.merge(crate::mail::pages::routes());
     }

@@ -56,6 +56,10 @@ enum Command {
     /// The OIDC signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Runs the whole product on this machine for a first look: the server with seeded
+    /// organizations, the mock IdP, a DNS server for `.test` names and the demo product
+    /// "Backlog (demo)" (development only; SQLite in --data-dir).
+    Demo(crate::demo::DemoArgs),
     /// Runs the mock SAML identity provider (for tests and integrators; never in production).
     MockIdp {
         /// Address the mock IdP listens on (`--bind` is the server's own address).
@@ -303,6 +307,7 @@ async fn run_command(config: Config, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::MockIdp { listen, public_url } => mock_idp(&config, listen, public_url).await,
+        Command::Demo(args) => demo(config, args).await,
         Command::Db(DbCommand::Migrate) => {
             open(&config).await?.close().await;
             println!("schema is up to date");
@@ -312,6 +317,18 @@ async fn run_command(config: Config, command: Command) -> anyhow::Result<()> {
         Command::Org(command) => org(&config, command).await,
         Command::Token(command) => token(&config, command).await,
     }
+}
+
+/// `demo`: runs the demo until Ctrl-C or SIGTERM.
+async fn demo(config: Config, args: crate::demo::DemoArgs) -> anyhow::Result<()> {
+    let config = crate::demo::prepare(config, &args)?;
+    config.check().map_err(anyhow::Error::msg)?;
+    let db = open(&config).await?;
+    let running = crate::demo::start(config, db, &args).await?;
+    shutdown_signal().await;
+    running.stop().await;
+    tracing::info!("the demo stopped");
+    Ok(())
 }
 
 /// `mock-idp`: serves the test IdP with a dev key pair of its own.
