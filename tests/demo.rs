@@ -7,6 +7,8 @@
 mod common;
 #[path = "common/demo.rs"]
 mod demo_process;
+#[path = "demo/tour.rs"]
+mod tour;
 
 use std::time::Duration;
 
@@ -336,6 +338,22 @@ async fn wait_for(browser: &common::browser::Browser, prefix: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the browser is at {at}, not {prefix}");
+}
+
+/// From the demo product's home page through nulab-pass's sign-in page and the mock IdP back to
+/// the product, as `email`.
+async fn sso_into_product(browser: &common::browser::Browser, demo: &DemoProcess, email: &str) {
+    browser.goto(&demo.product).await;
+    browser.click("#sign-in").await;
+    wait_for(browser, &demo.url("/signin")).await;
+    browser.fill("input[name=identifier]", email).await;
+    browser
+        .click("form[action='/signin/identify'] button[type=submit]")
+        .await;
+    wait_for(browser, &format!("{}/sso?", demo.idp)).await;
+    browser.fill("input[name=email]", email).await;
+    browser.click("#sign-in").await;
+    wait_for(browser, &format!("{}/", demo.product)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -171,6 +171,16 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// Sets the browser window's outer size in CSS pixels (screenshots take the viewport's).
+    pub async fn set_window_size(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        )
+        .await;
+    }
+
     pub async fn quit(mut self) {
         let _ = self
             .http
