@@ -118,6 +118,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0015_parked_sso_sign_ins.sql"),
     ),
     (
+        19,
+        "saml certificate holds",
+        include_str!("../migrations/sqlite/0019_saml_certificate_holds.sql"),
+        include_str!("../migrations/postgres/0019_saml_certificate_holds.sql"),
+    ),
+    (
         22,
         "billing period change",
         include_str!("../migrations/sqlite/0022_billing_period_change.sql"),

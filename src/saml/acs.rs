@@ -459,6 +459,31 @@ pub fn verify_signed_message(
     Signatures::of(connection)?.reduce(xml)
 }
 
+/// IdP metadata found by a refresh: the outline's structure and algorithm gates, no assertion
+/// inside, at least one signature, and every signature verified with the connection's current
+/// certificates (the certificates the metadata lists are what it changes, so they are not
+/// required to be known). Returns only what the signatures sign.
+pub fn verify_signed_metadata(xml: &str, connection: &Connection) -> Result<String, Rejection> {
+    let outline = super::outline::scan(xml)?;
+    if let Some(weak) = outline
+        .algorithms
+        .iter()
+        .find(|a| !dsig_policy::algorithm_allowed(a, connection.settings.allow_sha1))
+    {
+        return Err(Rejection::new(
+            Reason::WeakAlgorithm,
+            format!("expected RSA-SHA256 or stronger, {weak:?} came"),
+        ));
+    }
+    if outline.assertions + outline.encrypted_assertions > 0 || outline.signatures == 0 {
+        return Err(Rejection::new(
+            Reason::MissingSignature,
+            "the metadata is not signed (or carries an assertion)",
+        ));
+    }
+    Signatures::of(connection)?.reduce(xml)
+}
+
 /// Signature verification with a connection's certificates.
 struct Signatures {
     certs: Vec<CertificateDer>,

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use super::jobs::Refreshed;
 use super::{Connection, NewConnection, SettingsChange, SpUrls, store};
 use crate::AppState;
 use crate::ids::SamlConnectionId;
@@ -26,6 +27,14 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/{org}/sso/{id}/delete", post(delete))
         .route("/admin/{org}/sso/{id}/refresh", post(refresh))
         .route("/admin/{org}/sso/{id}/test", get(test))
+        .route(
+            "/admin/{org}/sso/{id}/certificates/approve",
+            post(super::hold_pages::approve),
+        )
+        .route(
+            "/admin/{org}/sso/{id}/certificates/reject",
+            post(super::hold_pages::reject),
+        )
 }
 
 /// A connection as the page shows it.
@@ -34,6 +43,8 @@ pub struct Row {
     pub urls: SpUrls,
     pub domains_label: String,
     pub domains_input: String,
+    /// A certificate change found by a refresh that waits for a decision (or was rejected).
+    pub hold: Option<super::cert_hold::Hold>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -55,10 +66,15 @@ async fn render(
     error: Option<String>,
 ) -> Result<SsoPage, AppError> {
     let org = admin.scope.org().clone();
+    let holds = store::holds_of_org(state.db.pool(), org.id).await?;
     let rows = store::of_org(state.db.pool(), org.id)
         .await?
         .into_iter()
         .map(|connection| Row {
+            hold: holds
+                .iter()
+                .find(|h| h.connection_id == connection.id)
+                .cloned(),
             urls: connection.sp_urls(&state.base_url()),
             domains_input: connection
                 .settings
@@ -90,7 +106,7 @@ async fn page(State(state): State<AppState>, admin: OrgAdmin) -> Result<SsoPage,
 }
 
 /// Re-renders the page with a client error, or passes an internal one on.
-async fn with_error(
+pub(super) async fn with_error(
     state: &AppState,
     admin: &OrgAdmin,
     err: AppError,
@@ -178,7 +194,7 @@ struct SettingsForm {
     domains: String,
 }
 
-fn connection_id(raw: &str) -> Result<SamlConnectionId, AppError> {
+pub(super) fn connection_id(raw: &str) -> Result<SamlConnectionId, AppError> {
     SamlConnectionId::parse(raw).ok_or_else(|| {
         AppError::not_found("no SSO connection with this id belongs to this organization")
     })
@@ -290,13 +306,19 @@ async fn refresh(
         .await;
     };
     match super::jobs::refresh_one(&state, connection, now).await {
-        Ok(changed) => {
+        Ok(done) => {
             flash(
                 &admin.session,
-                if changed {
-                    format!("Metadata fetched from {url}: the certificates changed.")
-                } else {
-                    format!("Metadata fetched from {url}: nothing changed.")
+                match done {
+                    Refreshed::Changed => format!(
+                        "Metadata fetched from {url}: the certificates changed (signed by a key already trusted)."
+                    ),
+                    Refreshed::Held => format!(
+                        "Metadata fetched from {url}: the certificates changed; the change waits for your approval below."
+                    ),
+                    Refreshed::Unchanged => {
+                        format!("Metadata fetched from {url}: the certificates did not change.")
+                    }
                 },
             )
             .await?;

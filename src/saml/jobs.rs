@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Connection, SamlError, store};
+use super::{Connection, SamlError, cert_hold, store};
 use crate::AppState;
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
@@ -40,15 +40,27 @@ pub async fn pass(state: &AppState) -> Result<(), SamlError> {
     Ok(())
 }
 
-/// Fetches the connection's metadata URL and applies it; returns whether the certificates
-/// changed. A failed fetch is recorded on the connection and keeps the old metadata.
+/// What a refresh did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    /// The certificates are the same (other metadata applied).
+    Unchanged,
+    /// The certificates changed, and the new metadata was signed by a key already trusted.
+    Changed,
+    /// The certificates changed without such a signature: held for an admin's decision.
+    Held,
+}
+
+/// Fetches the connection's metadata URL and applies it, or holds a certificate change that
+/// no trusted key signed (`cert_hold`). A failed fetch is recorded on the connection and keeps
+/// the old metadata.
 pub async fn refresh_one(
     state: &AppState,
     mut connection: Connection,
     now: i64,
-) -> Result<bool, SamlError> {
+) -> Result<Refreshed, SamlError> {
     let Some(url) = connection.metadata_url.clone() else {
-        return Ok(false);
+        return Ok(Refreshed::Unchanged);
     };
     let loaded = super::load_metadata(
         None,
@@ -77,19 +89,20 @@ pub async fn refresh_one(
             return Err(err);
         }
     };
-    let before: Vec<String> = connection
-        .certificates
-        .iter()
-        .map(|c| c.fingerprint.clone())
-        .collect();
+    let before = cert_hold::fingerprints(&connection.certificates);
+    let meta = if cert_hold::fingerprints(&meta.certificates) == before {
+        meta
+    } else if let Some(signed) = cert_hold::signed_by_trusted(&xml, &connection) {
+        signed
+    } else {
+        held(&mut tx, state, &mut connection, &meta, &xml, now).await?;
+        tx.commit().await?;
+        return Ok(Refreshed::Held);
+    };
     super::apply_metadata(&mut connection, meta, xml, now);
     connection.updated_at = now;
-    let after: Vec<String> = connection
-        .certificates
-        .iter()
-        .map(|c| c.fingerprint.clone())
-        .collect();
     store::update(&mut tx, &connection).await?;
+    let after = cert_hold::fingerprints(&connection.certificates);
     let changed = before != after;
     if changed {
         record(
@@ -97,17 +110,63 @@ pub async fn refresh_one(
             &connection,
             AuditAction::SamlCertificatesChanged,
             now,
-            serde_json::json!({ "from": before, "to": after }),
+            serde_json::json!({ "from": before, "to": after, "signed_by_trusted_key": true }),
         )
         .await?;
         notify(&mut tx, state, &connection, now, "The signing certificates of your SSO connection changed", vec![format!(
-            "The metadata of {} ({}) now lists {} signing certificate(s). Sign-in keeps working if your IdP signs with one of them.",
+            "The metadata of {} ({}) now lists {} signing certificate(s); it was signed by a key the connection already trusted. Sign-in keeps working if your IdP signs with one of them.",
             connection.name, connection.idp_entity_id, after.len()
         )])
         .await?;
     }
     tx.commit().await?;
-    Ok(changed)
+    Ok(if changed {
+        Refreshed::Changed
+    } else {
+        Refreshed::Unchanged
+    })
+}
+
+/// Keeps the connection as it is (but for the fetch time) and holds the new metadata; a
+/// change not held or rejected before is audited and emailed to the admins.
+async fn held(
+    tx: &mut crate::db::Tx,
+    state: &AppState,
+    connection: &mut Connection,
+    meta: &super::metadata::IdpMetadata,
+    xml: &str,
+    now: i64,
+) -> Result<(), SamlError> {
+    connection.metadata_fetched_at = Some(now);
+    connection.metadata_error = None;
+    connection.updated_at = now;
+    store::update(tx, connection).await?;
+    if !cert_hold::hold(tx, connection, xml, &meta.certificates, now).await? {
+        return Ok(());
+    }
+    let from = cert_hold::fingerprints(&connection.certificates);
+    let to = cert_hold::fingerprints(&meta.certificates);
+    record(
+        tx,
+        connection,
+        AuditAction::SamlCertificatesHeld,
+        now,
+        serde_json::json!({ "from": from, "to": to }),
+    )
+    .await?;
+    let subjects: Vec<String> = meta
+        .certificates
+        .iter()
+        .map(|c| format!("{} (SHA-256 {})", c.subject, &c.fingerprint[..16]))
+        .collect();
+    notify(tx, state, connection, now, "A certificate change of your SSO connection waits for your approval", vec![
+        format!(
+            "The metadata of {} ({}) now lists other signing certificates: {}. It was not signed by a key the connection already trusts, so the change is held: sign-in keeps using the current certificates.",
+            connection.name, connection.idp_entity_id, subjects.join(", ")
+        ),
+        "If your IdP's administrators rolled its key, approve the change on the SSO page; if nobody did, reject it and check where the metadata URL leads.".to_string(),
+    ])
+    .await
 }
 
 /// Emails the admins once per certificate and threshold (30 and 7 days before expiry).

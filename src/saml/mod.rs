@@ -10,9 +10,11 @@ pub mod acs_result;
 pub mod admin;
 pub mod api;
 pub mod assertion;
+pub mod cert_hold;
 pub mod decrypt;
 pub mod dsig_policy;
 pub mod fetch;
+pub mod hold_pages;
 pub mod jobs;
 pub mod keys;
 pub mod mapping;
@@ -177,6 +179,8 @@ pub enum SamlError {
     NotFound,
     #[error("this organization already has a connection to the IdP {0}")]
     DuplicateEntity(String),
+    #[error("no certificate change of this connection waits for a decision")]
+    NothingHeld,
     #[error(transparent)]
     Db(#[from] sqlx::Error),
     #[error(transparent)]
@@ -199,6 +203,7 @@ impl From<SamlError> for AppError {
             E::DomainNotVerified(_) => (S::BAD_REQUEST, "domain_not_verified"),
             E::NotFound => (S::NOT_FOUND, "not_found"),
             E::DuplicateEntity(_) => (S::CONFLICT, "duplicate_connection"),
+            E::NothingHeld => (S::CONFLICT, "no_certificate_change"),
         };
         AppError::client(status, code, message)
     }

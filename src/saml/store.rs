@@ -171,12 +171,15 @@ pub async fn of_org<'c>(
 
 const DELETE: &str = "DELETE FROM saml_connections WHERE id = $1";
 const DELETE_REQUESTS: &str = "DELETE FROM saml_requests WHERE connection_id = $1";
+const DELETE_HOLD: &str = "DELETE FROM saml_certificate_holds WHERE connection_id = $1";
 
 pub(super) async fn delete(tx: &mut Tx, id: SamlConnectionId) -> Result<(), sqlx::Error> {
-    sqlx::query(DELETE_REQUESTS)
-        .bind(id.to_string())
-        .execute(&mut **tx)
-        .await?;
+    for sql in [DELETE_REQUESTS, DELETE_HOLD] {
+        sqlx::query(sql)
+            .bind(id.to_string())
+            .execute(&mut **tx)
+            .await?;
+    }
     sqlx::query(DELETE)
         .bind(id.to_string())
         .execute(&mut **tx)
@@ -370,4 +373,103 @@ pub async fn org_of_verified_domain(
         }
         None => Ok(None),
     }
+}
+
+const HOLD_COLUMNS: &str = "connection_id, certificates, status, found_at";
+
+fn hold_from_row(row: &AnyRow) -> Result<super::cert_hold::Hold, sqlx::Error> {
+    let id: String = row.try_get("connection_id")?;
+    let certs: String = row.try_get("certificates")?;
+    let status: String = row.try_get("status")?;
+    Ok(super::cert_hold::Hold {
+        connection_id: SamlConnectionId::parse(&id).ok_or_else(|| bad("connection_id"))?,
+        certificates: serde_json::from_str(&certs).map_err(|_| bad("certificates"))?,
+        pending: status == "pending",
+        found_at: row.try_get("found_at")?,
+    })
+}
+
+/// The held certificate change of a connection, pending or rejected.
+pub(super) async fn hold_of<'c>(
+    ex: impl Executor<'c, Database = Any>,
+    id: SamlConnectionId,
+) -> Result<Option<super::cert_hold::Hold>, sqlx::Error> {
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM saml_certificate_holds WHERE connection_id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(ex)
+        .await?
+        .map(|row| hold_from_row(&row))
+        .transpose()
+}
+
+/// The held certificate changes of an organization's connections.
+pub async fn holds_of_org(
+    pool: &sqlx::AnyPool,
+    org: OrgId,
+) -> Result<Vec<super::cert_hold::Hold>, sqlx::Error> {
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM saml_certificate_holds WHERE org_id = $1");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(org.to_string())
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(hold_from_row).collect()
+}
+
+const PUT_HOLD: &str = "INSERT INTO saml_certificate_holds (connection_id, org_id, metadata_xml, \
+     certificates, status, found_at) VALUES ($1, $2, $3, $4, 'pending', $5) \
+     ON CONFLICT (connection_id) DO UPDATE SET metadata_xml = excluded.metadata_xml, \
+     certificates = excluded.certificates, status = 'pending', found_at = excluded.found_at, \
+     decided_at = NULL";
+
+/// Holds new metadata for a connection (replacing an older hold).
+pub(super) async fn put_hold(
+    tx: &mut Tx,
+    connection: &Connection,
+    xml: &str,
+    certs: &[Certificate],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(PUT_HOLD)
+        .bind(connection.id.to_string())
+        .bind(connection.org_id.to_string())
+        .bind(xml.to_string())
+        .bind(serde_json::to_string(certs).unwrap_or_else(|_| "[]".into()))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+const TAKE_HOLD: &str = "DELETE FROM saml_certificate_holds WHERE connection_id = $1 \
+     AND status = 'pending' RETURNING metadata_xml";
+
+/// Removes a pending hold and returns its metadata (`None`: nothing pending).
+pub(super) async fn take_pending_hold(
+    tx: &mut Tx,
+    id: SamlConnectionId,
+) -> Result<Option<String>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as(TAKE_HOLD)
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(row.map(|(xml,)| xml))
+}
+
+const REJECT_HOLD: &str = "UPDATE saml_certificate_holds SET status = 'rejected', decided_at = $2 \
+     WHERE connection_id = $1 AND status = 'pending' RETURNING certificates";
+
+/// Marks a pending hold rejected and returns its certificates (`None`: nothing pending).
+pub(super) async fn reject_pending_hold(
+    tx: &mut Tx,
+    id: SamlConnectionId,
+    now: i64,
+) -> Result<Option<Vec<Certificate>>, sqlx::Error> {
+    let row: Option<(String,)> = sqlx::query_as(REJECT_HOLD)
+        .bind(id.to_string())
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(|(certs,)| serde_json::from_str(&certs).map_err(|_| bad("certificates")))
+        .transpose()
 }
