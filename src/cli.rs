@@ -60,15 +60,24 @@ enum Command {
     /// organizations, the mock IdP, a DNS server for `.test` names and the demo product
     /// "Backlog (demo)" (development only; SQLite in --data-dir).
     Demo(crate::demo::DemoArgs),
-    /// Runs the mock SAML identity provider (for tests and integrators; never in production).
+    /// Runs the mock SAML identity provider (for tests and integrators; never in production);
+    /// `mock-idp mint` prints signed responses in bulk instead.
     MockIdp {
+        #[command(subcommand)]
+        command: Option<MockIdpCommand>,
         /// Address the mock IdP listens on (`--bind` is the server's own address).
-        #[arg(long = "listen", default_value = "127.0.0.1:8090")]
+        #[arg(long = "listen", default_value = "127.0.0.1:8090", global = true)]
         listen: std::net::SocketAddr,
-        /// The mock's public URL (default: http://<listen>).
-        #[arg(long)]
+        /// The mock's public URL (default: http://<listen>); its entity ID is <URL>/metadata.
+        #[arg(long, global = true)]
         public_url: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum MockIdpCommand {
+    /// Prints valid responses signed with the mock's key, one base64 SAMLResponse a line.
+    Mint(crate::saml::mock_idp_mint::MintArgs),
 }
 
 #[derive(Subcommand)]
@@ -306,7 +315,11 @@ async fn run_command(config: Config, command: Command) -> anyhow::Result<()> {
             println!("{}", json!({ "kid": kid }));
             Ok(())
         }
-        Command::MockIdp { listen, public_url } => mock_idp(&config, listen, public_url).await,
+        Command::MockIdp {
+            command,
+            listen,
+            public_url,
+        } => mock_idp(&config, command, listen, public_url).await,
         Command::Demo(args) => demo(config, args).await,
         Command::Db(DbCommand::Migrate) => {
             open(&config).await?.close().await;
@@ -334,6 +347,7 @@ async fn demo(config: Config, args: crate::demo::DemoArgs) -> anyhow::Result<()>
 /// `mock-idp`: serves the test IdP with a dev key pair of its own.
 async fn mock_idp(
     config: &Config,
+    command: Option<MockIdpCommand>,
     listen: std::net::SocketAddr,
     public_url: Option<String>,
 ) -> anyhow::Result<()> {
@@ -353,6 +367,10 @@ async fn mock_idp(
         keys,
     )
     .with_slo(&format!("{public}/slo"));
+    if let Some(MockIdpCommand::Mint(args)) = command {
+        return tokio::task::spawn_blocking(move || crate::saml::mock_idp_mint::run(&idp, &args))
+            .await?;
+    }
     println!("mock IdP metadata: {public}/metadata");
     crate::saml::mock_idp_server::serve(idp, listen).await
 }

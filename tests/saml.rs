@@ -15,6 +15,8 @@ mod login_csrf;
 mod logs;
 #[path = "saml/mapping.rs"]
 mod mapping;
+#[path = "saml/mint.rs"]
+mod mint;
 #[path = "saml/xml_attacks.rs"]
 mod xml_attacks;
 

@@ -20,6 +20,7 @@ pub mod keys;
 pub mod mapping;
 pub mod metadata;
 pub mod mock_idp;
+pub mod mock_idp_mint;
 pub mod mock_idp_server;
 pub mod mock_idp_slo;
 pub mod outline;

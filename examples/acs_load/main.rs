@@ -1,0 +1,489 @@
+//! The ACS under load, measured from outside: seeds a fresh database with the SSO fixture
+//! (`benches/common/sso.rs`), starts `nulab-pass serve` on it as its own process, mints unique
+//! valid responses with `nulab-pass mock-idp mint`, and posts them over loopback HTTP with
+//! keep-alive at fixed concurrencies and then paced at half the best rate. A sign-in is the
+//! IdP-initiated POST to the ACS plus the browser's return to `/sso/{id}/continue`.
+//!
+//! For each run it reports sign-ins per second, p50/p99 latency, the server's CPU per sign-in
+//! (from `/proc/<pid>/stat`) and its peak RSS (`VmHWM`), and, in the same run and on the same
+//! cores, the bare verification rate (the outline and the signature check of the same
+//! responses, on one thread per core): the ratio of the two holds on a noisy machine.
+//!
+//! Run: `bash scripts/acs_load.sh` (SQLite) or `bash scripts/acs_load.sh --postgres`.
+
+mod callgrind;
+#[path = "../../benches/common/sso.rs"]
+mod fixture;
+mod procfs;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use nulab_pass::db::Db;
+use nulab_pass::saml::{Connection, SpUrls};
+use procfs::{cpu_ticks, peak_rss_mib, thread_cpu, ticks_per_second, tree_ticks};
+
+#[derive(Parser)]
+struct Args {
+    /// `sqlite` (a fresh file) or `postgres` (a fresh database under NULAB_PASS_TEST_POSTGRES_URL).
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// Concurrent clients of each closed-loop run.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    concurrency: Vec<usize>,
+    /// Sign-ins of each run.
+    #[arg(long, default_value_t = 1500)]
+    sign_ins: usize,
+    /// Managed accounts in the fixture (responses take them in turn).
+    #[arg(long, default_value_t = 10_000)]
+    accounts: usize,
+    /// `both` or `response` (which elements are signed).
+    #[arg(long, default_value = "both")]
+    signing: String,
+    /// The server binary (default: `nulab-pass` beside this example's folder).
+    #[arg(long)]
+    server: Option<PathBuf>,
+    /// A PostgreSQL postmaster pid: its CPU (with its children's) is reported beside the server's.
+    #[arg(long)]
+    pg_pid: Option<u32>,
+    /// Counts instructions under callgrind instead of timing: the server's per sign-in (one
+    /// client) and the bare verification's per response.
+    #[arg(long)]
+    callgrind: bool,
+    /// (Used by `--callgrind`.) Only verifies the responses of this file and exits.
+    #[arg(long, requires_all = ["database_url", "connection_id", "base"])]
+    verify_only: Option<PathBuf>,
+    #[arg(long)]
+    database_url: Option<String>,
+    #[arg(long)]
+    connection_id: Option<String>,
+    #[arg(long)]
+    base: Option<String>,
+}
+
+/// The running server and what the load needs to reach it.
+struct Server {
+    child: Child,
+    base: String,
+    url: String,
+    binary: PathBuf,
+    certs: PathBuf,
+    connection: Connection,
+    acs: String,
+    audience: String,
+    minted: usize,
+    accounts: usize,
+    signing: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+async fn database_url(backend: &str, dir: &Path) -> String {
+    if backend == "sqlite" {
+        return format!("sqlite://{}", dir.join("load.db").display());
+    }
+    let admin = std::env::var("NULAB_PASS_TEST_POSTGRES_URL")
+        .expect("NULAB_PASS_TEST_POSTGRES_URL (scripts/acs_load.sh --postgres starts one)");
+    let name = format!("load_{}", uuid::Uuid::new_v4().simple());
+    let db = Db::connect(&admin).await.expect("connect");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(db.pool())
+        .await
+        .expect("create database");
+    db.close().await;
+    format!("{}/{name}", admin.rsplit_once('/').expect("url").0)
+}
+
+async fn start(args: &Args, dir: &Path, wrapper: &[String]) -> Server {
+    let url = database_url(&args.backend, dir).await;
+    let certs = dir.join("certs");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let db = Db::connect(&url).await.expect("connect");
+    db.migrate().await.expect("migrate");
+    let fixture = fixture::seed(&db, &certs, &base, args.accounts).await;
+    db.close().await;
+    let binary = args.server.clone().unwrap_or_else(|| {
+        let exe = std::env::current_exe().expect("exe");
+        exe.parent()
+            .and_then(Path::parent)
+            .expect("target dir")
+            .join("nulab-pass")
+    });
+    let log = std::fs::File::create(dir.join("server.log")).expect("log");
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(&binary);
+            c
+        }
+        None => Command::new(&binary),
+    };
+    let child = command
+        .arg("serve")
+        .env("NULAB_PASS_DATABASE_URL", &url)
+        .env("NULAB_PASS_BIND", format!("127.0.0.1:{port}"))
+        .env("NULAB_PASS_BASE_URL", &base)
+        .env("NULAB_PASS_CERTS_DIR", &certs)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start nulab-pass serve");
+    let client = reqwest::Client::new();
+    // Under callgrind the server starts some fifty times slower.
+    for _ in 0..1200 {
+        if client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Server {
+        child,
+        base,
+        url,
+        binary,
+        certs,
+        acs: fixture.acs_url,
+        audience: fixture.audience,
+        connection: fixture.connection,
+        minted: 0,
+        accounts: args.accounts,
+        signing: args.signing.clone(),
+    }
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `count` fresh responses from `nulab-pass mock-idp mint`, for the accounts in turn.
+    fn mint(&mut self, count: usize) -> Vec<String> {
+        let mut all = Vec::with_capacity(count);
+        while all.len() < count {
+            let first = self.minted % self.accounts;
+            let batch = (count - all.len()).min(self.accounts - first);
+            let out = Command::new(&self.binary)
+                .args(["mock-idp", "mint", "--count", &batch.to_string()])
+                .args(["--first", &first.to_string(), "--signing", &self.signing])
+                .args(["--acs", &self.acs, "--audience", &self.audience])
+                .args(["--email", fixture::EMAIL_TEMPLATE])
+                .env("NULAB_PASS_CERTS_DIR", &self.certs)
+                .env("NULAB_PASS_DATABASE_URL", "sqlite::memory:")
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("mock-idp mint");
+            assert!(out.status.success(), "mock-idp mint failed");
+            let text = String::from_utf8(out.stdout).expect("utf-8");
+            all.extend(text.lines().map(str::to_string));
+            self.minted += batch;
+        }
+        all
+    }
+}
+
+/// Verifies `responses` as the ACS does (decode, outline, signatures and conditions) on one
+/// thread per core; returns verifications per second and CPU seconds per verification.
+fn bare_verification(responses: &[String], connection: &Connection, sp: &SpUrls) -> (f64, f64) {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let tps = ticks_per_second();
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    let cpu: f64 = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let before = thread_cpu(tps);
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(b64) = responses.get(i) else { break };
+                        callgrind::verify_one(b64, connection, sp);
+                    }
+                    thread_cpu(tps) - before
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("thread")).sum()
+    });
+    let n = responses.len() as f64;
+    (n / start.elapsed().as_secs_f64(), cpu / n)
+}
+
+/// One sign-in: the ACS POST, then the browser's GET of the continue page with its cookie.
+async fn sign_in(client: &reqwest::Client, base: &str, id: &str, response: &str) -> bool {
+    let form = [("SAMLResponse", response)];
+    let Ok(res) = client
+        .post(format!("{base}/sso/{id}/acs"))
+        .form(&form)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("nulab_pass_sso_continue="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string);
+    let _ = res.bytes().await;
+    let Some(cookie) = cookie else { return false };
+    let Ok(res) = client
+        .get(format!("{base}/sso/{id}/continue"))
+        .header("cookie", cookie)
+        .send()
+        .await
+    else {
+        return false;
+    };
+    let ok = res.status() == 303
+        && res
+            .headers()
+            .get("location")
+            .is_some_and(|l| l == "/account");
+    let _ = res.bytes().await;
+    ok
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(64)
+        .build()
+        .expect("client")
+}
+
+/// What one run measured.
+struct Run {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: usize,
+    server_cpu_ms: f64,
+    pg_cpu_ms: f64,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+}
+
+/// Posts `responses` with `pace`: `Closed(c)` keeps c sign-ins in flight; `Paced(rate)`
+/// starts one every 1/rate s (latency counted from when it was due).
+async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -> Run {
+    let tps = ticks_per_second();
+    let (pid, n) = (server.pid(), responses.len());
+    let pg = |a: &Args| a.pg_pid.map_or(0, tree_ticks);
+    let (cpu0, pg0) = (cpu_ticks(pid), pg(args));
+    let responses = Arc::new(responses);
+    let next = Arc::new(AtomicUsize::new(0));
+    let id = server.connection.id.to_string();
+    let start = Instant::now();
+    let workers = match pace {
+        Pace::Closed(c) => c,
+        Pace::Paced(_) => 64,
+    };
+    let mut tasks = Vec::new();
+    for _ in 0..workers {
+        let (responses, next, id, base) = (
+            responses.clone(),
+            next.clone(),
+            id.clone(),
+            server.base.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let http = client();
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(r) = responses.get(i) else { break };
+                let due = match pace {
+                    Pace::Closed(_) => Instant::now(),
+                    Pace::Paced(rate) => start + Duration::from_secs_f64(i as f64 / rate),
+                };
+                tokio::time::sleep_until(due.into()).await;
+                let ok = sign_in(&http, &base, &id, r).await;
+                out.push((ok, due.elapsed()));
+            }
+            out
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    let mut failed = 0;
+    for t in tasks {
+        for (ok, d) in t.await.expect("task") {
+            failed += usize::from(!ok);
+            lat.push(d);
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    lat.sort();
+    let per = |ticks: u64| ticks as f64 / tps * 1e3 / n as f64;
+    Run {
+        rate: (n - failed) as f64 / wall,
+        p50_ms: percentile(&lat, 0.5),
+        p99_ms: percentile(&lat, 0.99),
+        failed,
+        server_cpu_ms: per(cpu_ticks(pid) - cpu0),
+        pg_cpu_ms: per(pg(args) - pg0),
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Pace {
+    Closed(usize),
+    Paced(f64),
+}
+
+fn report(label: &str, r: &Run, bare: (f64, f64), rss: f64) {
+    println!(
+        "{label:<14} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>9.2} {:>7.2} {:>9.0} {:>8.2} {:>6.2} {:>7.0}",
+        r.rate,
+        r.p50_ms,
+        r.p99_ms,
+        r.failed,
+        r.server_cpu_ms,
+        r.pg_cpu_ms,
+        bare.0,
+        bare.1 * 1e3,
+        r.rate / bare.0,
+        rss
+    );
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args = Args::parse();
+    if let Some(file) = &args.verify_only {
+        return verify_only(&args, file).await;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    if args.callgrind {
+        return under_callgrind(&args, dir.keep()).await;
+    }
+    let mut server = start(&args, dir.path(), &[]).await;
+    let sp = server.connection.sp_urls(&server.base);
+    println!(
+        "nulab-pass ACS load: {}, {}-signed, {} sign-ins a run, {} cores, server pid {}",
+        args.backend,
+        args.signing,
+        args.sign_ins,
+        std::thread::available_parallelism().map_or(1, usize::from),
+        server.pid()
+    );
+    println!(
+        "{:<14} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>8} {:>6} {:>7}",
+        "run",
+        "signin/s",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "cpu ms",
+        "pg ms",
+        "verify/s",
+        "vcpu ms",
+        "ratio",
+        "rss MiB"
+    );
+    let mut best: f64 = 0.0;
+    for &c in &args.concurrency {
+        let responses = server.mint(args.sign_ins);
+        let bare = bare_verification(&responses, &server.connection, &sp);
+        let r = run(&server, &args, responses, Pace::Closed(c)).await;
+        best = best.max(r.rate);
+        let rss = peak_rss_mib(server.pid());
+        report(&format!("closed c={c}"), &r, bare, rss);
+    }
+    let responses = server.mint(args.sign_ins);
+    let bare = bare_verification(&responses, &server.connection, &sp);
+    let rate = (best / 2.0).max(1.0);
+    let r = run(&server, &args, responses, Pace::Paced(rate)).await;
+    report(
+        &format!("paced {rate:.0}/s"),
+        &r,
+        bare,
+        peak_rss_mib(server.pid()),
+    );
+    if r.failed > 0 {
+        let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        eprintln!(
+            "server log (last lines, newest first):\n{}",
+            tail.join("\n")
+        );
+    }
+}
+
+/// The `--callgrind` run: instructions per sign-in in the server and per bare verification.
+async fn under_callgrind(args: &Args, dir: PathBuf) {
+    let mut server = start(args, &dir, &callgrind::wrapper(&dir)).await;
+    let warm = server.mint(20);
+    run(&server, args, warm, Pace::Closed(1)).await;
+    let responses = server.mint(args.sign_ins);
+    let file = dir.join("responses.txt");
+    std::fs::write(&file, responses.join("\n")).expect("responses file");
+    callgrind::zero(server.pid());
+    let r = run(&server, args, responses, Pace::Closed(1)).await;
+    let total = callgrind::dump(server.pid(), &dir);
+    assert_eq!(r.failed, 0, "every sign-in under callgrind succeeds");
+    let target = [
+        "--database-url".to_string(),
+        server.url.clone(),
+        "--connection-id".into(),
+        server.connection.id.to_string(),
+        "--base".into(),
+        server.base.clone(),
+    ];
+    let bare = callgrind::bare_instructions(&dir, &file, args.sign_ins, &target);
+    let per = total / args.sign_ins as u64;
+    println!(
+        "{} {}-signed: {:.2} M instructions per sign-in in the server, {:.2} M per bare \
+         verification: {:.2}x",
+        args.backend,
+        args.signing,
+        per as f64 / 1e6,
+        bare as f64 / 1e6,
+        per as f64 / bare.max(1) as f64
+    );
+    println!("profiles (callgrind_annotate): {}", dir.display());
+}
+
+/// The `--verify-only` child of `--callgrind`: verifies each response of `file` once.
+async fn verify_only(args: &Args, file: &Path) {
+    let url = args.database_url.as_deref().expect("--database-url");
+    let db = Db::connect(url).await.expect("connect");
+    let id = nulab_pass::ids::SamlConnectionId::parse(args.connection_id.as_deref().unwrap_or(""))
+        .expect("connection id");
+    let connection = nulab_pass::saml::store::by_id(db.pool(), id)
+        .await
+        .expect("read")
+        .expect("connection");
+    let sp = connection.sp_urls(args.base.as_deref().unwrap_or_default());
+    let text = std::fs::read_to_string(file).expect("responses");
+    for line in text.lines() {
+        callgrind::verify_one(line, &connection, &sp);
+    }
+}
