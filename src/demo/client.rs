@@ -153,41 +153,15 @@ impl Client {
         Ok((claims, id_token.to_string()))
     }
 
-    /// Checks the ID token: signature (RS256, a key of the JWKS named by `kid`), issuer,
-    /// audience, expiry and the nonce of this browser's request.
+    /// Fetches the JWKS and checks the ID token with it ([`check_id_token`]).
     pub async fn verify_id_token(&self, id_token: &str, nonce: &str) -> anyhow::Result<Claims> {
-        let header = jwt::decode_header(id_token)?;
-        let kid = header
-            .claim("kid")
-            .and_then(|k| k.as_str())
-            .ok_or_else(|| anyhow::anyhow!("the ID token names no key"))?
-            .to_string();
         let jwks: serde_json::Value = get_json(&self.http, &self.discovery.jwks_uri).await?;
-        let key = jwks["keys"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|k| k["kid"] == kid.as_str())
-            .ok_or_else(|| anyhow::anyhow!("no key {kid} in the JWKS"))?;
-        let jwk = Jwk::from_bytes(serde_json::to_vec(key)?)?;
-        // The verifier is RS256's: a token whose header names another algorithm is refused.
-        let verifier = RS256.verifier_from_jwk(&jwk)?;
-        let (payload, _) = jwt::decode_with_verifier(id_token, &verifier)?;
-        let now = std::time::SystemTime::now();
-        anyhow::ensure!(
-            payload.issuer() == Some(self.discovery.issuer.as_str()),
-            "wrong issuer"
-        );
-        let audience = payload.audience().unwrap_or_default();
-        anyhow::ensure!(
-            audience.contains(&self.client_id.as_str()),
-            "wrong audience"
-        );
-        anyhow::ensure!(payload.expires_at().is_some_and(|exp| exp > now), "expired");
-        anyhow::ensure!(payload.claim("nonce") == Some(&nonce.into()), "wrong nonce");
-        Ok(serde_json::from_value(serde_json::Value::Object(
-            payload.into(),
-        ))?)
+        let expected = Expected {
+            issuer: &self.discovery.issuer,
+            client_id: &self.client_id,
+            nonce,
+        };
+        check_id_token(id_token, &jwks, &expected, std::time::SystemTime::now())
     }
 
     /// RP-initiated sign-out: ends the sign-in at nulab-pass, then back to `after`.
@@ -201,13 +175,149 @@ impl Client {
     }
 }
 
+/// What an ID token must say to be this product's answer to this browser's request.
+pub struct Expected<'a> {
+    pub issuer: &'a str,
+    pub client_id: &'a str,
+    pub nonce: &'a str,
+}
+
+/// The ID token checks of OpenID Connect Core §3.1.3.7: the RS256 signature by the key of `jwks`
+/// that the header's `kid` names, then `iss`, `aud`, `exp` (at `now`) and `nonce`.
+pub fn check_id_token(
+    id_token: &str,
+    jwks: &serde_json::Value,
+    expected: &Expected<'_>,
+    now: std::time::SystemTime,
+) -> anyhow::Result<Claims> {
+    let header = jwt::decode_header(id_token)?;
+    let kid = header
+        .claim("kid")
+        .and_then(|k| k.as_str())
+        .ok_or_else(|| anyhow::anyhow!("the ID token names no key"))?;
+    let key = jwks["keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|k| k["kid"] == kid)
+        .ok_or_else(|| anyhow::anyhow!("no key {kid} in the JWKS"))?;
+    let jwk = Jwk::from_bytes(serde_json::to_vec(key)?)?;
+    // The verifier is RS256's: a token whose header names another algorithm ("none", HS256) is
+    // refused before any signature is looked at.
+    let verifier = RS256.verifier_from_jwk(&jwk)?;
+    let (payload, _) = jwt::decode_with_verifier(id_token, &verifier)?;
+    anyhow::ensure!(
+        payload.issuer() == Some(expected.issuer),
+        "the ID token's issuer is not this provider"
+    );
+    let audience = payload.audience().unwrap_or_default();
+    anyhow::ensure!(
+        audience.contains(&expected.client_id),
+        "the ID token is for another product"
+    );
+    anyhow::ensure!(
+        payload.expires_at().is_some_and(|exp| exp > now),
+        "the ID token has expired"
+    );
+    let nonce = payload.claim("nonce").and_then(|n| n.as_str());
+    anyhow::ensure!(
+        nonce == Some(expected.nonce),
+        "the ID token answers another request (nonce)"
+    );
+    Ok(serde_json::from_value(serde_json::Value::Object(
+        payload.into(),
+    ))?)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::oidc::keys::{KeyRing, ensure};
+
+    const ISS: &str = "http://127.0.0.1:8080";
+    type Change = fn(&mut serde_json::Value);
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(secs: u64) -> std::time::SystemTime {
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+    }
+
+    fn new_ring() -> (tempfile::TempDir, KeyRing) {
+        let dir = tempfile::tempdir().unwrap();
+        ensure(dir.path()).unwrap();
+        let ring = KeyRing::new(dir.path());
+        (dir, ring)
+    }
+
+    fn claims(
+        change: impl FnOnce(&mut serde_json::Value),
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut c = serde_json::json!({
+            "iss": ISS, "aud": "product-1", "sub": "acc-1", "email": "alice@acme.test",
+            "org": "acme", "amr": ["saml"], "nonce": "n-1", "iat": NOW, "exp": NOW + 600,
+        });
+        change(&mut c);
+        c.as_object().unwrap().clone()
+    }
+
+    fn check(token: &str, jwks: &serde_json::Value) -> anyhow::Result<Claims> {
+        let expected = Expected {
+            issuer: ISS,
+            client_id: "product-1",
+            nonce: "n-1",
+        };
+        check_id_token(token, jwks, &expected, at(NOW + 1))
+    }
+
+    #[test]
+    fn a_good_id_token_passes_and_every_broken_one_is_refused() {
+        let (_dir, ring) = new_ring();
+        let jwks = ring.jwks().unwrap();
+        let good = check(&ring.sign(claims(|_| {})).unwrap(), &jwks).unwrap();
+        assert_eq!(
+            (good.sub.as_str(), good.org.as_deref(), good.amr.as_slice()),
+            ("acc-1", Some("acme"), &["saml".to_string()][..])
+        );
+        let broken: [(&str, Change); 5] = [
+            ("another issuer", |c| c["iss"] = "http://evil.test".into()),
+            ("another product", |c| c["aud"] = "product-2".into()),
+            ("expired", |c| c["exp"] = NOW.into()),
+            ("another nonce", |c| c["nonce"] = "n-2".into()),
+            ("no nonce", |c| {
+                c.as_object_mut().unwrap().remove("nonce");
+            }),
+        ];
+        for (why, change) in broken {
+            let token = ring.sign(claims(change)).unwrap();
+            assert!(check(&token, &jwks).is_err(), "{why} must be refused");
+        }
+    }
+
+    #[test]
+    fn a_forged_or_unsigned_id_token_is_refused() {
+        let (_dir, ring) = new_ring();
+        let jwks = ring.jwks().unwrap();
+        let token = ring.sign(claims(|_| {})).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        // Another payload under the real signature.
+        let other = URL_SAFE_NO_PAD
+            .encode(serde_json::to_vec(&claims(|c| c["sub"] = "acc-2".into())).unwrap());
+        assert!(check(&format!("{}.{other}.{}", parts[0], parts[2]), &jwks).is_err());
+        // "alg": "none" with the real key id.
+        let kid = jwks["keys"][0]["kid"].as_str().unwrap();
+        let none =
+            URL_SAFE_NO_PAD.encode(serde_json::json!({"alg": "none", "kid": kid}).to_string());
+        assert!(check(&format!("{none}.{}.", parts[1]), &jwks).is_err());
+        // Signed by a key the JWKS does not hold.
+        let (_other_dir, stranger) = new_ring();
+        assert!(check(&stranger.sign(claims(|_| {})).unwrap(), &jwks).is_err());
+    }
+
     #[test]
     fn the_challenge_is_rfc_7636s_example() {
         // RFC 7636 Appendix B.
         assert_eq!(
-            super::code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            code_challenge("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
         );
     }

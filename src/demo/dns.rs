@@ -206,6 +206,53 @@ impl Drop for DemoDns {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domains::{DomainName, TxtAnswer, TxtLookup};
+
+    async fn txt(dns: &DemoDns, name: &str) -> TxtAnswer {
+        let lookup = TxtLookup::new(&[dns.addr], Duration::from_secs(5)).unwrap();
+        lookup.lookup(&DomainName::parse(name).unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn published_records_are_answered_kept_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dns.json");
+        let any = "127.0.0.1:0".parse().unwrap();
+        let dns = DemoDns::start(any, file.clone()).await.unwrap();
+        assert!(matches!(
+            txt(&dns, "example.test").await,
+            TxtAnswer::NoRecords
+        ));
+        dns.publish("Example.test", "v=1").await.unwrap();
+        dns.publish("example.test", "v=1").await.unwrap();
+        dns.publish("example.test", "v=2").await.unwrap();
+        let TxtAnswer::Found(mut found) = txt(&dns, "example.test").await else {
+            panic!("published records are answered");
+        };
+        found.sort();
+        assert_eq!(found, ["v=1", "v=2"], "the same record twice is one record");
+        for i in 2..MAX_RECORDS {
+            dns.publish(&format!("n{i}.test"), "x").await.unwrap();
+        }
+        let saved = std::fs::read(&file).unwrap();
+        assert_eq!(
+            dns.publish("one-more.test", "x").await,
+            Err(PublishError::TooMany)
+        );
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            saved,
+            "a refused record changes nothing"
+        );
+        assert!(!dns.records().contains_key("one-more.test"));
+        drop(dns);
+        let again = DemoDns::start(any, file).await.unwrap();
+        assert_eq!(
+            again.records().values().map(Vec::len).sum::<usize>(),
+            MAX_RECORDS
+        );
+        assert!(matches!(txt(&again, "example.test").await, TxtAnswer::Found(t) if t.len() == 2));
+    }
 
     #[test]
     fn only_test_names_and_printable_texts_are_published() {
