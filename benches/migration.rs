@@ -128,10 +128,12 @@ async fn bench(name: &str, db: Db) {
         .collect();
     let next = Cell::new(0);
     let meta = RequestMeta::default();
+    let certs = tempfile::tempdir().unwrap();
+    let totp_key = nulab_pass::accounts::totp_key::TotpKey::new(certs.path());
     time("one acceptance (signed in: no hashing)", 200, async || {
         let (id, token) = &links[next.get()];
         next.set(next.get() + 1);
-        migration::accept(&db, 1, token, Proof::SignedIn(*id), &meta)
+        migration::accept(&db, &totp_key, 1, token, Proof::SignedIn(*id), &meta)
             .await
             .unwrap()
     })

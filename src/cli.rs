@@ -566,6 +566,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     crate::saml::dsig_policy::harden()?;
     let listener = tokio::net::TcpListener::bind(config.bind).await?;
     let state = AppState::new(db.clone(), config, Clock::default());
+    crate::sign_in::store::seal_plaintext_totp(&db, &state.totp_key).await?;
     let jobs = crate::jobs::spawn_all(&state)?;
     tracing::info!(address = %listener.local_addr()?, base_url = %state.base_url(), "listening");
     let app = crate::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

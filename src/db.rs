@@ -118,6 +118,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0015_parked_sso_sign_ins.sql"),
     ),
     (
+        16,
+        "email ownership and secrets at rest",
+        include_str!("../migrations/sqlite/0016_email_ownership_and_secrets_at_rest.sql"),
+        include_str!("../migrations/postgres/0016_email_ownership_and_secrets_at_rest.sql"),
+    ),
+    (
         19,
         "saml certificate holds",
         include_str!("../migrations/sqlite/0019_saml_certificate_holds.sql"),

@@ -45,6 +45,8 @@ pub struct AppState {
     pub oidc_keys: Arc<oidc::keys::KeyRing>,
     /// The SAML SP's signing and encryption keys, parsed once and reloaded on rotation.
     pub sp_keys: Arc<saml::keys::SpKeyRing>,
+    /// The key that seals TOTP secrets at rest (`certs/totp-secret-key`).
+    pub totp_key: Arc<accounts::totp_key::TotpKey>,
 }
 
 impl AppState {
@@ -53,6 +55,7 @@ impl AppState {
             db,
             oidc_keys: Arc::new(oidc::keys::KeyRing::new(&config.certs_dir)),
             sp_keys: Arc::new(saml::keys::SpKeyRing::new(&config.certs_dir)),
+            totp_key: Arc::new(accounts::totp_key::TotpKey::new(&config.certs_dir)),
             config: Arc::new(config),
             clock,
         }

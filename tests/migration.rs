@@ -853,9 +853,15 @@ async fn second_factor(backend: Backend) {
     let account = w.account("ann@corp.test").await;
     let mut tx = s.db().begin().await.unwrap();
     assert!(
-        nulab_pass::sign_in::second_factor::use_code(&mut tx, account.id, &current, now)
-            .await
-            .unwrap(),
+        nulab_pass::sign_in::second_factor::use_code(
+            &mut tx,
+            &s.state.totp_key,
+            account.id,
+            &current,
+            now,
+        )
+        .await
+        .unwrap(),
         "the wrong password left the code unspent"
     );
     tx.commit().await.unwrap();

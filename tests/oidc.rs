@@ -13,6 +13,10 @@ mod break_glass;
 mod common;
 #[path = "oidc/migration.rs"]
 mod migration;
+#[path = "oidc/ownership.rs"]
+mod ownership;
+#[path = "oidc/refresh.rs"]
+mod refresh;
 #[path = "oidc/slo.rs"]
 mod slo;
 #[path = "oidc/sso.rs"]
@@ -232,8 +236,14 @@ pub struct Started {
     pub verifier: PkceCodeVerifier,
 }
 
-/// The product's authorization URL (code flow, PKCE S256, scopes email and profile).
+/// The product's authorization URL (code flow, PKCE S256, scopes email, profile and
+/// offline_access).
 pub fn start(product: &Product, extra: &[(&str, &str)]) -> Started {
+    start_with_scopes(product, &["email", "profile", "offline_access"], extra)
+}
+
+/// [`start`] asking for `scopes` besides `openid`.
+pub fn start_with_scopes(product: &Product, scopes: &[&str], extra: &[(&str, &str)]) -> Started {
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let mut request = product
         .authorize_url(
@@ -241,9 +251,10 @@ pub fn start(product: &Product, extra: &[(&str, &str)]) -> Started {
             CsrfToken::new_random,
             Nonce::new_random,
         )
-        .add_scope(Scope::new("email".into()))
-        .add_scope(Scope::new("profile".into()))
         .set_pkce_challenge(challenge);
+    for scope in scopes {
+        request = request.add_scope(Scope::new(scope.to_string()));
+    }
     for (k, v) in extra {
         request = request.add_extra_param(k.to_string(), v.to_string());
     }

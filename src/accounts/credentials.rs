@@ -1,8 +1,8 @@
-//! Changing credentials: setting a password from an emailed link (activation or reset),
-//! changing one's own password, and changing a Nulab account's email.
+//! Changing credentials: setting a password from an emailed link (activation or reset) and
+//! changing one's own password (a Nulab account's email changes in `ownership`).
 
 use super::store::{self, LinkPurpose};
-use super::{Account, AccountError, AccountKind, AccountStatus, Email, password};
+use super::{Account, AccountError, AccountKind, AccountStatus, password};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
 use crate::db::Db;
 use crate::secrets;
@@ -146,58 +146,4 @@ pub async fn change_password(
     .await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// Changes a Nulab account's email after checking its password; the new address must be
-/// confirmed again. Managed accounts cannot change their own email: their admins do.
-pub async fn change_email(
-    db: &Db,
-    now: i64,
-    account: &Account,
-    current_password: &str,
-    new_email: &str,
-    meta: &RequestMeta,
-    base_url: &str,
-) -> Result<Account, AccountError> {
-    if account.kind == AccountKind::Managed {
-        return Err(AccountError::ManagedByOrg("change the email address"));
-    }
-    let email = Email::parse(new_email)?;
-    let stored = store::password_hash(db.pool(), account.id).await?;
-    let ok = match &stored {
-        Some(hash) => password::verify(current_password, hash).await?,
-        None => false,
-    };
-    if !ok {
-        return Err(AccountError::WrongCurrentPassword);
-    }
-    let mut tx = db.begin().await?;
-    store::set_email(&mut tx, account.id, &email, None, now)
-        .await
-        .map_err(|e| {
-            if crate::db::is_unique_violation(&e) {
-                AccountError::EmailTaken
-            } else {
-                e.into()
-            }
-        })?;
-    audit::record(
-        &mut tx,
-        now,
-        audit::Event {
-            org_id: None,
-            action: AuditAction::AccountEmailChanged,
-            actor: &account.actor(),
-            target: Some(Target::account(account.id)),
-            meta,
-            details: serde_json::json!({ "from": account.email, "to": email.as_str() }),
-        },
-    )
-    .await?;
-    super::send_verification(&mut tx, now, account.id, &email, &account.name, base_url).await?;
-    let updated = store::by_id(&mut *tx, account.id)
-        .await?
-        .ok_or(AccountError::LinkInvalid)?;
-    tx.commit().await?;
-    Ok(updated)
 }

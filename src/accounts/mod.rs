@@ -2,6 +2,7 @@
 //! An account's `id` is a random UUID that never changes (it is the OIDC `sub`).
 
 pub mod credentials;
+pub mod ownership;
 pub mod pages;
 pub mod password;
 pub mod password_pages;
@@ -10,6 +11,7 @@ pub mod session;
 pub mod store;
 pub mod throttle;
 pub mod totp;
+pub mod totp_key;
 
 use std::fmt;
 
@@ -25,6 +27,7 @@ use policy::PasswordPolicy;
 pub use crate::ids::AccountId;
 use crate::ids::OrgId;
 use crate::web::error::AppError;
+pub use ownership::{Confirmed, verify_email};
 
 /// A validated email address; the domain is lowercase. [`Email::normalized`] is the
 /// case-insensitive key that makes emails unique.
@@ -195,6 +198,12 @@ pub enum AccountError {
     InvalidEmail(String),
     #[error("an account with this email already exists; sign in instead")]
     EmailTaken,
+    #[error(
+        "another account confirmed this address first, so this link can no longer confirm it; sign in with that account, or use another address"
+    )]
+    EmailClaimed,
+    #[error("that is already your email address")]
+    EmailUnchanged,
     #[error("a name is required (at most 200 characters)")]
     InvalidName,
     #[error("the password is not accepted: {}", .0.join("; "))]
@@ -238,6 +247,8 @@ impl From<AccountError> for AppError {
         let (status, code) = match &err {
             AccountError::InvalidEmail(_) => (S::BAD_REQUEST, "invalid_email"),
             AccountError::EmailTaken => (S::CONFLICT, "email_taken"),
+            AccountError::EmailClaimed => (S::CONFLICT, "email_claimed"),
+            AccountError::EmailUnchanged => (S::BAD_REQUEST, "email_unchanged"),
             AccountError::InvalidName => (S::BAD_REQUEST, "invalid_name"),
             AccountError::WeakPassword(_) => (S::BAD_REQUEST, "weak_password"),
             AccountError::PasswordSignInDisabled => (S::FORBIDDEN, "password_sign_in_disabled"),
@@ -347,6 +358,10 @@ pub async fn sign_up(
         password_changed_at: Some(now),
         must_change_password: false,
     };
+    // Only a confirmed address is taken; unconfirmed sign-ups with it block no one.
+    if store::claimed_by_other(&mut **tx, &new.email.normalized(), None).await? {
+        return Err(AccountError::EmailTaken);
+    }
     store::insert(tx, now, &row).await.map_err(|e| {
         if crate::db::is_unique_violation(&e) {
             AccountError::EmailTaken
@@ -354,6 +369,10 @@ pub async fn sign_up(
             e.into()
         }
     })?;
+    if new.email_verified {
+        let reason = ownership::Claim::ConfirmedByAnother;
+        ownership::release_claims(tx, now, new.email.as_str(), id, reason, meta).await?;
+    }
     let action = if matches!(actor, Actor::Operator) {
         AuditAction::AccountCreated
     } else {
@@ -414,56 +433,6 @@ pub async fn send_verification(
     };
     mail::enqueue(tx, now, &mail).await?;
     Ok(())
-}
-
-/// Consumes an email-verification token. Expired, used or unknown tokens change nothing.
-pub async fn verify_email(
-    tx: &mut Tx,
-    now: i64,
-    token: &str,
-    meta: &RequestMeta,
-) -> Result<Account, AccountError> {
-    let row = store::token(
-        tx,
-        &secrets::hash_token(token.trim()),
-        store::LinkPurpose::VerifyEmail,
-    )
-    .await?
-    .ok_or(AccountError::LinkInvalid)?;
-    if row.used_at.is_some() {
-        return Err(AccountError::LinkUsed);
-    }
-    if row.expires_at <= now {
-        return Err(AccountError::LinkExpired);
-    }
-    let account = store::by_id(&mut **tx, row.account_id)
-        .await?
-        .ok_or(AccountError::LinkInvalid)?;
-    // A link for an address the account no longer has proves nothing.
-    if account.email.to_lowercase() != row.email.to_lowercase()
-        || account.status == AccountStatus::Deleted
-    {
-        return Err(AccountError::LinkInvalid);
-    }
-    store::use_token(tx, &row.token_hash, now).await?;
-    store::set_email_verified(tx, account.id, now).await?;
-    audit::record(
-        tx,
-        now,
-        audit::Event {
-            org_id: None,
-            action: AuditAction::AccountEmailVerified,
-            actor: &account.actor(),
-            target: Some(Target::account(account.id)),
-            meta,
-            details: serde_json::json!({ "email": account.email }),
-        },
-    )
-    .await?;
-    Ok(Account {
-        email_verified: true,
-        ..account
-    })
 }
 
 #[cfg(test)]

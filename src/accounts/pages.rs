@@ -22,6 +22,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/signup", get(signup_page).post(signup))
         .route("/verify-email", get(verify_email))
+        .route(
+            "/account/email-change-report",
+            get(report_page).post(report_change),
+        )
         .route("/account/resend-verification", post(resend_verification))
         .merge(super::password_pages::routes())
 }
@@ -168,16 +172,22 @@ async fn verify_email(
     let token = q.token.unwrap_or_default();
     let now = state.clock.now_ms();
     let mut tx = state.db.begin().await?;
-    match super::verify_email(&mut tx, now, &token, &meta).await {
-        Ok(account) => {
+    match super::verify_email(&mut tx, now, &token, &meta, &state.base_url()).await {
+        Ok(confirmed) => {
             tx.commit().await?;
+            let email = &confirmed.account.email;
+            let message = match &confirmed.changed_from {
+                None => {
+                    format!("{email} is confirmed. Organizations can now add you as a member.")
+                }
+                Some(from) => format!(
+                    "Your email is now {email}. We told {from} about the change, with a way to undo it."
+                ),
+            };
             Ok(MessagePage {
                 layout: Layout::new(&session, None).await?,
                 title: "Email confirmed".to_string(),
-                message: format!(
-                    "{} is confirmed. Organizations can now add you as a member.",
-                    account.email
-                ),
+                message,
                 link: Some(("Go to your account".to_string(), "/account".to_string())),
             }
             .into_response())
@@ -185,6 +195,91 @@ async fn verify_email(
         Err(err) => {
             tx.rollback().await?;
             Err(err.into())
+        }
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "email_change_report.html")]
+struct ReportPage {
+    layout: Layout,
+    token: String,
+    current: String,
+    restores: String,
+    error: Option<String>,
+}
+
+/// The old address's link: what reporting the change does, and a form to do it.
+async fn report_page(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, AppError> {
+    let token = q.token.unwrap_or_default();
+    let link = super::ownership::report_link(&state.db, state.clock.now_ms(), &token).await?;
+    Ok(ReportPage {
+        layout: Layout::new(&session, None).await?,
+        token,
+        current: link.account.email,
+        restores: link.restores,
+        error: None,
+    }
+    .into_response())
+}
+
+#[derive(Deserialize)]
+struct ReportForm {
+    token: String,
+    password: String,
+    confirm: String,
+}
+
+async fn report_change(
+    State(state): State<AppState>,
+    session: Session,
+    ClientMeta(meta): ClientMeta,
+    PageForm(form): PageForm<ReportForm>,
+) -> Result<Response, AppError> {
+    let now = state.clock.now_ms();
+    let result = if form.password != form.confirm {
+        Err(AccountError::WeakPassword(vec![
+            "the two passwords differ".to_string(),
+        ]))
+    } else {
+        super::ownership::report_email_change(&state.db, now, &form.token, &form.password, &meta)
+            .await
+    };
+    match result {
+        Ok(account) => {
+            // Whoever is signed in here is signed out too.
+            session.flush().await?;
+            Ok(MessagePage {
+                layout: Layout::new(&session, None).await?,
+                title: "Your address is restored".to_string(),
+                message: format!(
+                    "The account's email is {} again, its password is the one you just chose, and every session ended. Sign in to review your account.",
+                    account.email
+                ),
+                link: Some(("Sign in".to_string(), "/signin".to_string())),
+            }
+            .into_response())
+        }
+        Err(err) => {
+            let link = super::ownership::report_link(&state.db, now, &form.token).await;
+            let layout = Layout::new(&session, None).await?;
+            match link {
+                Ok(link) => Ok(form_error(err.into(), |error| {
+                    ReportPage {
+                        layout,
+                        token: form.token.clone(),
+                        current: link.account.email.clone(),
+                        restores: link.restores.clone(),
+                        error: Some(error),
+                    }
+                    .into_response()
+                })),
+                Err(link_err) => Err(link_err.into()),
+            }
         }
     }
 }

@@ -216,15 +216,22 @@ async fn change_password(
 struct EmailPage {
     layout: Layout,
     current: String,
+    /// An address asked for and not confirmed yet.
+    pending: Option<String>,
     managed: bool,
     error: Option<String>,
 }
 
-async fn email_page(signed_in: SignedIn) -> Result<EmailPage, AppError> {
+async fn email_page(
+    State(state): State<AppState>,
+    signed_in: SignedIn,
+) -> Result<EmailPage, AppError> {
     let SignedIn { account, session } = signed_in;
+    let now = state.clock.now_ms();
     Ok(EmailPage {
         layout: Layout::new(&session, Some(&account)).await?,
         current: account.email.clone(),
+        pending: super::store::pending_email(state.db.pool(), account.id, now).await?,
         managed: account.kind == super::AccountKind::Managed,
         error: None,
     })
@@ -244,7 +251,7 @@ async fn change_email(
 ) -> Result<Response, AppError> {
     let SignedIn { account, session } = signed_in;
     let now = state.clock.now_ms();
-    match credentials::change_email(
+    match super::ownership::request_email_change(
         &state.db,
         now,
         &account,
@@ -255,12 +262,12 @@ async fn change_email(
     )
     .await
     {
-        Ok(updated) => Ok(MessagePage {
-            layout: Layout::new(&session, Some(&updated)).await?,
+        Ok(pending) => Ok(MessagePage {
+            layout: Layout::new(&session, Some(&account)).await?,
             title: "Check your email".to_string(),
             message: format!(
-                "Your email is now {}. Follow the confirmation link we sent there.",
-                updated.email
+                "We sent a confirmation link to {pending}. Your email stays {} until you follow it.",
+                account.email
             ),
             link: Some(("Go to your account".to_string(), "/account".to_string())),
         }
@@ -271,6 +278,7 @@ async fn change_email(
                 EmailPage {
                     layout,
                     current: account.email.clone(),
+                    pending: None,
                     managed: account.kind == super::AccountKind::Managed,
                     error: Some(error),
                 }

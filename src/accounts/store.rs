@@ -17,6 +17,11 @@ pub enum LinkPurpose {
     Activate,
     /// Resets a password.
     ResetPassword,
+    /// Confirms a new address of a Nulab account (the address is the token's `email`; the
+    /// account keeps its confirmed one until then).
+    ChangeEmail,
+    /// Sent to the old address after an email change: restores it (the token's `email`).
+    ReportEmailChange,
 }
 
 impl LinkPurpose {
@@ -25,6 +30,8 @@ impl LinkPurpose {
             LinkPurpose::VerifyEmail => "verify_email",
             LinkPurpose::Activate => "activate",
             LinkPurpose::ResetPassword => "reset_password",
+            LinkPurpose::ChangeEmail => "change_email",
+            LinkPurpose::ReportEmailChange => "report_email_change",
         }
     }
 }
@@ -124,13 +131,22 @@ pub async fn by_id<'c>(
     row.as_ref().map(from_row).transpose()
 }
 
-const BY_EMAIL: &str = concat!(
-    "SELECT ",
-    account_columns!(),
-    " FROM accounts a WHERE a.email_norm = $1 AND a.status <> 'deleted'"
-);
+/// Of the live accounts that name an address, the one it finds: the account that confirmed it
+/// (or the managed account that holds it); otherwise the newest unconfirmed sign-up that has not
+/// lost its claim. `$1` is the normalized address.
+macro_rules! by_address {
+    () => {
+        " FROM accounts a WHERE a.email_norm = $1 AND a.status <> 'deleted' \
+         AND a.email_released_at IS NULL \
+         ORDER BY CASE WHEN a.email_verified_at IS NULL AND a.kind = 'nulab' THEN 1 ELSE 0 END, \
+         a.created_at DESC, a.id LIMIT 1"
+    };
+}
 
-/// The live (not deleted) account with this email.
+const BY_EMAIL: &str = concat!("SELECT ", account_columns!(), by_address!());
+
+/// The live account an address finds: the one that confirmed it, else the newest unconfirmed
+/// sign-up with it (several unconfirmed sign-ups may name one address).
 pub async fn by_email<'c>(
     exec: impl Executor<'c, Database = Any>,
     email: &Email,
@@ -145,10 +161,11 @@ pub async fn by_email<'c>(
 const CREDENTIALS: &str = concat!(
     "SELECT ",
     account_columns!(),
-    ", a.password_hash FROM accounts a WHERE a.email_norm = $1 AND a.status <> 'deleted'"
+    ", a.password_hash",
+    by_address!()
 );
 
-/// The live account with this normalized email and its password hash.
+/// The live account that this normalized email finds (see [`by_email`]) and its password hash.
 pub(crate) async fn credentials(
     pool: &sqlx::AnyPool,
     email_norm: &str,
@@ -174,20 +191,83 @@ pub(crate) async fn touch_sign_in(tx: &mut Tx, id: AccountId, now: i64) -> Resul
     Ok(())
 }
 
-const SET_VERIFIED: &str =
-    "UPDATE accounts SET email_verified_at = $2, updated_at = $2 WHERE id = $1";
+const SET_VERIFIED: &str = "UPDATE accounts SET email_verified_at = $2, updated_at = $2 \
+     WHERE id = $1 AND email_released_at IS NULL";
 
+/// Marks the account's address confirmed; `false` when the account lost its claim to it. A
+/// unique violation means another account confirmed the address first.
 pub(super) async fn set_email_verified(
     tx: &mut Tx,
     id: AccountId,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(SET_VERIFIED)
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(SET_VERIFIED)
         .bind(id.to_string())
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
+}
+
+const RELEASE: &str = "UPDATE accounts SET email_released_at = $3, updated_at = $3 \
+     WHERE email_norm = $1 AND id <> $2 AND status <> 'deleted' AND kind = 'nulab' \
+     AND email_verified_at IS NULL AND email_released_at IS NULL RETURNING id";
+
+/// Every other live, unconfirmed Nulab account naming `email_norm` loses its claim to it;
+/// returns those accounts.
+pub(super) async fn release_unconfirmed(
+    tx: &mut Tx,
+    email_norm: &str,
+    holder: AccountId,
+    now: i64,
+) -> Result<Vec<AccountId>, sqlx::Error> {
+    let rows = sqlx::query(RELEASE)
+        .bind(email_norm.to_string())
+        .bind(holder.to_string())
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.try_get("id")?;
+        ids.extend(AccountId::parse(&id));
+    }
+    Ok(ids)
+}
+
+const CLAIMED_BY_OTHER: &str = "SELECT COUNT(*) AS n FROM accounts WHERE email_norm = $1 \
+     AND id <> $2 AND status <> 'deleted' AND (email_verified_at IS NOT NULL OR kind = 'managed')";
+
+/// Whether another live account holds `email_norm` as its confirmed (or managed) address.
+pub async fn claimed_by_other<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    email_norm: &str,
+    account: Option<AccountId>,
+) -> Result<bool, sqlx::Error> {
+    let row = sqlx::query(CLAIMED_BY_OTHER)
+        .bind(email_norm.to_string())
+        .bind(account.map(|a| a.to_string()).unwrap_or_default())
+        .fetch_one(exec)
+        .await?;
+    Ok(row.try_get::<i64, _>("n")? > 0)
+}
+
+const PENDING_CHANGE: &str = "SELECT email FROM email_tokens WHERE account_id = $1 \
+     AND purpose = 'change_email' AND used_at IS NULL AND expires_at > $2 \
+     ORDER BY created_at DESC LIMIT 1";
+
+/// The address a Nulab account asked to change to and has not confirmed yet (its pending email).
+pub async fn pending_email<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+    now: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query(PENDING_CHANGE)
+        .bind(account.to_string())
+        .bind(now)
+        .fetch_optional(exec)
+        .await?;
+    row.map(|r| r.try_get("email")).transpose()
 }
 
 /// A stored single-use email token.

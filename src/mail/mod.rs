@@ -16,6 +16,7 @@ use crate::web::error::AppError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MailKind {
     AccountVerifyEmail,
+    AccountEmailChanged,
     AccountBreakGlassSignedIn,
     ManagedAccountCreated,
     ManagedAccountActivation,
@@ -41,6 +42,7 @@ impl MailKind {
     /// Every kind, for reading stored names back.
     pub const ALL: &[MailKind] = &[
         MailKind::AccountVerifyEmail,
+        MailKind::AccountEmailChanged,
         MailKind::AccountBreakGlassSignedIn,
         MailKind::ManagedAccountCreated,
         MailKind::ManagedAccountActivation,
@@ -67,6 +69,7 @@ impl MailKind {
         use MailKind::*;
         match self {
             AccountVerifyEmail => "account.verify_email",
+            AccountEmailChanged => "account.email_changed",
             AccountBreakGlassSignedIn => "account.break_glass_signed_in",
             ManagedAccountCreated => "managed_account.created",
             ManagedAccountActivation => "managed_account.activation",
@@ -87,6 +90,23 @@ impl MailKind {
             BillingLegacyDomains => "billing.legacy_domains",
             BillingLegacyDomainsReminder => "billing.legacy_domains_reminder",
         }
+    }
+
+    /// Whether the message's button carries a single-use link (a token that acts: confirms an
+    /// address, sets a password, answers an invitation or a migration request, reports an email
+    /// change). The outbox keeps such a message without the link once it is delivered.
+    pub fn holds_live_link(self) -> bool {
+        use MailKind::*;
+        matches!(
+            self,
+            AccountVerifyEmail
+                | AccountEmailChanged
+                | ManagedAccountActivation
+                | ManagedAccountPasswordReset
+                | MemberInvitation
+                | MigrationRequested
+                | MigrationReminder
+        )
     }
 
     /// The kind of a stored name.
@@ -154,11 +174,32 @@ impl From<MailError> for AppError {
     }
 }
 
-/// Renders `mail` and writes it to the outbox inside the caller's transaction.
+/// What replaces a single-use link in the outbox once the message is delivered.
+pub const LINK_REMOVED: &str = "[link removed after delivery]";
+
+/// Renders `mail` and writes it to the outbox inside the caller's transaction. A message with a
+/// single-use link is also rendered without it: the outbox keeps that version once the message
+/// is delivered (or given up), so the database never holds a delivered link.
 pub async fn enqueue(tx: &mut Tx, now: i64, mail: &Mail) -> Result<(), MailError> {
     let text = TextBody { mail }.render()?;
     let html = HtmlBody { mail }.render()?;
-    store::insert(tx, now, mail, &text, &html).await?;
+    let kept = match &mail.action {
+        Some(action) if mail.kind.holds_live_link() => {
+            let without = Mail {
+                action: Some(MailAction {
+                    label: action.label.clone(),
+                    url: LINK_REMOVED.to_string(),
+                }),
+                ..mail.clone()
+            };
+            Some((
+                TextBody { mail: &without }.render()?,
+                HtmlBody { mail: &without }.render()?,
+            ))
+        }
+        _ => None,
+    };
+    store::insert(tx, now, mail, (&text, &html), kept.as_ref()).await?;
     tracing::info!(kind = mail.kind.as_str(), "email queued");
     Ok(())
 }

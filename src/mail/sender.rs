@@ -90,7 +90,7 @@ async fn deliver(
         Ok(email) => email,
         Err(reason) => {
             tracing::error!(id = %message.id, %reason, "email cannot be built; marked failed");
-            return store::mark_failed(db.pool(), &message.id, &reason).await;
+            return store::mark_failed(db.pool(), &message.id, clock.now_ms(), &reason).await;
         }
     };
     let sent = tokio::time::timeout(SEND_TIMEOUT, smtp.transport.send(email)).await;
@@ -101,7 +101,7 @@ async fn deliver(
         }
         Ok(Err(err)) if err.is_permanent() => {
             tracing::error!(id = %message.id, error = %err, "SMTP refused email permanently");
-            store::mark_failed(db.pool(), &message.id, &err.to_string()).await
+            store::mark_failed(db.pool(), &message.id, clock.now_ms(), &err.to_string()).await
         }
         Ok(Err(err)) => retry(db, clock, message, &err.to_string()).await,
         Err(_) => retry(db, clock, message, "SMTP delivery timed out").await,

@@ -6,15 +6,17 @@ use super::Mail;
 use crate::db::{Dialect, Tx, skip_locked};
 
 const INSERT: &str = "INSERT INTO outbox (id, kind, to_addr, subject, body_text, body_html, \
-     status, attempts, created_at, next_attempt_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)";
+     kept_text, kept_html, status, attempts, created_at, next_attempt_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', 0, $9, $9)";
 
+/// Writes a message: its bodies as they go out, and (for a message with a single-use link)
+/// the bodies to keep once it is delivered.
 pub(super) async fn insert(
     tx: &mut Tx,
     now: i64,
     mail: &Mail,
-    text: &str,
-    html: &str,
+    (text, html): (&str, &str),
+    kept: Option<&(String, String)>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(INSERT)
         .bind(uuid::Uuid::new_v4().to_string())
@@ -23,6 +25,8 @@ pub(super) async fn insert(
         .bind(mail.subject.clone())
         .bind(text.to_string())
         .bind(html.to_string())
+        .bind(kept.map(|k| k.0.clone()))
+        .bind(kept.map(|k| k.1.clone()))
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -133,10 +137,26 @@ pub async fn claim_due(
     rows.iter().map(from_row).collect()
 }
 
-const MARK_SENT: &str = "UPDATE outbox SET status = 'sent', sent_at = $2, claimed_until = NULL, \
-     attempts = attempts + 1, last_error = NULL WHERE id = $1 AND status = 'pending'";
+/// Once a message leaves the outbox for good, a single-use link in it is removed: the bodies
+/// become the kept ones (in one statement, every right-hand side reads the row as it was).
+/// `$2` is the time.
+macro_rules! redact {
+    () => {
+        "body_text = COALESCE(kept_text, body_text), \
+         body_html = COALESCE(kept_html, body_html), kept_text = NULL, kept_html = NULL, \
+         redacted_at = CASE WHEN kept_text IS NULL THEN redacted_at ELSE $2 END"
+    };
+}
 
-/// Records a delivery. Only a pending message changes, so a message is marked sent once.
+const MARK_SENT: &str = concat!(
+    "UPDATE outbox SET status = 'sent', sent_at = $2, claimed_until = NULL, \
+     attempts = attempts + 1, last_error = NULL, ",
+    redact!(),
+    " WHERE id = $1 AND status = 'pending'"
+);
+
+/// Records a delivery and removes the message's single-use link from the outbox. Only a
+/// pending message changes, so a message is marked sent once.
 pub async fn mark_sent(pool: &sqlx::AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
     sqlx::query(MARK_SENT)
         .bind(id.to_string())
@@ -165,13 +185,24 @@ pub async fn mark_retry(
     Ok(())
 }
 
-const MARK_FAILED: &str = "UPDATE outbox SET status = 'failed', attempts = attempts + 1, \
-     claimed_until = NULL, last_error = $2 WHERE id = $1 AND status = 'pending'";
+const MARK_FAILED: &str = concat!(
+    "UPDATE outbox SET status = 'failed', attempts = attempts + 1, \
+     claimed_until = NULL, last_error = $3, ",
+    redact!(),
+    " WHERE id = $1 AND status = 'pending'"
+);
 
-/// Gives up on a message the SMTP server refused permanently (e.g. an unknown mailbox).
-pub async fn mark_failed(pool: &sqlx::AnyPool, id: &str, error: &str) -> Result<(), sqlx::Error> {
+/// Gives up on a message the SMTP server refused permanently (e.g. an unknown mailbox); its
+/// single-use link leaves the outbox too.
+pub async fn mark_failed(
+    pool: &sqlx::AnyPool,
+    id: &str,
+    now: i64,
+    error: &str,
+) -> Result<(), sqlx::Error> {
     sqlx::query(MARK_FAILED)
         .bind(id.to_string())
+        .bind(now)
         .bind(error.to_string())
         .execute(pool)
         .await?;

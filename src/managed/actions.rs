@@ -213,6 +213,9 @@ pub async fn update(
                         e.into()
                     }
                 })?;
+            let claim = accounts::ownership::Claim::ManagedAccount;
+            accounts::ownership::release_claims(tx, now, email.as_str(), id, claim, scope.meta())
+                .await?;
             scope
                 .audit(
                     tx,

@@ -194,6 +194,9 @@ pub async fn create(
         }
     })?;
     orgs::store::insert_membership(tx, org.id, id, role, now).await?;
+    // The organization's account takes precedence over unconfirmed sign-ups with the address.
+    let claim = accounts::ownership::Claim::ManagedAccount;
+    accounts::ownership::release_claims(tx, now, email.as_str(), id, claim, scope.meta()).await?;
     scope
         .audit(
             tx,

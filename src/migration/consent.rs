@@ -93,6 +93,7 @@ pub(super) fn may_violate_unseen(policy: &PasswordPolicy, account: &Account, now
 /// request's limit. Returns the plaintext when it was checked.
 pub(super) async fn check_proof(
     db: &Db,
+    key: &crate::accounts::totp_key::TotpKey,
     now: i64,
     consent: &Consent,
     proof: &Proof,
@@ -131,7 +132,8 @@ pub(super) async fn check_proof(
     let failure = if !ok {
         Some(MigrationError::WrongPassword)
     } else if second_factor
-        && !crate::sign_in::second_factor::use_code(&mut tx, consent.account.id, code, now).await?
+        && !crate::sign_in::second_factor::use_code(&mut tx, key, consent.account.id, code, now)
+            .await?
     {
         Some(MigrationError::WrongCode)
     } else {
@@ -186,13 +188,14 @@ pub(super) async fn record(
 /// nothing but the request's recorded failure.
 pub async fn accept(
     db: &Db,
+    key: &crate::accounts::totp_key::TotpKey,
     now: i64,
     token: &str,
     proof: Proof,
     meta: &RequestMeta,
 ) -> Result<(Account, Org), MigrationError> {
     let consent = consent(db, now, token).await?;
-    let password = check_proof(db, now, &consent, &proof, meta).await?;
+    let password = check_proof(db, key, now, &consent, &proof, meta).await?;
     let mut tx = db.begin().await?;
     let (request, account) = match recheck(&mut tx, now, &consent).await? {
         Ok(found) => found,
@@ -298,6 +301,10 @@ async fn execute(
     }
     let left = end_other_ties(tx, now, account, org, meta).await?;
     let sessions = crate::accounts::end_every_sign_in(tx, account.id, now).await?;
+    // The managed account holds its address: an unconfirmed sign-up naming it gives way.
+    let claim = crate::accounts::ownership::Claim::Migrated;
+    crate::accounts::ownership::release_claims(tx, now, &account.email, account.id, claim, meta)
+        .await?;
     record(
         tx,
         now,

@@ -5,7 +5,6 @@
 //! reading or parsing them again unless they changed), so every server instance sharing the
 //! folder follows a rotation at once.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -35,31 +34,6 @@ fn path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
 
-/// Writes `pem` to `target` only if no file is there (two instances starting at once keep
-/// whichever key was written first), readable by the owner only.
-fn write_new(target: &Path, pem: &[u8]) -> anyhow::Result<()> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{}.tmp", uuid::Uuid::new_v4().simple()));
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp)?;
-        file.write_all(pem)?;
-        file.sync_all()?;
-    }
-    // A hard link never replaces an existing file, unlike a rename.
-    let linked = std::fs::hard_link(&tmp, target);
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
-        Ok(()) => Ok(()),
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(err) => Err(err.into()),
-    }
-}
-
 fn generate_pem() -> anyhow::Result<Vec<u8>> {
     let rsa = Rsa::generate(BITS)?;
     Ok(PKey::from_rsa(rsa)?.private_key_to_pem_pkcs8()?)
@@ -69,7 +43,7 @@ fn generate_pem() -> anyhow::Result<Vec<u8>> {
 pub fn ensure(dir: &Path) -> anyhow::Result<()> {
     let current = path(dir, CURRENT);
     if !current.exists() {
-        write_new(&current, &generate_pem()?)?;
+        crate::secrets::write_new_file(&current, &generate_pem()?)?;
         tracing::info!(path = %current.display(), "generated the OIDC signing key");
     }
     Ok(())
@@ -81,7 +55,7 @@ pub fn rotate(dir: &Path) -> anyhow::Result<String> {
     ensure(dir)?;
     let fresh = generate_pem()?;
     let staged = path(dir, &format!(".{}.next", uuid::Uuid::new_v4().simple()));
-    write_new(&staged, &fresh)?;
+    crate::secrets::write_new_file(&staged, &fresh)?;
     std::fs::rename(path(dir, CURRENT), path(dir, PREVIOUS))?;
     std::fs::rename(&staged, path(dir, CURRENT))?;
     Ok(load_file(&path(dir, CURRENT))?.kid)

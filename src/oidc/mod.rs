@@ -8,6 +8,7 @@ pub mod backchannel;
 pub mod clients;
 pub mod endpoints;
 pub mod keys;
+pub mod refresh;
 pub mod store;
 pub mod token;
 
@@ -63,7 +64,8 @@ pub async fn org_claim<'c>(
     }
 }
 
-fn has_scope(scope: &str, wanted: &str) -> bool {
+/// Whether the space-separated `scope` holds `wanted`.
+pub fn has_scope(scope: &str, wanted: &str) -> bool {
     scope.split(' ').any(|s| s == wanted)
 }
 

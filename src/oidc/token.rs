@@ -37,10 +37,10 @@ impl OAuthError {
             basic_challenge: false,
         }
     }
-    fn bad(error: &'static str, description: impl Into<String>) -> Self {
+    pub(super) fn bad(error: &'static str, description: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, error, description)
     }
-    fn grant(description: &str) -> Self {
+    pub(super) fn grant(description: &str) -> Self {
         Self::bad("invalid_grant", description)
     }
 }
@@ -174,7 +174,7 @@ async fn authenticate_client(
     }
 }
 
-async fn active_account(
+pub(super) async fn active_account(
     tx: &mut Tx,
     id: crate::ids::AccountId,
 ) -> Result<Option<Account>, sqlx::Error> {
@@ -183,7 +183,7 @@ async fn active_account(
         .filter(|a| a.status == AccountStatus::Active))
 }
 
-async fn record(
+pub(super) async fn record(
     tx: &mut Tx,
     now: i64,
     action: AuditAction,
@@ -211,35 +211,38 @@ async fn record(
     .await
 }
 
-/// Issues an access token, a refresh token and an ID token for one grant.
-/// Tokens stored in the grant's transaction, and the ID token's claims; the ID token is signed
+/// Issues an access token, a refresh token (only when `offline_access` was granted) and an ID
+/// token for one grant. Tokens stored in the grant's transaction, and the ID token's claims; the ID token is signed
 /// by [`Issued::respond`] after the commit, so no CPU work holds the transaction open.
-struct Issued {
+pub(super) struct Issued {
     access: String,
-    refresh: String,
+    refresh: Option<String>,
     scope: String,
     claims: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Issued {
     /// The token response, with the ID token signed by the current key.
-    fn respond(self, state: &AppState) -> Result<serde_json::Value, OAuthError> {
+    pub(super) fn respond(self, state: &AppState) -> Result<serde_json::Value, OAuthError> {
         let id_token = state.oidc_keys.sign(self.claims)?;
-        Ok(serde_json::json!({
+        let mut body = serde_json::json!({
             "access_token": self.access,
             "token_type": "Bearer",
             "expires_in": super::ACCESS_TTL_MS / 1000,
-            "refresh_token": self.refresh,
             "id_token": id_token,
             "scope": self.scope,
-        }))
+        });
+        if let (Some(refresh), Some(map)) = (self.refresh, body.as_object_mut()) {
+            map.insert("refresh_token".into(), refresh.into());
+        }
+        Ok(body)
     }
 }
 
 /// Stores a new access and refresh token of the grant and gathers the ID token's claims, all
 /// through the caller's transaction.
 #[allow(clippy::too_many_arguments)]
-async fn issue(
+pub(super) async fn issue(
     state: &AppState,
     tx: &mut Tx,
     now: i64,
@@ -253,11 +256,13 @@ async fn issue(
     let (grant_id, grant_expires_at) = grant;
     let (auth_time, amr, sign_in_id) = auth;
     let access = secrets::new_token("npa_");
-    let refresh = secrets::new_token("npr_");
-    for (kind, token, expires_at) in [
-        (TokenKind::Access, &access, now + super::ACCESS_TTL_MS),
-        (TokenKind::Refresh, &refresh, grant_expires_at),
-    ] {
+    // OIDC Core §11: a refresh token (offline access) only when the product asked for it.
+    let refresh = super::has_scope(scope, "offline_access").then(|| secrets::new_token("npr_"));
+    let mut tokens = vec![(TokenKind::Access, &access, now + super::ACCESS_TTL_MS)];
+    if let Some(refresh) = &refresh {
+        tokens.push((TokenKind::Refresh, refresh, grant_expires_at));
+    }
+    for (kind, token, expires_at) in tokens {
         let row = TokenRow {
             token_hash: secrets::hash_token(token),
             kind,
@@ -333,7 +338,9 @@ async fn exchange(
             )
             .await
         }
-        Some("refresh_token") => refresh_grant(state, meta, &client, get("refresh_token")).await,
+        Some("refresh_token") => {
+            super::refresh::grant(state, meta, &client, get("refresh_token")).await
+        }
         Some(_) => Err(OAuthError::bad(
             "unsupported_grant_type",
             "use authorization_code or refresh_token",
@@ -431,83 +438,6 @@ async fn code_grant(
         client,
         meta,
         serde_json::json!({ "grant": "authorization_code" }),
-    )
-    .await?;
-    tx.commit().await?;
-    issued.respond(state)
-}
-
-async fn refresh_grant(
-    state: &AppState,
-    meta: &RequestMeta,
-    client: &Client,
-    refresh: Option<&str>,
-) -> Result<serde_json::Value, OAuthError> {
-    let refresh =
-        refresh.ok_or_else(|| OAuthError::bad("invalid_request", "refresh_token is required"))?;
-    let now = state.clock.now_ms();
-    let mut tx = state.db.begin().await?;
-    let row = store::token(&mut *tx, &secrets::hash_token(refresh), TokenKind::Refresh)
-        .await?
-        .ok_or_else(|| OAuthError::grant("the refresh token is not valid"))?;
-    if row.client_id != client.client_id {
-        return Err(OAuthError::grant(
-            "the refresh token was not issued to this client",
-        ));
-    }
-    if row.revoked_at.is_some() {
-        return Err(OAuthError::grant("the refresh token has been revoked"));
-    }
-    if row.used_at.is_some() {
-        // A rotated refresh token came back: someone kept a copy. End the whole grant.
-        let revoked = store::revoke_grant(&mut tx, &row.grant_id, now).await?;
-        let account = accounts::store::by_id(&mut *tx, row.account_id).await?;
-        record(
-            &mut tx,
-            now,
-            AuditAction::OidcRefreshTokenReused,
-            (row.account_id, account.as_ref()),
-            client,
-            meta,
-            serde_json::json!({ "tokens_revoked": revoked }),
-        )
-        .await?;
-        tx.commit().await?;
-        return Err(OAuthError::grant(
-            "the refresh token has already been used; the sign-in is revoked",
-        ));
-    }
-    if row.expires_at <= now {
-        return Err(OAuthError::grant(
-            "the refresh token has expired; sign in again",
-        ));
-    }
-    let Some(account) = active_account(&mut tx, row.account_id).await? else {
-        return Err(OAuthError::grant("the account can no longer sign in"));
-    };
-    if !store::use_token(&mut tx, &row.token_hash, now).await? {
-        return Err(OAuthError::grant("the refresh token has already been used"));
-    }
-    let issued = issue(
-        state,
-        &mut tx,
-        now,
-        client,
-        &account,
-        (&row.grant_id, row.expires_at),
-        &row.scope,
-        (row.auth_time, &row.amr, row.sign_in_id.as_deref()),
-        None,
-    )
-    .await?;
-    record(
-        &mut tx,
-        now,
-        AuditAction::OidcTokenRefreshed,
-        (account.id, Some(&account)),
-        client,
-        meta,
-        serde_json::json!({ "grant": "refresh_token" }),
     )
     .await?;
     tx.commit().await?;

@@ -303,7 +303,16 @@ async fn two_step(
 ) -> Result<Response, AppError> {
     let (mut pending, account) = pending(&state, &session).await?.ok_or_else(start_again)?;
     let now = state.clock.now_ms();
-    match second_factor::complete_sign_in(&state.db, now, &account, &form.code, &meta).await {
+    match second_factor::complete_sign_in(
+        &state.db,
+        &state.totp_key,
+        now,
+        &account,
+        &form.code,
+        &meta,
+    )
+    .await
+    {
         Ok(()) => {
             session.remove::<Pending>(PENDING_KEY).await?;
             finish(

@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 
 use super::store;
+use crate::accounts::totp_key::TotpKey;
 use crate::accounts::{self, Account, totp};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::db::{Db, Tx};
@@ -45,6 +46,8 @@ pub enum SecondFactorError {
     #[error(transparent)]
     Hash(#[from] accounts::password::HashError),
     #[error(transparent)]
+    Sealed(#[from] accounts::totp_key::SealError),
+    #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
 
@@ -59,7 +62,9 @@ impl From<SecondFactorError> for AppError {
             E::NotEnrolled => (StatusCode::CONFLICT, "not_enrolled"),
             E::NoPassword => (StatusCode::CONFLICT, "no_password"),
             E::LastBreakGlassAdmin(_) => (StatusCode::CONFLICT, "last_break_glass_admin"),
-            E::Mail(_) | E::Hash(_) | E::Db(_) => return AppError::Internal(err.into()),
+            E::Mail(_) | E::Hash(_) | E::Sealed(_) | E::Db(_) => {
+                return AppError::Internal(err.into());
+            }
         };
         AppError::client(status, code, err.to_string())
     }
@@ -68,16 +73,18 @@ impl From<SecondFactorError> for AppError {
 /// The secret to show while enrolling: the pending one, or a fresh one.
 pub async fn pending_secret(
     db: &Db,
+    key: &TotpKey,
     now: i64,
     account: &Account,
 ) -> Result<String, SecondFactorError> {
     let mut tx = db.begin().await?;
     let secret = match store::totp(&mut *tx, account.id).await? {
         Some(row) if row.confirmed_at.is_some() => return Err(SecondFactorError::AlreadyEnrolled),
-        Some(row) => row.secret,
+        Some(row) => key.open(account.id, &row.secret)?,
         None => {
             let secret = totp::new_secret();
-            store::put_pending_totp(&mut tx, account.id, &secret, now).await?;
+            let sealed = key.seal(account.id, &secret)?;
+            store::put_pending_totp(&mut tx, account.id, &sealed, now).await?;
             secret
         }
     };
@@ -103,6 +110,7 @@ async fn check_password(
 /// Confirms enrollment with the account's password and a first code from the app.
 pub async fn confirm(
     db: &Db,
+    key: &TotpKey,
     now: i64,
     account: &Account,
     password: &str,
@@ -116,7 +124,8 @@ pub async fn confirm(
         Some(row) => row,
         None => return Err(SecondFactorError::NotEnrolled),
     };
-    let step = totp::matching_step(&row.secret, code, now).ok_or(SecondFactorError::WrongCode)?;
+    let secret = key.open(account.id, &row.secret)?;
+    let step = totp::matching_step(&secret, code, now).ok_or(SecondFactorError::WrongCode)?;
     if !store::confirm_totp(&mut tx, account.id, now, step).await? {
         return Err(SecondFactorError::AlreadyEnrolled);
     }
@@ -138,6 +147,7 @@ pub async fn confirm(
 /// organization that requires SSO without it.
 pub async fn remove(
     db: &Db,
+    key: &TotpKey,
     now: i64,
     account: &Account,
     password: &str,
@@ -149,7 +159,7 @@ pub async fn remove(
     if !super::has_second_factor(&mut *tx, account.id).await? {
         return Err(SecondFactorError::NotEnrolled);
     }
-    if !use_code(&mut tx, account.id, code, now).await? {
+    if !use_code(&mut tx, key, account.id, code, now).await? {
         return Err(SecondFactorError::WrongCode);
     }
     for org in super::break_glass_orgs(&mut *tx, account).await? {
@@ -181,6 +191,7 @@ pub async fn remove(
 /// code is spent by its first use, so a replay is refused).
 pub async fn use_code(
     tx: &mut Tx,
+    key: &TotpKey,
     account: AccountId,
     code: &str,
     now: i64,
@@ -189,7 +200,8 @@ pub async fn use_code(
         .await?
         .filter(|r| r.confirmed_at.is_some());
     Ok(match row {
-        Some(row) => match totp::matching_step(&row.secret, code, now) {
+        Some(row) => match totp::matching_step(&store::open_secret(key, account, &row)?, code, now)
+        {
             Some(step) => store::use_totp_step(tx, account, step).await?,
             None => false,
         },
@@ -202,6 +214,7 @@ pub async fn use_code(
 /// organization that requires SSO is audited where it happens: `orgs::gate`.)
 pub async fn complete_sign_in(
     db: &Db,
+    key: &TotpKey,
     now: i64,
     account: &Account,
     code: &str,
@@ -214,7 +227,7 @@ pub async fn complete_sign_in(
     {
         return Err(SecondFactorError::Paused);
     }
-    if !use_code(&mut tx, account.id, code, now).await? {
+    if !use_code(&mut tx, key, account.id, code, now).await? {
         accounts::throttle::count_failure(&mut tx, now, account, meta).await?;
         audit::record(
             &mut tx,

@@ -59,7 +59,14 @@ async fn render_totp(
         no_password: false,
     };
     if page.enrolled_at.is_none() {
-        match second_factor::pending_secret(&state.db, state.clock.now_ms(), account).await {
+        match second_factor::pending_secret(
+            &state.db,
+            &state.totp_key,
+            state.clock.now_ms(),
+            account,
+        )
+        .await
+        {
             Ok(secret) => {
                 page.otpauth = totp::otpauth_uri(ISSUER, &account.email, &secret);
                 page.secret = secret;
@@ -119,6 +126,7 @@ async fn totp_confirm(
 ) -> Result<Response, AppError> {
     let result = second_factor::confirm(
         &state.db,
+        &state.totp_key,
         state.clock.now_ms(),
         &signed_in.account,
         &form.password,
@@ -143,6 +151,7 @@ async fn totp_remove(
 ) -> Result<Response, AppError> {
     let result = second_factor::remove(
         &state.db,
+        &state.totp_key,
         state.clock.now_ms(),
         &signed_in.account,
         &form.password,

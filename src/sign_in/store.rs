@@ -2,12 +2,14 @@
 
 use sqlx::{Any, Executor, Row};
 
+use crate::accounts::totp_key::TotpKey;
 use crate::db::Tx;
 use crate::ids::{AccountId, OrgId};
 
 /// A TOTP credential; `confirmed_at` is `None` while enrollment waits for the first code.
 #[derive(Clone, Debug)]
 pub struct TotpRow {
+    /// The secret as stored: sealed with the TOTP key ([`open_secret`] reads it).
     pub secret: String,
     pub confirmed_at: Option<i64>,
     pub last_step: i64,
@@ -35,12 +37,54 @@ pub async fn totp<'c>(
     .transpose()
 }
 
+/// The base32 secret of `row`, opened with the TOTP key. A value that does not open (another
+/// key, or a row copied from another account) is a decoding error, never a match.
+pub fn open_secret(
+    key: &TotpKey,
+    account: AccountId,
+    row: &TotpRow,
+) -> Result<String, sqlx::Error> {
+    key.open(account, &row.secret)
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+const PLAINTEXT_TOTP: &str = "SELECT account_id, secret FROM totp_credentials \
+     WHERE secret NOT LIKE 'v1:%'";
+const SEAL_TOTP: &str =
+    "UPDATE totp_credentials SET secret = $3 WHERE account_id = $1 AND secret = $2";
+
+/// Seals every secret stored before TOTP secrets were sealed (run at start-up, before the
+/// server listens; several instances may run it at once: each row changes once). Returns how
+/// many it sealed.
+pub async fn seal_plaintext_totp(db: &crate::db::Db, key: &TotpKey) -> anyhow::Result<u64> {
+    let rows = sqlx::query(PLAINTEXT_TOTP).fetch_all(db.pool()).await?;
+    let mut sealed = 0;
+    for row in rows {
+        let id: String = row.try_get("account_id")?;
+        let plain: String = row.try_get("secret")?;
+        let Some(account) = AccountId::parse(&id) else {
+            continue;
+        };
+        let done = sqlx::query(SEAL_TOTP)
+            .bind(id)
+            .bind(plain.clone())
+            .bind(key.seal(account, &plain)?)
+            .execute(db.pool())
+            .await?;
+        sealed += done.rows_affected();
+    }
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed TOTP secrets stored before sealing");
+    }
+    Ok(sealed)
+}
+
 const PUT_PENDING_TOTP: &str = "INSERT INTO totp_credentials (account_id, secret, confirmed_at, \
      last_step, created_at) VALUES ($1, $2, NULL, 0, $3) ON CONFLICT (account_id) DO UPDATE \
      SET secret = excluded.secret, created_at = excluded.created_at, last_step = 0 \
      WHERE totp_credentials.confirmed_at IS NULL";
 
-/// Stores a new unconfirmed secret (never over a confirmed one).
+/// Stores a new unconfirmed secret, already sealed (never over a confirmed one).
 pub async fn put_pending_totp(
     tx: &mut Tx,
     account: AccountId,

@@ -81,6 +81,15 @@ async fn account_changes_are_audited(backend: Backend) {
         "{}",
         res.status()
     );
+    assert!(s.audited("account.email_change_requested").await);
+    assert!(
+        !s.audited("account.email_changed").await,
+        "not before the new address is confirmed"
+    );
+    let mail = s.last_mail("nia@new.test", "account.verify_email").await;
+    let link = crate::common::link_in(&mail.body_text, &s.url("/verify-email?token="))
+        .expect("confirmation link");
+    assert_eq!(nia.get(&link).send().await.unwrap().status(), 200);
     assert!(s.audited("account.email_changed").await);
 }
 both!(account_changes_are_audited, account_changes_are_audited);

@@ -431,7 +431,8 @@ impl TestServer {
         let secret = accounts::totp::new_secret();
         let now = self.state.clock.now_ms();
         let mut tx = self.db().begin().await.expect("begin");
-        nulab_pass::sign_in::store::put_pending_totp(&mut tx, account.id, &secret, now)
+        let sealed = self.state.totp_key.seal(account.id, &secret).expect("seal");
+        nulab_pass::sign_in::store::put_pending_totp(&mut tx, account.id, &sealed, now)
             .await
             .expect("totp");
         assert!(

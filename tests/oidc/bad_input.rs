@@ -13,7 +13,7 @@ fn authorize_url(
         ("response_type", "code"),
         ("client_id", creds.client_id.as_str()),
         ("redirect_uri", CALLBACK),
-        ("scope", "openid email profile"),
+        ("scope", "openid email profile offline_access"),
         ("state", "st-1"),
         ("nonce", "n-1"),
         ("code_challenge", challenge),
