@@ -78,8 +78,14 @@ fn open(method: &str, path: &str) -> Option<&'static str> {
         }
         (
             _,
-            "/signin" | "/signin/identify" | "/signin/two-step" | "/signup" | "/signout"
-            | "/verify-email" | "/password/set",
+            "/signin"
+            | "/signin/identify"
+            | "/signin/two-step"
+            | "/signup"
+            | "/signout"
+            | "/verify-email"
+            | "/password/set"
+            | "/account/email-change-report",
         ) => "signing in, up and out (link tokens travel in the query)",
         ("POST", "/account" | "/account/two-step" | "/account/password" | "/account/email")
         | ("POST", "/account/two-step/remove" | "/account/resend-verification") => {

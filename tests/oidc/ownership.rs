@@ -394,7 +394,7 @@ async fn report_the_change(w: &World, ada: &reqwest::Client, report: &str) {
         holders(s, "ada@example.com").await,
         [format!("{ada_id} nulab confirmed holds")]
     );
-    assert_eq!(get(&ada, &s.url("/account")).await.0, 303, "signed out");
+    assert_eq!(get(ada, &s.url("/account")).await.0, 303, "signed out");
     assert_ne!(
         password_sign_in(s, ADA, PASSWORD).await,
         (303, "/account".to_string()),
