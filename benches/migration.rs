@@ -130,10 +130,11 @@ async fn bench(name: &str, db: Db) {
     let meta = RequestMeta::default();
     let certs = tempfile::tempdir().unwrap();
     let totp_key = nulab_pass::accounts::totp_key::TotpKey::new(certs.path());
+    let config = nulab_pass::Config::with_database("sqlite::memory:");
     time("one acceptance (signed in: no hashing)", 200, async || {
         let (id, token) = &links[next.get()];
         next.set(next.get() + 1);
-        migration::accept(&db, &totp_key, 1, token, Proof::SignedIn(*id), &meta)
+        migration::accept(&db, &totp_key, &config, 1, token, Proof::SignedIn(*id), &meta)
             .await
             .unwrap()
     })

@@ -142,6 +142,10 @@ pub struct Config {
     /// Pricing and subscription settings (`NULAB_PASS_BILLING_*`).
     #[command(flatten)]
     pub billing: Pricing,
+
+    /// Rate limits (`NULAB_PASS_LIMIT_*`).
+    #[command(flatten)]
+    pub limits: RateLimits,
 }
 
 /// Seats a new organization starts with (its trial).
@@ -233,6 +237,142 @@ pub struct Pricing {
         global = true
     )]
     pub poll_ms: u64,
+}
+
+/// A rate: at most `max` in `window_ms` (written `10/15m`; units `s`, `m`, `h`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    pub max: i64,
+    pub window_ms: i64,
+}
+
+impl std::str::FromStr for Rate {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Rate, String> {
+        let bad = || format!("{raw:?} is not a rate such as 10/15m (a count, '/', a duration)");
+        let (max, window) = raw.trim().split_once('/').ok_or_else(bad)?;
+        let max: i64 = max.trim().parse().map_err(|_| bad())?;
+        let window_ms = duration_ms(window).ok_or_else(bad)?;
+        if !(1..=1_000_000).contains(&max) {
+            return Err(format!("{raw:?}: the count must be between 1 and 1000000"));
+        }
+        Ok(Rate { max, window_ms })
+    }
+}
+
+impl std::fmt::Display for Rate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}s", self.max, self.window_ms / 1000)
+    }
+}
+
+/// A duration such as `90s`, `15m` or `4h` in milliseconds (one second to seven days).
+pub fn duration_ms(raw: &str) -> Option<i64> {
+    let raw = raw.trim();
+    let unit = match raw.chars().last()? {
+        's' => 1000,
+        'm' => 60 * 1000,
+        'h' => 60 * 60 * 1000,
+        _ => return None,
+    };
+    let n: i64 = raw[..raw.len() - 1].parse().ok()?;
+    let ms = n.checked_mul(unit)?;
+    (1000..=7 * 24 * 60 * 60 * 1000).contains(&ms).then_some(ms)
+}
+
+fn parse_duration(raw: &str) -> Result<i64, String> {
+    duration_ms(raw).ok_or_else(|| format!("{raw:?} is not a duration such as 90s, 15m or 4h"))
+}
+
+/// Rate limits, counted in the database so that every instance shares them. Each is a rate
+/// (`max/window`); going over it blocks the key for the window, doubling with each block in a
+/// row up to `--limit-backoff-max`.
+#[derive(Args, Clone, Debug)]
+pub struct RateLimits {
+    /// Password and second-factor attempts (sign-in, consent page) per account or email.
+    #[arg(
+        long = "limit-sign-in-per-account",
+        env = "NULAB_PASS_LIMIT_SIGN_IN_PER_ACCOUNT",
+        default_value = "10/15m",
+        global = true
+    )]
+    pub sign_in_per_account: Rate,
+
+    /// Failed password and second-factor attempts per client address, whatever the account.
+    #[arg(
+        long = "limit-sign-in-per-address",
+        env = "NULAB_PASS_LIMIT_SIGN_IN_PER_ADDRESS",
+        default_value = "50/15m",
+        global = true
+    )]
+    pub sign_in_per_address: Rate,
+
+    /// Failed token requests per product (OIDC client).
+    #[arg(
+        long = "limit-token-per-client",
+        env = "NULAB_PASS_LIMIT_TOKEN_PER_CLIENT",
+        default_value = "60/5m",
+        global = true
+    )]
+    pub token_per_client: Rate,
+
+    /// Failed token requests per client address.
+    #[arg(
+        long = "limit-token-per-address",
+        env = "NULAB_PASS_LIMIT_TOKEN_PER_ADDRESS",
+        default_value = "30/5m",
+        global = true
+    )]
+    pub token_per_address: Rate,
+
+    /// Requests that send email (sign-up, confirmation, invitations, migration requests,
+    /// password resets) per client address.
+    #[arg(
+        long = "limit-email-per-address",
+        env = "NULAB_PASS_LIMIT_EMAIL_PER_ADDRESS",
+        default_value = "30/1h",
+        global = true
+    )]
+    pub email_per_address: Rate,
+
+    /// Emails of those requests to one recipient address.
+    #[arg(
+        long = "limit-email-per-recipient",
+        env = "NULAB_PASS_LIMIT_EMAIL_PER_RECIPIENT",
+        default_value = "5/1h",
+        global = true
+    )]
+    pub email_per_recipient: Rate,
+
+    /// SSO sign-ins started (`/sso/{id}/login`) per client address.
+    #[arg(
+        long = "limit-sso-login-per-address",
+        env = "NULAB_PASS_LIMIT_SSO_LOGIN_PER_ADDRESS",
+        default_value = "60/5m",
+        global = true
+    )]
+    pub sso_login_per_address: Rate,
+
+    /// Failed posts to an ACS per client address.
+    #[arg(
+        long = "limit-acs-failures-per-address",
+        env = "NULAB_PASS_LIMIT_ACS_FAILURES_PER_ADDRESS",
+        default_value = "20/5m",
+        global = true
+    )]
+    pub acs_failures_per_address: Rate,
+
+    /// The longest block: each block in a row doubles, from the rate's window up to this.
+    #[arg(long = "limit-backoff-max", env = "NULAB_PASS_LIMIT_BACKOFF_MAX",
+        default_value = "1h", value_parser = parse_duration, global = true)]
+    pub backoff_max_ms: i64,
+
+    /// The least time between two emails to an organization's admins about attacks on its
+    /// accounts.
+    #[arg(long = "limit-alert-every", env = "NULAB_PASS_LIMIT_ALERT_EVERY",
+        default_value = "1h", value_parser = parse_duration, global = true)]
+    pub alert_every_ms: i64,
 }
 
 /// Log output format.

@@ -124,6 +124,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0016_email_ownership_and_secrets_at_rest.sql"),
     ),
     (
+        17,
+        "rate limits",
+        include_str!("../migrations/sqlite/0017_rate_limits.sql"),
+        include_str!("../migrations/postgres/0017_rate_limits.sql"),
+    ),
+    (
         19,
         "saml certificate holds",
         include_str!("../migrations/sqlite/0019_saml_certificate_holds.sql"),

@@ -15,6 +15,7 @@ pub mod demo;
 pub mod domains;
 pub mod ids;
 pub mod jobs;
+pub mod limits;
 pub mod logout;
 pub mod mail;
 pub mod managed;

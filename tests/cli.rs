@@ -112,6 +112,7 @@ async fn operator_commands(backend: Backend) {
     assert!(
         nulab_pass::sign_in::password::sign_in_with_password(
             &testdb.db,
+            &nulab_pass::Config::with_database(&testdb.url),
             now,
             "ada@example.com",
             "correct horse battery",
@@ -123,6 +124,7 @@ async fn operator_commands(backend: Backend) {
     assert!(
         nulab_pass::sign_in::password::sign_in_with_password(
             &testdb.db,
+            &nulab_pass::Config::with_database(&testdb.url),
             now,
             "bob@example.com",
             "another long password",

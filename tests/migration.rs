@@ -569,6 +569,59 @@ async fn wrong_password(backend: Backend) {
 }
 both!(wrong_passwords_are_refused_and_rate_limited, wrong_password);
 
+/// The consent page's password counts towards the account's sign-in limit, and the account's
+/// pause holds on the consent page too (429 with `Retry-After`, nothing changed).
+async fn consent_limits(backend: Backend) {
+    let w = world(backend, 5, &["ann"]).await;
+    let s = &w.server;
+    let id = w.ask_one("ann@corp.test").await;
+    let link = w.link("ann@corp.test").await;
+    let signin = s.url("/signin");
+    let sign_in = |password: &'static str| {
+        let (s, signin) = (s, signin.clone());
+        async move {
+            let fields = [("email", "ann@corp.test"), ("password", password)];
+            post_form(&s.client(), &signin, &signin, &fields)
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    for _ in 0..4 {
+        assert_eq!(w.agree(&link, "wrong password!").await.0, 403);
+    }
+    for _ in 0..6 {
+        assert_eq!(sign_in("wrong password!").await, 401);
+    }
+    // Ten wrong passwords in all: the next attempt starts the pause.
+    assert_eq!(sign_in(PASSWORD).await, 429);
+    assert!(s.audited("account.sign_in_paused").await);
+    let browser = s.client();
+    let res = post_form(
+        &browser,
+        &signin,
+        &format!("{link}/accept"),
+        &[("password", PASSWORD)],
+    )
+    .await;
+    assert_eq!(res.status(), 429);
+    let retry: i64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((898..=900).contains(&retry), "{retry}");
+    w.assert_unchanged("ann@corp.test").await;
+    assert_eq!(w.status_of(&id).await, "pending");
+    s.state.clock.advance_ms(15 * 60 * 1000 + 1000);
+    assert_eq!(w.agree(&link, PASSWORD).await.0, 200);
+    assert_eq!(w.account("ann@corp.test").await.kind, AccountKind::Managed);
+}
+both!(
+    the_consent_password_counts_towards_the_sign_in_limit,
+    consent_limits
+);
+
 async fn races(backend: Backend) {
     let w = world(backend, 10, &["ann", "bob", "cid", "dan", "eli"]).await;
     let s = &w.server;

@@ -223,9 +223,14 @@ pub enum AccountError {
     #[error("this account is suspended; ask your organization's admin")]
     Suspended,
     #[error(
-        "too many wrong passwords or codes: signing in to this account with a password is paused until {0}; try again then"
+        "too many wrong passwords or codes: signing in to this account with a password is paused until {until}; try again then"
     )]
-    SignInPaused(String),
+    SignInPaused {
+        until: String,
+        retry_after_secs: i64,
+    },
+    #[error("too many attempts: wait {} and try again", crate::limits::wait_words(*.0))]
+    RateLimited(i64),
     #[error("this link is not valid; request a new one")]
     LinkInvalid,
     #[error("this link has expired; request a new one")]
@@ -256,7 +261,10 @@ impl From<AccountError> for AppError {
             AccountError::ManagedByOrg(_) => (S::FORBIDDEN, "managed_by_org"),
             AccountError::InvalidCredentials => (S::UNAUTHORIZED, "invalid_credentials"),
             AccountError::Suspended => (S::FORBIDDEN, "account_suspended"),
-            AccountError::SignInPaused(_) => (S::TOO_MANY_REQUESTS, "sign_in_paused"),
+            AccountError::SignInPaused {
+                retry_after_secs, ..
+            } => return throttled("sign_in_paused", &err, *retry_after_secs),
+            AccountError::RateLimited(secs) => return throttled("rate_limited", &err, *secs),
             AccountError::LinkInvalid => (S::BAD_REQUEST, "link_invalid"),
             AccountError::LinkExpired => (S::GONE, "link_expired"),
             AccountError::LinkUsed => (S::GONE, "link_used"),
@@ -265,6 +273,29 @@ impl From<AccountError> for AppError {
             }
         };
         AppError::client(status, code, err.to_string())
+    }
+}
+
+fn throttled(code: &'static str, err: &AccountError, retry_after_secs: i64) -> AppError {
+    AppError::Throttled {
+        code,
+        message: err.to_string(),
+        retry_after_secs,
+    }
+}
+
+impl AccountError {
+    /// The refusal of a sign-in attempt that `block` stopped: the account's pause, or the
+    /// client address's wait.
+    pub fn of_block(block: &crate::limits::Blocked, now: i64) -> AccountError {
+        let retry_after_secs = block.retry_after_secs(now);
+        match block.limit {
+            crate::limits::Limit::SignInPerAccount => AccountError::SignInPaused {
+                until: crate::clock::format_time(block.until),
+                retry_after_secs,
+            },
+            _ => AccountError::RateLimited(retry_after_secs),
+        }
     }
 }
 

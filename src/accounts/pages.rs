@@ -56,6 +56,12 @@ pub fn form_error(err: AppError, render: impl FnOnce(String) -> Response) -> Res
             let status = err.status();
             let mut response = render(message.to_string());
             *response.status_mut() = status;
+            if let Some(secs) = err.retry_after_secs() {
+                response.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(secs.max(1)),
+                );
+            }
             response
         }
         None => err.into_response(),
@@ -88,8 +94,14 @@ async fn signup(
         let email = Email::parse(&form.email)?;
         let name = super::check_name(&form.name)?;
         super::check_password(&form.password)?;
-        let password_hash = super::password::hash(&form.password).await?;
         let now = state.clock.now_ms();
+        let recipient = [crate::limits::recipient(email.as_str())];
+        let limits = &state.config.limits;
+        if let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient).await?
+        {
+            return Err(AccountError::RateLimited(block.retry_after_secs(now)));
+        }
+        let password_hash = super::password::hash(&form.password).await?;
         let mut tx = state.db.begin().await?;
         let new = NewAccount {
             email,
@@ -107,6 +119,7 @@ async fn signup(
         )
         .await?;
         tx.commit().await?;
+        crate::limits::email_sent(&state.db, limits, now, &meta, &recipient).await?;
         Ok::<_, AccountError>(account)
     }
     .await;
@@ -286,12 +299,19 @@ async fn report_change(
 
 async fn resend_verification(
     State(state): State<AppState>,
+    ClientMeta(meta): ClientMeta,
     signed_in: SignedIn,
 ) -> Result<Response, AppError> {
     let SignedIn { account, session } = signed_in;
     if !account.email_verified {
         let email = Email::parse(&account.email)?;
         let now = state.clock.now_ms();
+        let recipient = [crate::limits::recipient(email.as_str())];
+        let limits = &state.config.limits;
+        if let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient).await?
+        {
+            return Err(block.to_error(now));
+        }
         let mut tx = state.db.begin().await?;
         super::send_verification(
             &mut tx,
@@ -303,6 +323,7 @@ async fn resend_verification(
         )
         .await?;
         tx.commit().await?;
+        crate::limits::email_sent(&state.db, limits, now, &meta, &recipient).await?;
     }
     Ok(MessagePage {
         layout: Layout::new(&session, Some(&account)).await?,

@@ -381,7 +381,10 @@ pub async fn set_password(
         .bind(now)
         .execute(&mut **tx)
         .await?;
-    super::throttle::clear(tx, id).await
+    match by_id(&mut **tx, id).await? {
+        Some(account) => super::throttle::clear(tx, &account).await,
+        None => Ok(()),
+    }
 }
 
 const PASSWORD_HASH: &str = "SELECT password_hash FROM accounts WHERE id = $1";

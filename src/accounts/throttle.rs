@@ -1,107 +1,90 @@
-//! Brute-force protection of password sign-in: wrong passwords are counted per account, and after
-//! `MAX_FAILURES` within `WINDOW_MS` password sign-in to that account pauses for `PAUSE_MS`.
-//! During a pause the password is not even checked, so guessing cannot go on; a successful
-//! sign-in or a new password (set through an emailed link or by the user) ends the count.
+//! Brute-force protection of passwords and second-factor codes, on the shared rate limits
+//! (`crate::limits`): attempts are counted per account (keyed by the email address typed, so an
+//! address without an account is paused just the same and the pause tells nothing) and per
+//! client address (failures only, whatever the account). Past `--limit-sign-in-per-account`
+//! password sign-in to the account pauses; past `--limit-sign-in-per-address` the address
+//! waits. During a pause the password is not even checked. A successful sign-in or a new
+//! password (set through an emailed link or by the user) ends the account's count and pause.
 
-use sqlx::{Any, Executor, Row};
+use super::Account;
+use crate::audit::{RequestMeta, Target};
+use crate::config::RateLimits;
+use crate::db::{Db, Tx};
+use crate::limits::{self, Blocked, Bucket, Limit};
 
-use super::{Account, AccountId};
-use crate::audit::{self, AuditAction, RequestMeta, Target};
-use crate::db::Tx;
+/// The account's (or the typed address's) counter.
+pub fn account_bucket(email: &str, account: Option<&Account>) -> Bucket {
+    let email = account.map_or(email, |a| a.email.as_str());
+    Bucket::email(Limit::SignInPerAccount, email).about(
+        account.and_then(|a| a.org_id),
+        account.map(|a| Target::account(a.id)),
+    )
+}
 
-/// Wrong passwords that pause password sign-in.
-pub const MAX_FAILURES: i64 = 10;
-/// The window in which they are counted.
-pub const WINDOW_MS: i64 = 15 * 60 * 1000;
-/// How long password sign-in pauses.
-pub const PAUSE_MS: i64 = 15 * 60 * 1000;
+/// The counters of one attempt: the account's and the client address's.
+pub fn buckets(email: &str, account: Option<&Account>, meta: &RequestMeta) -> Vec<Bucket> {
+    let mut buckets = vec![account_bucket(email, account)];
+    buckets.extend(Bucket::address(Limit::SignInPerAddress, meta));
+    buckets
+}
 
-const PAUSED_UNTIL: &str =
-    "SELECT paused_until FROM password_failures WHERE account_id = $1 AND paused_until > $2";
-
-/// Until when password sign-in to the account is paused, if it is now.
-pub async fn paused_until<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    account: AccountId,
+/// Counts a password attempt before the password is checked (so that parallel guesses are
+/// counted too), in its own transaction. `Some` refuses the attempt.
+pub async fn take_attempt(
+    db: &Db,
+    limits: &RateLimits,
     now: i64,
-) -> Result<Option<i64>, sqlx::Error> {
-    let row = sqlx::query(PAUSED_UNTIL)
-        .bind(account.to_string())
-        .bind(now)
-        .fetch_optional(exec)
-        .await?;
-    row.map(|r| r.try_get("paused_until")).transpose()
+    email: &str,
+    account: Option<&Account>,
+    meta: &RequestMeta,
+) -> Result<Option<Blocked>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let refused = limits::take(&mut tx, limits, now, &buckets(email, account, meta), meta).await?;
+    tx.commit().await?;
+    Ok(refused)
 }
 
-/// Counts one failure; a failure older than the window starts the count again.
-const COUNT: &str = "INSERT INTO password_failures (account_id, failures, first_at, paused_until) \
-     VALUES ($1, 1, $2, NULL) ON CONFLICT (account_id) DO UPDATE SET \
-     failures = CASE WHEN password_failures.first_at <= $3 THEN 1 ELSE password_failures.failures + 1 END, \
-     first_at = CASE WHEN password_failures.first_at <= $3 THEN $2 ELSE password_failures.first_at END \
-     RETURNING failures";
-
-/// A pause starts and the count begins again.
-const PAUSE: &str = "UPDATE password_failures SET paused_until = $2, failures = 0, first_at = $3 \
-     WHERE account_id = $1";
-
-/// Records a wrong password. Returns the end of the pause when this failure starts one.
-pub async fn failed(tx: &mut Tx, account: AccountId, now: i64) -> Result<Option<i64>, sqlx::Error> {
-    let failures: i64 = sqlx::query(COUNT)
-        .bind(account.to_string())
-        .bind(now)
-        .bind(now - WINDOW_MS)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get("failures")?;
-    if failures < MAX_FAILURES {
-        return Ok(None);
-    }
-    let until = now + PAUSE_MS;
-    sqlx::query(PAUSE)
-        .bind(account.to_string())
-        .bind(until)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(Some(until))
-}
-
-/// Counts a wrong password or second-factor code for `account`; a pause it starts is audited.
-pub async fn count_failure(
+/// The password was right: the counts get the attempt back, and when the sign-in is complete
+/// (no second factor still to come) the account's count ends.
+pub async fn succeeded(
     tx: &mut Tx,
+    email: &str,
+    account: Option<&Account>,
+    meta: &RequestMeta,
+    complete: bool,
+) -> Result<(), sqlx::Error> {
+    let all = buckets(email, account, meta);
+    limits::give_back(tx, &all).await?;
+    if complete {
+        limits::clear(tx, &all[0]).await?;
+    }
+    Ok(())
+}
+
+/// Whether the account or the address is paused now (for a check that counts afterwards).
+pub async fn paused(
+    db: &Db,
     now: i64,
     account: &Account,
     meta: &RequestMeta,
-) -> Result<(), sqlx::Error> {
-    let Some(until) = failed(tx, account.id, now).await? else {
-        return Ok(());
-    };
-    audit::record(
-        tx,
-        now,
-        audit::Event {
-            org_id: account.org_id,
-            action: AuditAction::AccountSignInPaused,
-            actor: &audit::Actor::Anonymous,
-            target: Some(Target::account(account.id)),
-            meta,
-            details: serde_json::json!({
-                "failures": MAX_FAILURES,
-                "window_minutes": WINDOW_MS / 60_000,
-                "paused_until": until,
-            }),
-        },
-    )
-    .await
+) -> Result<Option<Blocked>, sqlx::Error> {
+    limits::blocked(db, now, &buckets(&account.email, Some(account), meta)).await
 }
 
-const CLEAR: &str = "DELETE FROM password_failures WHERE account_id = $1";
+/// Counts a wrong second-factor code (or a wrong password checked elsewhere) for `account`.
+/// Returns the pauses it starts.
+pub async fn count_failure(
+    tx: &mut Tx,
+    limits: &RateLimits,
+    now: i64,
+    account: &Account,
+    meta: &RequestMeta,
+) -> Result<Vec<Blocked>, sqlx::Error> {
+    let all = buckets(&account.email, Some(account), meta);
+    limits::count(tx, limits, now, &all, meta).await
+}
 
-/// Ends the count (and any pause): the password was right, or a new one was set.
-pub async fn clear(tx: &mut Tx, account: AccountId) -> Result<(), sqlx::Error> {
-    sqlx::query(CLEAR)
-        .bind(account.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// Ends the account's count (and any pause): the password was right, or a new one was set.
+pub async fn clear(tx: &mut Tx, account: &Account) -> Result<(), sqlx::Error> {
+    limits::clear(tx, &account_bucket(&account.email, Some(account))).await
 }

@@ -140,6 +140,8 @@ audit_actions! {
     MemberInvitationAccepted => "member.invitation_accepted",
     MemberInvitationDeclined => "member.invitation_declined",
     MemberInvitationExpired => "member.invitation_expired",
+    RequestRateLimited => "request.rate_limited",
+    OrgSignInAttackNotified => "org.sign_in_attack_notified",
 }
 
 impl AuditAction {

@@ -61,6 +61,11 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "session cleanup failed"),
             }
+            match crate::limits::forget_stale(&db, clock.now_ms()).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "spent rate-limit counts removed"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "rate-limit cleanup failed"),
+            }
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
     }));

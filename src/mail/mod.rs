@@ -36,6 +36,7 @@ pub enum MailKind {
     BillingReductionStopped,
     BillingLegacyDomains,
     BillingLegacyDomainsReminder,
+    OrgSignInAttack,
 }
 
 impl MailKind {
@@ -62,6 +63,7 @@ impl MailKind {
         MailKind::BillingReductionStopped,
         MailKind::BillingLegacyDomains,
         MailKind::BillingLegacyDomainsReminder,
+        MailKind::OrgSignInAttack,
     ];
 
     /// The stored name, e.g. `account.verify_email`.
@@ -89,6 +91,7 @@ impl MailKind {
             BillingReductionStopped => "billing.reduction_stopped",
             BillingLegacyDomains => "billing.legacy_domains",
             BillingLegacyDomainsReminder => "billing.legacy_domains_reminder",
+            OrgSignInAttack => "org.sign_in_attack",
         }
     }
 

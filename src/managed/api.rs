@@ -143,7 +143,7 @@ pub struct ActionBody {
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id"),
         ("action" = String, Path, description = "suspend, reactivate, sign-out or reset-password")),
     request_body(content = Option<ActionBody>),
-    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = ["members"])))]
+    responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)), security(("bearer" = ["members"])))]
 pub async fn action(
     State(state): State<AppState>,
     ApiAdmin(scope, _): ApiAdmin<need::Members>,
@@ -158,6 +158,9 @@ pub async fn action(
             .map_err(|e| AppError::client(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
     };
     let now = state.clock.now_ms();
+    if action == "reset-password" {
+        super::pages::reset_allowed(&state, now, id).await?;
+    }
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
     match action.as_str() {
         "suspend" => drop(super::suspend(&mut tx, now, &scope, id).await?),
@@ -183,6 +186,11 @@ pub async fn action(
     let account = super::get(&mut tx, scope.org().id, id).await?;
     let view = super::view(&mut tx, scope.org().id, &account).await?;
     tx.commit().await.map_err(AppError::from)?;
+    if action == "reset-password" {
+        super::pages::reset_sent(&state, now, id)
+            .await
+            .map_err(AppError::from)?;
+    }
     Ok(Json(view))
 }
 

@@ -197,6 +197,9 @@ async fn action(
         AppError::not_found("no managed account with this id belongs to this organization")
     })?;
     let now = state.clock.now_ms();
+    if action == "reset-password" {
+        reset_allowed(&state, now, id).await?;
+    }
     let mut tx = state.db.begin().await?;
     let notice = match action.as_str() {
         "suspend" => format!(
@@ -240,6 +243,9 @@ async fn action(
         _ => return Err(AppError::not_found("There is no page at this address.")),
     };
     tx.commit().await?;
+    if action == "reset-password" {
+        reset_sent(&state, now, id).await?;
+    }
     flash(&admin.session, notice).await?;
     Ok(Redirect::to(&format!("/admin/{}/members/{id}", org.slug)).into_response())
 }
@@ -347,4 +353,30 @@ async fn save_policy(
 /// Whether a member row is a managed account (for templates).
 pub fn is_managed(member: &Member) -> bool {
     member.kind == AccountKind::Managed
+}
+
+/// Password-reset emails to one managed account are limited like every email sent on request
+/// (`--limit-email-per-recipient`); past it the reset is refused (429) and nothing is sent.
+pub(super) async fn reset_allowed(
+    state: &AppState,
+    now: i64,
+    id: AccountId,
+) -> Result<(), AppError> {
+    let recipient = [crate::limits::resent("password_reset", id)];
+    let meta = crate::audit::RequestMeta::default();
+    match crate::limits::email_blocked(&state.db, now, &meta, &recipient).await? {
+        Some(block) => Err(block.to_error(now)),
+        None => Ok(()),
+    }
+}
+
+/// Counts a password-reset email that was sent.
+pub(super) async fn reset_sent(
+    state: &AppState,
+    now: i64,
+    id: AccountId,
+) -> Result<(), sqlx::Error> {
+    let recipient = [crate::limits::resent("password_reset", id)];
+    let meta = crate::audit::RequestMeta::default();
+    crate::limits::email_sent(&state.db, &state.config.limits, now, &meta, &recipient).await
 }

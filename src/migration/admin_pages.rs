@@ -318,6 +318,15 @@ async fn action(
     let org = admin.scope.org().clone();
     let id = MigrationId::parse(&id).ok_or(super::MigrationError::NotFound)?;
     let now = state.clock.now_ms();
+    let (recipient, meta) = (
+        [crate::limits::resent("migration", id)],
+        crate::audit::RequestMeta::default(),
+    );
+    if action == "resend"
+        && let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient).await?
+    {
+        return Err(block.to_error(now));
+    }
     let mut tx = state.db.begin().await?;
     let request = match action.as_str() {
         "resend" => super::resend(&mut tx, now, &admin.scope, id, &state.base_url()).await?,
@@ -325,6 +334,10 @@ async fn action(
         _ => return Err(AppError::not_found("unknown action: use resend or cancel")),
     };
     tx.commit().await?;
+    if action == "resend" {
+        let limits = &state.config.limits;
+        crate::limits::email_sent(&state.db, limits, now, &meta, &recipient).await?;
+    }
     let done = if action == "resend" {
         "sent again (the earlier link no longer works)"
     } else {

@@ -152,7 +152,7 @@ fn id_in_path(raw: &str) -> Result<MigrationId, ApiError> {
 /// Sends a new link (the old one dies) with a fresh expiry.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/migrations/{id}/resend", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "request id")),
-    responses((status = 200, body = MigrationRequest), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = MigrationRequest), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = ["members"])))]
 pub async fn resend(
     State(state): State<AppState>,
@@ -160,10 +160,22 @@ pub async fn resend(
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Json<MigrationRequest>, ApiError> {
     let id = id_in_path(&id)?;
+    let now = state.clock.now_ms();
+    let recipient = [crate::limits::resent("migration", id)];
+    let limits = &state.config.limits;
+    let meta = crate::audit::RequestMeta::default();
+    if let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient)
+        .await
+        .map_err(AppError::from)?
+    {
+        return Err(block.to_error(now).into());
+    }
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
-    let request =
-        super::resend(&mut tx, state.clock.now_ms(), &scope, id, &state.base_url()).await?;
+    let request = super::resend(&mut tx, now, &scope, id, &state.base_url()).await?;
     tx.commit().await.map_err(AppError::from)?;
+    crate::limits::email_sent(&state.db, limits, now, &meta, &recipient)
+        .await
+        .map_err(AppError::from)?;
     Ok(Json(request))
 }
 

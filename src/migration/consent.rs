@@ -94,6 +94,7 @@ pub(super) fn may_violate_unseen(policy: &PasswordPolicy, account: &Account, now
 pub(super) async fn check_proof(
     db: &Db,
     key: &crate::accounts::totp_key::TotpKey,
+    config: &crate::Config,
     now: i64,
     consent: &Consent,
     proof: &Proof,
@@ -121,6 +122,11 @@ pub(super) async fn check_proof(
     {
         return Err(MigrationError::TooManyAttempts);
     }
+    // The account's and the client address's sign-in limits count here too, so the consent
+    // page is no way around them.
+    if let Some(block) = accounts::throttle::paused(db, now, &consent.account, meta).await? {
+        return Err(MigrationError::RateLimited(block.retry_after_secs(now)));
+    }
     let stored = accounts::store::password_hash(db.pool(), consent.account.id).await?;
     let ok = match (&stored, password.len() <= accounts::MAX_PASSWORD_LEN) {
         (Some(hash), true) => accounts::password::verify(password, hash).await?,
@@ -140,9 +146,17 @@ pub(super) async fn check_proof(
         None
     };
     let Some(failure) = failure else {
+        accounts::throttle::clear(&mut tx, &consent.account).await?;
         tx.commit().await?;
         return Ok(Some(password.clone()));
     };
+    let account = &consent.account;
+    for block in
+        accounts::throttle::count_failure(&mut tx, &config.limits, now, account, meta).await?
+    {
+        crate::sign_in::alert::after_block(&mut tx, config, now, Some(account), &block, meta)
+            .await?;
+    }
     let reason = match failure {
         MigrationError::WrongCode => "wrong_second_factor",
         _ => "wrong_password",
@@ -189,13 +203,14 @@ pub(super) async fn record(
 pub async fn accept(
     db: &Db,
     key: &crate::accounts::totp_key::TotpKey,
+    config: &crate::Config,
     now: i64,
     token: &str,
     proof: Proof,
     meta: &RequestMeta,
 ) -> Result<(Account, Org), MigrationError> {
     let consent = consent(db, now, token).await?;
-    let password = check_proof(db, key, now, &consent, &proof, meta).await?;
+    let password = check_proof(db, key, config, now, &consent, &proof, meta).await?;
     let mut tx = db.begin().await?;
     let (request, account) = match recheck(&mut tx, now, &consent).await? {
         Ok(found) => found,

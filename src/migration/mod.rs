@@ -220,6 +220,11 @@ pub enum MigrationError {
     )]
     TooManyAttempts,
     #[error(
+        "too many wrong passwords or codes: wait {} and try again, or sign in first",
+        crate::limits::wait_words(*.0)
+    )]
+    RateLimited(i64),
+    #[error(
         "this account uses two-step verification: enter the code from your authenticator app as well"
     )]
     SecondFactorRequired,
@@ -263,6 +268,13 @@ impl From<MigrationError> for crate::web::error::AppError {
             MigrationError::ProofRequired => (S::BAD_REQUEST, "proof_required"),
             MigrationError::WrongPassword => (S::FORBIDDEN, "wrong_password"),
             MigrationError::TooManyAttempts => (S::TOO_MANY_REQUESTS, "too_many_attempts"),
+            MigrationError::RateLimited(secs) => {
+                return AppError::Throttled {
+                    code: "rate_limited",
+                    message,
+                    retry_after_secs: *secs,
+                };
+            }
             MigrationError::SecondFactorRequired => (S::FORBIDDEN, "second_factor_required"),
             MigrationError::WrongCode => (S::FORBIDDEN, "wrong_second_factor"),
             MigrationError::Precondition(why) => (S::CONFLICT, why.code()),

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod refresh;
 pub mod store;
 pub mod token;
+mod token_limit;
 
 use std::time::Duration;
 

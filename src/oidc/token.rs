@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
 use super::store::{self, Client, CodeRow, TokenKind, TokenRow};
+use super::token_limit;
 use crate::AppState;
 use crate::accounts::{self, Account, AccountStatus};
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
@@ -70,7 +71,7 @@ impl From<anyhow::Error> for OAuthError {
     }
 }
 
-fn no_store(mut response: Response) -> Response {
+pub(super) fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
@@ -304,16 +305,20 @@ pub(super) async fn issue(
     })
 }
 
+/// The token endpoint, behind its rate limits ([`token_limit`]).
 pub async fn token(
     State(state): State<AppState>,
     ClientMeta(meta): ClientMeta,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    match exchange(&state, &meta, &headers, &body).await {
-        Ok(json) => no_store(Json(json).into_response()),
-        Err(err) => err.into_response(),
-    }
+    token_limit::limited(&state, &meta, &headers, &body, async {
+        match exchange(&state, &meta, &headers, &body).await {
+            Ok(json) => no_store(Json(json).into_response()),
+            Err(err) => err.into_response(),
+        }
+    })
+    .await
 }
 
 async fn exchange(

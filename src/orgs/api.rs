@@ -106,7 +106,7 @@ pub struct AddMember {
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/members", tag = "members",
     params(("org" = String, Path, description = "organization ID (slug)")),
     request_body = AddMember,
-    responses((status = 201, body = InvitedEntry), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 201, body = InvitedEntry), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = ["members"])))]
 pub async fn add_member(
     State(state): State<AppState>,
@@ -114,6 +114,15 @@ pub async fn add_member(
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<(StatusCode, Json<InvitedEntry>), ApiError> {
     let now = state.clock.now_ms();
+    let recipient = [crate::limits::recipient(&body.email)];
+    let limits = &state.config.limits;
+    let meta = crate::audit::RequestMeta::default();
+    if let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient)
+        .await
+        .map_err(AppError::from)?
+    {
+        return Err(block.to_error(now).into());
+    }
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
     let invitation = invitations::invite(
         &mut tx,
@@ -126,6 +135,9 @@ pub async fn add_member(
     .await
     .map_err(AppError::from)?;
     tx.commit().await.map_err(AppError::from)?;
+    crate::limits::email_sent(&state.db, limits, now, &meta, &recipient)
+        .await
+        .map_err(AppError::from)?;
     Ok((StatusCode::CREATED, Json(entry(&invitation, now))))
 }
 
@@ -147,7 +159,7 @@ fn invitation_in_path(raw: &str) -> Result<InvitationId, ApiError> {
 /// Sends an open invitation again with a new link and expiry (the old link stops working).
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/invitations/{invitation_id}/resend", tag = "members",
     params(("org" = String, Path, description = "organization ID (slug)"), ("invitation_id" = String, Path, description = "invitation id")),
-    responses((status = 200, body = InvitedEntry), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody)),
+    responses((status = 200, body = InvitedEntry), (status = 404, body = ErrorBody), (status = 410, body = ErrorBody), (status = 429, body = ErrorBody)),
     security(("bearer" = ["members"])))]
 pub async fn resend_invitation(
     State(state): State<AppState>,
@@ -156,11 +168,23 @@ pub async fn resend_invitation(
 ) -> Result<Json<InvitedEntry>, ApiError> {
     let id = invitation_in_path(&id)?;
     let now = state.clock.now_ms();
+    let recipient = [crate::limits::resent("invitation", id)];
+    let limits = &state.config.limits;
+    let meta = crate::audit::RequestMeta::default();
+    if let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient)
+        .await
+        .map_err(AppError::from)?
+    {
+        return Err(block.to_error(now).into());
+    }
     let mut tx = state.db.begin().await.map_err(AppError::from)?;
     let invitation = invitations::resend(&mut tx, now, &scope, id, &state.base_url())
         .await
         .map_err(AppError::from)?;
     tx.commit().await.map_err(AppError::from)?;
+    crate::limits::email_sent(&state.db, limits, now, &meta, &recipient)
+        .await
+        .map_err(AppError::from)?;
     Ok(Json(entry(&invitation, now)))
 }
 

@@ -268,6 +268,13 @@ async fn add_member(
     admin: OrgAdmin,
     PageForm(form): PageForm<AddMemberForm>,
 ) -> Result<Response, AppError> {
+    let now = state.clock.now_ms();
+    let recipient = [crate::limits::recipient(&form.email)];
+    let limits = &state.config.limits;
+    let meta = crate::audit::RequestMeta::default();
+    if let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient).await? {
+        return Err(block.to_error(now));
+    }
     let result = async {
         let role = parse_role(&form.role)?;
         let mut tx = state.db.begin().await?;
@@ -281,6 +288,7 @@ async fn add_member(
         )
         .await?;
         tx.commit().await?;
+        crate::limits::email_sent(&state.db, limits, now, &meta, &recipient).await?;
         Ok::<_, AppError>(format!(
             "{} was invited as {}. They join when they accept.",
             invitation.email,
@@ -301,6 +309,13 @@ async fn resend_invitation(
     admin: OrgAdmin,
     Path((_, id)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
+    let now = state.clock.now_ms();
+    let recipient = [crate::limits::resent("invitation", &id)];
+    let limits = &state.config.limits;
+    let meta = crate::audit::RequestMeta::default();
+    if let Some(block) = crate::limits::email_blocked(&state.db, now, &meta, &recipient).await? {
+        return Err(block.to_error(now));
+    }
     let result = async {
         let id = parse_invitation(&id)?;
         let mut tx = state.db.begin().await?;
@@ -313,6 +328,7 @@ async fn resend_invitation(
         )
         .await?;
         tx.commit().await?;
+        crate::limits::email_sent(&state.db, limits, now, &meta, &recipient).await?;
         Ok::<_, AppError>(format!(
             "The invitation to {} was sent again.",
             invitation.email

@@ -20,6 +20,7 @@ use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{AuditAction, RequestMeta};
 use crate::ids::SamlConnectionId;
+use crate::limits;
 use crate::secrets;
 use crate::web::error::AppError;
 use crate::web::extract::ClientMeta;
@@ -340,6 +341,13 @@ async fn acs_post(
     body: Body,
 ) -> Result<Response, AppError> {
     let now = state.clock.now_ms();
+    // An address whose posts keep failing waits, before anything is read or verified.
+    let buckets: Vec<_> = limits::Bucket::address(limits::Limit::AcsFailuresPerAddress, &meta)
+        .into_iter()
+        .collect();
+    if let Some(block) = limits::blocked(&state.db, now, &buckets).await? {
+        return Err(block.to_error(now));
+    }
     let connection = match SamlConnectionId::parse(&id) {
         Some(id) => store::by_id(state.db.pool(), id).await?,
         None => None,

@@ -12,6 +12,7 @@ use super::{Connection, mapping};
 use crate::AppState;
 use crate::accounts::Account;
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
+use crate::limits;
 use crate::web::Layout;
 use crate::web::error::AppError;
 
@@ -141,6 +142,12 @@ pub(super) async fn record_failure(
 ) -> Result<(), AppError> {
     tracing::warn!(reason = rejection.reason.code(), "SSO sign-in refused");
     let mut tx = state.db.begin().await?;
+    // Counted towards the client address's limit of failed ACS posts.
+    let buckets: Vec<_> = limits::Bucket::address(limits::Limit::AcsFailuresPerAddress, meta)
+        .map(|b| b.about(connection.map(|c| c.org_id), None))
+        .into_iter()
+        .collect();
+    limits::count(&mut tx, &state.config.limits, now, &buckets, meta).await?;
     let details =
         serde_json::json!({ "reason": rejection.reason.code(), "detail": rejection.detail });
     let actor = Actor::Anonymous;

@@ -11,9 +11,11 @@ use serde::Deserialize;
 use super::{sp, store};
 use crate::AppState;
 use crate::ids::SamlConnectionId;
+use crate::limits::{self, Bucket, Limit};
 use crate::secrets;
 use crate::web::cookie_value;
 use crate::web::error::AppError;
+use crate::web::extract::ClientMeta;
 
 /// Cookie that binds an AuthnRequest to the browser that started it. It must survive the
 /// IdP's cross-site POST to the ACS, which SameSite=Lax cookies do not.
@@ -72,12 +74,25 @@ struct LoginQuery {
     return_to: Option<String>,
 }
 
+/// Starts an SSO sign-in. Each start writes a request row, so starts are counted per client
+/// address (`--limit-sso-login-per-address`); past the limit the answer is 429.
 async fn login(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    ClientMeta(meta): ClientMeta,
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, AppError> {
+    let now = state.clock.now_ms();
+    let buckets: Vec<Bucket> = Bucket::address(Limit::SsoLoginPerAddress, &meta)
+        .into_iter()
+        .collect();
+    let mut tx = state.db.begin().await?;
+    let refused = limits::take(&mut tx, &state.config.limits, now, &buckets, &meta).await?;
+    tx.commit().await?;
+    if let Some(block) = refused {
+        return Err(block.to_error(now));
+    }
     let return_to = crate::accounts::pages::local_path(q.return_to.as_deref());
     start(&state, &id, &headers, &return_to, false).await
 }

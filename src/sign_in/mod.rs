@@ -4,6 +4,7 @@
 //! organization's session lifetime.
 
 pub mod account_page;
+pub mod alert;
 pub mod api;
 pub mod pages;
 pub mod password;
@@ -41,20 +42,19 @@ pub enum SignInError {
 pub enum Route {
     /// To the organization's IdP: the SSO login URL (without `return_to`).
     Sso { login_url: String },
-    /// To the password form, prefilled with the email, with a notice to show above it.
-    Password {
-        email: String,
-        notice: Option<String>,
-    },
-    /// A managed account of an org that requires SSO but has no IdP connection for it.
-    SsoWithoutConnection { org: String },
+    /// To the password form, prefilled with the email.
+    Password { email: String },
     /// An organization ID without SSO.
     NoSuchSsoOrg { identifier: String },
 }
 
-/// Decides where `identifier` (a work email or an organization ID) signs in. Nulab accounts
-/// always use their password, even on a domain an organization verified for SSO (they are told
-/// their admin can migrate them); everyone else on such a domain goes to the IdP.
+/// Decides where `identifier` (a work email or an organization ID) signs in. The answer
+/// depends only on the identifier's domain, never on whether an account uses the address, is
+/// managed, or belongs to another organization (no enumeration): a domain an organization
+/// verified and routes to an IdP goes to that IdP; every other address gets the password form
+/// (a managed account whose organization forbids passwords learns so only after its right
+/// password, with the IdP offered). A Nulab account on an SSO domain signs in through the
+/// password form that the identify page and the IdP's refusal link to.
 pub async fn route(
     db: &Db,
     base_url: &str,
@@ -74,48 +74,16 @@ pub async fn route(
         );
     }
     let email = Email::parse(identifier)?;
-    let account = accounts::store::by_email(db.pool(), &email).await?;
-    let sso = crate::saml::sso_start_for(db, base_url, email.as_str()).await?;
-    match (account, sso) {
-        (Some(account), Some(sso)) if account.kind == AccountKind::Nulab => {
-            let org = store::org_by_id(db.pool(), sso.org_id).await?;
-            let org = org
-                .map(|o| o.name)
-                .unwrap_or_else(|| "an organization".to_string());
-            Ok(Route::Password {
+    Ok(
+        match crate::saml::sso_start_for(db, base_url, email.as_str()).await? {
+            Some(sso) => Route::Sso {
+                login_url: sso.login_url,
+            },
+            None => Route::Password {
                 email: email.to_string(),
-                notice: Some(format!(
-                    "{} is on a domain that {org} verified and signs in to with single sign-on. \
-                     This is a Nulab account, so sign in with its password; {org}'s admin can migrate it into a managed account, after which you sign in through {org}'s single sign-on.",
-                    email
-                )),
-            })
-        }
-        (_, Some(sso)) => Ok(Route::Sso {
-            login_url: sso.login_url,
-        }),
-        (Some(account), None) if account.kind == AccountKind::Managed => {
-            let policy = accounts::policy_for(db.pool(), &account).await?;
-            if policy.password_sign_in {
-                Ok(Route::Password {
-                    email: email.to_string(),
-                    notice: None,
-                })
-            } else {
-                let org = match account.org_id {
-                    Some(id) => store::org_by_id(db.pool(), id).await?.map(|o| o.name),
-                    None => None,
-                };
-                Ok(Route::SsoWithoutConnection {
-                    org: org.unwrap_or_else(|| "your organization".into()),
-                })
-            }
-        }
-        _ => Ok(Route::Password {
-            email: email.to_string(),
-            notice: None,
-        }),
-    }
+            },
+        },
+    )
 }
 
 /// `login_url` with `return_to` appended.

@@ -63,6 +63,9 @@ struct TwoStepPage {
 struct IdentifyQuery {
     next: Option<String>,
     login_hint: Option<String>,
+    /// `password`: the password form at once (a Nulab account on a domain that signs in with
+    /// single sign-on).
+    with: Option<String>,
 }
 
 fn with_status(mut response: Response, status: StatusCode) -> Response {
@@ -73,13 +76,28 @@ fn with_status(mut response: Response, status: StatusCode) -> Response {
 async fn identify_page(
     session: Session,
     Query(q): Query<IdentifyQuery>,
-) -> Result<IdentifyPage, AppError> {
+) -> Result<Response, AppError> {
+    let layout = Layout::new(&session, None).await?;
+    let hint: String = q.login_hint.unwrap_or_default().chars().take(254).collect();
+    let next = safe_next(q.next.as_deref());
+    if q.with.as_deref() == Some("password") {
+        return Ok(PasswordPage {
+            layout,
+            email: hint,
+            next,
+            notice: None,
+            error: None,
+            sso_url: None,
+        }
+        .into_response());
+    }
     Ok(IdentifyPage {
-        layout: Layout::new(&session, None).await?,
-        identifier: q.login_hint.unwrap_or_default().chars().take(254).collect(),
-        next: safe_next(q.next.as_deref()),
+        layout,
+        identifier: hint,
+        next,
         error: None,
-    })
+    }
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -111,21 +129,15 @@ async fn identify(
         Ok(Route::Sso { login_url }) => {
             Ok(Redirect::to(&with_return_to(&login_url, &next)).into_response())
         }
-        Ok(Route::Password { email, notice }) => Ok(PasswordPage {
+        Ok(Route::Password { email }) => Ok(PasswordPage {
             layout: layout.clone(),
             email,
             next: next.clone(),
-            notice,
+            notice: None,
             error: None,
             sso_url: None,
         }
         .into_response()),
-        Ok(Route::SsoWithoutConnection { org }) => Ok(page(
-            format!(
-                "{org} requires single sign-on, so you cannot sign in with a password, but no IdP connection of {org} handles your email address yet. Ask your organization's admin."
-            ),
-            StatusCode::FORBIDDEN,
-        )),
         Ok(Route::NoSuchSsoOrg { identifier }) => Ok(page(
             format!(
                 "No organization with single sign-on has the ID \u{201c}{identifier}\u{201d}. Check the ID, or enter your email address instead."
@@ -167,8 +179,15 @@ async fn password_sign_in(
 ) -> Result<Response, AppError> {
     let now = state.clock.now_ms();
     let next = safe_next(form.next.as_deref());
-    match super::password::sign_in_with_password(&state.db, now, &form.email, &form.password, &meta)
-        .await
+    match super::password::sign_in_with_password(
+        &state.db,
+        &state.config,
+        now,
+        &form.email,
+        &form.password,
+        &meta,
+    )
+    .await
     {
         Ok(signed_in) if signed_in.second_factor_required => {
             session.cycle_id().await?;
@@ -306,6 +325,7 @@ async fn two_step(
     match second_factor::complete_sign_in(
         &state.db,
         &state.totp_key,
+        &state.config,
         now,
         &account,
         &form.code,
@@ -343,7 +363,7 @@ async fn two_step(
             };
             Ok(with_status(page.into_response(), StatusCode::UNAUTHORIZED))
         }
-        Err(err @ SecondFactorError::Paused) => {
+        Err(err @ SecondFactorError::Paused(_)) => {
             session.remove::<Pending>(PENDING_KEY).await?;
             Err(err.into())
         }

@@ -3,6 +3,7 @@
 //! at all (for its managed accounts), and an account with a second factor must also pass it
 //! ([`super::second_factor`]). Success and failure are both audited.
 
+use crate::Config;
 use crate::accounts::{
     self, Account, AccountError, AccountKind, AccountStatus, Email, password, throttle,
 };
@@ -21,9 +22,12 @@ pub struct SignIn {
 }
 
 /// Checks an email and password. Success and failure are both audited; on failure nothing
-/// tells the caller whether the email exists.
+/// tells the caller whether the email exists. The attempt is counted (per email address and
+/// per client address) before the password is checked; while either is paused the password is
+/// not checked at all.
 pub async fn sign_in_with_password(
     db: &Db,
+    config: &Config,
     now: i64,
     email: &str,
     password: &str,
@@ -33,13 +37,22 @@ pub async fn sign_in_with_password(
         Ok(email) => accounts::store::credentials(db.pool(), &email.normalized()).await?,
         Err(_) => None,
     };
-    // While password sign-in to the account is paused, the password is not even checked.
-    let paused = match &found {
-        Some((account, _)) => throttle::paused_until(db.pool(), account.id, now).await?,
-        None => None,
-    };
+    let account = found.as_ref().map(|(a, _)| a);
+    let typed = email.trim();
+    let block = throttle::take_attempt(db, &config.limits, now, typed, account, meta).await?;
+    if let Some(block) = block {
+        let refused = Err(AccountError::of_block(&block, now));
+        // Only the attempt that starts a pause is audited (with the pause itself); the ones
+        // refused during it change nothing.
+        if block.started_now {
+            record(db, now, email, account, &refused, false, meta).await?;
+            let mut tx = db.begin().await?;
+            super::alert::after_block(&mut tx, config, now, account, &block, meta).await?;
+            tx.commit().await?;
+        }
+        return refused;
+    }
     let verified = match &found {
-        _ if paused.is_some() => false,
         Some((_, Some(hash))) => password::verify(password, hash).await?,
         // Spend the same time as a real check so timing does not reveal which emails exist.
         _ => {
@@ -47,11 +60,7 @@ pub async fn sign_in_with_password(
             false
         }
     };
-    let account = found.as_ref().map(|(a, _)| a);
     let outcome = match (account, verified) {
-        _ if paused.is_some() => Err(AccountError::SignInPaused(
-            paused.map(crate::clock::format_time).unwrap_or_default(),
-        )),
         (Some(account), true) if account.status == AccountStatus::Active => {
             admit(db, now, account).await?
         }
@@ -60,7 +69,7 @@ pub async fn sign_in_with_password(
         }
         _ => Err(AccountError::InvalidCredentials),
     };
-    record(db, now, email, account, &outcome, meta).await?;
+    record(db, now, email, account, &outcome, verified, meta).await?;
     outcome
 }
 
@@ -86,17 +95,28 @@ async fn admit(
     }))
 }
 
-/// Audits the outcome in one transaction, counting a wrong password towards the pause and
-/// clearing the count on success.
+/// Audits the outcome in one transaction; a right password takes its attempt back from the
+/// counts (and ends the account's).
 async fn record(
     db: &Db,
     now: i64,
     email: &str,
     account: Option<&Account>,
     outcome: &Result<SignIn, AccountError>,
+    verified: bool,
     meta: &RequestMeta,
 ) -> Result<(), AccountError> {
     let mut tx = db.begin().await?;
+    if verified {
+        let complete = !matches!(
+            outcome,
+            Ok(SignIn {
+                second_factor_required: true,
+                ..
+            })
+        );
+        throttle::succeeded(&mut tx, email.trim(), account, meta, complete).await?;
+    }
     let (account, action, actor, details) = match outcome {
         // Not signed in yet: the second factor completes (and audits) the sign-in.
         Ok(SignIn {
@@ -110,7 +130,6 @@ async fn record(
             serde_json::json!({ "method": "password", "second_factor": "totp" }),
         ),
         Ok(SignIn { account, .. }) => {
-            throttle::clear(&mut tx, account.id).await?;
             accounts::store::touch_sign_in(&mut tx, account.id, now).await?;
             (
                 Some(account),
@@ -119,21 +138,16 @@ async fn record(
                 serde_json::json!({ "method": "password" }),
             )
         }
-        Err(err) => {
-            if let (Some(account), AccountError::InvalidCredentials) = (account, err) {
-                throttle::count_failure(&mut tx, now, account, meta).await?;
-            }
-            (
-                account,
-                AuditAction::AccountSignInFailed,
-                Actor::Anonymous,
-                serde_json::json!({
-                    "method": "password",
-                    "reason": failure_reason(err),
-                    "email": email.trim().chars().take(254).collect::<String>(),
-                }),
-            )
-        }
+        Err(err) => (
+            account,
+            AuditAction::AccountSignInFailed,
+            Actor::Anonymous,
+            serde_json::json!({
+                "method": "password",
+                "reason": failure_reason(err),
+                "email": email.trim().chars().take(254).collect::<String>(),
+            }),
+        ),
     };
     audit::record(
         &mut tx,
@@ -158,7 +172,8 @@ fn failure_reason(err: &AccountError) -> &'static str {
         AccountError::Suspended => "account_suspended",
         AccountError::InvalidCredentials => "invalid_credentials",
         AccountError::PasswordSignInDisabled => "password_sign_in_disabled",
-        AccountError::SignInPaused(_) => "sign_in_paused",
+        AccountError::SignInPaused { .. } => "sign_in_paused",
+        AccountError::RateLimited(_) => "rate_limited",
         _ => "error",
     }
 }

@@ -26,9 +26,10 @@ pub enum SecondFactorError {
     )]
     WrongCode,
     #[error(
-        "too many wrong passwords or codes: signing in to this account is paused for 15 minutes; sign in again then"
+        "too many wrong passwords or codes: signing in to this account is paused; wait {} and sign in again",
+        crate::limits::wait_words(*.0)
     )]
-    Paused,
+    Paused(i64),
     #[error("two-step verification is already set up for this account")]
     AlreadyEnrolled,
     #[error("two-step verification is not set up for this account")]
@@ -57,7 +58,13 @@ impl From<SecondFactorError> for AppError {
         let (status, code) = match &err {
             E::WrongPassword => (StatusCode::FORBIDDEN, "wrong_password"),
             E::WrongCode => (StatusCode::UNAUTHORIZED, "wrong_code"),
-            E::Paused => (StatusCode::TOO_MANY_REQUESTS, "sign_in_paused"),
+            E::Paused(secs) => {
+                return AppError::Throttled {
+                    code: "sign_in_paused",
+                    message: err.to_string(),
+                    retry_after_secs: *secs,
+                };
+            }
             E::AlreadyEnrolled => (StatusCode::CONFLICT, "already_enrolled"),
             E::NotEnrolled => (StatusCode::CONFLICT, "not_enrolled"),
             E::NoPassword => (StatusCode::CONFLICT, "no_password"),
@@ -215,20 +222,22 @@ pub async fn use_code(
 pub async fn complete_sign_in(
     db: &Db,
     key: &TotpKey,
+    config: &crate::Config,
     now: i64,
     account: &Account,
     code: &str,
     meta: &RequestMeta,
 ) -> Result<(), SecondFactorError> {
-    let mut tx = db.begin().await?;
-    if accounts::throttle::paused_until(&mut *tx, account.id, now)
-        .await?
-        .is_some()
-    {
-        return Err(SecondFactorError::Paused);
+    if let Some(block) = accounts::throttle::paused(db, now, account, meta).await? {
+        return Err(SecondFactorError::Paused(block.retry_after_secs(now)));
     }
+    let mut tx = db.begin().await?;
     if !use_code(&mut tx, key, account.id, code, now).await? {
-        accounts::throttle::count_failure(&mut tx, now, account, meta).await?;
+        let blocks =
+            accounts::throttle::count_failure(&mut tx, &config.limits, now, account, meta).await?;
+        for block in &blocks {
+            super::alert::after_block(&mut tx, config, now, Some(account), block, meta).await?;
+        }
         audit::record(
             &mut tx,
             now,
@@ -245,7 +254,7 @@ pub async fn complete_sign_in(
         tx.commit().await?;
         return Err(SecondFactorError::WrongCode);
     }
-    accounts::throttle::clear(&mut tx, account.id).await?;
+    accounts::throttle::clear(&mut tx, account).await?;
     accounts::store::touch_sign_in(&mut tx, account.id, now).await?;
     record(
         &mut tx,

@@ -20,6 +20,12 @@ pub enum AppError {
     SignInRequired { next: String },
     /// The user must do something elsewhere first (e.g. change a temporary password).
     RedirectTo(String),
+    /// Too many requests: 429 with `Retry-After` (seconds), a stable code and a sentence.
+    Throttled {
+        code: &'static str,
+        message: String,
+        retry_after_secs: i64,
+    },
     /// Our fault. Logged with an id; the user sees only the id.
     Internal(anyhow::Error),
 }
@@ -48,6 +54,7 @@ impl AppError {
             AppError::Client { status, .. } => *status,
             AppError::SignInRequired { .. } => StatusCode::UNAUTHORIZED,
             AppError::RedirectTo(_) => StatusCode::SEE_OTHER,
+            AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -55,7 +62,17 @@ impl AppError {
     /// The message shown for a client error, `None` for the others.
     pub fn user_message(&self) -> Option<&str> {
         match self {
-            AppError::Client { message, .. } => Some(message),
+            AppError::Client { message, .. } | AppError::Throttled { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+
+    /// The seconds to wait of a 429, `None` for the others.
+    pub fn retry_after_secs(&self) -> Option<i64> {
+        match self {
+            AppError::Throttled {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
             _ => None,
         }
     }
@@ -88,6 +105,15 @@ impl IntoResponse for AppError {
                 Redirect::to(&target).into_response()
             }
             AppError::RedirectTo(to) => Redirect::to(&to).into_response(),
+            AppError::Throttled {
+                message,
+                retry_after_secs,
+                ..
+            } => {
+                let status = StatusCode::TOO_MANY_REQUESTS;
+                let page = render_error(status, "Too many attempts", &message, None);
+                with_retry_after(page, retry_after_secs)
+            }
             AppError::Client {
                 status, message, ..
             } => render_error(
@@ -127,6 +153,15 @@ fn render_error(
     }
 }
 
+/// Adds `Retry-After` in whole seconds (at least one).
+fn with_retry_after(mut res: Response, secs: i64) -> Response {
+    res.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(secs.max(1)),
+    );
+    res
+}
+
 /// The same error rendered as `{"error": code, "message": text}` for the JSON API.
 #[derive(Debug)]
 pub struct ApiError(pub AppError);
@@ -140,6 +175,15 @@ impl<E: Into<AppError>> From<E> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = match self.0 {
+            AppError::Throttled {
+                code,
+                message,
+                retry_after_secs,
+            } => {
+                let body = Json(serde_json::json!({ "error": code, "message": message }));
+                let res = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+                return with_retry_after(res, retry_after_secs);
+            }
             AppError::Client {
                 status,
                 code,

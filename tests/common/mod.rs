@@ -96,6 +96,16 @@ impl TestServer {
     /// Starts with a configuration adjusted by `adjust` (e.g. an SMTP URL).
     pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let testdb = Arc::new(fresh_db(backend).await);
+        Self::start_on(testdb, adjust).await
+    }
+
+    /// Another instance on this server's database (its own listener, clock, jobs and keys),
+    /// the way several instances behind a load balancer share one PostgreSQL.
+    pub async fn another_instance(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        Self::start_on(self.testdb.clone(), adjust).await
+    }
+
+    async fn start_on(testdb: Arc<TestDb>, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
