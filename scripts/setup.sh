@@ -25,3 +25,15 @@ if ((${#missing[@]})); then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The browser tests inject axe-core (the npm package, pinned in tests/axe/package-lock.json).
+axe_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/axe"
+if [[ "${1:-}" == "--test" && ! -f "$axe_dir/node_modules/axe-core/axe.min.js" ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
+  fi
+  (cd "$axe_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi

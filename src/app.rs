@@ -80,6 +80,8 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .merge(limited)
         .merge(acs)
         .route("/healthz", get(healthz))
+        // Browsers ask for /favicon.ico where a response names no icon (JSON, PDF, images).
+        .route("/favicon.ico", get(|| async { Redirect::permanent("/static/favicon.svg") }))
         .route("/readyz", get(readyz))
         .nest_service("/static", ServeDir::new(static_dir()))
         .fallback(not_found)

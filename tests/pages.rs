@@ -4,7 +4,11 @@
 
 mod common;
 
+#[path = "pages/axe.rs"]
+mod axe;
 #[path = "pages/dashboard.rs"]
 mod dashboard;
 #[path = "pages/first_day.rs"]
 mod first_day;
+#[path = "pages/forms.rs"]
+mod forms;

@@ -54,7 +54,7 @@ pub fn form_error(err: AppError, render: impl FnOnce(String) -> Response) -> Res
     match err.user_message() {
         Some(message) => {
             let status = err.status();
-            let mut response = render(message.to_string());
+            let mut response = render(crate::web::form::sentence(message));
             *response.status_mut() = status;
             if let Some(secs) = err.retry_after_secs() {
                 response.headers_mut().insert(

@@ -109,9 +109,47 @@ pub fn otpauth_uri(issuer: &str, account: &str, secret: &str) -> String {
     )
 }
 
+/// The `otpauth://` URI as a QR code for authenticator apps to scan: an SVG image as a `data:`
+/// URL (the page's Content-Security-Policy allows `data:` images, and an `<img>` carries its
+/// text alternative). `None` only if the URI were too long for a QR code.
+pub fn qr_data_url(uri: &str) -> Option<String> {
+    use base64::Engine;
+    use qrcode::render::svg;
+    let code =
+        qrcode::QrCode::with_error_correction_level(uri.as_bytes(), qrcode::EcLevel::M).ok()?;
+    let image = code
+        .render::<svg::Color<'_>>()
+        .min_dimensions(200, 200)
+        .dark_color(svg::Color("#000000"))
+        .light_color(svg::Color("#ffffff"))
+        .build();
+    Some(format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(image)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_qr_code_is_an_svg_image() {
+        use base64::Engine;
+        let uri = otpauth_uri("nulab-pass", "ada@example.com", "JBSWY3DPEHPK3PXP");
+        let url = qr_data_url(&uri).unwrap();
+        let b64 = url.strip_prefix("data:image/svg+xml;base64,").unwrap();
+        let svg = String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+        // The same URI gives the same image; another gives another.
+        assert_eq!(qr_data_url(&uri), Some(url.clone()));
+        assert_ne!(qr_data_url(&format!("{uri}x")), Some(url));
+    }
 
     #[test]
     fn rfc_6238_sha1_vectors() {

@@ -90,7 +90,7 @@ fn legend_rows(series: &[&Series], width: i64) -> i64 {
 /// A horizontal bar of `total` width units split into `parts` (left to right; anything past
 /// `total` widens the scale so nothing is cut off), with a legend below.
 pub fn split_bar(id: &str, title: &str, parts: &[Part], total: i64) -> String {
-    const W: i64 = 560;
+    const W: i64 = 320;
     let sum: i64 = parts.iter().map(|p| p.value.max(0)).sum();
     let scale = sum.max(total).max(1);
     let series: Vec<&Series> = parts.iter().map(|p| &p.series).collect();
@@ -217,13 +217,13 @@ mod tests {
             },
         ];
         let svg = split_bar("seats", "Seats", &parts, 4);
-        // 8 over a total of 4: the scale is 8, used is 560 × 6/8 = 420 wide, the mark at 280.
-        assert!(svg.contains(r##"<rect x="0" y="0" width="420" height="18" fill="#111111">"##));
-        assert!(svg.contains(r##"<rect x="420" y="0" width="140" height="18" fill="#222222">"##));
-        assert!(svg.contains(r#"x1="280""#), "{svg}");
+        // 8 over a total of 4: the scale is 8, used is 320 × 6/8 = 240 wide, the mark at 160.
+        assert!(svg.contains(r##"<rect x="0" y="0" width="240" height="18" fill="#111111">"##));
+        assert!(svg.contains(r##"<rect x="240" y="0" width="80" height="18" fill="#222222">"##));
+        assert!(svg.contains(r#"x1="160""#), "{svg}");
         assert!(svg.contains("<desc id=\"seats-desc\">Used: 6, Reserved: 2</desc>"));
         let within = split_bar("seats", "Seats", &parts, 16);
-        assert!(within.contains(r##"width="210" height="18" fill="#111111""##));
+        assert!(within.contains(r##"width="120" height="18" fill="#111111""##));
         assert!(!within.contains("x1="), "no mark while within the total");
     }
 

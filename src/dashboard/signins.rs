@@ -31,6 +31,13 @@ pub struct SignIns {
     pub totals: Vec<i64>,
 }
 
+impl SignIns {
+    /// Every sign-in counted, succeeded or failed.
+    pub fn total(&self) -> i64 {
+        self.totals.iter().sum()
+    }
+}
+
 /// A reason code in words for the legend: `invalid_credentials` → "Invalid credentials".
 pub fn reason_label(code: &str) -> String {
     let words = code.replace(['_', '.'], " ");

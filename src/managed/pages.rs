@@ -16,9 +16,11 @@ use crate::accounts::policy::PasswordPolicy;
 use crate::accounts::{self, Account, AccountKind};
 use crate::ids::AccountId;
 use crate::orgs::extract::OrgAdmin;
+use crate::orgs::pages::{MemberForms, MembersQuery, render_members};
 use crate::orgs::{Member, Org, Role};
 use crate::web::error::AppError;
 use crate::web::extract::{PageForm, UploadedText};
+use crate::web::form::FormState;
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
@@ -93,7 +95,36 @@ async fn create(
             .await?;
             Ok(Redirect::to(&members_url(&org)).into_response())
         }
-        Err(err) => Err(err.into()),
+        Err(err) => {
+            let err = AppError::from(err);
+            let status = err.status();
+            // What was typed comes back (never the password), the error beside its field.
+            let create = FormState::typed(&[
+                ("email", &form.email),
+                ("name", &form.name),
+                ("role", &form.role),
+            ])
+            .with_error(err, create_field)?;
+            let forms = MemberForms {
+                create,
+                ..MemberForms::default()
+            };
+            let mut response =
+                render_members(&state, &admin, &MembersQuery::default(), forms, None).await?;
+            *response.status_mut() = status;
+            Ok(response)
+        }
+    }
+}
+
+/// The field of the "create a managed account" form an error code concerns.
+fn create_field(code: &str) -> Option<&'static str> {
+    match code {
+        "invalid_email" | "email_taken" | "domain_not_verified" | "public_domain" => Some("email"),
+        "invalid_name" => Some("name"),
+        "weak_password" => Some("password"),
+        "invalid_role" => Some("role"),
+        _ => None,
     }
 }
 

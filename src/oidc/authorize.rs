@@ -390,6 +390,7 @@ async fn authorize(
     .await?;
     tx.commit().await?;
     let next = resume_path(&handle);
+    crate::web::session::set_signing_in_to(session, &next, &client.name).await?;
     if let Some(hint) = login_hint.as_deref() {
         // A hint that routes to SSO goes straight to the IdP, without a page.
         if let Ok(sign_in::Route::Sso { login_url }) =

@@ -18,6 +18,7 @@ use crate::orgs::Member;
 use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
 use crate::web::extract::PageForm;
+use crate::web::form::{FormState, sentence};
 use crate::web::{Layout, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
@@ -148,22 +149,36 @@ struct MembersPage {
     nulab_members: bool,
     /// Open invitations (the first [`INVITATIONS_SHOWN`] by email), with their listed status.
     invitations: Vec<(super::invitations::Invitation, &'static str)>,
+    /// The "create a managed account" form.
+    create: FormState,
+    /// The "invite a member" form.
+    invite: FormState,
+}
+
+/// The members page's forms as shown again after one of them failed.
+#[derive(Default)]
+pub struct MemberForms {
+    pub create: FormState,
+    pub invite: FormState,
 }
 
 /// How many open invitations the members page lists (the API pages through all of them).
 const INVITATIONS_SHOWN: i64 = 200;
 
 #[derive(Deserialize, Default)]
-struct MembersQuery {
+pub struct MembersQuery {
     kind: Option<String>,
     status: Option<String>,
     cursor: Option<String>,
 }
 
-async fn render_members(
+/// The members page; `forms` holds a failed form's input and errors, `error` an error of an
+/// action on a row.
+pub async fn render_members(
     state: &AppState,
     admin: &OrgAdmin,
     query: &MembersQuery,
+    forms: MemberForms,
     error: Option<String>,
 ) -> Result<Response, AppError> {
     let kind = query.kind.as_deref().filter(|k| !k.is_empty());
@@ -204,6 +219,8 @@ async fn render_members(
     })
     .collect();
     Ok(MembersPage {
+        create: forms.create,
+        invite: forms.invite,
         invitations,
         nulab_members,
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
@@ -225,7 +242,7 @@ async fn members_page(
     admin: OrgAdmin,
     Query(query): Query<MembersQuery>,
 ) -> Result<Response, AppError> {
-    render_members(&state, &admin, &query, None).await
+    render_members(&state, &admin, &query, MemberForms::default(), None).await
 }
 
 /// Redirects back to the member list with a notice, or re-renders it with the error.
@@ -241,8 +258,14 @@ async fn after_change(
         }
         Err(err) => match err.user_message().map(str::to_string) {
             Some(message) => {
-                let mut response =
-                    render_members(state, admin, &MembersQuery::default(), Some(message)).await?;
+                let mut response = render_members(
+                    state,
+                    admin,
+                    &MembersQuery::default(),
+                    MemberForms::default(),
+                    Some(sentence(&message)),
+                )
+                .await?;
                 *response.status_mut() = err.status();
                 Ok(response)
             }
@@ -296,7 +319,26 @@ async fn add_member(
         ))
     }
     .await;
-    after_change(&state, &admin, result).await
+    let Err(err) = result else {
+        return after_change(&state, &admin, result).await;
+    };
+    let status = err.status();
+    let invite = FormState::typed(&[("email", &form.email), ("role", &form.role)]).with_error(
+        err,
+        |code| match code {
+            "invalid_role" | "bad_request" => Some("role"),
+            "forbidden" | "not_found" => None,
+            _ => Some("email"),
+        },
+    )?;
+    let forms = MemberForms {
+        invite,
+        ..MemberForms::default()
+    };
+    let mut response =
+        render_members(&state, &admin, &MembersQuery::default(), forms, None).await?;
+    *response.status_mut() = status;
+    Ok(response)
 }
 
 fn parse_invitation(raw: &str) -> Result<super::invitations::InvitationId, AppError> {

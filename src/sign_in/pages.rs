@@ -38,6 +38,8 @@ struct IdentifyPage {
     identifier: String,
     next: String,
     error: Option<String>,
+    /// The product this sign-in continues to (an OpenID Connect request), for the heading.
+    product: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -49,6 +51,7 @@ struct PasswordPage {
     notice: Option<String>,
     error: Option<String>,
     sso_url: Option<String>,
+    product: Option<String>,
 }
 
 #[derive(Template, WebTemplate)]
@@ -80,6 +83,7 @@ async fn identify_page(
     let layout = Layout::new(&session, None).await?;
     let hint: String = q.login_hint.unwrap_or_default().chars().take(254).collect();
     let next = safe_next(q.next.as_deref());
+    let product = session::signing_in_to(&session, &next).await?;
     if q.with.as_deref() == Some("password") {
         return Ok(PasswordPage {
             layout,
@@ -88,12 +92,14 @@ async fn identify_page(
             notice: None,
             error: None,
             sso_url: None,
+            product,
         }
         .into_response());
     }
     Ok(IdentifyPage {
         layout,
         identifier: hint,
+        product,
         next,
         error: None,
     }
@@ -113,6 +119,7 @@ async fn identify(
 ) -> Result<Response, AppError> {
     let next = safe_next(form.next.as_deref());
     let layout = Layout::new(&session, None).await?;
+    let product = session::signing_in_to(&session, &next).await?;
     let page = |error: String, status: StatusCode| {
         with_status(
             IdentifyPage {
@@ -120,6 +127,7 @@ async fn identify(
                 identifier: form.identifier.clone(),
                 next: next.clone(),
                 error: Some(error),
+                product: product.clone(),
             }
             .into_response(),
             status,
@@ -136,6 +144,7 @@ async fn identify(
             notice: None,
             error: None,
             sso_url: None,
+            product: product.clone(),
         }
         .into_response()),
         Ok(Route::NoSuchSsoOrg { identifier }) => Ok(page(
@@ -224,6 +233,7 @@ async fn password_sign_in(
                 _ => None,
             };
             let layout = Layout::new(&session, None).await?;
+            let product = session::signing_in_to(&session, &next).await?;
             Ok(form_error(err.into(), |error| {
                 PasswordPage {
                     layout,
@@ -232,6 +242,7 @@ async fn password_sign_in(
                     notice: None,
                     error: Some(error),
                     sso_url,
+                    product,
                 }
                 .into_response()
             }))

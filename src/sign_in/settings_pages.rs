@@ -39,6 +39,8 @@ struct TotpPage {
     enrolled_at: Option<i64>,
     secret: String,
     otpauth: String,
+    /// The `otpauth://` URI as a QR code (a `data:` URL of an SVG image).
+    qr: Option<String>,
     no_password: bool,
 }
 
@@ -56,6 +58,7 @@ async fn render_totp(
         enrolled_at: row.as_ref().and_then(|r| r.confirmed_at),
         secret: String::new(),
         otpauth: String::new(),
+        qr: None,
         no_password: false,
     };
     if page.enrolled_at.is_none() {
@@ -69,6 +72,7 @@ async fn render_totp(
         {
             Ok(secret) => {
                 page.otpauth = totp::otpauth_uri(ISSUER, &account.email, &secret);
+                page.qr = totp::qr_data_url(&page.otpauth);
                 page.secret = secret;
             }
             Err(SecondFactorError::AlreadyEnrolled) => {}

@@ -118,8 +118,8 @@ impl IntoResponse for AppError {
                 status, message, ..
             } => render_error(
                 status,
-                status.canonical_reason().unwrap_or("Error"),
-                &message,
+                title_of(status),
+                &super::form::sentence(&message),
                 None,
             ),
             AppError::Internal(err) => {
@@ -132,6 +132,20 @@ impl IntoResponse for AppError {
                 )
             }
         }
+    }
+}
+
+/// The error page's heading for a status, in words rather than the HTTP reason phrase.
+fn title_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "Please sign in",
+        403 => "Not allowed",
+        404 => "Not found",
+        409 => "This cannot be done now",
+        410 => "This link can no longer be used",
+        413 => "Too large",
+        429 => "Too many attempts",
+        _ => "This did not work",
     }
 }
 

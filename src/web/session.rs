@@ -266,3 +266,31 @@ pub async fn account_id(
     let raw: Option<String> = session.get(ACCOUNT_KEY).await?;
     Ok(raw.as_deref().and_then(AccountId::parse))
 }
+
+/// The product a parked OpenID Connect request signs in to, with the path that resumes it:
+/// `oidc` writes it when it sends the browser to sign in, the sign-in pages name the product
+/// while their `next` is that path.
+const SIGNING_IN_TO_KEY: &str = "signing_in_to";
+
+/// Remembers that signing in on this browser continues to `product` through `next`.
+pub async fn set_signing_in_to(
+    session: &Session,
+    next: &str,
+    product: &str,
+) -> Result<(), tower_sessions::session::Error> {
+    session
+        .insert(SIGNING_IN_TO_KEY, (next.to_string(), product.to_string()))
+        .await
+}
+
+/// The product that signing in with `next` continues to, if any.
+pub async fn signing_in_to(
+    session: &Session,
+    next: &str,
+) -> Result<Option<String>, tower_sessions::session::Error> {
+    Ok(session
+        .get::<(String, String)>(SIGNING_IN_TO_KEY)
+        .await?
+        .filter(|(path, _)| path == next)
+        .map(|(_, product)| product))
+}

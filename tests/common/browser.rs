@@ -9,6 +9,14 @@ use tokio::process::{Child, Command};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
+/// Runs axe-core and answers the serious and critical violations, one line each.
+const AXE_RUN: &str = "const done = arguments[arguments.length - 1];
+axe.run(document, { resultTypes: ['violations'] }).then(function (r) {
+  done(r.violations.filter(function (v) { return v.impact === 'serious' || v.impact === 'critical'; })
+    .map(function (v) { return v.id + ' (' + v.impact + '): ' + v.help + ' at ' +
+      v.nodes.map(function (n) { return n.target.join(' '); }).join(', '); }));
+}, function (e) { done(['axe failed: ' + e]); });";
+
 /// A running chromedriver with one browser session.
 pub struct Browser {
     driver: Child,
@@ -38,7 +46,8 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         let profile = tempfile::tempdir().unwrap();
-        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome", "goog:chromeOptions": {
+        let caps = json!({"capabilities": {"alwaysMatch": {"browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"}, "goog:chromeOptions": {
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -179,6 +188,64 @@ impl Browser {
             Some(json!({ "width": width, "height": height })),
         )
         .await;
+    }
+
+    /// The browser console's errors (level SEVERE: script errors, refused resources, CSP
+    /// violations) since the last call; reading them empties the log.
+    pub async fn console_errors(&self) -> Vec<String> {
+        let entries = self
+            .call(
+                reqwest::Method::POST,
+                "/se/log",
+                Some(json!({ "type": "browser" })),
+            )
+            .await;
+        entries
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["level"] == "SEVERE")
+            .map(|e| e["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Runs axe-core (installed by `scripts/setup.sh --test` into `tests/axe`) on the page and
+    /// returns its violations of `serious` or `critical` impact, each as "rule: target, ...".
+    pub async fn axe_serious_violations(&self) -> Vec<String> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/axe/node_modules/axe-core/axe.min.js"
+        );
+        let source = std::fs::read_to_string(path)
+            .unwrap_or_else(|_| panic!("{path} is missing: run scripts/setup.sh --test"));
+        self.script(&format!("{source}\n;return null")).await;
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/async",
+                Some(json!({"script": AXE_RUN, "args": []})),
+            )
+            .await;
+        found
+            .as_array()
+            .unwrap_or_else(|| panic!("axe answered {found}"))
+            .iter()
+            .map(|v| v.as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+
+    /// Saves a PNG of the whole page: the window grows to the page's height first (up to 6000
+    /// pixels) and is put back after.
+    pub async fn full_screenshot(&self, path: &std::path::Path, width: u32, height: u32) {
+        let full = self
+            .script("return Math.ceil(document.documentElement.scrollHeight)")
+            .await
+            .as_u64()
+            .unwrap_or(u64::from(height));
+        let full = u32::try_from(full).unwrap_or(height).clamp(height, 6000);
+        self.set_window_size(width, full).await;
+        self.screenshot(path).await;
+        self.set_window_size(width, height).await;
     }
 
     pub async fn quit(mut self) {

@@ -379,7 +379,7 @@ async fn from_a_csv_file(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 400);
-    assert!(res.text().await.unwrap().contains("choose a file"));
+    assert!(res.text().await.unwrap().contains("Choose a file"));
     let res = admin
         .post(page.as_str().to_owned() + "/upload")
         .multipart(reqwest::multipart::Form::new().text("file", csv))

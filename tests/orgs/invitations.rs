@@ -305,7 +305,7 @@ async fn refusals(backend: Backend) {
     );
     let (status, html) = answer(&s, &new, &new_invitation, "accept").await;
     assert_eq!(status, 403);
-    assert!(html.contains("confirm your email"), "{html}");
+    assert!(html.contains("Confirm your email"), "{html}");
     let (status, _) = answer(&s, &new, "not-a-uuid", "accept").await;
     assert_eq!(status, 404);
     let (status, _) = page(&s.client(), &s.url("/invitations/forged-token")).await;
