@@ -134,9 +134,17 @@ async fn bench(name: &str, db: Db) {
     time("one acceptance (signed in: no hashing)", 200, async || {
         let (id, token) = &links[next.get()];
         next.set(next.get() + 1);
-        migration::accept(&db, &totp_key, &config, 1, token, Proof::SignedIn(*id), &meta)
-            .await
-            .unwrap()
+        migration::accept(
+            &db,
+            &totp_key,
+            &config,
+            1,
+            token,
+            Proof::SignedIn(*id),
+            &meta,
+        )
+        .await
+        .unwrap()
     })
     .await;
 }

@@ -81,7 +81,10 @@ async fn address_waits(backend: Backend) {
     // The fourth attempt is refused, even with Bob's right password: not checked, no session.
     let (status, retry, page) = sign_in(&s, BOB, PASSWORD).await;
     assert_eq!((status, retry.as_deref()), (429, Some("60")), "{page}");
-    assert!(page.contains("too many attempts: wait 1 minute"), "{page}");
+    assert!(
+        page.contains("Too many attempts: wait 1 minute and try again."),
+        "{page}"
+    );
     let (details, ip) = last_event(&s, "request.rate_limited").await;
     assert_eq!(details["limit"], "sign_in_per_address");
     assert_eq!(details["strikes"], 1);

@@ -125,7 +125,17 @@ async fn accept(
             code: form.code,
         },
     };
-    match super::accept(&state.db, &state.totp_key, &state.config, now, &token, proof, &meta).await {
+    match super::accept(
+        &state.db,
+        &state.totp_key,
+        &state.config,
+        now,
+        &token,
+        proof,
+        &meta,
+    )
+    .await
+    {
         Ok((account, org)) => {
             // The account's sessions ended in the migration's transaction; this browser's too.
             session.flush().await?;

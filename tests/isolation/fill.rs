@@ -60,6 +60,7 @@ fn open(method: &str, path: &str) -> Option<&'static str> {
         (_, "/static" | "/static/" | "/static/{*__private__axum_nest_tail_param}") => {
             "static files"
         }
+        (_, "/favicon.ico") => "the site icon",
         (_, "/api/v1/openapi.json") => "the public API description",
         (_, "/api/{*rest}") => "the API's 404 for unknown paths",
         (_, "/.well-known/openid-configuration" | "/oauth/jwks") => {
