@@ -70,11 +70,19 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     // The ACS reads its body itself, up to its own limit, so that it refuses an oversized
     // response with a reason code and an audit event; everything else has the configured limit.
     let acs = crate::saml::acs_page::routes();
+    // The API answers an oversized body in JSON like its other errors.
     let limited = Router::new()
-        .merge(pages)
-        .merge(api_routes())
-        .layer(DefaultBodyLimit::max(limit))
-        .layer(RequestBodyLimitLayer::new(limit));
+        .merge(
+            pages
+                .layer(DefaultBodyLimit::max(limit))
+                .layer(RequestBodyLimitLayer::new(limit)),
+        )
+        .merge(
+            api_routes()
+                .layer(DefaultBodyLimit::max(limit))
+                .layer(RequestBodyLimitLayer::new(limit))
+                .layer(axum::middleware::map_response(api_too_large)),
+        );
 
     Router::new()
         .merge(limited)
@@ -140,6 +148,23 @@ async fn security_headers(State(state): State<AppState>, request: Request, next:
 
 /// The session layer answers a failure to save a session (its store is the database) with an
 /// empty 500 of its own, after logging the cause: give it the error page and an error id.
+/// The body limit's own 413 (plain text) as an API error.
+async fn api_too_large(response: Response) -> Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || json {
+        return response;
+    }
+    ApiError(AppError::client(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        "the request body is too large",
+    ))
+    .into_response()
+}
+
 async fn bare_server_error(response: Response) -> Response {
     let bare = response.status() == StatusCode::INTERNAL_SERVER_ERROR
         && !response.headers().contains_key(header::CONTENT_TYPE);
@@ -278,13 +303,79 @@ fn api_routes() -> Router<AppState> {
         ))
         .routes(routes!(audit::admin::api::test_webhook))
         .split_for_parts();
-    let document = Arc::new(openapi);
+    let document = Arc::new(with_common_errors(openapi));
     router
         .route(
             "/api/v1/openapi.json",
             get(move || async move { Json(document.as_ref().clone()) }),
         )
         .route("/api/{*rest}", any(api_not_found))
+}
+
+/// Documents on every operation the errors any request to it can get, whatever the handler:
+/// 401 (no token, or an unknown, expired or revoked one), 403 (a token of another organization,
+/// or without the operation's scope) and, where a request body is read, 400 (a body that is not
+/// the documented JSON) and 413 (a body over the size limit).
+fn with_common_errors(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    let common = [
+        (
+            "401",
+            "unauthorized: no API token, or one that is unknown, expired or revoked",
+            false,
+        ),
+        (
+            "403",
+            "forbidden (the token belongs to another organization) or missing_scope (it lacks \
+             the operation's scope)",
+            false,
+        ),
+        (
+            "400",
+            "invalid_body: the request body is not what the operation reads",
+            true,
+        ),
+        (
+            "413",
+            "too_large: the request body is over the size limit",
+            true,
+        ),
+    ];
+    for item in openapi.paths.paths.values_mut() {
+        for op in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let has_body = op.request_body.is_some();
+            for (status, description, needs_body) in common {
+                if needs_body && !has_body {
+                    continue;
+                }
+                op.responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| error(description).into());
+            }
+        }
+    }
+    openapi
 }
 
 async fn api_not_found() -> ApiError {

@@ -212,14 +212,19 @@ async fn whole_life(backend: Backend) {
     let (_, status, body) = sign_in_status(s, "kim@corp.test", "violet mountain river").await;
     assert_eq!(status, 403);
     assert!(body.contains("suspended"));
-    let (status, _) = f
+    // The body is optional; JSON `null`, which the OpenAPI document allows, means no options.
+    let (status, body) = f
         .api(
             Method::POST,
             &format!("/api/v1/orgs/corp/managed-accounts/{id}/reactivate"),
-            None,
+            Some(serde_json::Value::Null),
         )
         .await;
-    assert_eq!(status, 200);
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("active")),
+        "{body}"
+    );
     let (kim, status, _) = sign_in_status(s, "kim@corp.test", "violet mountain river").await;
     assert_eq!(status, 303);
 

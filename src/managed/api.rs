@@ -62,8 +62,30 @@ pub async fn create(
 pub async fn import(
     State(state): State<AppState>,
     ApiAdmin(scope, _): ApiAdmin<need::Members>,
-    body: String,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Json<BulkReport>, ApiError> {
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::client(
+                rejection.status(),
+                "too_large",
+                "the request body is too large",
+            )
+        } else {
+            AppError::client(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                rejection.body_text(),
+            )
+        }
+    })?;
+    let body = String::from_utf8(body.to_vec()).map_err(|_| {
+        AppError::client(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            "the CSV must be UTF-8 text",
+        )
+    })?;
     let clock = state.clock.clone();
     Ok(Json(
         super::csv::import(
@@ -151,11 +173,13 @@ pub async fn action(
     body: axum::body::Bytes,
 ) -> Result<Json<ManagedAccount>, ApiError> {
     let id = id_in_path(&id)?;
+    // The body is optional: none, or JSON `null` as the document allows, means no options.
     let body: ActionBody = if body.iter().all(u8::is_ascii_whitespace) {
         ActionBody::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<ActionBody>>(&body)
             .map_err(|e| AppError::client(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()))?
+            .unwrap_or_default()
     };
     let now = state.clock.now_ms();
     if action == "reset-password" {

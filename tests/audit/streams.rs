@@ -346,3 +346,44 @@ both!(
     private_webhook_urls_are_refused,
     private_webhook_urls_are_refused
 );
+
+/// Removing the webhook when there is none (`"webhook_url": ""`, which schemathesis sent) is
+/// what a PUT asks to hold already: 200, no event, nothing changed, and the retention sent
+/// beside it applied.
+async fn removing_no_webhook_changes_nothing(backend: Backend) {
+    let c = corp(TestServer::start(backend).await).await;
+    let s = &c.s;
+    let before = audit_count(s).await;
+    let (status, body) = call(
+        s,
+        &c.token,
+        Method::PUT,
+        "/api/v1/orgs/corp/audit-settings",
+        Some(json!({ "webhook_url": "" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["webhook_secret"].is_null(), "{body}");
+    assert_eq!(s.count("audit_webhooks").await, 0);
+    assert_eq!(audit_count(s).await, before, "nothing audited");
+    assert!(!s.audited("audit.webhook_removed").await);
+    let (status, body) = call(
+        s,
+        &c.token,
+        Method::PUT,
+        "/api/v1/orgs/corp/audit-settings",
+        Some(json!({ "webhook_url": " ", "retention_days": 90 })),
+    )
+    .await;
+    assert_eq!(
+        (status, body["retention_days"].as_i64()),
+        (200, Some(90)),
+        "{body}"
+    );
+    assert_eq!(s.count("audit_webhooks").await, 0);
+    assert!(!s.audited("audit.webhook_removed").await);
+}
+both!(
+    removing_no_webhook_changes_nothing,
+    removing_no_webhook_changes_nothing
+);

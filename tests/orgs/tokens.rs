@@ -142,6 +142,128 @@ both!(
     every_endpoint_needs_its_scope
 );
 
+/// An error answer: its status, and the JSON error code every API error carries.
+async fn error_of(res: reqwest::Response) -> (u16, String) {
+    let status = res.status().as_u16();
+    let json = res.headers()[reqwest::header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json");
+    assert!(json, "{status} answered in JSON");
+    let body: Value = res.json().await.unwrap();
+    (status, body["error"].as_str().unwrap_or("-").to_string())
+}
+
+/// Every operation documents the errors any request to it can get, and answers them in JSON:
+/// 401 without a token, 403 with another organization's token and, where it reads a body, 400
+/// `invalid_body` for a body it cannot read and 413 `too_large` for one over the limit; none
+/// changes anything. (schemathesis found the 401, 403 and 400 undocumented, and the 413 and the
+/// CSV import's 400 in plain text.)
+async fn common_errors_are_documented(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let ada = server.account("ada@example.com", "Ada", PASSWORD).await;
+    let org = server.org("acme", &ada).await;
+    let bob = server.account("bob@example.com", "Bob", PASSWORD).await;
+    let other = server.org("other", &bob).await;
+    let all: Vec<&str> = nulab_pass::api_tokens::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let token = server.scoped_token(&org, &all.join(" ")).await;
+    let foreign = server.scoped_token(&other, &all.join(" ")).await;
+    let client = server.client();
+    let doc: Value = client
+        .get(server.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let before = snapshot(&server).await;
+    let (mut operations, mut with_body) = (0, 0);
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().unwrap() {
+            operations += 1;
+            let documented = |status: &str| {
+                assert!(
+                    op["responses"][status]["content"]["application/json"].is_object(),
+                    "{method} {path} documents {status}"
+                )
+            };
+            let method = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let url = server.url(&concrete(path));
+            let res = client.request(method.clone(), &url).send().await.unwrap();
+            assert_eq!(
+                error_of(res).await,
+                (401, "unauthorized".into()),
+                "{method} {path}"
+            );
+            documented("401");
+            let res = client
+                .request(method.clone(), &url)
+                .bearer_auth(&foreign)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_of(res).await,
+                (403, "forbidden".into()),
+                "{method} {path}"
+            );
+            documented("403");
+            let Some(content) = op["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            with_body += 1;
+            let (content_type, unreadable): (&str, &[u8]) = if content.contains_key("text/csv") {
+                ("text/csv", b"\xff\xfe,x\n")
+            } else {
+                ("application/json", b"{\"")
+            };
+            let res = client
+                .request(method.clone(), &url)
+                .bearer_auth(&token)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(unreadable.to_vec())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_of(res).await,
+                (400, "invalid_body".into()),
+                "{method} {path}"
+            );
+            documented("400");
+            // A client of its own: the server closes a connection whose body it did not read.
+            let res = server
+                .client()
+                .request(method.clone(), &url)
+                .bearer_auth(&token)
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .body(vec![b' '; 300 * 1024])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_of(res).await,
+                (413, "too_large".into()),
+                "{method} {path}"
+            );
+            documented("413");
+        }
+    }
+    assert!(
+        operations >= 40 && with_body >= 15,
+        "{operations} {with_body}"
+    );
+    assert_eq!(snapshot(&server).await, before, "nothing changed");
+}
+both!(
+    every_api_operation_documents_its_common_errors,
+    common_errors_are_documented
+);
+
 async fn expiry_scopes_and_last_use(backend: Backend) {
     let server = TestServer::start(backend).await;
     let ada = server.account("ada@example.com", "Ada", PASSWORD).await;

@@ -120,7 +120,8 @@ pub async fn get_settings(
 pub struct PutSettings {
     /// Days events are kept, 30–3650 (default 400).
     retention_days: Option<i64>,
-    /// The webhook URL (https, public addresses); `""` removes the webhook.
+    /// The webhook URL (https, public addresses); `""` removes the webhook (if there is none,
+    /// nothing changes).
     webhook_url: Option<String>,
 }
 
@@ -153,7 +154,17 @@ pub async fn put_settings(
     let mut secret = None;
     match body.webhook_url.as_deref().map(str::trim) {
         None => {}
-        Some("") => super::remove_webhook(&state, &scope).await?,
+        // Already without a webhook: nothing to remove (a PUT states what should hold).
+        Some("") => {
+            let org_id = scope.org().id.to_string();
+            if webhook::get(state.db.pool(), &org_id)
+                .await
+                .map_err(AppError::from)?
+                .is_some()
+            {
+                super::remove_webhook(&state, &scope).await?
+            }
+        }
         Some(url) => secret = Some(super::set_webhook(&state, &scope, url).await?),
     }
     if let Some(days) = body.retention_days {
