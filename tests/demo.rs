@@ -327,35 +327,6 @@ both!(
     serve_has_no_demo_page
 );
 
-/// Waits until the browser is at a URL starting with `prefix`.
-async fn wait_for(browser: &common::browser::Browser, prefix: &str) -> String {
-    let mut at = String::new();
-    for _ in 0..200 {
-        at = browser.current_url().await;
-        if at.starts_with(prefix) {
-            return at;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the browser is at {at}, not {prefix}");
-}
-
-/// From the demo product's home page through nulab-pass's sign-in page and the mock IdP back to
-/// the product, as `email`.
-async fn sso_into_product(browser: &common::browser::Browser, demo: &DemoProcess, email: &str) {
-    browser.goto(&demo.product).await;
-    browser.click("#sign-in").await;
-    wait_for(browser, &demo.url("/signin")).await;
-    browser.fill("input[name=identifier]", email).await;
-    browser
-        .click("form[action='/signin/identify'] button[type=submit]")
-        .await;
-    wait_for(browser, &format!("{}/sso?", demo.idp)).await;
-    browser.fill("input[name=email]", email).await;
-    browser.click("#sign-in").await;
-    wait_for(browser, &format!("{}/", demo.product)).await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alice_signs_in_to_the_demo_product_through_sso_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
@@ -382,48 +353,23 @@ async fn alice_signs_in_to_the_demo_product_through_sso_in_chromium() {
     assert!(home.contains("id=\"sign-in\"") && !home.contains("claim-sub"));
 
     let browser = common::browser::Browser::start().await;
-    browser.goto(&demo.product).await;
-    browser.click("#sign-in").await;
-    wait_for(&browser, &demo.url("/signin")).await;
     browser
-        .fill("input[name=identifier]", "alice@acme.test")
+        .sso_into_product(&demo.product, &demo.base, &demo.idp, "alice@acme.test")
         .await;
-    browser
-        .click("form[action='/signin/identify'] button[type=submit]")
-        .await;
-    wait_for(&browser, &format!("{}/sso?", demo.idp)).await;
-    browser.fill("input[name=email]", "alice@acme.test").await;
-    browser.click("#sign-in").await;
-    wait_for(&browser, &format!("{}/", demo.product)).await;
-    let mut page = String::new();
-    for _ in 0..100 {
-        page = browser.source().await;
-        if page.contains("claim-sub") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        page.contains("claim-sub"),
-        "the product shows who signed in: {page}"
-    );
-    let claim = |name: &'static str| {
-        let browser = &browser;
-        async move {
-            let js = format!("return document.getElementById('claim-{name}').textContent");
-            browser.script(&js).await.as_str().unwrap().to_string()
-        }
-    };
     let db = demo.db().await;
     let alice = one(
         &db,
         "SELECT id FROM accounts WHERE email = 'alice@acme.test'",
     )
     .await;
-    assert_eq!(claim("sub").await, alice, "sub is the account id");
-    assert_eq!(claim("email").await, "alice@acme.test");
-    assert_eq!(claim("org").await, "acme");
-    assert_eq!(claim("amr").await, "saml");
+    assert_eq!(
+        browser.product_claim("sub").await,
+        alice,
+        "sub is the account id"
+    );
+    assert_eq!(browser.product_claim("email").await, "alice@acme.test");
+    assert_eq!(browser.product_claim("org").await, "acme");
+    assert_eq!(browser.product_claim("amr").await, "saml");
     let audited = "SELECT COUNT(*) FROM audit_events WHERE action = 'sso.signin.succeeded'";
     assert_eq!(number(&db, audited).await, 1);
     browser.quit().await;

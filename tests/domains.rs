@@ -878,7 +878,7 @@ async fn pages(backend: Backend) {
         .await
         .unwrap();
     assert!(
-        page.contains("corp.test is pending: no TXT records found."),
+        page.contains("corp.test is not verified yet: no TXT records found. Publish the TXT record below at corp.test, then press Verify now again"),
         "result in words"
     );
     assert!(page.contains("Last check") && page.contains(": no TXT records found."));

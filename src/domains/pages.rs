@@ -216,6 +216,13 @@ async fn verify_domain(
                 "{} is still verified, but its record is missing: {result}.",
                 domain.name
             ),
+            // What to do next, not only what was found: the record may not be published yet
+            // or not visible yet.
+            DomainStatus::Pending => format!(
+                "{name} is not verified yet: {result}. Publish the TXT record below at {name}, then \
+                 press Verify now again; a new record can take a few minutes to appear in DNS.",
+                name = domain.name
+            ),
             status => format!("{} is {}: {result}.", domain.name, status.as_str()),
         })
     }

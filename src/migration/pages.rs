@@ -165,7 +165,7 @@ async fn accept(
                 &state,
                 &session,
                 &token,
-                err.user_message().map(str::to_string),
+                err.user_message().map(crate::web::form::sentence),
             )
             .await?;
             if page.status() == StatusCode::OK {

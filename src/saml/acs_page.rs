@@ -355,7 +355,7 @@ async fn acs_post(
     let Some(connection) = connection else {
         let rejection = Rejection::new(Reason::UnknownConnection, format!("connection {id}"));
         record_failure(&state, None, &rejection, &meta, now).await?;
-        return refuse(Reason::UnknownConnection).await;
+        return refuse(Reason::UnknownConnection, None).await;
     };
     let post = Post {
         state: &state,
@@ -424,7 +424,11 @@ impl Post<'_> {
             };
             return test_page(state, self.session, connection, outcome).await;
         }
-        refuse(rejection.reason).await
+        refuse(
+            rejection.reason,
+            request.as_ref().map(|r| r.return_to.as_str()),
+        )
+        .await
     }
 
     /// An event of this connection with `account` as the actor.

@@ -23,6 +23,9 @@ struct SsoErrorPage {
     code: &'static str,
     message: &'static str,
     not_managed: bool,
+    /// Where the sign-in was going (a product's authorization request, an invitation): the
+    /// links back to sign-in keep it.
+    next: String,
 }
 
 #[derive(Template, WebTemplate)]
@@ -186,7 +189,9 @@ pub(super) async fn record_failure(
 
 /// The page that names the failed rule. It leaves the browser's session alone: any website can
 /// post to the ACS, and a refusal must never replace or end the session of the person it lands on.
-pub(super) async fn refuse(reason: Reason) -> Result<Response, AppError> {
+/// `return_to` is where this browser's own request was going (its links back to sign-in go on
+/// there); an unsolicited response has none.
+pub(super) async fn refuse(reason: Reason, return_to: Option<&str>) -> Result<Response, AppError> {
     let status = match reason {
         Reason::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::Malformed | Reason::DtdForbidden => StatusCode::BAD_REQUEST,
@@ -198,6 +203,7 @@ pub(super) async fn refuse(reason: Reason) -> Result<Response, AppError> {
         code: reason.code(),
         message: reason.message(),
         not_managed: reason == Reason::NotManaged,
+        next: crate::accounts::pages::local_path(return_to),
     };
     Ok((status, page).into_response())
 }

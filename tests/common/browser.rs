@@ -248,6 +248,72 @@ impl Browser {
         self.set_window_size(width, height).await;
     }
 
+    /// Waits until the page's source holds `text`; returns the source.
+    pub async fn wait_for_text(&self, text: &str) -> String {
+        let mut page = String::new();
+        for _ in 0..100 {
+            page = self.source().await;
+            if page.contains(text) {
+                return page;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no {text:?} on the page: {page}");
+    }
+
+    /// Waits until the browser is at a URL starting with `prefix`; returns the URL.
+    pub async fn wait_for_url(&self, prefix: &str) -> String {
+        let mut at = String::new();
+        for _ in 0..200 {
+            at = self.current_url().await;
+            if at.starts_with(prefix) {
+                return at;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the browser is at {at}, not {prefix}");
+    }
+
+    /// Signs in at nulab-pass `base` on the sign-in page's password form (a Nulab account on a
+    /// domain that signs in through an IdP would be sent there by the identifier-first page).
+    pub async fn sign_in_with_password(&self, base: &str, email: &str, password: &str) {
+        self.goto(&format!("{base}/signin?with=password")).await;
+        self.fill("input[name=email]", email).await;
+        self.fill("input[name=password]", password).await;
+        self.click("form[action='/signin'] button[type=submit]")
+            .await;
+        self.wait_for_text(email).await;
+    }
+
+    /// From the home page of the demo product at `product` through nulab-pass's sign-in page at
+    /// `base` and the mock IdP at `idp` back to the product, as `email`; waits until the product
+    /// shows who is signed in.
+    pub async fn sso_into_product(&self, product: &str, base: &str, idp: &str, email: &str) {
+        self.goto(product).await;
+        self.click("#sign-in").await;
+        self.wait_for_url(&format!("{base}/signin")).await;
+        self.identify_at_idp(idp, email).await;
+        self.wait_for_url(&format!("{product}/")).await;
+        self.wait_for_text("claim-sub").await;
+    }
+
+    /// On nulab-pass's sign-in page: enters `email`, is sent to the mock IdP at `idp` and signs
+    /// in there as `email` (what nulab-pass answers is up to the caller to wait for).
+    pub async fn identify_at_idp(&self, idp: &str, email: &str) {
+        self.fill("input[name=identifier]", email).await;
+        self.click("form[action='/signin/identify'] button[type=submit]")
+            .await;
+        self.wait_for_url(&format!("{idp}/sso?")).await;
+        self.fill("input[name=email]", email).await;
+        self.click("#sign-in").await;
+    }
+
+    /// The text of the demo product's row for `claim` (`sub`, `email`, `org`, `amr`).
+    pub async fn product_claim(&self, claim: &str) -> String {
+        let js = format!("return document.getElementById('claim-{claim}').textContent");
+        self.script(&js).await.as_str().unwrap().to_string()
+    }
+
     pub async fn quit(mut self) {
         let _ = self
             .http

@@ -5,7 +5,6 @@
 //! README's pictures are these, made smaller.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::common::browser::Browser;
 use super::demo_process::{DemoProcess, Ports};
@@ -17,29 +16,10 @@ fn shots() -> PathBuf {
     dir
 }
 
-/// Waits until the page's source holds `text`; returns it.
-async fn page_with(browser: &Browser, text: &str) -> String {
-    let mut page = String::new();
-    for _ in 0..100 {
-        page = browser.source().await;
-        if page.contains(text) {
-            return page;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("no {text:?} on the page: {page}");
-}
-
-/// Signs in with a password on the sign-in page's password form (the admins' Nulab accounts
-/// are on domains that sign in through the IdP, so the identifier-first page would go there).
 async fn sign_in(browser: &Browser, demo: &DemoProcess, email: &str) {
-    browser.goto(&demo.url("/signin?with=password")).await;
-    browser.fill("input[name=email]", email).await;
-    browser.fill("input[name=password]", &demo.password()).await;
     browser
-        .click("form[action='/signin'] button[type=submit]")
+        .sign_in_with_password(&demo.base, email, &demo.password())
         .await;
-    page_with(browser, email).await;
 }
 
 async fn sign_out(browser: &Browser) {
@@ -57,8 +37,9 @@ async fn the_readme_tour_in_chromium() {
     let shots = shots();
 
     // 1. Alice signs in to the product through SSO.
-    super::sso_into_product(&browser, &demo, "alice@acme.test").await;
-    page_with(&browser, "claim-sub").await;
+    browser
+        .sso_into_product(&demo.product, &demo.base, &demo.idp, "alice@acme.test")
+        .await;
     browser
         .screenshot(&shots.join("product-signed-in.png"))
         .await;
@@ -66,10 +47,10 @@ async fn the_readme_tour_in_chromium() {
     // 2. The admin's dashboard and SSO page.
     sign_in(&browser, &demo, "admin@acme.test").await;
     browser.goto(&demo.url("/admin/acme")).await;
-    page_with(&browser, "Overview").await;
+    browser.wait_for_text("Overview").await;
     browser.screenshot(&shots.join("dashboard.png")).await;
     browser.goto(&demo.url("/admin/acme/sso")).await;
-    page_with(&browser, "Mock IdP (demo)").await;
+    browser.wait_for_text("Mock IdP (demo)").await;
     browser.screenshot(&shots.join("sso.png")).await;
     sign_out(&browser).await;
 
@@ -78,7 +59,7 @@ async fn the_readme_tour_in_chromium() {
     let body = one(&db, mail).await;
     let link = super::common::link_in(&body, &demo.url("/migration/")).expect("a link");
     browser.goto(&link).await;
-    page_with(&browser, "Password of bob@acme.test").await;
+    browser.wait_for_text("Password of bob@acme.test").await;
     browser
         .screenshot(&shots.join("migration-consent.png"))
         .await;
@@ -102,7 +83,7 @@ async fn the_readme_tour_in_chromium() {
     // 4. The admin finds it all in the audit log, and exports it.
     sign_in(&browser, &demo, "admin@acme.test").await;
     browser.goto(&demo.url("/admin/acme/audit")).await;
-    let log = page_with(&browser, "migration.accepted").await;
+    let log = browser.wait_for_text("migration.accepted").await;
     assert!(log.contains("sso.signin.succeeded") && log.contains("domain.verified"));
     browser
         .script("const t = document.querySelector('table.audit-events'); window.scrollTo(0, t.getBoundingClientRect().top + window.scrollY - 120); return null")
