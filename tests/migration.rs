@@ -209,13 +209,18 @@ async fn end_to_end(backend: Backend) {
         text.contains("API token") && text.contains("Test Org"),
         "who asks: {text}"
     );
+    // The asker opens a sentence: capitalised.
+    assert!(
+        text.contains("\nAn administrator (API token") || text.starts_with("An administrator"),
+        "{text}"
+    );
     let link = link_in(&text, &s.url("/migration/")).expect("consent link");
     let browser = s.client();
     let page = browser.get(&link).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let page = page.text().await.unwrap();
     for expected in [
-        "API token",
+        "<strong>An administrator (API token",
         "password settings",
         "deletion",
         "Test Org",

@@ -352,7 +352,7 @@ fn print_welcome(config: &Config, args: &DemoArgs, saved: &Saved, dns: SocketAdd
          \x20 1. Sign in to the product through SSO: open {product}, press \"Sign in with nulab-pass\",\n\
          \x20    enter alice@acme.test, and at the mock IdP sign in as alice@acme.test.\n\
          \x20 2. Migrate a Nulab account: open {base}/dev/mail, follow the link in the email to {bob},\n\
-         \x20    sign in as {bob} and agree.\n\
+         \x20    enter {bob}'s password (the one above) and agree.\n\
          \x20 3. Read the audit log: sign in at {base}/signin?with=password as {admin}, open {base}/admin/{org}/audit.\n\
          And verify a domain yourself: add one such as example.test at {base}/admin/{org}/domains,\n\
          publish its TXT record at {base}/demo/dns, then press Verify now.\n",

@@ -29,8 +29,14 @@ pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
                 poll,
             )));
         }
+        // In development mode (the demo) that is the point: /dev/mail shows the outbox. A
+        // deployment without SMTP sends nothing, which deserves a warning.
+        None if state.config.dev => tracing::info!(
+            "NULAB_PASS_SMTP_URL is not set: email stays in the outbox, shown at /dev/mail"
+        ),
         None => tracing::warn!(
-            "NULAB_PASS_SMTP_URL is not set: email stays in the outbox (see /dev/mail with --dev)"
+            "NULAB_PASS_SMTP_URL is not set: email stays in the outbox and nobody receives it \
+             (set it to an SMTP server's URL; with --dev, /dev/mail shows the outbox)"
         ),
     }
     jobs.push(crate::domains::spawn_recheck(state));

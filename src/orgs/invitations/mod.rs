@@ -207,9 +207,9 @@ fn inviter(actor: &Actor) -> String {
     match actor {
         Actor::Account { email, .. } => email.clone(),
         Actor::ApiToken { name, .. } => {
-            format!("an administrator (API token \u{201c}{name}\u{201d})")
+            format!("An administrator (API token \u{201c}{name}\u{201d})")
         }
-        _ => "an administrator".to_string(),
+        _ => "An administrator".to_string(),
     }
 }
 
