@@ -187,6 +187,10 @@ async fn verify_a_domain_on_the_demo_page(demo: &DemoProcess, db: &Db) {
     assert_eq!(res.status(), 303);
     let shown = admin.get(&page).send().await.unwrap().text().await.unwrap();
     assert!(shown.contains("Published a TXT record at example.test") && shown.contains(&text));
+    assert!(
+        shown.contains("admin@acme.test") && !shown.contains("Create a Nulab account"),
+        "the header shows who is signed in"
+    );
     let verify = demo.url(&format!("/admin/acme/domains/{id}/verify"));
     let res = post_form(&admin, &domains, &verify, &[]).await;
     assert!(res.status().is_redirection(), "{}", res.status());

@@ -3,7 +3,7 @@
 //! each request ([`SignedIn`]). The lifetime an organization sets is read here (its admin
 //! settings live in `sign_in`).
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::http::request::Parts;
 use tower_sessions::Session;
 
@@ -140,6 +140,23 @@ impl FromRequestParts<AppState> for SignedIn {
                 session.flush().await?;
                 Err(AppError::SignInRequired { next })
             }
+        }
+    }
+}
+
+/// On pages anyone may open (`Option<SignedIn>`): the signed-in account when there is one, for
+/// the header; the same checks, and nobody where the page would ask to sign in.
+impl OptionalFromRequestParts<AppState> for SignedIn {
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match <SignedIn as FromRequestParts<AppState>>::from_request_parts(parts, state).await {
+            Ok(signed_in) => Ok(Some(signed_in)),
+            Err(AppError::SignInRequired { .. }) => Ok(None),
+            Err(err) => Err(err),
         }
     }
 }

@@ -14,6 +14,7 @@ use tower_sessions::Session;
 
 use super::dns::DemoDns;
 use crate::AppState;
+use crate::accounts::session::SignedIn;
 use crate::web::Layout;
 use crate::web::error::AppError;
 use crate::web::extract::PageForm;
@@ -38,14 +39,19 @@ struct DnsPage {
 }
 
 impl DnsPage {
-    async fn new(session: &Session, dns: &DemoDns) -> Result<DnsPage, AppError> {
+    /// The page, with the signed-in account (if any) in its header.
+    async fn new(
+        session: &Session,
+        signed_in: Option<&SignedIn>,
+        dns: &DemoDns,
+    ) -> Result<DnsPage, AppError> {
         let records = dns
             .records()
             .into_iter()
             .flat_map(|(name, texts)| texts.into_iter().map(move |t| (name.clone(), t)))
             .collect();
         Ok(DnsPage {
-            layout: Layout::new(session, None).await?,
+            layout: Layout::new(session, signed_in.map(|s| &s.account as _)).await?,
             server: dns.addr.to_string(),
             records,
             notice: crate::web::take_flash(session).await?,
@@ -59,8 +65,9 @@ impl DnsPage {
 async fn show(
     Extension(dns): Extension<Arc<DemoDns>>,
     session: Session,
+    signed_in: Option<SignedIn>,
 ) -> Result<DnsPage, AppError> {
-    DnsPage::new(&session, &dns).await
+    DnsPage::new(&session, signed_in.as_ref(), &dns).await
 }
 
 #[derive(Deserialize)]
@@ -74,6 +81,7 @@ struct PublishForm {
 async fn publish(
     Extension(dns): Extension<Arc<DemoDns>>,
     session: Session,
+    signed_in: Option<SignedIn>,
     PageForm(form): PageForm<PublishForm>,
 ) -> Result<Response, AppError> {
     match dns.publish(&form.name, &form.text).await {
@@ -85,7 +93,7 @@ async fn publish(
             Ok(Redirect::to("/demo/dns").into_response())
         }
         Err(err) => {
-            let mut page = DnsPage::new(&session, &dns).await?;
+            let mut page = DnsPage::new(&session, signed_in.as_ref(), &dns).await?;
             page.error = Some(err.to_string());
             page.name = form.name.chars().take(300).collect();
             page.text = form.text.chars().take(300).collect();
