@@ -18,10 +18,14 @@ pub enum Dialect {
     Postgres,
 }
 
-/// The connection pool plus its dialect.
+/// The connection pool plus its dialect. On SQLite, transactions and [`Db::writer`] use a
+/// pool of their own with one connection: SQLite has one write lock, and writers of this
+/// process then queue for it in order instead of sleeping in SQLite's busy handler (which
+/// backs off up to 100 ms a try), while reads go on in parallel through [`Db::pool`] (WAL).
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    writer: AnyPool,
     dialect: Dialect,
 }
 
@@ -130,6 +134,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/postgres/0017_rate_limits.sql"),
     ),
     (
+        18,
+        "saml connection version",
+        include_str!("../migrations/sqlite/0018_saml_connection_version.sql"),
+        include_str!("../migrations/postgres/0018_saml_connection_version.sql"),
+    ),
+    (
         19,
         "saml certificate holds",
         include_str!("../migrations/sqlite/0019_saml_certificate_holds.sql"),
@@ -154,7 +164,7 @@ impl Db {
         } else {
             anyhow::bail!("NULAB_PASS_DATABASE_URL must start with sqlite:// or postgres://");
         };
-        let pool = match dialect {
+        let (pool, writer) = match dialect {
             Dialect::Sqlite => {
                 let url = if url.contains("mode=") {
                     url.to_string()
@@ -163,33 +173,24 @@ impl Db {
                 } else {
                     format!("{url}?mode=rwc")
                 };
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .after_connect(|conn, _meta| {
-                        Box::pin(async move {
-                            // WAL lets the CLI and jobs write while the server reads; the busy
-                            // timeout makes concurrent writers wait instead of failing.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
-                                 PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect(&url)
-                    .await?
+                // The writer first: it creates the file and switches it to WAL.
+                let writer = sqlite_pool(&url, 1).await?;
+                (sqlite_pool(&url, 8).await?, writer)
             }
             Dialect::Postgres => {
-                AnyPoolOptions::new()
+                let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect(url)
-                    .await?
+                    .await?;
+                (pool.clone(), pool)
             }
         };
-        Ok(Db { pool, dialect })
+        Ok(Db {
+            pool,
+            writer,
+            dialect,
+        })
     }
 
     /// Applies every schema migration not yet applied.
@@ -221,7 +222,7 @@ impl Db {
     /// under concurrency instead of waiting, which would break check-then-insert rules.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         match self.dialect {
-            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
             Dialect::Postgres => self.pool.begin().await,
         }
     }
@@ -229,6 +230,13 @@ impl Db {
     /// The pool, for single reads outside a transaction.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// For a single write outside a transaction on a hot path (the session store): on SQLite
+    /// the writing connection (never use it while holding a transaction of this `Db`: both
+    /// wait for the one connection); on PostgreSQL the pool.
+    pub fn writer(&self) -> &AnyPool {
+        &self.writer
     }
 
     /// Which database this is.
@@ -244,10 +252,34 @@ impl Db {
             .map(|_| ())
     }
 
-    /// Closes the pool.
+    /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
+}
+
+/// A SQLite pool of `size` connections on `url`.
+async fn sqlite_pool(url: &str, size: u32) -> Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                // WAL lets readers go on beside the writer and the CLI and jobs write while the
+                // server runs; synchronous = NORMAL syncs at checkpoints, not at each commit (a
+                // power cut may lose the last commits, never corrupt the file: see README,
+                // Performance); the busy timeout makes writers of other processes wait.
+                conn.execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect(url)
+        .await
 }
 
 /// The row-locking suffix for "claim some due rows" sub-selects: several server instances may

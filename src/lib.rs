@@ -48,6 +48,8 @@ pub struct AppState {
     pub sp_keys: Arc<saml::keys::SpKeyRing>,
     /// The key that seals TOTP secrets at rest (`certs/totp-secret-key`).
     pub totp_key: Arc<accounts::totp_key::TotpKey>,
+    /// SAML connections parsed once per version (`saml::cache`).
+    pub saml_connections: Arc<saml::cache::Connections>,
 }
 
 impl AppState {
@@ -57,6 +59,7 @@ impl AppState {
             oidc_keys: Arc::new(oidc::keys::KeyRing::new(&config.certs_dir)),
             sp_keys: Arc::new(saml::keys::SpKeyRing::new(&config.certs_dir)),
             totp_key: Arc::new(accounts::totp_key::TotpKey::new(&config.certs_dir)),
+            saml_connections: Arc::default(),
             config: Arc::new(config),
             clock,
         }

@@ -4,6 +4,8 @@
 //! rollover, a response signed by the xmlsec1 command-line tool, and connection administration.
 //! Hostile XML (transforms, parser differentials, oversized bodies) is in `saml/xml_attacks.rs`.
 
+#[path = "saml/cache.rs"]
+mod cache;
 #[path = "saml/cert_hold.rs"]
 mod cert_hold;
 mod common;

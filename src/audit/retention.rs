@@ -189,7 +189,7 @@ pub async fn prune_all(db: &Db, now: i64) -> Result<Vec<Pruned>, sqlx::Error> {
     }
     sqlx::query("DELETE FROM audit_webhook_deliveries WHERE attempted_at < $1")
         .bind(now - DELIVERY_LOG_MS)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(done)
 }

@@ -257,7 +257,7 @@ async fn claim_due(db: &Db, now: i64) -> Result<Vec<Webhook>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now + LEASE_MS)
         .bind(now)
-        .fetch_all(db.pool())
+        .fetch_all(db.writer())
         .await?;
     rows.iter().map(webhook_of).collect()
 }
@@ -279,7 +279,7 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
         let body = serde_json::to_string(&event).unwrap_or_default();
         let attempt = post(&hook.url, &hook.secret, now, &body, dev).await;
         log(
-            db.pool(),
+            db.writer(),
             &hook.org_id,
             Some((&event.id, seq)),
             &attempt,
@@ -298,7 +298,7 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
             .bind(now + wait)
             .bind(error.clone())
             .bind(hook.url.clone())
-            .execute(db.pool())
+            .execute(db.writer())
             .await?;
             return Ok(());
         }
@@ -310,12 +310,12 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
         .bind(hook.org_id.clone())
         .bind(seq)
         .bind(hook.url.clone())
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     }
     sqlx::query("UPDATE audit_webhooks SET claimed_until = NULL WHERE org_id = $1")
         .bind(hook.org_id.clone())
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(())
 }

@@ -20,7 +20,7 @@ use tower_sessions::Session;
 
 use super::acs_result::audit_connection;
 use super::slo::Subject;
-use super::{Connection, slo_store, store};
+use super::{Connection, slo_store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
@@ -209,7 +209,7 @@ struct SwitchPage {
 /// A parked grant, read through the browser's cookie: its connection and account.
 struct Parked {
     handle_hash: String,
-    connection: Connection,
+    connection: std::sync::Arc<Connection>,
     account: Account,
     grant: Grant,
 }
@@ -238,7 +238,7 @@ async fn parked(
     let Some(row) = row else { return Ok(None) };
     let raw: String = row.try_get("grant_json")?;
     let grant: Grant = serde_json::from_str(&raw).map_err(anyhow::Error::from)?;
-    let Some(connection) = store::by_id(state.db.pool(), id).await? else {
+    let Some(connection) = state.saml_connections.get(state.db.pool(), id).await? else {
         return Ok(None);
     };
     // Still an active managed account of the connection's organization.

@@ -128,6 +128,23 @@ impl Refusal {
     }
 }
 
+/// The decoded response of the POSTed form and its outline ([`super::outline::scan`]).
+fn outline_of(body: &[u8]) -> Result<(String, super::outline::Scan), Rejection> {
+    let encoded = url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "SAMLResponse")
+        .map(|(_, v)| v.split_whitespace().collect::<String>())
+        .ok_or_else(|| Rejection::new(Reason::Malformed, "no SAMLResponse field"))?;
+    let xml = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| {
+            Rejection::new(Reason::Malformed, "SAMLResponse is not base64 of UTF-8 XML")
+        })?;
+    let outline = super::outline::scan(&xml)?;
+    Ok((xml, outline))
+}
+
 /// A response whose signatures and conditions hold, before the account rules.
 struct Checked {
     verified: Verified,
@@ -139,21 +156,16 @@ struct Checked {
 /// the signature check on the blocking pool.
 async fn check(
     state: &AppState,
-    connection: &Connection,
+    connection: &std::sync::Arc<Connection>,
     body: &[u8],
     headers: &HeaderMap,
     now: i64,
 ) -> Result<Checked, Refusal> {
-    let encoded = url::form_urlencoded::parse(body)
-        .find(|(k, _)| k == "SAMLResponse")
-        .map(|(_, v)| v.split_whitespace().collect::<String>())
-        .ok_or_else(|| refused(Reason::Malformed, "no SAMLResponse field"))?;
-    let xml = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| refused(Reason::Malformed, "SAMLResponse is not base64 of UTF-8 XML"))?;
-    let outline = super::outline::scan(&xml).map_err(|r| Refusal::Refused(r, None))?;
+    let body = body.to_vec();
+    let (xml, outline) = super::cpu::run(move || outline_of(&body))
+        .await
+        .map_err(|e| Refusal::Failed(e.into()))?
+        .map_err(|r| Refusal::Refused(r, None))?;
     let request = pending_request(
         state,
         connection,
@@ -176,7 +188,7 @@ async fn check(
     } else {
         None
     };
-    let verified = tokio::task::spawn_blocking(move || {
+    let verified = super::cpu::run(move || {
         let refs: Option<Vec<&str>> = ids.as_ref().map(|v| v.iter().map(String::as_str).collect());
         let keys: Vec<_> = sp_keys
             .iter()
@@ -185,7 +197,7 @@ async fn check(
         acs::verify(&xml, outline, &conn, &sp, refs.as_deref(), &keys)
     })
     .await
-    .map_err(|e| Refusal::Failed(anyhow::anyhow!("signature check did not finish: {e}").into()))?
+    .map_err(|e| Refusal::Failed(e.into()))?
     .map_err(|r| Refusal::Refused(r, request.clone()))?;
     let email =
         acs::email_of(&verified, connection).map_err(|r| Refusal::Refused(r, request.clone()))?;
@@ -349,7 +361,7 @@ async fn acs_post(
         return Err(block.to_error(now));
     }
     let connection = match SamlConnectionId::parse(&id) {
-        Some(id) => store::by_id(state.db.pool(), id).await?,
+        Some(id) => state.saml_connections.get(state.db.pool(), id).await?,
         None => None,
     };
     let Some(connection) = connection else {

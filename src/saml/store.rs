@@ -155,6 +155,32 @@ pub async fn by_id<'c>(
     row.as_ref().map(from_row).transpose()
 }
 
+/// The version of connection `id` (raised by every change of its row), `None` when it is gone.
+pub async fn version<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    id: SamlConnectionId,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar("SELECT version FROM saml_connections WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await
+}
+
+/// One connection by id with its version, read in the same statement.
+pub async fn by_id_versioned<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    id: SamlConnectionId,
+) -> Result<Option<(i64, Connection)>, sqlx::Error> {
+    let sql = format!("SELECT version, {COLUMNS} FROM saml_connections WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id.to_string())
+        .fetch_optional(exec)
+        .await?;
+    row.as_ref()
+        .map(|r| Ok((r.try_get("version")?, from_row(r)?)))
+        .transpose()
+}
+
 /// Every connection of an organization, oldest first.
 pub async fn of_org<'c>(
     exec: impl Executor<'c, Database = Any>,

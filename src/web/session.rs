@@ -138,7 +138,7 @@ impl SessionStore for DbSessionStore {
                 .bind(value_of(record, SIGN_IN_KEY))
                 .bind(data.clone())
                 .bind(expiry_ms(record))
-                .execute(self.db.pool())
+                .execute(self.db.writer())
                 .await;
             match inserted {
                 Ok(_) => return Ok(()),
@@ -158,7 +158,7 @@ impl SessionStore for DbSessionStore {
             .bind(value_of(record, SIGN_IN_KEY))
             .bind(data)
             .bind(expiry_ms(record))
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await
             .map_err(backend)?;
         Ok(())
@@ -190,7 +190,7 @@ impl SessionStore for DbSessionStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query(DELETE)
             .bind(stored_id(id))
-            .execute(self.db.pool())
+            .execute(self.db.writer())
             .await
             .map_err(backend)?;
         Ok(())
@@ -232,7 +232,7 @@ pub async fn sign_in_id(
 pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(DELETE_EXPIRED)
         .bind(now)
-        .execute(db.pool())
+        .execute(db.writer())
         .await?;
     Ok(done.rows_affected())
 }
