@@ -45,6 +45,9 @@ macro_rules! account_columns {
     };
 }
 
+/// `account_columns!()` as a constant, for other rooms' joins (table alias `a`).
+pub const COLUMNS: &str = account_columns!();
+
 /// Reads an account from a row selected with `account_columns!()`.
 pub fn from_row(row: &AnyRow) -> Result<Account, sqlx::Error> {
     let decode = |col: &str, what: &str| sqlx::Error::ColumnDecode {

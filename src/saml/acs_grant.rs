@@ -76,6 +76,22 @@ pub async fn finish(
         now,
     )
     .await?;
+    let sign_in_id = session::new_sign_in_id();
+    if let Some(subject) = &grant.subject {
+        let saml = slo_store::SamlSession {
+            sign_in_id: sign_in_id.clone(),
+            connection_id: connection.id,
+            account_id: account.id,
+            subject: subject.clone(),
+            session_index: grant.session_index.clone(),
+        };
+        let until = grant
+            .session_until
+            .unwrap_or(now + slo_store::DEFAULT_SESSION_MS);
+        slo_store::insert_session(&mut tx, &saml, now, until).await?;
+    }
+    // The event last: on PostgreSQL appending to the organization's audit chain locks its head
+    // until the commit, so the other sign-ins of the organization wait the least.
     let mut details = serde_json::json!({
         "email": account.email,
         "assertion_id": grant.assertion_id,
@@ -94,20 +110,6 @@ pub async fn finish(
         details,
     )
     .await?;
-    let sign_in_id = session::new_sign_in_id();
-    if let Some(subject) = &grant.subject {
-        let saml = slo_store::SamlSession {
-            sign_in_id: sign_in_id.clone(),
-            connection_id: connection.id,
-            account_id: account.id,
-            subject: subject.clone(),
-            session_index: grant.session_index.clone(),
-        };
-        let until = grant
-            .session_until
-            .unwrap_or(now + slo_store::DEFAULT_SESSION_MS);
-        slo_store::insert_session(&mut tx, &saml, now, until).await?;
-    }
     tx.commit().await?;
     accounts::session::start_sign_in(
         state,
@@ -206,6 +208,18 @@ struct SwitchPage {
     next: String,
 }
 
+/// A live parked grant by its handle's hash and connection, with the connection's version and
+/// the account.
+static PARKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT p.grant_json, c.version AS connection_version, {} \
+         FROM saml_pending_sign_ins p JOIN saml_connections c ON c.id = p.connection_id \
+         JOIN accounts a ON a.id = p.account_id WHERE p.handle_hash = $1 \
+         AND p.connection_id = $2 AND p.used_at IS NULL AND p.expires_at > $3",
+        accounts::store::COLUMNS
+    )
+});
+
 /// A parked grant, read through the browser's cookie: its connection and account.
 struct Parked {
     handle_hash: String,
@@ -226,29 +240,32 @@ async fn parked(
         return Ok(None);
     };
     let handle_hash = secrets::hash_token(&handle);
-    let row = sqlx::query(
-        "SELECT grant_json FROM saml_pending_sign_ins WHERE handle_hash = $1 AND connection_id = $2 \
-         AND used_at IS NULL AND expires_at > $3",
-    )
-    .bind(handle_hash.clone())
-    .bind(id.to_string())
-    .bind(state.clock.now_ms())
-    .fetch_optional(state.db.pool())
-    .await?;
+    // One statement: the grant, the version of its connection (checked against the parsed copy)
+    // and its account.
+    let row = sqlx::query(sqlx::AssertSqlSafe(PARKED.as_str()))
+        .bind(handle_hash.clone())
+        .bind(id.to_string())
+        .bind(state.clock.now_ms())
+        .fetch_optional(state.db.pool())
+        .await?;
     let Some(row) = row else { return Ok(None) };
     let raw: String = row.try_get("grant_json")?;
     let grant: Grant = serde_json::from_str(&raw).map_err(anyhow::Error::from)?;
-    let Some(connection) = state.saml_connections.get(state.db.pool(), id).await? else {
+    let version: i64 = row.try_get("connection_version")?;
+    let Some(connection) = state
+        .saml_connections
+        .at_version(state.db.pool(), id, version)
+        .await?
+    else {
         return Ok(None);
     };
     // Still an active managed account of the connection's organization.
-    let account = accounts::store::by_id(state.db.pool(), grant.account_id)
-        .await?
-        .filter(|a| {
-            a.kind == AccountKind::Managed
-                && a.status == AccountStatus::Active
-                && a.org_id == Some(connection.org_id)
-        });
+    let account = Some(accounts::store::from_row(&row)?).filter(|a| {
+        a.id == grant.account_id
+            && a.kind == AccountKind::Managed
+            && a.status == AccountStatus::Active
+            && a.org_id == Some(connection.org_id)
+    });
     Ok(account.map(|account| Parked {
         handle_hash,
         connection,

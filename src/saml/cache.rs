@@ -35,6 +35,17 @@ impl Connections {
             self.with(|m| m.remove(&id));
             return Ok(None);
         };
+        self.at_version(pool, id, version).await
+    }
+
+    /// Connection `id` when the caller has just read its `version` from the database (in a
+    /// statement it needed anyway): the parsed copy when it is of that version, else the row.
+    pub async fn at_version(
+        &self,
+        pool: &sqlx::AnyPool,
+        id: SamlConnectionId,
+        version: i64,
+    ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
         if let Some(hit) = self.with(|m| m.get(&id).filter(|(v, _)| *v == version).cloned()) {
             return Ok(Some(hit.1));
         }

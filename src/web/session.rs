@@ -246,10 +246,15 @@ pub async fn sign_in(
     sign_in_id: &str,
     now: i64,
 ) -> Result<(), tower_sessions::session::Error> {
-    session.cycle_id().await?;
     // What belonged to an earlier sign-in in this browser does not carry over.
     session.remove_value(SECOND_FACTOR_KEY).await?;
     session.remove_value(SESSION_UNTIL_KEY).await?;
+    // A stored session gets a new id and its old row goes. A browser without one (no cookie, or
+    // one naming no stored session) has no id yet: it gets a fresh random one when the session
+    // is first stored, so there is no row to delete and no id anyone could have planted.
+    if session.id().is_some() {
+        session.cycle_id().await?;
+    }
     session
         .insert(ACCOUNT_KEY, account.account_id().to_string())
         .await?;

@@ -116,3 +116,64 @@ both!(
     an_idp_initiated_sign_in_asks_before_switching_accounts,
     switching
 );
+
+/// A browser without a stored session gets its session id from the server when the sign-in
+/// completes: an id planted in its cookie beforehand (by another site or person) is never the
+/// signed-in session's id, and signs no one in.
+async fn planted(backend: Backend) {
+    let s = sso(backend).await;
+    assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
+    let planted = tower_sessions::session::Id::default().to_string();
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let base: reqwest::Url = s.server.url("/").parse().unwrap();
+    jar.add_cookie_str(&format!("nulab_pass_session={planted}; Path=/"), &base);
+    let browser = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let b64 = s
+        .idp
+        .response_b64(&ResponseSpec::new(
+            "mia@corp.test",
+            &s.acs(),
+            &s.audience(),
+            None,
+        ))
+        .unwrap();
+    assert_eq!(s.post(&browser, &b64, "", None).await.status(), 303);
+    let res = browser
+        .get(s.server.url(&format!("/sso/{}/continue", s.id())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "signed in");
+    let issued = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find_map(|c| c.strip_prefix("nulab_pass_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("a session cookie")
+        .to_string();
+    assert_ne!(issued, planted);
+    let page = browser
+        .get(s.server.url("/account"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("mia@corp.test"), "{page}");
+    let only_planted = s.server.client();
+    let res = only_planted
+        .get(s.server.url("/account"))
+        .header("cookie", format!("nulab_pass_session={planted}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303, "the planted id signs no one in");
+}
+both!(a_planted_session_id_is_never_the_signed_in_one, planted);
