@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(pkg-config libssl-dev libclang-dev libxml2-dev libxmlsec1-dev xmlsec1)
 if [[ "${1:-}" == "--test" ]]; then
-  packages+=(postgresql chromium chromium-driver python3)
+  packages+=(postgresql chromium chromium-driver python3 python3-venv)
 fi
 
 missing=()

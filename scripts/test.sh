@@ -27,3 +27,9 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast "$@"
 fi
+
+# The whole suite also runs schemathesis against the API's OpenAPI document (a short run: 20
+# generated requests per operation; scripts/schemathesis.sh takes more for a long one).
+if (($# == 0)); then
+  bash scripts/schemathesis.sh "${NULAB_PASS_SCHEMATHESIS_EXAMPLES:-20}"
+fi
