@@ -882,6 +882,10 @@ async fn pages(backend: Backend) {
         "result in words"
     );
     assert!(page.contains("Last check") && page.contains(": no TXT records found."));
+    assert!(
+        page.contains(r#"<p class="notice warning" role="status">corp.test is not verified yet"#),
+        "a check that did not verify is a warning, not a success"
+    );
 
     w.publish(&domain).await;
     browser
@@ -899,6 +903,7 @@ async fn pages(backend: Backend) {
         .await
         .unwrap();
     assert!(page.contains("corp.test is verified.") && page.contains("status-verified"));
+    assert!(page.contains(r#"<p class="notice" role="status">corp.test is verified."#));
 
     // Bad input on the page: the error, the status, and nothing stored.
     let before = w.server.count("domains").await;

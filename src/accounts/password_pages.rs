@@ -122,7 +122,7 @@ struct ChangePage {
     layout: Layout,
     forced: bool,
     hints: Vec<String>,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
 }
 

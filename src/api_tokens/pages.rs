@@ -31,7 +31,7 @@ struct TokensPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     tokens: Vec<ApiToken>,
     new_token: Option<(ApiToken, String)>,

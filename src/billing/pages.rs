@@ -53,7 +53,7 @@ struct BillingPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     sub: SubscriptionView,
     preview: Option<Preview>,

@@ -44,7 +44,7 @@ struct DashboardPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     warnings: Vec<Warning>,
     seats: SeatView,

@@ -32,7 +32,7 @@ struct DnsPage {
     layout: Layout,
     server: String,
     records: Vec<(String, String)>,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     name: String,
     text: String,

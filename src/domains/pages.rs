@@ -16,7 +16,7 @@ use crate::orgs::Org;
 use crate::orgs::extract::OrgAdmin;
 use crate::web::error::AppError;
 use crate::web::extract::PageForm;
-use crate::web::{Layout, flash, take_flash};
+use crate::web::{Layout, Notice, flash, take_flash};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -85,7 +85,7 @@ struct DomainsPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     domains: Vec<DomainRow>,
     typed: String,
@@ -132,7 +132,7 @@ async fn domains_page(
 async fn after_change(
     state: &AppState,
     admin: &OrgAdmin,
-    result: Result<String, AppError>,
+    result: Result<impl Into<Notice>, AppError>,
     typed: String,
 ) -> Result<Response, AppError> {
     match result {
@@ -208,22 +208,23 @@ async fn verify_domain(
         )
         .await?;
         let result = domain.last_check_message.unwrap_or_default();
+        // Anything short of "verified" asks the admin to act, so it is shown as a warning.
         Ok::<_, AppError>(match domain.status {
             DomainStatus::Verified if domain.record_missing_since.is_none() => {
-                format!("{} is verified.", domain.name)
+                format!("{} is verified.", domain.name).into()
             }
-            DomainStatus::Verified => format!(
+            DomainStatus::Verified => Notice::warning(format!(
                 "{} is still verified, but its record is missing: {result}.",
                 domain.name
-            ),
+            )),
             // What to do next, not only what was found: the record may not be published yet
             // or not visible yet.
-            DomainStatus::Pending => format!(
+            DomainStatus::Pending => Notice::warning(format!(
                 "{name} is not verified yet: {result}. Publish the TXT record below at {name}, then \
                  press Verify now again; a new record can take a few minutes to appear in DNS.",
                 name = domain.name
-            ),
-            status => format!("{} is {}: {result}.", domain.name, status.as_str()),
+            )),
+            status => Notice::warning(format!("{} is {}: {result}.", domain.name, status.as_str())),
         })
     }
     .await;
@@ -261,7 +262,7 @@ async fn remove_domain(
         let mut tx = state.db.begin().await?;
         super::remove(&mut tx, state.clock.now_ms(), &admin.scope, id).await?;
         tx.commit().await?;
-        Ok::<_, AppError>("The domain was removed.".to_string())
+        Ok::<_, AppError>(Notice::from("The domain was removed."))
     }
     .await;
     after_change(&state, &admin, result, String::new()).await

@@ -134,7 +134,7 @@ struct ImportPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     report: BulkReport,
 }
@@ -157,10 +157,10 @@ async fn import(
         layout: Layout::new(&admin.session, Some(&admin.account)).await?,
         org: admin.scope.org().clone(),
         section: "members",
-        notice: Some(format!(
-            "{} created, {} failed.",
-            report.created, report.failed
-        )),
+        notice: Some(crate::web::Notice {
+            text: format!("{} created, {} failed.", report.created, report.failed),
+            warning: report.failed > 0,
+        }),
         error: None,
         report,
     })
@@ -172,7 +172,7 @@ struct AccountPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     member: Member,
     account: Account,
@@ -287,7 +287,7 @@ struct PolicyPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     policy: PasswordPolicy,
     /// Admins who could still sign in if the IdP failed ("SSO required" needs one).

@@ -38,7 +38,7 @@ struct MigrationsPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     seats: SeatView,
     candidates: Vec<Candidate>,

@@ -138,7 +138,7 @@ struct MembersPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     members: Vec<Member>,
     next_cursor: Option<String>,

@@ -53,7 +53,7 @@ struct SsoPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     rows: Vec<Row>,
     verified_domains: Vec<String>,

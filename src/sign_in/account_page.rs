@@ -24,7 +24,7 @@ pub fn routes() -> Router<AppState> {
 #[template(path = "account.html")]
 struct AccountPage {
     layout: Layout,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     account: Account,
     method: String,
     orgs: Vec<(Org, Role)>,

@@ -48,7 +48,7 @@ struct PasswordPage {
     layout: Layout,
     email: String,
     next: String,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     sso_url: Option<String>,
     product: Option<String>,

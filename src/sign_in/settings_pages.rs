@@ -34,7 +34,7 @@ pub fn routes() -> Router<AppState> {
 #[template(path = "two_step_setup.html")]
 struct TotpPage {
     layout: Layout,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     enrolled_at: Option<i64>,
     secret: String,
@@ -172,7 +172,7 @@ struct SettingsPage {
     layout: Layout,
     org: Org,
     section: &'static str,
-    notice: Option<String>,
+    notice: Option<crate::web::Notice>,
     error: Option<String>,
     hours: String,
     max_hours: i64,

@@ -101,17 +101,65 @@ pub fn local_path(target: &str) -> Option<String> {
     Some(path)
 }
 
-const FLASH_KEY: &str = "flash";
+const FLASH_KEY: &str = "notice";
+
+/// A one-time notice shown at the top of the next page: what happened, and whether it asks the
+/// reader to do something (a warning, drawn in amber) or only reports success.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Notice {
+    pub text: String,
+    pub warning: bool,
+}
+
+impl Notice {
+    /// A notice that asks for attention: an action that did not reach its goal.
+    pub fn warning(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            warning: true,
+        }
+    }
+
+    /// The CSS classes of its paragraph.
+    pub fn class(&self) -> &'static str {
+        if self.warning {
+            "notice warning"
+        } else {
+            "notice"
+        }
+    }
+}
+
+impl From<String> for Notice {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            warning: false,
+        }
+    }
+}
+
+impl From<&str> for Notice {
+    fn from(text: &str) -> Self {
+        text.to_string().into()
+    }
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
 
 /// Keeps a one-time notice for the next page this browser opens (after a redirect).
-pub async fn flash(session: &Session, message: impl Into<String>) -> Result<(), AppError> {
-    session.insert(FLASH_KEY, message.into()).await?;
+pub async fn flash(session: &Session, notice: impl Into<Notice>) -> Result<(), AppError> {
+    session.insert(FLASH_KEY, notice.into()).await?;
     Ok(())
 }
 
 /// Takes the one-time notice, if any.
-pub async fn take_flash(session: &Session) -> Result<Option<String>, AppError> {
-    Ok(session.remove::<String>(FLASH_KEY).await?)
+pub async fn take_flash(session: &Session) -> Result<Option<Notice>, AppError> {
+    Ok(session.remove::<Notice>(FLASH_KEY).await?)
 }
 
 #[cfg(test)]
