@@ -2,6 +2,8 @@
 //! only place that knows how the two dialects differ.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -27,7 +29,14 @@ pub struct Db {
     pool: AnyPool,
     writer: AnyPool,
     dialect: Dialect,
+    /// SQLite: whether WAL checkpoints run in the background ([`Db::checkpoint_in_background`])
+    /// instead of on the commit that fills the log; read by every new connection.
+    background_checkpoints: Arc<AtomicBool>,
 }
+
+/// How often the background checkpoint runs (SQLite): often enough that the log it copies
+/// stays small (tens of megabytes at the highest write rates measured).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Schema migrations, embedded in the binary: (version, description, SQLite text, PostgreSQL text).
 const SCHEMA: &[(i64, &str, &str, &str)] = &[
@@ -164,6 +173,7 @@ impl Db {
         } else {
             anyhow::bail!("NULAB_PASS_DATABASE_URL must start with sqlite:// or postgres://");
         };
+        let background_checkpoints = Arc::new(AtomicBool::new(false));
         let (pool, writer) = match dialect {
             Dialect::Sqlite => {
                 let url = if url.contains("mode=") {
@@ -174,8 +184,9 @@ impl Db {
                     format!("{url}?mode=rwc")
                 };
                 // The writer first: it creates the file and switches it to WAL.
-                let writer = sqlite_pool(&url, 1).await?;
-                (sqlite_pool(&url, 8).await?, writer)
+                let writer = sqlite_pool(&url, 1, background_checkpoints.clone()).await?;
+                let readers = sqlite_pool(&url, 8, background_checkpoints.clone()).await?;
+                (readers, writer)
             }
             Dialect::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -190,6 +201,44 @@ impl Db {
             pool,
             writer,
             dialect,
+            background_checkpoints,
+        })
+    }
+
+    /// The server's WAL checkpoints, on SQLite (nothing to do on PostgreSQL). By default SQLite
+    /// checkpoints inside the commit that grows the log past 1,000 pages: that commit copies the
+    /// log into the database file and syncs it while holding the write lock, so every writer
+    /// waits (about a fifth of the sign-ins per second under load, README: Performance). From
+    /// here on the writer never checkpoints; this task runs a passive checkpoint four times a
+    /// second on a reading connection, which copies what it can beside the writer and the
+    /// readers and never waits for them. Durability is unchanged (the log is synced at each
+    /// checkpoint, as before); the log holds at most about a quarter of a second of writes
+    /// more than it did and is cut back to 64 MiB when it starts over. Processes that do not
+    /// run this (the operator CLI) keep SQLite's default.
+    pub fn checkpoint_in_background(&self) -> tokio::task::JoinHandle<()> {
+        let db = self.clone();
+        tokio::spawn(async move {
+            if db.dialect != Dialect::Sqlite {
+                return;
+            }
+            db.background_checkpoints.store(true, Ordering::SeqCst);
+            // The writing connection exists already: switch it too (new connections read the
+            // flag when they open).
+            if let Err(err) = sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                .execute(&db.writer)
+                .await
+            {
+                tracing::warn!(error = %err, "could not move checkpoints off the writer");
+            }
+            loop {
+                tokio::time::sleep(CHECKPOINT_EVERY).await;
+                if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&db.pool)
+                    .await
+                {
+                    tracing::warn!(error = %err, "WAL checkpoint failed");
+                }
+            }
         })
     }
 
@@ -260,21 +309,31 @@ impl Db {
 }
 
 /// A SQLite pool of `size` connections on `url`.
-async fn sqlite_pool(url: &str, size: u32) -> Result<AnyPool, sqlx::Error> {
+async fn sqlite_pool(
+    url: &str,
+    size: u32,
+    background_checkpoints: Arc<AtomicBool>,
+) -> Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(30))
-        .after_connect(|conn, _meta| {
+        .after_connect(move |conn, _meta| {
+            let background = background_checkpoints.load(Ordering::SeqCst);
             Box::pin(async move {
                 // WAL lets readers go on beside the writer and the CLI and jobs write while the
                 // server runs; synchronous = NORMAL syncs at checkpoints, not at each commit (a
                 // power cut may lose the last commits, never corrupt the file: see README,
                 // Performance); the busy timeout makes writers of other processes wait.
+                // The log file is cut back to 64 MiB whenever it starts over.
                 conn.execute(
                     "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
-                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+                     PRAGMA journal_size_limit = 67108864;",
                 )
                 .await?;
+                if background {
+                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                }
                 Ok(())
             })
         })
@@ -307,5 +366,80 @@ pub fn json_text(dialect: Dialect, column: &str, key: &str) -> String {
     match dialect {
         Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
         Dialect::Postgres => format!("({column}::json ->> '{key}')"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn autocheckpoint(pool: &AnyPool) -> i64 {
+        sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// The checkpoint sequence number in the log's header (bytes 12..16, big-endian): SQLite
+    /// raises it each time the log starts over, which it does only after a checkpoint copied
+    /// all of it into the database.
+    fn log_generation(db_file: &std::path::Path) -> u32 {
+        let wal = std::fs::read(db_file.with_extension("db-wal")).unwrap();
+        u32::from_be_bytes(wal[12..16].try_into().unwrap())
+    }
+
+    async fn insert(db: &Db, rows: usize) {
+        let mut tx = db.begin().await.unwrap();
+        for _ in 0..rows {
+            sqlx::query("INSERT INTO filler (body) VALUES ($1)")
+                .bind("x".repeat(4_000))
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_server_checkpoints_beside_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ckpt.db");
+        let url = format!("sqlite://{}", file.display());
+
+        // Without the job, SQLite's default: the writer checkpoints inside its commits.
+        let plain = Db::connect(&url).await.unwrap();
+        assert_eq!(autocheckpoint(plain.writer()).await, 1_000);
+        sqlx::query("CREATE TABLE filler (body TEXT NOT NULL)")
+            .execute(plain.writer())
+            .await
+            .unwrap();
+        plain.close().await;
+
+        let db = Db::connect(&url).await.unwrap();
+        let job = db.checkpoint_in_background();
+        let mut waited = 0;
+        while autocheckpoint(db.writer()).await != 0 {
+            assert!(waited < 200, "the writer still checkpoints");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        // About 2,000 pages, twice SQLite's threshold: the writer's commit leaves them in the
+        // log (with the default it would have copied them itself).
+        insert(&db, 2_000).await;
+        let before = log_generation(&file);
+        // Nobody else checkpoints here, so the log starts over (at the next write) only once the
+        // job has copied it all.
+        let mut waited = 0;
+        while log_generation(&file) == before {
+            assert!(
+                waited < 300,
+                "the background job never checkpointed the log"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            insert(&db, 1).await;
+            waited += 1;
+        }
+        job.abort();
+        db.close().await;
     }
 }

@@ -1,6 +1,6 @@
-//! Background jobs that run inside the server process: the outbox sender, domain
-//! re-verification, invitation expiry, billing periods and invoices, session cleanup, audit
-//! retention and the audit webhook.
+//! Background jobs that run inside the server process: SQLite's WAL checkpoints, the outbox
+//! sender, domain re-verification, invitation expiry, billing periods and invoices, session
+//! cleanup, audit retention and the audit webhook.
 //! Each is safe with several server instances (claims and leases live in the database).
 
 use std::time::Duration;
@@ -13,7 +13,7 @@ use crate::web::session;
 
 /// Starts every job; abort the handles to stop them.
 pub fn spawn_all(state: &AppState) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let mut jobs = Vec::new();
+    let mut jobs = vec![state.db.checkpoint_in_background()];
     match &state.config.smtp_url {
         Some(url) => {
             let id_domain = url::Url::parse(&state.base_url())
