@@ -6,6 +6,8 @@
 //! NULAB_PASS_TEST_POSTGRES_URL is set; only PostgreSQL with AUDIT_BENCH_POSTGRES_ONLY=1. Seeded events carry placeholder hashes (the chain is
 //! not what is measured here; `tests/audit` proves it). Run: `cargo bench --bench audit`.
 
+#[path = "common/audit_rows.rs"]
+mod audit_rows;
 #[path = "common/mod.rs"]
 mod common;
 
@@ -30,27 +32,13 @@ fn events() -> i64 {
 
 /// `n` events of `org`, one second apart, in batches (server-side generated rows).
 async fn seed(db: &Db, org: OrgId, n: i64) {
-    let actions = [
-        "sso.signin.succeeded",
-        "sso.signin.failed",
-        "member.added",
-        "domain.verified",
-        "oidc.code_issued",
-        "oidc.token_issued",
-        "managed_account.created",
-        "account.signed_in",
-    ];
-    let case: String = actions
-        .iter()
-        .enumerate()
-        .map(|(i, a)| format!(" WHEN {i} THEN '{a}'"))
-        .collect();
+    let case = audit_rows::action_case();
     let columns = "id, org_id, occurred_at, action, actor_type, actor_id, actor_label, target_type, \
          target_id, ip, user_agent, details, chain, seq, prev_hash, hash";
     let sql = match db.dialect() {
         Dialect::Postgres => format!(
             "INSERT INTO audit_events ({columns}) SELECT md5(g::text || $1), $1, {T0} + g * 1000, \
-             CASE g % 8{case} END, 'account', 'acct-' || (g % 5000), 'user' || (g % 5000) || '@big.test', \
+             {case}, 'account', 'acct-' || (g % 5000), 'user' || (g % 5000) || '@big.test', \
              'account', 'target-' || (g % 20000), '10.' || (g % 250) || '.' || (g % 199) || '.1', \
              'Mozilla/5.0', '{{\"connection_id\":\"c1\",\"detail\":\"user' || g || '@big.test\"}}', \
              $1, g, md5((g - 1)::text), md5(g::text) FROM generate_series($2::bigint, $3::bigint) g"
@@ -58,7 +46,7 @@ async fn seed(db: &Db, org: OrgId, n: i64) {
         Dialect::Sqlite => format!(
             "WITH RECURSIVE s(g) AS (SELECT $2 UNION ALL SELECT g + 1 FROM s WHERE g < $3) \
              INSERT INTO audit_events ({columns}) SELECT lower(hex(randomblob(16))), $1, {T0} + g * 1000, \
-             CASE g % 8{case} END, 'account', 'acct-' || (g % 5000), 'user' || (g % 5000) || '@big.test', \
+             {case}, 'account', 'acct-' || (g % 5000), 'user' || (g % 5000) || '@big.test', \
              'account', 'target-' || (g % 20000), '10.' || (g % 250) || '.' || (g % 199) || '.1', \
              'Mozilla/5.0', '{{\"connection_id\":\"c1\",\"detail\":\"user' || g || '@big.test\"}}', \
              $1, g, printf('%064d', g - 1), printf('%064d', g) FROM s"

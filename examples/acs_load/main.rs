@@ -11,10 +11,13 @@
 //!
 //! Run: `bash scripts/acs_load.sh` (SQLite) or `bash scripts/acs_load.sh --postgres`.
 
+#[path = "../../benches/common/audit_rows.rs"]
+mod audit_rows;
 mod callgrind;
 #[path = "../../benches/common/sso.rs"]
 mod fixture;
 mod procfs;
+mod scale;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -63,11 +66,22 @@ struct Args {
     connection_id: Option<String>,
     #[arg(long)]
     base: Option<String>,
+    /// The paced run's rate in sign-ins per second (default: half the best closed-loop rate);
+    /// a fixed rate compares two builds at the same load.
+    #[arg(long)]
+    paced: Option<f64>,
+    /// `ORGS,ACCOUNTS,EVENTS` (e.g. `10000,1000000,10000000`): measures the closed runs and
+    /// the admin pages on the fixture alone, then again after seeding a deployment of that size
+    /// into the same database (`scale.rs`), and prints both.
+    #[arg(long, value_parser = scale::Scale::parse)]
+    scale: Option<scale::Scale>,
 }
 
 /// The running server and what the load needs to reach it.
 struct Server {
     child: Child,
+    wrapper: Vec<String>,
+    log: PathBuf,
     base: String,
     url: String,
     binary: PathBuf,
@@ -118,6 +132,14 @@ async fn start(args: &Args, dir: &Path, wrapper: &[String]) -> Server {
     let db = Db::connect(&url).await.expect("connect");
     db.migrate().await.expect("migrate");
     let fixture = fixture::seed(&db, &certs, &base, args.accounts).await;
+    if db.dialect() == nulab_pass::db::Dialect::Postgres {
+        // Planner statistics, as autovacuum keeps them in a deployment: without them the
+        // fixture's freshly inserted thousands of rows look empty to the planner.
+        sqlx::query("ANALYZE")
+            .execute(db.pool())
+            .await
+            .expect("analyze");
+    }
     db.close().await;
     let binary = args.server.clone().unwrap_or_else(|| {
         let exe = std::env::current_exe().expect("exe");
@@ -126,21 +148,54 @@ async fn start(args: &Args, dir: &Path, wrapper: &[String]) -> Server {
             .expect("target dir")
             .join("nulab-pass")
     });
-    let log = std::fs::File::create(dir.join("server.log")).expect("log");
+    let log = dir.join("server.log");
+    let child = spawn(&binary, wrapper, &url, &base, &certs, &log).await;
+    Server {
+        child,
+        wrapper: wrapper.to_vec(),
+        log,
+        base,
+        url,
+        binary,
+        certs,
+        acs: fixture.acs_url,
+        audience: fixture.audience,
+        connection: fixture.connection,
+        minted: 0,
+        accounts: args.accounts,
+        signing: args.signing.clone(),
+    }
+}
+
+/// Starts `nulab-pass serve` (under `wrapper`, if any) and waits until it is ready.
+async fn spawn(
+    binary: &Path,
+    wrapper: &[String],
+    url: &str,
+    base: &str,
+    certs: &Path,
+    log: &Path,
+) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("server log");
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
-            c.args(rest).arg(&binary);
+            c.args(rest).arg(binary);
             c
         }
-        None => Command::new(&binary),
+        None => Command::new(binary),
     };
+    let bind = base.trim_start_matches("http://");
     let child = command
         .arg("serve")
-        .env("NULAB_PASS_DATABASE_URL", &url)
-        .env("NULAB_PASS_BIND", format!("127.0.0.1:{port}"))
-        .env("NULAB_PASS_BASE_URL", &base)
-        .env("NULAB_PASS_CERTS_DIR", &certs)
+        .env("NULAB_PASS_DATABASE_URL", url)
+        .env("NULAB_PASS_BIND", bind)
+        .env("NULAB_PASS_BASE_URL", base)
+        .env("NULAB_PASS_CERTS_DIR", certs)
         .stdout(log.try_clone().expect("log"))
         .stderr(log)
         .spawn()
@@ -158,24 +213,27 @@ async fn start(args: &Args, dir: &Path, wrapper: &[String]) -> Server {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Server {
-        child,
-        base,
-        url,
-        binary,
-        certs,
-        acs: fixture.acs_url,
-        audience: fixture.audience,
-        connection: fixture.connection,
-        minted: 0,
-        accounts: args.accounts,
-        signing: args.signing.clone(),
-    }
+    child
 }
 
 impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops the server process and starts a new one on the same database and port.
+    async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(
+            &self.binary,
+            &self.wrapper,
+            &self.url,
+            &self.base,
+            &self.certs,
+            &self.log,
+        )
+        .await;
     }
 
     /// `count` fresh responses from `nulab-pass mock-idp mint`, for the accounts in turn.
@@ -301,13 +359,17 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
     let responses = Arc::new(responses);
     let next = Arc::new(AtomicUsize::new(0));
     let id = server.connection.id.to_string();
-    let start = Instant::now();
     let workers = match pace {
         Pace::Closed(c) => c,
         Pace::Paced(_) => 64,
     };
+    // Clients are built before the clock starts: building one loads the system's root
+    // certificates (tens of milliseconds), which on this one-threaded runtime would make the
+    // first requests of a paced run late by the time it takes to build them all.
+    let clients: Vec<reqwest::Client> = (0..workers).map(|_| client()).collect();
+    let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..workers {
+    for http in clients {
         let (responses, next, id, base) = (
             responses.clone(),
             next.clone(),
@@ -315,7 +377,6 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
             server.base.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let http = client();
             let mut out = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -408,6 +469,9 @@ async fn main() {
         "ratio",
         "rss MiB"
     );
+    if let Some(size) = args.scale {
+        return at_scale(&mut server, &args, size).await;
+    }
     let mut best: f64 = 0.0;
     for &c in &args.concurrency {
         let responses = server.mint(args.sign_ins);
@@ -419,7 +483,7 @@ async fn main() {
     }
     let responses = server.mint(args.sign_ins);
     let bare = bare_verification(&responses, &server.connection, &sp);
-    let rate = (best / 2.0).max(1.0);
+    let rate = args.paced.unwrap_or(best / 2.0).max(1.0);
     let r = run(&server, &args, responses, Pace::Paced(rate)).await;
     report(
         &format!("paced {rate:.0}/s"),
@@ -435,6 +499,69 @@ async fn main() {
             tail.join("\n")
         );
     }
+}
+
+/// `--scale`: the closed runs and the admin pages on the fixture alone, then the same after
+/// seeding a deployment of `size` into the same database and restarting the server on it.
+async fn at_scale(server: &mut Server, args: &Args, size: scale::Scale) {
+    let db = Db::connect(&server.url).await.expect("connect");
+    scale::set_admin_password(&db).await;
+    let load_org: String = sqlx::query_scalar("SELECT id FROM orgs WHERE slug = 'load'")
+        .fetch_one(db.pool())
+        .await
+        .expect("load organization");
+    let paths = [
+        "/admin/load/members".to_string(),
+        "/admin/load/audit".to_string(),
+    ];
+    for stage in ["empty", "scaled"] {
+        if stage == "scaled" {
+            eprintln!("seeding {size:?}");
+            let took = scale::seed(&db, size, &load_org).await;
+            let mut counts = Vec::new();
+            for table in ["orgs", "accounts", "memberships", "audit_events"] {
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT count(*) FROM {table}"
+                )))
+                .fetch_one(db.pool())
+                .await
+                .expect("count");
+                counts.push(format!("{table} {n}"));
+            }
+            println!(
+                "seeded in {:.0} s: {}",
+                took.as_secs_f64(),
+                counts.join(", ")
+            );
+            server.restart().await;
+        }
+        for &c in &args.concurrency {
+            let responses = server.mint(args.sign_ins);
+            let bare = bare_verification(
+                &responses,
+                &server.connection,
+                &server.connection.sp_urls(&server.base),
+            );
+            let r = run(server, args, responses, Pace::Closed(c)).await;
+            report(
+                &format!("{stage} c={c}"),
+                &r,
+                bare,
+                peak_rss_mib(server.pid()),
+            );
+        }
+        let pages = scale::time_pages(&server.base, &paths, 50).await;
+        for (path, t) in paths.iter().zip(&pages) {
+            println!(
+                "{stage:<7} {path:<22} p50 {:>7.2} ms  p99 {:>7.2} ms  {:>7} bytes  server rss {:.0} MiB",
+                t.p50_ms,
+                t.p99_ms,
+                t.bytes,
+                peak_rss_mib(server.pid())
+            );
+        }
+    }
+    db.close().await;
 }
 
 /// The `--callgrind` run: instructions per sign-in in the server and per bare verification.
