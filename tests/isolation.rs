@@ -48,16 +48,7 @@ both!(every_route_is_isolated_between_organizations, every_route);
 /// The API routes the router serves are exactly the operations of the OpenAPI document (so
 /// walking the router also walks the document).
 async fn api_routes_match_the_document(w: &World, routes: &[Route]) {
-    let doc: serde_json::Value = w
-        .server
-        .client()
-        .get(w.server.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = w.server.openapi().await;
     let mut documented: Vec<Route> = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in item.as_object().unwrap().keys() {

@@ -671,14 +671,7 @@ async fn api_errors_and_openapi(backend: Backend) {
     let org = server.org("acme", &ada).await;
     let token = token_for(&server, &org).await;
     let client = server.client();
-    let doc: Value = client
-        .get(server.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in [
         "/api/v1/orgs/{org}",

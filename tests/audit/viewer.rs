@@ -209,15 +209,7 @@ async fn investigate_a_failed_sso_sign_in(backend: Backend) {
     assert_eq!(parsed[0]["details"]["reason"], "unknown_account");
 
     // The OpenAPI document describes both export formats of the list.
-    let doc: Value =
-        c.s.client()
-            .get(c.s.url("/api/v1/openapi.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let doc = c.s.openapi().await;
     let list = &doc["paths"]["/api/v1/orgs/{org}/audit-events"]["get"];
     let content = &list["responses"]["200"]["content"];
     for kind in ["application/json", "text/csv", "application/jsonl"] {

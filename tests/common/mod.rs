@@ -153,6 +153,18 @@ impl TestServer {
             .expect("client")
     }
 
+    /// The admin API's OpenAPI document, as the server publishes it.
+    pub async fn openapi(&self) -> serde_json::Value {
+        self.client()
+            .get(self.url("/api/v1/openapi.json"))
+            .send()
+            .await
+            .expect("openapi")
+            .json()
+            .await
+            .expect("openapi json")
+    }
+
     /// Creates a Nulab account with a verified email directly (as the operator CLI does).
     pub async fn account(&self, email: &str, name: &str, password: &str) -> accounts::Account {
         let hash = accounts::password::hash(password).await.expect("hash");

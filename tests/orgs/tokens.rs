@@ -35,15 +35,7 @@ async fn snapshot(server: &TestServer) -> Vec<i64> {
 
 /// Every operation of the OpenAPI document with the one scope it declares.
 async fn operations(server: &TestServer) -> Vec<(Method, String, String)> {
-    let doc: Value = server
-        .client()
-        .get(server.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.openapi().await;
     let mut found = Vec::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().unwrap() {
@@ -172,14 +164,7 @@ async fn common_errors_are_documented(backend: Backend) {
     let token = server.scoped_token(&org, &all.join(" ")).await;
     let foreign = server.scoped_token(&other, &all.join(" ")).await;
     let client = server.client();
-    let doc: Value = client
-        .get(server.url("/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = server.openapi().await;
     let before = snapshot(&server).await;
     let (mut operations, mut with_body) = (0, 0);
     for (path, item) in doc["paths"].as_object().expect("paths") {
