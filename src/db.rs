@@ -10,6 +10,9 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Executor, SqlSafeStr};
 
+mod batch;
+pub use batch::{Batch, Outcome, Param};
+
 /// A transaction; store functions take `&mut Tx` so callers compose them atomically.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 

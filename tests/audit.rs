@@ -3,6 +3,8 @@
 
 mod common;
 
+#[path = "audit/batched.rs"]
+mod batched;
 #[path = "audit/chain.rs"]
 mod chain;
 #[path = "audit/emitted.rs"]

@@ -5,7 +5,7 @@ use sqlx::{Any, Executor, Row};
 
 use super::policy::PasswordPolicy;
 use super::{Account, AccountId, AccountKind, AccountStatus, Email};
-use crate::db::{Tx, flag};
+use crate::db::{Batch, Tx, flag};
 use crate::ids::OrgId;
 
 /// What an emailed link (an email token) is for; stored as text.
@@ -161,6 +161,11 @@ pub async fn by_email<'c>(
     row.as_ref().map(from_row).transpose()
 }
 
+/// [`by_email`] as a statement of `batch`; read its row with [`from_row`].
+pub fn by_email_in(batch: &mut Batch, email: &Email) -> usize {
+    batch.push(BY_EMAIL, vec![email.normalized().into()])
+}
+
 const CREDENTIALS: &str = concat!(
     "SELECT ",
     account_columns!(),
@@ -192,6 +197,11 @@ pub(crate) async fn touch_sign_in(tx: &mut Tx, id: AccountId, now: i64) -> Resul
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// [`touch_sign_in`] as a statement of `batch`.
+pub(crate) fn touch_sign_in_in(batch: &mut Batch, id: AccountId, now: i64) {
+    batch.push(TOUCH_SIGN_IN, vec![id.to_string().into(), now.into()]);
 }
 
 const SET_VERIFIED: &str = "UPDATE accounts SET email_verified_at = $2, updated_at = $2 \

@@ -12,7 +12,7 @@ pub mod webhook;
 
 use serde::Serialize;
 
-use crate::db::Tx;
+use crate::db::{Batch, Outcome, Tx};
 
 /// Declares [`AuditAction`] with its stored names and [`AuditAction::ALL`] from one list, so that
 /// no action can exist without a name or be missing from `ALL` (which `tests/audit_schema.rs`
@@ -235,7 +235,20 @@ pub struct Event<'a> {
 
 /// Writes `event` in the caller's transaction. A failure here must fail the caller's request.
 pub async fn record(tx: &mut Tx, now: i64, event: Event<'_>) -> Result<(), sqlx::Error> {
-    store::insert(tx, now, &event).await
+    store::insert_after(tx, Batch::new(), now, &event).await?;
+    Ok(())
+}
+
+/// [`record`], after the statements of `before` in the same round trip (on SQLite): the
+/// outcomes of `before`'s statements, in order. A caller that finds in them a reason to give
+/// up drops `tx`, which rolls the event back with them.
+pub async fn record_after(
+    tx: &mut Tx,
+    before: Batch,
+    now: i64,
+    event: Event<'_>,
+) -> Result<Vec<Outcome>, sqlx::Error> {
+    store::insert_after(tx, before, now, &event).await
 }
 
 /// A stored event, as the viewer and the API show it.

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::chain::{GENESIS, Sealed};
 use super::{Event, StoredEvent};
-use crate::db::Tx;
+use crate::db::{Batch, Outcome, Tx};
 
 /// Every column of an event, in the order [`StoredEvent::of`] reads them.
 pub const COLUMNS: &str = "id, org_id, occurred_at, action, actor_type, actor_id, actor_label, \
@@ -16,15 +16,32 @@ const INSERT: &str = "INSERT INTO audit_events (id, org_id, occurred_at, action,
      prev_hash, hash) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
-/// Appends `event` to its chain in the caller's transaction: three statements (take the head,
-/// insert, move the head).
-pub(super) async fn insert(tx: &mut Tx, now: i64, event: &Event<'_>) -> Result<(), sqlx::Error> {
+/// Appends `event` to its chain in the caller's transaction, after the statements of `before`
+/// (returned with what they gave): two round trips, `before` with taking the head, then the
+/// insert with moving the head.
+pub(super) async fn insert_after(
+    tx: &mut Tx,
+    mut before: Batch,
+    now: i64,
+    event: &Event<'_>,
+) -> Result<Vec<Outcome>, sqlx::Error> {
     let (actor_type, actor_id, actor_label) = event.actor.parts();
     let org_id = event.org_id.map(|id| id.to_string());
     let chain = super::chain::chain_of(org_id.as_deref());
-    let (seq, prev_hash) = super::chain::next_place(tx, &chain).await?;
+    let head = before.push(ADVANCE_HEAD, vec![chain.as_str().into(), GENESIS.into()]);
+    let mut outcomes = before.run(tx).await?;
+    let (seq, prev_hash) = match outcomes.get(head).and_then(|o| o.rows.first()) {
+        Some(row) => (
+            row.try_get::<i64, _>("seq")?,
+            row.try_get::<String, _>("hash")?,
+        ),
+        None => return Err(sqlx::Error::RowNotFound),
+    };
+    outcomes.truncate(head);
     let id = uuid::Uuid::new_v4().to_string();
     let details = event.details.to_string();
+    let target_type = event.target.as_ref().map(|t| t.kind);
+    let target_id = event.target.as_ref().map(|t| t.id.as_str());
     let sealed = Sealed {
         chain: &chain,
         seq,
@@ -35,34 +52,39 @@ pub(super) async fn insert(tx: &mut Tx, now: i64, event: &Event<'_>) -> Result<(
         actor_type,
         actor_id,
         actor_label,
-        target_type: event.target.as_ref().map(|t| t.kind),
-        target_id: event.target.as_ref().map(|t| t.id.as_str()),
+        target_type,
+        target_id,
         ip: event.meta.ip.as_deref(),
         user_agent: event.meta.user_agent.as_deref(),
         details: &details,
         prev_hash: &prev_hash,
     };
     let hash = sealed.hash();
-    sqlx::query(INSERT)
-        .bind(id.clone())
-        .bind(org_id.clone())
-        .bind(now)
-        .bind(event.action.as_str())
-        .bind(actor_type)
-        .bind(actor_id.map(str::to_string))
-        .bind(actor_label.map(str::to_string))
-        .bind(event.target.as_ref().map(|t| t.kind))
-        .bind(event.target.as_ref().map(|t| t.id.clone()))
-        .bind(event.meta.ip.clone())
-        .bind(event.meta.user_agent.clone())
-        .bind(details.clone())
-        .bind(chain.clone())
-        .bind(seq)
-        .bind(prev_hash.clone())
-        .bind(hash.clone())
-        .execute(&mut **tx)
-        .await?;
-    super::chain::set_head(tx, &chain, &hash).await
+    let mut append = Batch::new();
+    append.push(
+        INSERT,
+        vec![
+            id.as_str().into(),
+            org_id.clone().into(),
+            now.into(),
+            event.action.as_str().into(),
+            actor_type.into(),
+            actor_id.into(),
+            actor_label.into(),
+            target_type.into(),
+            target_id.into(),
+            event.meta.ip.clone().into(),
+            event.meta.user_agent.clone().into(),
+            details.into(),
+            chain.as_str().into(),
+            seq.into(),
+            prev_hash.into(),
+            hash.as_str().into(),
+        ],
+    );
+    append.push(SET_HEAD_HASH, vec![chain.into(), hash.into()]);
+    append.run(tx).await?;
+    Ok(outcomes)
 }
 
 // The upsert returns the new sequence number and the head's hash before this event (a new
@@ -79,8 +101,10 @@ pub(super) async fn advance_head(tx: &mut Tx, chain: &str) -> Result<(i64, Strin
     Ok((row.try_get("seq")?, row.try_get("hash")?))
 }
 
+const SET_HEAD_HASH: &str = "UPDATE audit_chain_heads SET hash = $2 WHERE chain = $1";
+
 pub(super) async fn set_head_hash(tx: &mut Tx, chain: &str, hash: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE audit_chain_heads SET hash = $2 WHERE chain = $1")
+    sqlx::query(SET_HEAD_HASH)
         .bind(chain.to_string())
         .bind(hash.to_string())
         .execute(&mut **tx)

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::audit::{self, Actor, AuditAction, RequestMeta, Target};
 use crate::clock::DAY_MS;
-use crate::db::{Db, Tx};
+use crate::db::{Batch, Db, Tx};
 use crate::ids::OrgId;
 use crate::mail::MailError;
 use crate::orgs::AdminScope;
@@ -524,11 +524,20 @@ pub async fn is_email_domain_verified(
     org: OrgId,
     email_domain: &str,
 ) -> Result<bool, sqlx::Error> {
-    let normalized = email_domain
+    store::lock_verified(tx, org, &normalized_domain(email_domain)).await
+}
+
+/// [`is_email_domain_verified`] as a statement of `batch`: the domain is verified when the
+/// statement changed a row.
+pub fn email_domain_verified_in(batch: &mut Batch, org: OrgId, email_domain: &str) -> usize {
+    store::lock_verified_in(batch, org, &normalized_domain(email_domain))
+}
+
+fn normalized_domain(email_domain: &str) -> String {
+    email_domain
         .trim()
         .trim_end_matches('.')
-        .to_ascii_lowercase();
-    store::lock_verified(tx, org, &normalized).await
+        .to_ascii_lowercase()
 }
 
 #[cfg(test)]

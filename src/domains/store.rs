@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::{Domain, DomainId, DomainName, DomainStatus};
-use crate::db::{Dialect, Tx, skip_locked};
+use crate::db::{Batch, Dialect, Tx, skip_locked};
 use crate::ids::OrgId;
 
 fn bad(col: &str) -> sqlx::Error {
@@ -243,6 +243,11 @@ pub(super) async fn lock_verified(
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected() > 0)
+}
+
+/// [`lock_verified`] as a statement of `batch`: it changes a row when the domain is verified.
+pub(super) fn lock_verified_in(batch: &mut Batch, org: OrgId, domain: &str) -> usize {
+    batch.push(LOCK_VERIFIED, vec![org.to_string().into(), domain.into()])
 }
 
 /// Claims up to `limit` due domains until `lease_until`; another instance skips them until the

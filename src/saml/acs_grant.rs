@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use tower_sessions::Session;
 
-use super::acs_result::audit_connection;
+use super::acs_result::connection_event;
 use super::slo::Subject;
 use super::{Connection, slo_store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
-use crate::db::Tx;
+use crate::db::{Batch, Outcome, Tx};
 use crate::ids::{AccountId, SamlConnectionId};
 use crate::secrets;
 use crate::web::error::AppError;
@@ -53,7 +53,9 @@ pub struct Grant {
 
 /// Signs `account` in through `connection` inside `tx` (last sign-in time, the mapped name,
 /// the audit event, the SAML session for Single Logout), commits, and starts the browser
-/// session. `extra` goes into the audit event's details.
+/// session. `extra` goes into the audit event's details. The statements of `before` run first,
+/// in the same round trip as the sign-in's own writes (on SQLite); `go_on` reads what they gave
+/// and, when it answers `false`, nothing is kept and `finish` answers `false`.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish(
     state: &AppState,
@@ -64,9 +66,11 @@ pub async fn finish(
     grant: &Grant,
     meta: &RequestMeta,
     extra: serde_json::Value,
-) -> Result<(), AppError> {
+    mut before: Batch,
+    go_on: impl FnOnce(&[Outcome]) -> bool,
+) -> Result<bool, AppError> {
     let now = state.clock.now_ms();
-    accounts::store::touch_sign_in(&mut tx, account.id, now).await?;
+    // A changed name is rare: its own statements, ahead of the batch.
     sync_name(
         &mut tx,
         connection,
@@ -76,6 +80,8 @@ pub async fn finish(
         now,
     )
     .await?;
+    let asked = before.len();
+    accounts::store::touch_sign_in_in(&mut before, account.id, now);
     let sign_in_id = session::new_sign_in_id();
     if let Some(subject) = &grant.subject {
         let saml = slo_store::SamlSession {
@@ -88,7 +94,7 @@ pub async fn finish(
         let until = grant
             .session_until
             .unwrap_or(now + slo_store::DEFAULT_SESSION_MS);
-        slo_store::insert_session(&mut tx, &saml, now, until).await?;
+        slo_store::insert_session(&mut before, &saml, now, until);
     }
     // The event last: on PostgreSQL appending to the organization's audit chain locks its head
     // until the commit, so the other sign-ins of the organization wait the least.
@@ -100,16 +106,19 @@ pub async fn finish(
     if let (Some(map), serde_json::Value::Object(more)) = (details.as_object_mut(), extra) {
         map.extend(more);
     }
-    audit_connection(
-        &mut tx,
+    let actor = account.actor();
+    let event = connection_event(
         connection,
         AuditAction::SsoSigninSucceeded,
-        &account.actor(),
+        &actor,
         meta,
-        now,
         details,
-    )
-    .await?;
+    );
+    let outcomes = audit::record_after(&mut tx, before, now, event).await?;
+    if !go_on(&outcomes[..asked]) {
+        tx.rollback().await?;
+        return Ok(false);
+    }
     tx.commit().await?;
     accounts::session::start_sign_in(
         state,
@@ -118,7 +127,8 @@ pub async fn finish(
         session::SignInMethod::Saml,
         &sign_in_id,
     )
-    .await
+    .await?;
+    Ok(true)
 }
 
 /// Keeps the account's name as the IdP says it (when the connection maps a name attribute and
@@ -284,15 +294,16 @@ fn expired() -> Response {
     (StatusCode::BAD_REQUEST, page).into_response()
 }
 
+const SPEND: &str =
+    "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL";
+
 /// Marks a parked grant used; `false` when another request already did.
 async fn spend(tx: &mut Tx, handle_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let spent = sqlx::query(
-        "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL",
-    )
-    .bind(handle_hash.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+    let spent = sqlx::query(SPEND)
+        .bind(handle_hash.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(spent.rows_affected() == 1)
 }
 
@@ -304,15 +315,22 @@ async fn complete(
     meta: &RequestMeta,
     switched_from: Option<&Account>,
 ) -> Result<Option<Response>, AppError> {
-    let mut tx = state.db.begin().await?;
-    if !spend(&mut tx, &parked.handle_hash, state.clock.now_ms()).await? {
-        return Ok(None);
-    }
+    let tx = state.db.begin().await?;
+    // Spending the grant goes in the same round trip as the sign-in's writes; when another
+    // request spent it first, nothing is kept.
+    let mut spend = Batch::new();
+    spend.push(
+        SPEND,
+        vec![
+            parked.handle_hash.as_str().into(),
+            state.clock.now_ms().into(),
+        ],
+    );
     let extra = match switched_from {
         Some(from) => serde_json::json!({ "switched_from": from.email }),
         None => serde_json::json!({}),
     };
-    finish(
+    let signed_in = finish(
         state,
         session,
         tx,
@@ -321,8 +339,13 @@ async fn complete(
         &parked.grant,
         meta,
         extra,
+        spend,
+        |spent| spent.first().is_some_and(|s| s.affected == 1),
     )
     .await?;
+    if !signed_in {
+        return Ok(None);
+    }
     let mut response = Redirect::to("/account").into_response();
     response.headers_mut().append(
         header::SET_COOKIE,

@@ -19,6 +19,7 @@ use super::{Connection, acs_grant, mapping, store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{AuditAction, RequestMeta};
+use crate::db::Batch;
 use crate::ids::SamlConnectionId;
 use crate::limits;
 use crate::secrets;
@@ -215,7 +216,9 @@ struct Admitted {
     request: Option<store::PendingRequest>,
 }
 
-/// The replay cache, the account rules, the domain rules and spending the request, inside `tx`.
+/// The replay cache, the account rules, the domain rules and spending the request, inside `tx`:
+/// their statements go to the database in one batch (one round trip on SQLite), and their
+/// outcomes are judged in that order; a refusal rolls all of them back.
 async fn admit(
     tx: &mut crate::db::Tx,
     connection: &Connection,
@@ -228,14 +231,48 @@ async fn admit(
         request,
     } = checked;
     let account = async {
-        remember(tx, connection, &verified).await?;
-        let account = admit_account(tx, connection, &email).await?;
+        let mut batch = Batch::new();
+        store::remember_in(
+            &mut batch,
+            &connection.idp_entity_id,
+            &verified.assertion_id,
+            verified.response_id.as_deref(),
+            verified.valid_until,
+        );
+        let account_at = accounts::store::by_email_in(&mut batch, &email);
+        let domain_at =
+            crate::domains::email_domain_verified_in(&mut batch, connection.org_id, email.domain());
+        let request_at = request
+            .as_ref()
+            .map(|r| store::use_request_in(&mut batch, &r.id, now));
+        let outcomes = match batch.run(tx).await {
+            Ok(outcomes) => outcomes,
+            // Only the replay cache's insert can break a unique rule here.
+            Err(e) if crate::db::is_unique_violation(&e) => {
+                return Err(refused(
+                    Reason::Replayed,
+                    format!(
+                        "assertion {} or response {:?} was already accepted",
+                        verified.assertion_id, verified.response_id
+                    ),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let found = outcomes[account_at]
+            .rows
+            .first()
+            .map(accounts::store::from_row)
+            .transpose()?;
+        let account = admit_account(found, connection, &email)
+            .map_err(|(reason, detail)| refused(reason, detail))?;
+        let verified_domain = outcomes[domain_at].affected > 0;
+        let request_spent = request_at.is_none_or(|at| outcomes[at].affected == 1);
         admit_domain(
             tx,
             connection,
             &email,
-            account.created_at,
-            request.as_ref(),
+            (account.created_at, verified_domain, request_spent),
             now,
         )
         .await?;
@@ -250,51 +287,21 @@ async fn admit(
     })
 }
 
-/// The replay cache: each assertion and response ID is accepted once until it expires.
-async fn remember(
-    tx: &mut crate::db::Tx,
-    connection: &Connection,
-    verified: &Verified,
-) -> Result<(), Refusal> {
-    if let Err(e) = store::remember(
-        tx,
-        &connection.idp_entity_id,
-        &verified.assertion_id,
-        verified.response_id.as_deref(),
-        verified.valid_until,
-    )
-    .await
-    {
-        return Err(if crate::db::is_unique_violation(&e) {
-            refused(
-                Reason::Replayed,
-                format!(
-                    "assertion {} or response {:?} was already accepted",
-                    verified.assertion_id, verified.response_id
-                ),
-            )
-        } else {
-            e.into()
-        });
-    }
-    Ok(())
-}
-
 /// The email's domain is verified for the organization (or the account is one of those an
 /// organization brought in from before domain verification, during its transition) and routed
-/// to this connection; the request is spent once.
+/// to this connection; the request was spent once. `found` holds the account's creation time,
+/// whether the domain's statement found it verified, and whether the request's was the one
+/// that spent it.
 async fn admit_domain(
     tx: &mut crate::db::Tx,
     connection: &Connection,
     email: &accounts::Email,
-    created_at: i64,
-    request: Option<&store::PendingRequest>,
+    found: (i64, bool, bool),
     now: i64,
 ) -> Result<(), Refusal> {
+    let (created_at, verified, request_spent) = found;
     let org = connection.org_id;
-    if !crate::domains::is_email_domain_verified(tx, org, email.domain()).await?
-        && !crate::domains::transition::allows(tx, org, created_at, now).await?
-    {
+    if !verified && !crate::domains::transition::allows(tx, org, created_at, now).await? {
         return Err(refused(
             Reason::DomainNotVerified,
             format!("{} is not verified for the organization", email.domain()),
@@ -306,9 +313,7 @@ async fn admit_domain(
             format!("{} is not among the connection's domains", email.domain()),
         ));
     }
-    if let Some(r) = request
-        && !store::use_request(tx, &r.id, now).await?
-    {
+    if !request_spent {
         return Err(refused(
             Reason::Replayed,
             "the request was already answered",
@@ -317,29 +322,24 @@ async fn admit_domain(
     Ok(())
 }
 
-/// The active managed account of the connection's organization with this email.
-async fn admit_account(
-    tx: &mut crate::db::Tx,
+/// The active managed account of the connection's organization with this email, or why not.
+fn admit_account(
+    found: Option<Account>,
     connection: &Connection,
     email: &accounts::Email,
-) -> Result<Account, Refusal> {
-    match accounts::store::by_email(&mut **tx, email).await? {
-        None => Err(refused(
-            Reason::UnknownAccount,
-            format!("no account uses {email}"),
-        )),
-        Some(a) if a.kind == AccountKind::Nulab => Err(refused(
-            Reason::NotManaged,
-            format!("{email} is a Nulab account"),
-        )),
-        Some(a) if a.org_id != Some(connection.org_id) => Err(refused(
+) -> Result<Account, (Reason, String)> {
+    match found {
+        None => Err((Reason::UnknownAccount, format!("no account uses {email}"))),
+        Some(a) if a.kind == AccountKind::Nulab => {
+            Err((Reason::NotManaged, format!("{email} is a Nulab account")))
+        }
+        Some(a) if a.org_id != Some(connection.org_id) => Err((
             Reason::UnknownAccount,
             format!("{email} is a managed account of another organization"),
         )),
-        Some(a) if a.status == AccountStatus::Suspended => Err(refused(
-            Reason::AccountSuspended,
-            format!("{email} is suspended"),
-        )),
+        Some(a) if a.status == AccountStatus::Suspended => {
+            Err((Reason::AccountSuspended, format!("{email} is suspended")))
+        }
         Some(a) => Ok(a),
     }
 }
@@ -521,6 +521,8 @@ impl Post<'_> {
             &grant,
             self.meta,
             serde_json::json!({}),
+            Batch::new(),
+            |_| true,
         )
         .await?;
         Ok(Redirect::to(&request.return_to).into_response())

@@ -115,24 +115,31 @@ pub async fn audit_connection(
     now: i64,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    let mut details = details;
+    let event = connection_event(connection, action, actor, meta, details);
+    audit::record(tx, now, event).await
+}
+
+/// An event of `connection` (its organization, the connection as the target and in the
+/// details).
+pub fn connection_event<'a>(
+    connection: &Connection,
+    action: AuditAction,
+    actor: &'a Actor,
+    meta: &'a RequestMeta,
+    mut details: serde_json::Value,
+) -> audit::Event<'a> {
     details["connection_id"] = serde_json::json!(connection.id.to_string());
-    audit::record(
-        tx,
-        now,
-        audit::Event {
-            org_id: Some(connection.org_id),
-            action,
-            actor,
-            target: Some(Target {
-                kind: "saml_connection",
-                id: connection.id.to_string(),
-            }),
-            meta,
-            details,
-        },
-    )
-    .await
+    audit::Event {
+        org_id: Some(connection.org_id),
+        action,
+        actor,
+        target: Some(Target {
+            kind: "saml_connection",
+            id: connection.id.to_string(),
+        }),
+        meta,
+        details,
+    }
 }
 
 /// Audits a refused response in its own transaction (the sign-in's was rolled back).

@@ -4,7 +4,7 @@
 use sqlx::{Any, Executor, Row};
 
 use super::slo::Subject;
-use crate::db::Tx;
+use crate::db::{Batch, Tx};
 use crate::ids::{AccountId, SamlConnectionId};
 
 /// How long a sign-in stays findable by a LogoutRequest when the IdP sets no
@@ -28,26 +28,22 @@ const INSERT_SESSION: &str = "INSERT INTO saml_sessions (sign_in_id, connection_
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Records the SAML side of a new sign-in.
-pub async fn insert_session(
-    tx: &mut Tx,
-    s: &SamlSession,
-    now: i64,
-    expires_at: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(INSERT_SESSION)
-        .bind(s.sign_in_id.clone())
-        .bind(s.connection_id.to_string())
-        .bind(s.account_id.to_string())
-        .bind(s.subject.name_id.clone())
-        .bind(s.subject.format.clone())
-        .bind(s.subject.name_qualifier.clone())
-        .bind(s.subject.sp_name_qualifier.clone())
-        .bind(s.session_index.clone())
-        .bind(now)
-        .bind(expires_at)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+pub fn insert_session(batch: &mut Batch, s: &SamlSession, now: i64, expires_at: i64) {
+    batch.push(
+        INSERT_SESSION,
+        vec![
+            s.sign_in_id.as_str().into(),
+            s.connection_id.to_string().into(),
+            s.account_id.to_string().into(),
+            s.subject.name_id.as_str().into(),
+            s.subject.format.clone().into(),
+            s.subject.name_qualifier.clone().into(),
+            s.subject.sp_name_qualifier.clone().into(),
+            s.session_index.clone().into(),
+            now.into(),
+            expires_at.into(),
+        ],
+    );
 }
 
 const SESSION_BY_ID: &str = "SELECT sign_in_id, connection_id, account_id, name_id, \

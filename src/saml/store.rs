@@ -5,7 +5,7 @@ use sqlx::{Any, Executor, Row};
 
 use super::metadata::Certificate;
 use super::{Connection, ConnectionSettings};
-use crate::db::{Dialect, Tx, flag, skip_locked};
+use crate::db::{Batch, Dialect, Tx, flag, skip_locked};
 use crate::ids::{OrgId, SamlConnectionId};
 
 pub(super) fn bad(col: &str) -> sqlx::Error {
@@ -280,21 +280,41 @@ pub(super) async fn request<'c>(
 
 const USE_REQUEST: &str = "UPDATE saml_requests SET used_at = $2 WHERE id = $1 AND used_at IS NULL";
 
-/// Marks a request used; `false` when it already was (a second response to one request).
-pub(super) async fn use_request(tx: &mut Tx, id: &str, now: i64) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(USE_REQUEST)
-        .bind(id.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected()
-        == 1)
+/// Marks a request used, as a statement of `batch`: it changes no row when the request already
+/// was (a second response to one request).
+pub(super) fn use_request_in(batch: &mut Batch, id: &str, now: i64) -> usize {
+    batch.push(USE_REQUEST, vec![id.into(), now.into()])
 }
 
 const REMEMBER: &str =
     "INSERT INTO saml_replay (idp_entity_id, message_id, expires_at) VALUES ($1, $2, $3)";
 const REMEMBER_TWO: &str = "INSERT INTO saml_replay (idp_entity_id, message_id, expires_at) \
      VALUES ($1, $2, $4), ($1, $3, $4)";
+
+/// [`remember`] as a statement of `batch`.
+pub(super) fn remember_in(
+    batch: &mut Batch,
+    idp: &str,
+    assertion_id: &str,
+    response_id: Option<&str>,
+    expires_at: i64,
+) {
+    match response_id {
+        Some(response_id) => batch.push(
+            REMEMBER_TWO,
+            vec![
+                idp.into(),
+                assertion_id.into(),
+                response_id.into(),
+                expires_at.into(),
+            ],
+        ),
+        None => batch.push(
+            REMEMBER,
+            vec![idp.into(), assertion_id.into(), expires_at.into()],
+        ),
+    };
+}
 
 /// Records the accepted message IDs (an assertion's, and its response's when it has one) in
 /// one statement; a unique violation means one of them was seen before.

@@ -177,3 +177,96 @@ async fn planted(backend: Backend) {
     assert_eq!(res.status(), 303, "the planted id signs no one in");
 }
 both!(a_planted_session_id_is_never_the_signed_in_one, planted);
+
+/// A parked sign-in completes once however many requests race for it: one signs in, the others
+/// find it spent, and only that one is kept (one event, one SAML session, one last sign-in
+/// time); what the losers wrote before they lost is rolled back.
+async fn raced(backend: Backend) {
+    let s = sso(backend).await;
+    assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
+    let counts = || async {
+        let pool = s.server.db().pool();
+        let events: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE action = 'sso.signin.succeeded'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        let sessions: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM saml_sessions")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        (events, sessions)
+    };
+    let b64 = s
+        .idp
+        .response_b64(&ResponseSpec::new(
+            "mia@corp.test",
+            &s.acs(),
+            &s.audience(),
+            None,
+        ))
+        .unwrap();
+    let res = s.post(&s.server.client(), &b64, "", None).await;
+    assert_eq!(res.status(), 303);
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|c| c.to_str().ok())
+        .find(|c| c.starts_with("nulab_pass_sso_continue="))
+        .and_then(|c| c.split(';').next())
+        .expect("the continue cookie")
+        .to_string();
+    assert_eq!(counts().await, (0, 0));
+
+    // The clients are built first (each loads the system's certificates), then start together.
+    let url = s.server.url(&format!("/sso/{}/continue", s.id()));
+    let clients: Vec<_> = (0..16).map(|_| s.server.client()).collect();
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
+    let racers: Vec<_> = clients
+        .into_iter()
+        .map(|client| {
+            let (url, cookie, start) = (url.clone(), cookie.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let res = client
+                    .get(url)
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                let to = res
+                    .headers()
+                    .get("location")
+                    .map(|l| l.to_str().unwrap().to_string());
+                (res.status().as_u16(), to)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for racer in racers {
+        answers.push(racer.await.unwrap());
+    }
+    let won: Vec<_> = answers.iter().filter(|a| a.0 == 303).collect();
+    assert_eq!(won.len(), 1, "{answers:?}");
+    assert_eq!(won[0].1.as_deref(), Some("/account"));
+    assert!(
+        answers.iter().all(|a| a.0 == 303 || a.0 == 400),
+        "the others find it spent: {answers:?}"
+    );
+    assert_eq!(counts().await, (1, 1), "one sign-in kept");
+    // Every chain holds after the rolled-back appends.
+    let chains: Vec<String> = sqlx::query_scalar("SELECT chain FROM audit_chain_heads")
+        .fetch_all(s.server.db().pool())
+        .await
+        .unwrap();
+    assert!(!chains.is_empty());
+    for chain in chains {
+        let verified = nulab_pass::audit::chain::verify(s.server.db(), &chain)
+            .await
+            .unwrap();
+        assert!(verified.broken.is_none(), "{verified:?}");
+    }
+}
+both!(a_parked_sign_in_completes_once_under_a_race, raced);
