@@ -212,12 +212,14 @@ impl Db {
     /// checkpoints inside the commit that grows the log past 1,000 pages: that commit copies the
     /// log into the database file and syncs it while holding the write lock, so every writer
     /// waits (about a fifth of the sign-ins per second under load, README: Performance). From
-    /// here on the writer never checkpoints; this task runs a passive checkpoint four times a
-    /// second on a reading connection, which copies what it can beside the writer and the
-    /// readers and never waits for them. Durability is unchanged (the log is synced at each
-    /// checkpoint, as before); the log holds at most about a quarter of a second of writes
-    /// more than it did and is cut back to 64 MiB when it starts over. Processes that do not
-    /// run this (the operator CLI) keep SQLite's default.
+    /// here on the writer never checkpoints inside a commit; four times a second this task runs
+    /// a passive checkpoint on a reading connection, which copies the bulk of the log beside the
+    /// writer and the readers and never waits for them, then one on the writing connection
+    /// (queued like any transaction), which copies only what arrived meanwhile and lets the log
+    /// start over. Durability is unchanged (the log is synced at each checkpoint, as before);
+    /// the log stays within tens of megabytes under sustained writes and is cut back to 64 MiB
+    /// when it starts over. Processes that do not run this (the operator CLI) keep SQLite's
+    /// default.
     pub fn checkpoint_in_background(&self) -> tokio::task::JoinHandle<()> {
         let db = self.clone();
         tokio::spawn(async move {
@@ -235,11 +237,17 @@ impl Db {
             }
             loop {
                 tokio::time::sleep(CHECKPOINT_EVERY).await;
-                if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                    .execute(&db.pool)
-                    .await
-                {
-                    tracing::warn!(error = %err, "WAL checkpoint failed");
+                // The bulk beside the writer, then the rest on it: what the writer appended
+                // meanwhile is copied while nobody writes, so the checkpoint can complete and
+                // the next transaction starts the log over. Without that second step the log
+                // never starts over while writes go on (557 MiB after 15 s of sign-ins).
+                for pool in [&db.pool, &db.writer] {
+                    if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                        .execute(pool)
+                        .await
+                    {
+                        tracing::warn!(error = %err, "WAL checkpoint failed");
+                    }
                 }
             }
         })
@@ -444,5 +452,56 @@ mod tests {
         }
         job.abort();
         db.close().await;
+    }
+
+    /// Writes that never pause (one transaction after another, with reads beside them) still
+    /// let the log start over: the job's last step runs on the writing connection, between
+    /// two transactions. A checkpoint from a reading connection alone never completes while
+    /// the writer keeps appending, and the log grows without end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_starts_over_under_writes_that_never_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("busy.db");
+        let db = Db::connect(&format!("sqlite://{}", file.display()))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE filler (body TEXT NOT NULL)")
+            .execute(db.writer())
+            .await
+            .unwrap();
+        let job = db.checkpoint_in_background();
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let (db, stop) = (db.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    // A short read, as the server's are: the newest row.
+                    let _: Option<i64> =
+                        sqlx::query_scalar("SELECT rowid FROM filler ORDER BY rowid DESC LIMIT 1")
+                            .fetch_optional(db.pool())
+                            .await
+                            .unwrap();
+                }
+            })
+        };
+        insert(&db, 10).await;
+        let first = log_generation(&file);
+        let started = std::time::Instant::now();
+        let mut restarts = std::collections::BTreeSet::new();
+        // Twelve rounds of the job, 10 pages a transaction and no pause between transactions;
+        // measured: 10-11 restarts with the last step on the writer, 0-1 without it.
+        while started.elapsed() < CHECKPOINT_EVERY * 12 {
+            insert(&db, 10).await;
+            restarts.insert(log_generation(&file));
+        }
+        stop.store(true, Ordering::SeqCst);
+        reader.await.unwrap();
+        job.abort();
+        db.close().await;
+        let restarted = restarts.iter().filter(|g| **g != first).count();
+        assert!(
+            restarted >= 4,
+            "the log started over {restarted} times in twelve rounds"
+        );
     }
 }
