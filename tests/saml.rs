@@ -99,6 +99,18 @@ struct Started {
 }
 
 impl Sso {
+    /// A valid IdP-initiated response for `email` (base64, as the form posts it).
+    fn unsolicited(&self, email: &str) -> String {
+        self.idp
+            .response_b64(&ResponseSpec::new(
+                email,
+                &self.acs(),
+                &self.audience(),
+                None,
+            ))
+            .unwrap()
+    }
+
     fn acs(&self) -> String {
         self.connection["acs_url"].as_str().unwrap().to_string()
     }
@@ -326,30 +338,14 @@ both!(sp_initiated_sign_in_works, sp_initiated_sign_in);
 
 async fn idp_initiated(backend: Backend) {
     let s = sso(backend).await;
-    let unsolicited = s
-        .idp
-        .response_b64(&ResponseSpec::new(
-            "mia@corp.test",
-            &s.acs(),
-            &s.audience(),
-            None,
-        ))
-        .unwrap();
+    let unsolicited = s.unsolicited("mia@corp.test");
     let browser = s.server.client();
     let res = s.post(&browser, &unsolicited, "", None).await;
     s.assert_refused(&browser, res, 403, "unsolicited_response")
         .await;
 
     assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
-    let fresh = s
-        .idp
-        .response_b64(&ResponseSpec::new(
-            "mia@corp.test",
-            &s.acs(),
-            &s.audience(),
-            None,
-        ))
-        .unwrap();
+    let fresh = s.unsolicited("mia@corp.test");
     let res = s.post(&browser, &fresh, "", None).await;
     // Parked until the browser comes back by a same-site request (saml/login_csrf.rs).
     assert_eq!(res.status(), 303);

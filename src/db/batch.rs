@@ -107,7 +107,7 @@ impl Batch {
     /// [`Batch::push`] returned finds its statement's.
     pub async fn run(self, tx: &mut Tx) -> Result<Vec<Outcome>, sqlx::Error> {
         let expected = self.statements.len();
-        let all = if tx.backend_name() == "SQLite" && expected > 1 {
+        let all = if tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME && expected > 1 {
             let (sql, params) = joined(self.statements);
             outcomes(tx, &sql, params).await?
         } else {

@@ -5,12 +5,7 @@ use super::*;
 
 /// The value of the session cookie set by `res`, if any.
 fn session_cookie(res: &reqwest::Response) -> Option<String> {
-    res.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("nulab_pass_session="))
-        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+    crate::common::set_cookie_value(res, "nulab_pass_session")
 }
 
 fn sha256_hex(text: &str) -> String {

@@ -310,6 +310,17 @@ pub async fn csrf_of(client: &reqwest::Client, url: &str) -> String {
     hidden_value(&html, "csrf").unwrap_or_else(|| panic!("no csrf field on {url}"))
 }
 
+/// The value of the cookie `name` that `res` sets, if it sets one.
+pub fn set_cookie_value(res: &reqwest::Response, name: &str) -> Option<String> {
+    let prefix = format!("{name}=");
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(prefix.as_str()))
+        .map(|v| v.split(';').next().unwrap_or_default().to_string())
+}
+
 /// The `value` of the first `<input name="{name}" ...>` in `html`.
 pub fn hidden_value(html: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");

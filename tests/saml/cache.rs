@@ -2,7 +2,6 @@
 //! by another instance (here straight to the row, with no word to this one) raises the version
 //! and counts at the very next response.
 
-use nulab_pass::mock_idp::ResponseSpec;
 use serde_json::json;
 
 use super::sso;
@@ -12,16 +11,7 @@ use crate::common::Backend;
 async fn changed_elsewhere(backend: Backend) {
     let s = sso(backend).await;
     assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
-    let unsolicited = || {
-        s.idp
-            .response_b64(&ResponseSpec::new(
-                "mia@corp.test",
-                &s.acs(),
-                &s.audience(),
-                None,
-            ))
-            .unwrap()
-    };
+    let unsolicited = || s.unsolicited("mia@corp.test");
     let browser = s.server.client();
     let res = s.post(&browser, &unsolicited(), "", None).await;
     assert_eq!(

@@ -3,27 +3,17 @@
 //! as someone else is asked "continue as X?" first. Staying changes nothing; the parked sign-in
 //! works once, only in the browser that posted it.
 
-use nulab_pass::mock_idp::ResponseSpec;
 use serde_json::json;
 
 use super::{PASSWORD, sso};
 use crate::both;
-use crate::common::{Backend, hidden_value};
+use crate::common::{Backend, hidden_value, set_cookie_value};
 
 async fn switching(backend: Backend) {
     let s = sso(backend).await;
     assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
     let browser = s.server.signed_in("admin@corp.test", PASSWORD).await;
-    let unsolicited = || {
-        s.idp
-            .response_b64(&ResponseSpec::new(
-                "mia@corp.test",
-                &s.acs(),
-                &s.audience(),
-                None,
-            ))
-            .unwrap()
-    };
+    let unsolicited = || s.unsolicited("mia@corp.test");
     let signed_in_email = || async {
         let page = browser
             .get(s.server.url("/account"))
@@ -132,15 +122,7 @@ async fn planted(backend: Backend) {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let b64 = s
-        .idp
-        .response_b64(&ResponseSpec::new(
-            "mia@corp.test",
-            &s.acs(),
-            &s.audience(),
-            None,
-        ))
-        .unwrap();
+    let b64 = s.unsolicited("mia@corp.test");
     assert_eq!(s.post(&browser, &b64, "", None).await.status(), 303);
     let res = browser
         .get(s.server.url(&format!("/sso/{}/continue", s.id())))
@@ -148,15 +130,7 @@ async fn planted(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 303, "signed in");
-    let issued = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|c| c.to_str().ok())
-        .find_map(|c| c.strip_prefix("nulab_pass_session="))
-        .and_then(|c| c.split(';').next())
-        .expect("a session cookie")
-        .to_string();
+    let issued = set_cookie_value(&res, "nulab_pass_session").expect("a session cookie");
     assert_ne!(issued, planted);
     let page = browser
         .get(s.server.url("/account"))
@@ -198,26 +172,13 @@ async fn raced(backend: Backend) {
             .unwrap();
         (events, sessions)
     };
-    let b64 = s
-        .idp
-        .response_b64(&ResponseSpec::new(
-            "mia@corp.test",
-            &s.acs(),
-            &s.audience(),
-            None,
-        ))
-        .unwrap();
+    let b64 = s.unsolicited("mia@corp.test");
     let res = s.post(&s.server.client(), &b64, "", None).await;
     assert_eq!(res.status(), 303);
-    let cookie = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|c| c.to_str().ok())
-        .find(|c| c.starts_with("nulab_pass_sso_continue="))
-        .and_then(|c| c.split(';').next())
-        .expect("the continue cookie")
-        .to_string();
+    let cookie = format!(
+        "nulab_pass_sso_continue={}",
+        set_cookie_value(&res, "nulab_pass_sso_continue").expect("the continue cookie")
+    );
     assert_eq!(counts().await, (0, 0));
 
     // The clients are built first (each loads the system's certificates), then start together.

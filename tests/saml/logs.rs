@@ -72,15 +72,7 @@ async fn secrets(backend: Backend, captured: &Captured) {
         .post(&browser, &b64, &started.relay_state, Some(&started.cookie))
         .await;
     assert_eq!(res.status(), 303);
-    let session = res
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| c.strip_prefix("nulab_pass_session="))
-        .and_then(|c| c.split(';').next())
-        .unwrap()
-        .to_string();
+    let session = crate::common::set_cookie_value(&res, "nulab_pass_session").unwrap();
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(log.contains("DEBUG"), "debug lines were captured");
     assert!(
