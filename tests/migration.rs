@@ -1,14 +1,17 @@
 //! Migration of Nulab accounts into managed accounts, through the running server: the whole
 //! flow with a real SMTP server (the link followed from the captured email) and an SSO sign-in
 //! afterwards; every bad input and race, each asserting the error and that nothing changed; the
-//! admin's pages (member list, filter, link lifetime) in `migration/admin_pages.rs`; and the server
-//! process killed mid-batch in `migration/crash.rs`.
+//! admin's pages (member list, filter, link lifetime) in `migration/admin_pages.rs`; the server
+//! process killed mid-batch in `migration/crash.rs`; two migrations that cross each other's
+//! organizations in `migration/crossed.rs`.
 
 #[path = "migration/admin_pages.rs"]
 mod admin_pages;
 mod common;
 #[path = "migration/crash.rs"]
 mod crash;
+#[path = "migration/crossed.rs"]
+mod crossed;
 #[path = "migration/last_admin.rs"]
 mod last_admin;
 

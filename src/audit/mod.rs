@@ -239,6 +239,24 @@ pub async fn record(tx: &mut Tx, now: i64, event: Event<'_>) -> Result<(), sqlx:
     Ok(())
 }
 
+/// Takes the heads of these organizations' chains, in chain order, for a transaction about to
+/// record events in more than one of them. Every such transaction takes its heads this way, so
+/// on PostgreSQL two of them wait for each other instead of each holding a head the other
+/// needs. (A head is otherwise taken by the first event recorded in its chain.)
+pub async fn take_chains(
+    tx: &mut Tx,
+    orgs: impl IntoIterator<Item = crate::ids::OrgId>,
+) -> Result<(), sqlx::Error> {
+    let chains: std::collections::BTreeSet<String> = orgs
+        .into_iter()
+        .map(|o| chain::chain_of(Some(&o.to_string())))
+        .collect();
+    for chain in &chains {
+        store::lock_head(tx, chain).await?;
+    }
+    Ok(())
+}
+
 /// [`record`], after the statements of `before` in the same round trip (on SQLite): the
 /// outcomes of `before`'s statements, in order. A caller that finds in them a reason to give
 /// up drops `tx`, which rolls the event back with them.

@@ -68,10 +68,7 @@ pub async fn prune_chain(
 ) -> Result<Option<Pruned>, sqlx::Error> {
     let mut tx = db.begin().await?;
     // Take the chain's head first: writers of this chain (and another pruning instance) wait.
-    sqlx::query("UPDATE audit_chain_heads SET seq = seq WHERE chain = $1")
-        .bind(chain_id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    super::store::lock_head(&mut tx, chain_id).await?;
     let first_young: (Option<i64>,) =
         sqlx::query_as("SELECT MIN(seq) FROM audit_events WHERE chain = $1 AND occurred_at >= $2")
             .bind(chain_id.to_string())

@@ -101,6 +101,18 @@ pub(super) async fn advance_head(tx: &mut Tx, chain: &str) -> Result<(i64, Strin
     Ok((row.try_get("seq")?, row.try_get("hash")?))
 }
 
+const LOCK_HEAD: &str = "UPDATE audit_chain_heads SET seq = seq WHERE chain = $1";
+
+/// Takes `chain`'s head row until the transaction ends (PostgreSQL; SQLite's write lock already
+/// orders writers). A chain without events has no head row yet, and nothing is taken.
+pub(super) async fn lock_head(tx: &mut Tx, chain: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(LOCK_HEAD)
+        .bind(chain.to_string())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 const SET_HEAD_HASH: &str = "UPDATE audit_chain_heads SET hash = $2 WHERE chain = $1";
 
 pub(super) async fn set_head_hash(tx: &mut Tx, chain: &str, hash: &str) -> Result<(), sqlx::Error> {

@@ -212,7 +212,7 @@ pub async fn accept(
     let consent = consent(db, now, token).await?;
     let password = check_proof(db, key, config, now, &consent, &proof, meta).await?;
     let mut tx = db.begin().await?;
-    let (request, account) = match recheck(&mut tx, now, &consent).await? {
+    let (request, account, involved) = match recheck(&mut tx, now, &consent).await? {
         Ok(found) => found,
         Err((request, why)) => {
             let org = &consent.org;
@@ -236,25 +236,26 @@ pub async fn accept(
         request: &request,
         account: &account,
         password: password.as_deref(),
+        involved: &involved,
     };
     let migrated = execute(&mut tx, now, executed, meta).await?;
     tx.commit().await?;
     Ok((migrated, consent.org.clone()))
 }
 
-/// Everything again, as it is now that this transaction holds the locks: the request and its
-/// account, or the request and why the account can no longer be migrated.
-async fn recheck(
-    tx: &mut Tx,
-    now: i64,
-    consent: &Consent,
-) -> Result<Result<(MigrationRequest, Account), (MigrationRequest, Ineligible)>, MigrationError> {
+/// What [`recheck`] finds: the request, its account and every organization the migration
+/// changes (locked), or the request and why the account can no longer be migrated.
+type Rechecked =
+    Result<(MigrationRequest, Account, BTreeSet<OrgId>), (MigrationRequest, Ineligible)>;
+
+/// Everything again, as it is now that this transaction holds the locks.
+async fn recheck(tx: &mut Tx, now: i64, consent: &Consent) -> Result<Rechecked, MigrationError> {
     let org = &consent.org;
-    // Domain row, then org row: the order managed-account creation uses.
+    // Domain row, then org rows: the order managed-account creation uses.
     let domain_ok =
         crate::domains::is_email_domain_verified(tx, org.id, &domain_of(&consent.account.email))
             .await?;
-    orgs::store::lock(tx, org.id).await?;
+    let involved = lock_involved(tx, org.id, consent.account.id).await?;
     let request = store::by_token(&mut **tx, &consent.token_hash)
         .await?
         .ok_or(MigrationError::LinkInvalid)?;
@@ -262,13 +263,6 @@ async fn recheck(
     let account = accounts::store::by_id(&mut **tx, request.account_id)
         .await?
         .ok_or(MigrationError::LinkInvalid)?;
-    // The other organizations this account administers are locked too (in id order), so no
-    // admin there can leave or be demoted between this check and the end of the migration.
-    for other in orgs::store::admin_org_ids(&mut **tx, account.id).await? {
-        if other != org.id {
-            orgs::store::lock(tx, other).await?;
-        }
-    }
     let mut problem = check_account(tx, org.id, &account, domain_ok).await?.err();
     if problem.is_none() {
         let seats = crate::orgs::seats::subscribed(&mut **tx, org.id).await?;
@@ -279,8 +273,32 @@ async fn recheck(
     }
     Ok(match problem {
         Some(why) => Err((request, why)),
-        None => Ok((request, account)),
+        None => Ok((request, account, involved)),
     })
+}
+
+/// Locks the row of the migration's organization and of every other it changes (those the
+/// account is a member of, admins included, and those with a pending request for it), all in
+/// id order ([`orgs::store::lock_all`]). So no admin elsewhere can leave or be demoted between
+/// the checks and the end of the migration, and two migrations crossing each other's
+/// organizations wait for each other instead of deadlocking on PostgreSQL. A membership or
+/// request that appears before the locks are held is found by the next round and locked too.
+async fn lock_involved(
+    tx: &mut Tx,
+    org: OrgId,
+    account: AccountId,
+) -> Result<BTreeSet<OrgId>, sqlx::Error> {
+    let mut locked = BTreeSet::new();
+    loop {
+        let mut wanted = store::involved_orgs(&mut **tx, account).await?;
+        wanted.insert(org);
+        let new: BTreeSet<OrgId> = wanted.difference(&locked).copied().collect();
+        if new.is_empty() {
+            return Ok(locked);
+        }
+        orgs::store::lock_all(tx, &new).await?;
+        locked.extend(new);
+    }
 }
 
 /// What an accepted migration executes on.
@@ -291,6 +309,8 @@ struct Executed<'a> {
     account: &'a Account,
     /// The password typed on the consent page, when that was the proof.
     password: Option<&'a str>,
+    /// Every organization the migration changes, its own included (rows locked).
+    involved: &'a BTreeSet<OrgId>,
 }
 
 /// Rule 5 of the design, inside the caller's transaction: kind → managed, other orgs'
@@ -314,7 +334,7 @@ async fn execute(
     if !store::make_managed(tx, account.id, org.id, must_change, now).await? {
         return Err(MigrationError::Precondition(Ineligible::AlreadyManaged));
     }
-    let left = end_other_ties(tx, now, account, org, meta).await?;
+    let left = end_other_ties(tx, now, account, e, meta).await?;
     let sessions = crate::accounts::end_every_sign_in(tx, account.id, now).await?;
     // The managed account holds its address: an unconfirmed sign-up naming it gives way.
     let claim = crate::accounts::ownership::Claim::Migrated;
@@ -358,11 +378,21 @@ async fn end_other_ties(
     tx: &mut Tx,
     now: i64,
     account: &Account,
-    org: &Org,
+    e: Executed<'_>,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, MigrationError> {
+    let org = &e.consent.org;
     let others = store::other_orgs(&mut **tx, account.id, org.id).await?;
     store::delete_other_memberships(tx, account.id, org.id).await?;
+    let mut cancelled = Vec::new();
+    for stale in store::pending_elsewhere(tx, account.id, org.id).await? {
+        let reason = Some("migrated_elsewhere");
+        if store::decide(tx, stale.id, MigrationStatus::Cancelled, reason, now).await? {
+            cancelled.push(stale);
+        }
+    }
+    // Rows first, then every chain written below (and the migration's own) in chain order.
+    audit::take_chains(tx, e.involved.iter().copied()).await?;
     for (other_org, _) in &others {
         audit::record(tx, now, audit::Event {
             org_id: Some(*other_org),
@@ -386,25 +416,15 @@ async fn end_other_ties(
         )
         .await?;
     }
-    for stale in store::pending_elsewhere(tx, account.id, org.id).await? {
-        let cancelled = store::decide(
-            tx,
-            stale.id,
-            MigrationStatus::Cancelled,
-            Some("migrated_elsewhere"),
-            now,
-        )
-        .await?;
-        if cancelled {
-            audit::record(tx, now, audit::Event {
-                org_id: Some(stale.org_id),
-                action: AuditAction::MigrationCancelled,
-                actor: &account.actor(),
-                target: Some(Target::account(account.id)),
-                meta,
-                details: serde_json::json!({ "request": stale.id.to_string(), "reason": "migrated_elsewhere" }),
-            }).await?;
-        }
+    for stale in cancelled {
+        audit::record(tx, now, audit::Event {
+            org_id: Some(stale.org_id),
+            action: AuditAction::MigrationCancelled,
+            actor: &account.actor(),
+            target: Some(Target::account(account.id)),
+            meta,
+            details: serde_json::json!({ "request": stale.id.to_string(), "reason": "migrated_elsewhere" }),
+        }).await?;
     }
     Ok(others.into_iter().map(|(_, name)| name).collect())
 }

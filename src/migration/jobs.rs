@@ -31,11 +31,14 @@ pub async fn run_once(db: &Db, now: i64, base_url: &str) -> Result<Summary, supe
     let meta = RequestMeta::default();
     loop {
         let mut tx = db.begin().await?;
-        let due = store::due_expired(&mut tx, db.dialect(), now, BATCH).await?;
+        let mut due = store::due_expired(&mut tx, db.dialect(), now, BATCH).await?;
         if due.is_empty() {
             tx.rollback().await?;
             break;
         }
+        // One transaction writes several organizations' chains: in chain order, as
+        // `audit::take_chains` would, so it never waits in a circle with an acceptance.
+        due.sort_by_key(|r| r.org_id);
         for request in due {
             if !store::decide(&mut tx, request.id, MigrationStatus::Expired, None, now).await? {
                 continue;
@@ -58,11 +61,13 @@ pub async fn run_once(db: &Db, now: i64, base_url: &str) -> Result<Summary, supe
     }
     loop {
         let mut tx = db.begin().await?;
-        let due = store::due_reminders(&mut tx, db.dialect(), now, REMINDER_LEAD_MS, BATCH).await?;
+        let mut due =
+            store::due_reminders(&mut tx, db.dialect(), now, REMINDER_LEAD_MS, BATCH).await?;
         if due.is_empty() {
             tx.rollback().await?;
             break;
         }
+        due.sort_by_key(|r| r.org_id);
         for request in due {
             // The first link is not stored in clear, so the reminder carries its own link; both
             // work until the request is decided, resent or expires.

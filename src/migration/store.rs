@@ -1,5 +1,7 @@
 //! SQL of migration requests, their consent links and each org's link lifetime.
 
+use std::collections::BTreeSet;
+
 use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
@@ -371,6 +373,28 @@ pub(super) async fn make_managed(
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+const INVOLVED_ORGS: &str = "SELECT org_id FROM memberships WHERE account_id = $1 \
+     UNION SELECT org_id FROM migration_requests WHERE account_id = $1 AND status = 'pending'";
+
+/// Every organization a migration of `account` changes besides its own: those it is a member
+/// of (the membership ends, tokens it created there are revoked) and those with a pending
+/// request for it (cancelled).
+pub async fn involved_orgs<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    account: AccountId,
+) -> Result<BTreeSet<OrgId>, sqlx::Error> {
+    let rows = sqlx::query(INVOLVED_ORGS)
+        .bind(account.to_string())
+        .fetch_all(exec)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let id: String = r.try_get("org_id")?;
+            OrgId::parse(&id).ok_or_else(|| bad("org_id"))
+        })
+        .collect()
 }
 
 const OTHER_ORGS: &str = "SELECT o.id, o.name FROM memberships m JOIN orgs o ON o.id = m.org_id \

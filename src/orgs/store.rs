@@ -98,6 +98,19 @@ pub async fn lock(tx: &mut Tx, org: OrgId) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Takes the rows of every organization in `orgs`, in id order. A transaction that changes
+/// more than one organization takes them all this way before anything else of theirs, so two
+/// such transactions on PostgreSQL wait for each other instead of deadlocking.
+pub async fn lock_all(
+    tx: &mut Tx,
+    orgs: &std::collections::BTreeSet<OrgId>,
+) -> Result<(), sqlx::Error> {
+    for org in orgs {
+        lock(tx, *org).await?;
+    }
+    Ok(())
+}
+
 const INSERT_MEMBERSHIP: &str = "INSERT INTO memberships (org_id, account_id, role, created_at, sort_key) \
      SELECT $1, a.id, $3, $4, a.email_norm FROM accounts a WHERE a.id = $2";
 
