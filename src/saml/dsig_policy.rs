@@ -13,7 +13,7 @@
 //! earlier with a reason code ([`super::outline`]); this is the backstop that does not depend
 //! on that check having seen what libxml2 sees.
 
-use std::ffi::{CString, c_int, c_uint, c_void};
+use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::sync::OnceLock;
 
 /// The enveloped-signature transform.
@@ -78,6 +78,50 @@ unsafe extern "C" {
     ) -> *mut c_void;
     fn xmlSecPtrListEmpty(list: *mut c_void);
     fn xmlSecPtrListAdd(list: *mut c_void, item: *mut c_void) -> c_int;
+    fn xmlSecErrorsSetCallback(callback: ErrorsCallback);
+}
+
+/// `xmlSecErrorsCallback`: file, line, function, error object, error subject, reason, message.
+type ErrorsCallback = unsafe extern "C" fn(
+    *const c_char,
+    c_int,
+    *const c_char,
+    *const c_char,
+    *const c_char,
+    c_int,
+    *const c_char,
+);
+
+/// xmlsec's reports of why a check failed, as `debug` events of the `xmlsec` target instead of
+/// xmlsec's default, a raw line on standard error for every failed signature. The refusal itself
+/// is the ACS's reason code and audit event; this is the detail behind it. The texts go out as
+/// escaped (`Debug`) values: they can hold element names from the response.
+unsafe extern "C" fn xmlsec_error(
+    _file: *const c_char,
+    _line: c_int,
+    func: *const c_char,
+    object: *const c_char,
+    subject: *const c_char,
+    reason: c_int,
+    message: *const c_char,
+) {
+    // SAFETY: xmlsec passes NUL-terminated strings or null, valid for the call.
+    let text = |p: *const c_char| {
+        if p.is_null() {
+            Default::default()
+        } else {
+            unsafe { CStr::from_ptr(p) }.to_string_lossy()
+        }
+    };
+    tracing::debug!(
+        target: "xmlsec",
+        func = ?text(func),
+        object = ?text(object),
+        subject = ?text(subject),
+        reason,
+        detail = ?text(message),
+        "xmlsec reported an error"
+    );
 }
 
 /// Why xmlsec could not be restricted; verification is then refused, never run unrestricted.
@@ -132,6 +176,7 @@ fn restrict_registry() -> Result<(), HardenError> {
                 return Err(HardenError("re-adding a transform failed"));
             }
         }
+        xmlSecErrorsSetCallback(xmlsec_error);
     }
     Ok(())
 }
@@ -180,6 +225,42 @@ mod tests {
             "http://www.w3.org/2001/04/xmldsig-more#rsa-md5",
         ] {
             assert!(!registered(refused), "{refused} is gone from xmlsec");
+        }
+    }
+
+    #[test]
+    fn xmlsec_reports_reach_the_log_not_standard_error() {
+        harden().unwrap();
+        let captured = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let writer = {
+            let captured = captured.clone();
+            move || CapturedLine(captured.clone())
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(writer)
+            .finish();
+        let signed = r##"<a ID="x"><ds:Signature xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:SignedInfo><ds:CanonicalizationMethod Algorithm="http://www.w3.org/2001/10/xml-exc-c14n#"/><ds:SignatureMethod Algorithm="http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"/><ds:Reference URI="#x"><ds:Transforms><ds:Transform Algorithm="http://www.w3.org/TR/1999/REC-xslt-19991116"/></ds:Transforms><ds:DigestMethod Algorithm="http://www.w3.org/2001/04/xmlenc#sha256"/><ds:DigestValue>AA==</ds:DigestValue></ds:Reference></ds:SignedInfo><ds:SignatureValue>AA==</ds:SignatureValue></ds:Signature></a>"##;
+        let der = throwaway_certificate().unwrap();
+        use samael::crypto::{CertificateDer, CryptoProvider, XmlSec};
+        let outcome = tracing::subscriber::with_default(subscriber, || {
+            XmlSec::verify_signed_xml(signed, &CertificateDer::from(der), None)
+        });
+        assert!(outcome.is_err(), "a signature by no key never verifies");
+        let log = String::from_utf8(captured.lock().unwrap().clone()).unwrap();
+        assert!(log.contains("xmlsec reported an error"), "{log}");
+        assert!(log.contains("xmlsec"), "{log}");
+    }
+
+    struct CapturedLine(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for CapturedLine {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
         }
     }
 
