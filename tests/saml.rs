@@ -13,6 +13,8 @@ mod common;
 mod encryption;
 #[path = "saml/login_csrf.rs"]
 mod login_csrf;
+#[path = "saml/login_hint.rs"]
+mod login_hint;
 #[path = "saml/logs.rs"]
 mod logs;
 #[path = "saml/mapping.rs"]

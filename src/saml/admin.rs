@@ -343,6 +343,7 @@ async fn test(
         &id.to_string(),
         &headers,
         &format!("/admin/{}/sso", admin.scope.org().slug),
+        None,
         true,
     )
     .await

@@ -108,6 +108,9 @@ struct SsoQuery {
     saml_request: String,
     #[serde(rename = "RelayState", default)]
     relay_state: String,
+    /// The email the user typed at the SP, to fill the form with.
+    #[serde(default)]
+    login_hint: String,
 }
 
 const STYLE: &str = "<style>body{font-family:sans-serif;max-width:480px;margin:40px auto}label{display:block;margin:10px 0}input{width:100%;padding:6px}</style>";
@@ -119,7 +122,7 @@ async fn sso_page(State(idp): State<Arc<MockIdp>>, Query(q): Query<SsoQuery>) ->
              <p>Signing in to <code>{}</code></p><form method=\"post\" action=\"/sso\">\
              <input type=\"hidden\" name=\"request_id\" value=\"{}\"><input type=\"hidden\" name=\"acs\" value=\"{}\">\
              <input type=\"hidden\" name=\"audience\" value=\"{}\"><input type=\"hidden\" name=\"relay_state\" value=\"{}\">\
-             <label>Email <input type=\"email\" name=\"email\" required></label>\
+             <label>Email <input type=\"email\" name=\"email\" value=\"{}\" required></label>\
              <label>Name <input type=\"text\" name=\"name\" value=\"Test User\"></label>\
              <button type=\"submit\" id=\"sign-in\">Sign in</button></form><p><small>{}</small></p></body></html>",
             esc(&facts.issuer),
@@ -127,6 +130,7 @@ async fn sso_page(State(idp): State<Arc<MockIdp>>, Query(q): Query<SsoQuery>) ->
             esc(&facts.acs_url),
             esc(&facts.issuer),
             esc(&q.relay_state),
+            esc(&q.login_hint),
             esc(&idp.entity_id)
         ))
         .into_response(),

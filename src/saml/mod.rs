@@ -548,8 +548,9 @@ pub async fn delete(
 #[derive(Clone, Debug)]
 pub struct SsoRoute {
     pub org_id: OrgId,
-    /// The connection's login URL on this server; append `?return_to=<local path>` to come
-    /// back to that path after a successful sign-in.
+    /// The connection's login URL on this server (for an email, with `?login_hint=<email>`, which
+    /// the IdP is handed to fill its sign-in form); add `return_to=<local path>` to come back to
+    /// that path after a successful sign-in.
     pub login_url: String,
 }
 
@@ -584,8 +585,15 @@ pub async fn sso_start_for(
     let chosen = connections
         .into_iter()
         .find(|c| domain.as_deref().is_none_or(|d| c.routes(d)));
-    Ok(chosen.map(|c| SsoRoute {
-        org_id: org,
-        login_url: c.sp_urls(base_url).login_url,
+    Ok(chosen.map(|c| {
+        let mut login_url = c.sp_urls(base_url).login_url;
+        if domain.is_some() {
+            login_url.push_str("?login_hint=");
+            login_url.extend(url::form_urlencoded::byte_serialize(identifier.as_bytes()));
+        }
+        SsoRoute {
+            org_id: org,
+            login_url,
+        }
     }))
 }

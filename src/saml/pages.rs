@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::{sp, store};
 use crate::AppState;
+use crate::accounts::Email;
 use crate::ids::SamlConnectionId;
 use crate::limits::{self, Bucket, Limit};
 use crate::secrets;
@@ -72,6 +73,8 @@ pub(super) fn binding_value(headers: &HeaderMap) -> Option<String> {
 #[derive(Deserialize)]
 struct LoginQuery {
     return_to: Option<String>,
+    /// The email the user already typed here, handed on to the IdP.
+    login_hint: Option<String>,
 }
 
 /// Starts an SSO sign-in. Each start writes a request row, so starts are counted per client
@@ -94,15 +97,20 @@ async fn login(
         return Err(block.to_error(now));
     }
     let return_to = crate::accounts::pages::local_path(q.return_to.as_deref());
-    start(&state, &id, &headers, &return_to, false).await
+    let hint = q.login_hint.as_deref().and_then(|h| Email::parse(h).ok());
+    start(&state, &id, &headers, &return_to, hint.as_ref(), false).await
 }
 
-/// Sends the browser to the IdP with a fresh AuthnRequest remembered for this browser.
+/// Sends the browser to the IdP with a fresh AuthnRequest remembered for this browser. A
+/// `login_hint` goes to the IdP as the `login_hint` query parameter, beside the (signed)
+/// protocol parameters: Microsoft Entra ID and others fill their sign-in form with it, the rest
+/// ignore it, and it grants nothing (the assertion alone says who signed in).
 pub async fn start(
     state: &AppState,
     id: &str,
     headers: &HeaderMap,
     return_to: &str,
+    login_hint: Option<&Email>,
     is_test: bool,
 ) -> Result<Response, AppError> {
     let not_found =
@@ -145,7 +153,13 @@ pub async fn start(
         .settings
         .sign_authn_requests
         .then_some(&keys.signing);
-    let target = sp::redirect_url(&sso_url, &xml, &relay, signing)?;
+    let mut target = sp::redirect_url(&sso_url, &xml, &relay, signing)?;
+    if let Some(hint) = login_hint {
+        target.push_str("&login_hint=");
+        target.extend(url::form_urlencoded::byte_serialize(
+            hint.as_str().as_bytes(),
+        ));
+    }
     let mut response = Redirect::to(&target).into_response();
     for cookie in binding_cookies(&binding, &state.base_url()) {
         response.headers_mut().append(header::SET_COOKIE, cookie);

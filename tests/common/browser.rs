@@ -297,14 +297,18 @@ impl Browser {
         self.wait_for_text("claim-sub").await;
     }
 
-    /// On nulab-pass's sign-in page: enters `email`, is sent to the mock IdP at `idp` and signs
-    /// in there as `email` (what nulab-pass answers is up to the caller to wait for).
+    /// On nulab-pass's sign-in page: enters `email`, is sent to the mock IdP at `idp`, finds
+    /// its form already filled with `email` (the `login_hint`) and signs in there (what
+    /// nulab-pass answers is up to the caller to wait for).
     pub async fn identify_at_idp(&self, idp: &str, email: &str) {
         self.fill("input[name=identifier]", email).await;
         self.click("form[action='/signin/identify'] button[type=submit]")
             .await;
         self.wait_for_url(&format!("{idp}/sso?")).await;
-        self.fill("input[name=email]", email).await;
+        let filled = self
+            .script("return document.querySelector('input[name=email]').value")
+            .await;
+        assert_eq!(filled.as_str(), Some(email), "the IdP's form holds the email");
         self.click("#sign-in").await;
     }
 
