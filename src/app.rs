@@ -303,7 +303,7 @@ fn api_routes() -> Router<AppState> {
         ))
         .routes(routes!(audit::admin::api::test_webhook))
         .split_for_parts();
-    let document = Arc::new(with_common_errors(openapi));
+    let document = Arc::new(with_links(with_common_errors(openapi)));
     router
         .route(
             "/api/v1/openapi.json",
@@ -373,6 +373,103 @@ fn with_common_errors(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi:
                     .entry(status.to_string())
                     .or_insert_with(|| error(description).into());
             }
+        }
+    }
+    openapi
+}
+
+/// From an operation that creates something to the operations that take its id: (method and
+/// path of the creating operation, its success status, where the id is in its answer, and each
+/// operation that takes it with the name of its path parameter).
+type Follow = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+const FOLLOWS: &[Follow] = &[
+    (
+        "post",
+        "/api/v1/orgs/{org}/domains",
+        "201",
+        "$response.body#/id",
+        &[
+            ("get_domain", "id"),
+            ("verify_domain", "id"),
+            ("retry_domain", "id"),
+            ("remove_domain", "id"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/orgs/{org}/managed-accounts",
+        "201",
+        "$response.body#/id",
+        &[
+            ("get_managed_account", "id"),
+            ("update_managed_account", "id"),
+            ("action", "id"),
+            ("delete_managed_account", "id"),
+            ("update_member", "account_id"),
+            ("remove_member", "account_id"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/orgs/{org}/saml-connections",
+        "201",
+        "$response.body#/id",
+        &[
+            ("get_saml_connection", "id"),
+            ("update_saml_connection", "id"),
+            ("delete_saml_connection", "id"),
+        ],
+    ),
+    (
+        "post",
+        "/api/v1/orgs/{org}/migrations",
+        "200",
+        "$response.body#/results/0/id",
+        &[("resend", "id"), ("cancel", "id")],
+    ),
+    (
+        "post",
+        "/api/v1/orgs/{org}/members",
+        "201",
+        "$response.body#/invitation_id",
+        &[
+            ("resend_invitation", "invitation_id"),
+            ("revoke_invitation", "invitation_id"),
+        ],
+    ),
+];
+
+/// OpenAPI links ([`FOLLOWS`]), so that a client, or a tool that walks the API, can follow what
+/// it created to the operations that take it.
+fn with_links(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::link::LinkBuilder;
+    for (method, path, status, id, targets) in FOLLOWS {
+        let Some(item) = openapi.paths.paths.get_mut(*path) else {
+            continue;
+        };
+        let op = match *method {
+            "post" => item.post.as_mut(),
+            _ => item.put.as_mut(),
+        };
+        let Some(RefOr::T(response)) = op.and_then(|op| op.responses.responses.get_mut(*status))
+        else {
+            continue;
+        };
+        for (operation_id, parameter) in *targets {
+            let link = LinkBuilder::new()
+                .operation_id(*operation_id)
+                .parameter("org", "$request.path.org")
+                .parameter(*parameter, *id)
+                .build();
+            response.links.insert(operation_id.to_string(), link.into());
         }
     }
     openapi

@@ -673,6 +673,46 @@ async fn api_errors_and_openapi(backend: Backend) {
     let client = server.client();
     let doc = server.openapi().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // Every operation has its own operationId (client generators name methods by it).
+    let mut ids = Vec::new();
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            if let Some(id) = op.get("operationId").and_then(Value::as_str) {
+                ids.push(id.to_string());
+            }
+        }
+    }
+    let operations = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert!(operations >= 40, "{operations} operations");
+    assert_eq!(
+        ids.len(),
+        operations,
+        "an operationId is used twice: {ids:?}"
+    );
+    // Links lead from what an operation creates to the operations that take it.
+    let mut links = 0;
+    for item in doc["paths"].as_object().unwrap().values() {
+        for op in item.as_object().unwrap().values() {
+            for response in op["responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|r| r.values())
+            {
+                for link in response["links"]
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|l| l.values())
+                {
+                    let target = link["operationId"].as_str().unwrap().to_string();
+                    assert!(ids.binary_search(&target).is_ok(), "link to {target}");
+                    links += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(links, 17, "every link of app::FOLLOWS is published");
     for path in [
         "/api/v1/orgs/{org}",
         "/api/v1/orgs/{org}/members",

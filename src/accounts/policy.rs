@@ -20,12 +20,15 @@ pub const MAX_AGE_CEILING: i64 = 3650;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PasswordPolicy {
     /// Minimum length in characters, 12–128.
+    #[schema(minimum = 12, maximum = 128)]
     pub min_length: i64,
     /// Require at least three of: lowercase letters, uppercase letters, digits, symbols.
     pub require_three_classes: bool,
     /// Refuse passwords found in the bundled list of 30,000 common passwords.
     pub reject_common: bool,
-    /// Days after which a password must be changed at the next sign-in; `null` for never.
+    /// Days after which a password must be changed at the next sign-in (1–3650); `null` for
+    /// never.
+    #[schema(minimum = 1, maximum = 3650)]
     pub max_age_days: Option<i64>,
     /// Whether managed accounts may sign in with a password at all.
     pub password_sign_in: bool,

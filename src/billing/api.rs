@@ -21,14 +21,15 @@ use crate::web::extract::ApiJson;
 /// A change of the plan: `{"seats": N}`, `{"period": "yearly"}` or both.
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct ChangeBody {
-    /// Whole number of seats wanted.
+    /// Whole number of seats wanted (0–1,000,000; a number or a string of digits).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000)]
     pub seats: Option<serde_json::Value>,
     /// `monthly` or `yearly`: applies from the next period (at once during the trial).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<crate::billing::period::Period>)]
     pub period: Option<serde_json::Value>,
 }
 
@@ -51,7 +52,7 @@ pub struct ChangeResult {
 }
 
 /// The subscription: seats, managed accounts, reserved, free, period and the next invoice.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/subscription", tag = "billing",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/subscription", operation_id = "get_subscription", tag = "billing",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = SubscriptionView)), security(("bearer" = ["billing"])))]
 pub async fn get(

@@ -69,6 +69,7 @@ pub struct DomainList {
 #[serde(deny_unknown_fields)]
 pub struct AddDomain {
     /// The email domain, e.g. `example.com` (Unicode names are accepted and stored as punycode).
+    #[schema(format = IdnHostname, min_length = 3, max_length = 253)]
     domain: String,
 }
 

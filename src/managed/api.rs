@@ -27,7 +27,7 @@ fn id_in_path(raw: &str) -> Result<AccountId, ApiError> {
 }
 
 /// Creates a managed account on a verified domain, within the free seats.
-#[utoipa::path(post, path = "/api/v1/orgs/{org}/managed-accounts", tag = "managed accounts",
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/managed-accounts", operation_id = "create_managed_account", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = NewManaged,
     responses((status = 201, body = ManagedAccount), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["members"])))]
@@ -100,7 +100,7 @@ pub async fn import(
 }
 
 /// One managed account.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/managed-accounts/{id}", operation_id = "get_managed_account", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
     responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn get(
@@ -117,7 +117,7 @@ pub async fn get(
 }
 
 /// Changes name, role or email (to another address on a verified domain).
-#[utoipa::path(patch, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/managed-accounts/{id}", operation_id = "update_managed_account", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
     request_body = ManagedChanges,
     responses((status = 200, body = ManagedAccount), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = ["members"])))]
@@ -136,7 +136,7 @@ pub async fn update(
 }
 
 /// Deletes the account (a tombstone keeps its id; its seat is freed).
-#[utoipa::path(delete, path = "/api/v1/orgs/{org}/managed-accounts/{id}", tag = "managed accounts",
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/managed-accounts/{id}", operation_id = "delete_managed_account", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "account id")),
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)), security(("bearer" = ["members"])))]
 pub async fn delete(
@@ -236,7 +236,9 @@ pub async fn get_policy(
 /// Replaces the password policy; it applies from the next password set.
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/password-policy", tag = "managed accounts",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = PasswordPolicy,
-    responses((status = 200, body = PasswordPolicy), (status = 400, body = ErrorBody)), security(("bearer" = ["sso"])))]
+    responses((status = 200, body = PasswordPolicy), (status = 400, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "`no_break_glass_admin`: password sign-in cannot be turned off before an admin with a Nulab account has two-step verification")),
+    security(("bearer" = ["sso"])))]
 pub async fn put_policy(
     State(state): State<AppState>,
     ApiAdmin(scope, _): ApiAdmin<need::Sso>,

@@ -94,7 +94,10 @@ impl From<ManagedError> for AppError {
 #[derive(Clone, Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewManaged {
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
+    /// 1–200 characters, no control characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// `admin` or `member` (default `member`).
     pub role: Option<Role>,

@@ -16,7 +16,11 @@ use crate::web::extract::ApiJson;
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMigrations {
+    /// Account ids (UUIDs), up to 1,000.
+    #[schema(min_items = 1, max_items = 1000)]
     pub account_ids: Option<Vec<String>>,
+    /// Email addresses, up to 1,000.
+    #[schema(min_items = 1, max_items = 1000)]
     pub emails: Option<Vec<String>>,
 }
 
@@ -29,7 +33,7 @@ pub struct MigrationResults {
 }
 
 /// Asks members to migrate; each gets a request (and an email) or a reason why not.
-#[utoipa::path(post, path = "/api/v1/orgs/{org}/migrations", tag = "migration",
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/migrations", operation_id = "create_migrations", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = NewMigrations,
     responses((status = 200, body = MigrationResults), (status = 400, body = ErrorBody)),
     security(("bearer" = ["members"])))]
@@ -81,7 +85,7 @@ pub struct MigrationList {
 }
 
 /// Lists the org's migration requests, newest first.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/migrations", tag = "migration",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/migrations", operation_id = "list_migrations", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)"), ListQuery),
     responses((status = 200, body = MigrationList), (status = 400, body = ErrorBody)),
     security(("bearer" = ["read"])))]
@@ -201,11 +205,12 @@ pub async fn cancel(
 #[serde(deny_unknown_fields)]
 pub struct MigrationSettings {
     /// Days a consent link stays valid (1–30, default 14).
+    #[schema(minimum = 1, maximum = 30)]
     pub link_days: i64,
 }
 
 /// The org's migration settings.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/migration-settings", tag = "migration",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/migration-settings", operation_id = "get_migration_settings", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = MigrationSettings)), security(("bearer" = ["read"])))]
 pub async fn get_settings(
@@ -219,7 +224,7 @@ pub async fn get_settings(
 }
 
 /// Changes the org's migration settings (applies to links sent from now on).
-#[utoipa::path(put, path = "/api/v1/orgs/{org}/migration-settings", tag = "migration",
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/migration-settings", operation_id = "put_migration_settings", tag = "migration",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = MigrationSettings,
     responses((status = 200, body = MigrationSettings), (status = 400, body = ErrorBody)), security(("bearer" = ["members"])))]
 pub async fn put_settings(

@@ -96,6 +96,7 @@ pub async fn list_members(
 #[serde(deny_unknown_fields)]
 pub struct AddMember {
     /// The email address to invite.
+    #[schema(format = Email, max_length = 254)]
     email: String,
     /// `admin` or `member` (default `member`).
     role: Option<Role>,

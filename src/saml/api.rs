@@ -78,7 +78,7 @@ fn id_in_path(raw: &str) -> Result<SamlConnectionId, ApiError> {
 }
 
 /// Creates a connection from `metadata_xml` or `metadata_url`, with optional settings.
-#[utoipa::path(post, path = "/api/v1/orgs/{org}/saml-connections", tag = "sso",
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/saml-connections", operation_id = "create_saml_connection", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = NewConnection,
     responses((status = 201, body = ConnectionView), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = ["sso"])))]
@@ -107,7 +107,7 @@ pub async fn create(
 }
 
 /// The org's connections, oldest first.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/saml-connections", tag = "sso",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/saml-connections", operation_id = "list_saml_connections", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = ConnectionList)), security(("bearer" = ["read"])))]
 pub async fn list(
@@ -127,7 +127,7 @@ pub async fn list(
 }
 
 /// One connection.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/saml-connections/{id}", tag = "sso",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/saml-connections/{id}", operation_id = "get_saml_connection", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "connection id")),
     responses((status = 200, body = ConnectionView), (status = 404, body = ErrorBody)), security(("bearer" = ["read"])))]
 pub async fn get(
@@ -156,7 +156,7 @@ pub struct ConnectionChange {
 }
 
 /// Changes settings or metadata.
-#[utoipa::path(patch, path = "/api/v1/orgs/{org}/saml-connections/{id}", tag = "sso",
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/saml-connections/{id}", operation_id = "update_saml_connection", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "connection id")),
     request_body = ConnectionChange,
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)), security(("bearer" = ["sso"])))]
@@ -197,7 +197,7 @@ pub async fn update(
 }
 
 /// Deletes a connection; sign-in through it stops at once.
-#[utoipa::path(delete, path = "/api/v1/orgs/{org}/saml-connections/{id}", tag = "sso",
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/saml-connections/{id}", operation_id = "delete_saml_connection", tag = "sso",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "connection id")),
     responses((status = 204), (status = 404, body = ErrorBody)), security(("bearer" = ["sso"])))]
 pub async fn delete(

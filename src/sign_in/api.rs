@@ -11,7 +11,7 @@ use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
 
 /// How long a sign-in of the organization's members lasts.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/session-settings", tag = "sign-in",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/session-settings", operation_id = "get_session_settings", tag = "sign-in",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = SessionSettings)), security(("bearer" = ["read"])))]
 pub async fn get_settings(
@@ -22,7 +22,7 @@ pub async fn get_settings(
 }
 
 /// Sets the session lifetime (1–720 hours); it applies from each member's next sign-in.
-#[utoipa::path(put, path = "/api/v1/orgs/{org}/session-settings", tag = "sign-in",
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/session-settings", operation_id = "put_session_settings", tag = "sign-in",
     params(("org" = String, Path, description = "organization ID (slug)")), request_body = SessionSettings,
     responses((status = 200, body = SessionSettings), (status = 400, body = ErrorBody)), security(("bearer" = ["sso"])))]
 pub async fn put_settings(

@@ -98,6 +98,7 @@ pub fn with_return_to(login_url: &str, return_to: &str) -> String {
 #[serde(deny_unknown_fields)]
 pub struct SessionSettings {
     /// Hours a sign-in lasts, 1–720 (30 days); applied at each sign-in. Default 12.
+    #[schema(minimum = 1, maximum = 720)]
     pub session_lifetime_hours: i64,
 }
 

@@ -308,7 +308,11 @@ impl Browser {
         let filled = self
             .script("return document.querySelector('input[name=email]').value")
             .await;
-        assert_eq!(filled.as_str(), Some(email), "the IdP's form holds the email");
+        assert_eq!(
+            filled.as_str(),
+            Some(email),
+            "the IdP's form holds the email"
+        );
         self.click("#sign-in").await;
     }
 

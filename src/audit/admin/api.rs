@@ -25,7 +25,7 @@ pub struct EventPage {
 
 /// The organization's events that match the filters, newest first, a page at a time; with
 /// `format=csv` or `format=jsonl`, every matching event streamed in that format.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events", operation_id = "list_audit_events", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)"), AuditQuery),
     responses(
         (status = 200, description = "A page of events; or, with `format`, the export (CSV with a header row, or one JSON event per line)",
@@ -52,7 +52,7 @@ pub async fn list(
 }
 
 /// One event of the organization.
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/{id}", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-events/{id}", operation_id = "get_audit_event", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)"), ("id" = String, Path, description = "event id")),
     responses((status = 200, body = Explained), (status = 404, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["audit"])))]
@@ -101,7 +101,7 @@ async fn settings_of(state: &AppState, org_id: &str) -> Result<Settings, AppErro
     })
 }
 
-#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-settings", tag = "audit",
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/audit-settings", operation_id = "get_audit_settings", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)")),
     responses((status = 200, body = Settings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = ["audit"])))]
@@ -134,7 +134,7 @@ pub struct SettingsChanged {
     pub webhook_secret: Option<String>,
 }
 
-#[utoipa::path(put, path = "/api/v1/orgs/{org}/audit-settings", tag = "audit",
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/audit-settings", operation_id = "put_audit_settings", tag = "audit",
     params(("org" = String, Path, description = "organization ID (slug)")),
     request_body = PutSettings,
     responses((status = 200, body = SettingsChanged),
