@@ -1013,3 +1013,92 @@ async fn one_lookup_sees_each_change_at_once() {
         domains::TxtAnswer::Failure(domains::DnsFailure::TimedOut)
     );
 }
+
+/// Transactions that rely on "is this domain verified?" (SSO sign-ins, account creation) hold
+/// its row shared: on PostgreSQL two of them run side by side, while a lapse of the domain
+/// waits for both and then counts for whoever asks next. (SQLite runs one writing transaction
+/// at a time; there the answers alone are checked.)
+async fn verified_domain_is_shared(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.account("admin@acme.test", "Admin", PASSWORD).await;
+    let org = server.org("acme", &admin).await;
+    server.verified_domain(&org, "acme.test").await;
+    let db = server.db();
+    let mut first = db.begin().await.unwrap();
+    assert!(
+        domains::is_email_domain_verified(&mut first, org.id, "ACME.test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !domains::is_email_domain_verified(&mut first, org.id, "other.test")
+            .await
+            .unwrap()
+    );
+    if db.dialect() == nulab_pass::db::Dialect::Sqlite {
+        first.commit().await.unwrap();
+        return;
+    }
+    // A second holder does not wait for the first.
+    let mut second = db.begin().await.unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        domains::is_email_domain_verified(&mut second, org.id, "acme.test"),
+    )
+    .await
+    .expect("the second transaction waited for the first");
+    assert!(answer.unwrap());
+    // A lapse waits for both holders.
+    let lapse = async {
+        sqlx::query("UPDATE domains SET status = 'lapsed' WHERE org_id = $1 AND domain = $2")
+            .bind(org.id.to_string())
+            .bind("acme.test")
+            .execute(db.pool())
+            .await
+            .unwrap()
+            .rows_affected()
+    };
+    let release = async {
+        let mut queued = false;
+        for _ in 0..500 {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            if waiting == 1 {
+                queued = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(queued, "the lapse never queued behind the holders");
+        let status: (String,) =
+            sqlx::query_as("SELECT status FROM domains WHERE org_id = $1 AND domain = 'acme.test'")
+                .bind(org.id.to_string())
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        assert_eq!(
+            status.0, "verified",
+            "the lapse waits while the domain is held"
+        );
+        first.commit().await.unwrap();
+        second.commit().await.unwrap();
+    };
+    let (lapsed, ()) = tokio::join!(lapse, release);
+    assert_eq!(lapsed, 1);
+    let mut after = db.begin().await.unwrap();
+    assert!(
+        !domains::is_email_domain_verified(&mut after, org.id, "acme.test")
+            .await
+            .unwrap()
+    );
+    after.rollback().await.unwrap();
+}
+both!(
+    sign_ins_share_a_verified_domain_and_a_lapse_waits_for_them,
+    verified_domain_is_shared
+);

@@ -74,7 +74,15 @@ pub struct Outcome {
 /// Statements to run in order in one transaction, in one round trip on SQLite.
 #[derive(Debug, Default)]
 pub struct Batch {
-    statements: Vec<(&'static str, Vec<Param>)>,
+    statements: Vec<Statement>,
+}
+
+#[derive(Debug)]
+struct Statement {
+    sql: &'static str,
+    params: Vec<Param>,
+    /// A `SELECT` whose rows stay share-locked until the transaction ends (PostgreSQL).
+    shared: bool,
 }
 
 impl Batch {
@@ -90,8 +98,23 @@ impl Batch {
             params.len(),
             "each of $1..$n once bound: {sql}"
         );
-        self.statements.push((sql, params));
+        self.statements.push(Statement {
+            sql,
+            params,
+            shared: false,
+        });
         self.statements.len() - 1
+    }
+
+    /// Adds a `SELECT` (without a locking clause) whose rows stay locked against changes until
+    /// the transaction ends, while other transactions may read and share-lock them too: on
+    /// PostgreSQL it runs `FOR SHARE`, so a writer of those rows waits for every holder and
+    /// holders never wait for each other; SQLite's write transactions already exclude every
+    /// other writer. Returns its index, as [`Batch::push`] does.
+    pub fn push_shared(&mut self, select: &'static str, params: Vec<Param>) -> usize {
+        let at = self.push(select, params);
+        self.statements[at].shared = true;
+        at
     }
 
     /// How many statements it holds.
@@ -112,8 +135,14 @@ impl Batch {
             outcomes(tx, &sql, params).await?
         } else {
             let mut all = Vec::with_capacity(expected);
-            for (sql, params) in self.statements {
-                all.extend(outcomes(tx, sql, params).await?);
+            for s in self.statements {
+                let sql = if s.shared && tx.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME
+                {
+                    std::borrow::Cow::Owned(format!("{} FOR SHARE", s.sql))
+                } else {
+                    std::borrow::Cow::Borrowed(s.sql)
+                };
+                all.extend(outcomes(tx, &sql, s.params).await?);
             }
             all
         };
@@ -154,14 +183,14 @@ async fn outcomes(tx: &mut Tx, sql: &str, params: Vec<Param>) -> Result<Vec<Outc
 
 /// The statements as one text, each statement's `$N` moved past the parameters of those
 /// before it, and all the values in order.
-fn joined(statements: Vec<(&'static str, Vec<Param>)>) -> (String, Vec<Param>) {
+fn joined(statements: Vec<Statement>) -> (String, Vec<Param>) {
     let mut sql = String::new();
     let mut values = Vec::new();
-    for (text, params) in statements {
+    for s in statements {
         let offset = values.len();
-        renumber(text, offset, &mut sql);
+        renumber(s.sql, offset, &mut sql);
         sql.push_str(";\n");
-        values.extend(params);
+        values.extend(s.params);
     }
     (sql, values)
 }
@@ -200,17 +229,17 @@ mod tests {
 
     #[test]
     fn statements_are_joined_with_their_parameters_moved_past_the_ones_before() {
-        let (sql, values) = joined(vec![
-            (
-                "UPDATE a SET x = $2 WHERE id = $1",
-                vec![1.into(), "x".into()],
-            ),
-            ("SELECT $1 AS one", vec![Param::Int(None)]),
-            (
-                "INSERT INTO b VALUES ($1, $2, $1, $10)",
-                (0..10).map(Param::from).collect(),
-            ),
-        ]);
+        let mut batch = Batch::new();
+        batch.push(
+            "UPDATE a SET x = $2 WHERE id = $1",
+            vec![1.into(), "x".into()],
+        );
+        batch.push_shared("SELECT $1 AS one", vec![Param::Int(None)]);
+        batch.push(
+            "INSERT INTO b VALUES ($1, $2, $1, $10)",
+            (0..10).map(Param::from).collect(),
+        );
+        let (sql, values) = joined(batch.statements);
         assert_eq!(
             sql,
             "UPDATE a SET x = $2 WHERE id = $1;\nSELECT $3 AS one;\n\

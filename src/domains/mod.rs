@@ -515,9 +515,9 @@ pub async fn verified_domains<'c>(
 ///
 /// Call it inside the transaction that relies on the answer: creating a managed account,
 /// executing a migration, admitting an SSO sign-in. While the answer is `true` the domain's
-/// row stays locked until that transaction ends, so a concurrent removal or lapse of the
+/// row stays share-locked until that transaction ends, so a concurrent removal or lapse of the
 /// domain waits for it and then sees its effect (the managed-account count that blocks
-/// removal, for instance). A domain in its grace period (record missing, not yet lapsed) still
+/// removal, for instance), while the sign-ins of one domain never wait for each other. A domain in its grace period (record missing, not yet lapsed) still
 /// counts as verified; `pending`, `lapsed` and `expired` domains do not.
 pub async fn is_email_domain_verified(
     tx: &mut Tx,
@@ -528,7 +528,7 @@ pub async fn is_email_domain_verified(
 }
 
 /// [`is_email_domain_verified`] as a statement of `batch`: the domain is verified when the
-/// statement changed a row.
+/// statement returned a row.
 pub fn email_domain_verified_in(batch: &mut Batch, org: OrgId, email_domain: &str) -> usize {
     store::lock_verified_in(batch, org, &normalized_domain(email_domain))
 }

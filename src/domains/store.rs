@@ -228,26 +228,25 @@ pub(super) async fn count_managed_accounts<'c>(
     row.try_get("n")
 }
 
-const LOCK_VERIFIED: &str = "UPDATE domains SET updated_at = updated_at \
-     WHERE org_id = $1 AND domain = $2 AND status = 'verified'";
+const VERIFIED: &str =
+    "SELECT id FROM domains WHERE org_id = $1 AND domain = $2 AND status = 'verified'";
 
-/// Whether `domain` is verified for `org`, taking its row lock when it is.
+/// Whether `domain` is verified for `org`, share-locking its row when it is
+/// ([`Batch::push_shared`]): transactions that rely on the answer run side by side, and a
+/// removal or lapse of the domain waits for them all.
 pub(super) async fn lock_verified(
     tx: &mut Tx,
     org: OrgId,
     domain: &str,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(LOCK_VERIFIED)
-        .bind(org.to_string())
-        .bind(domain.to_string())
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() > 0)
+    let mut batch = Batch::new();
+    let at = lock_verified_in(&mut batch, org, domain);
+    Ok(!batch.run(tx).await?[at].rows.is_empty())
 }
 
-/// [`lock_verified`] as a statement of `batch`: it changes a row when the domain is verified.
+/// [`lock_verified`] as a statement of `batch`: it returns a row when the domain is verified.
 pub(super) fn lock_verified_in(batch: &mut Batch, org: OrgId, domain: &str) -> usize {
-    batch.push(LOCK_VERIFIED, vec![org.to_string().into(), domain.into()])
+    batch.push_shared(VERIFIED, vec![org.to_string().into(), domain.into()])
 }
 
 /// Claims up to `limit` due domains until `lease_until`; another instance skips them until the

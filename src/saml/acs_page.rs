@@ -266,7 +266,7 @@ async fn admit(
             .transpose()?;
         let account = admit_account(found, connection, &email)
             .map_err(|(reason, detail)| refused(reason, detail))?;
-        let verified_domain = outcomes[domain_at].affected > 0;
+        let verified_domain = !outcomes[domain_at].rows.is_empty();
         let request_spent = request_at.is_none_or(|at| outcomes[at].affected == 1);
         admit_domain(
             tx,
