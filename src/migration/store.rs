@@ -389,12 +389,7 @@ pub async fn involved_orgs<'c>(
         .bind(account.to_string())
         .fetch_all(exec)
         .await?;
-    rows.iter()
-        .map(|r| {
-            let id: String = r.try_get("org_id")?;
-            OrgId::parse(&id).ok_or_else(|| bad("org_id"))
-        })
-        .collect()
+    rows.iter().map(crate::orgs::store::org_id_of).collect()
 }
 
 const OTHER_ORGS: &str = "SELECT o.id, o.name FROM memberships m JOIN orgs o ON o.id = m.org_id \

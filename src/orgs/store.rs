@@ -319,12 +319,13 @@ pub async fn admin_org_ids<'c>(
         .bind(account.to_string())
         .fetch_all(exec)
         .await?;
-    rows.iter()
-        .map(|r| {
-            let id: String = r.try_get("org_id")?;
-            OrgId::parse(&id).ok_or_else(|| bad("org_id"))
-        })
-        .collect()
+    rows.iter().map(org_id_of).collect()
+}
+
+/// The `org_id` column of `row`.
+pub fn org_id_of(row: &AnyRow) -> Result<OrgId, sqlx::Error> {
+    let id: String = row.try_get("org_id")?;
+    OrgId::parse(&id).ok_or_else(|| bad("org_id"))
 }
 
 const MEMBER_KINDS: &str = "SELECT a.kind, COUNT(*) AS n FROM memberships m \

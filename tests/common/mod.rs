@@ -298,15 +298,20 @@ impl Drop for TestServer {
 }
 
 /// Loads a page and returns its CSRF token (the session cookie lands in the client's jar).
-pub async fn csrf_of(client: &reqwest::Client, url: &str) -> String {
-    let html = client
+/// The body of the page at `url`, as `client` gets it.
+pub async fn page_text(client: &reqwest::Client, url: &str) -> String {
+    client
         .get(url)
         .send()
         .await
         .expect("get")
         .text()
         .await
-        .expect("body");
+        .expect("body")
+}
+
+pub async fn csrf_of(client: &reqwest::Client, url: &str) -> String {
+    let html = page_text(client, url).await;
     hidden_value(&html, "csrf").unwrap_or_else(|| panic!("no csrf field on {url}"))
 }
 

@@ -3,13 +3,9 @@
 //! the lifetime of consent links. Bad input is answered clearly and changes nothing.
 
 use super::*;
+use crate::common::page_text;
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
-
-/// The text of the page at `url`.
-async fn page_text(browser: &reqwest::Client, url: &str) -> String {
-    browser.get(url).send().await.unwrap().text().await.unwrap()
-}
 
 /// The preview's row for `email`: the SSO connection that routes its domain, or the fallback.
 fn preview_row(email: &str, connection: &str) -> String {

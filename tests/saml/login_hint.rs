@@ -4,7 +4,7 @@
 //! the hint grants nothing: who signs in is what the signed assertion says.
 
 use super::*;
-use common::csrf_of;
+use common::{csrf_of, page_text};
 
 /// Where `url` redirects to (a `303`/`302`/`307`), as an absolute or local URL.
 async fn redirect(browser: &reqwest::Client, url: &str) -> String {
@@ -32,12 +32,11 @@ async fn idp_page(idp: &MockIdp, at_idp: &str) -> String {
         .query()
         .unwrap()
         .to_string();
-    reqwest::get(format!("http://127.0.0.1:{port}/sso?{query}"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    page_text(
+        &reqwest::Client::new(),
+        &format!("http://127.0.0.1:{port}/sso?{query}"),
+    )
+    .await
 }
 
 async fn hint(backend: Backend) {
@@ -121,14 +120,7 @@ async fn hint(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
-    let account = browser
-        .get(s.server.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let account = page_text(&browser, &s.server.url("/account")).await;
     assert!(account.contains("noa@corp.test"), "{account}");
     assert!(!account.contains("mia@corp.test"), "{account}");
 }
