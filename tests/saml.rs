@@ -940,6 +940,53 @@ async fn real_idp_shapes(backend: Backend) {
         let (browser, res) = s.attempt("mia@corp.test", |_| {}).await;
         assert_eq!(res.status(), 303, "{name} (second key: {sign_with_second})");
         assert!(s.signed_in_as(&browser).await.is_some(), "{name}");
+        // The response shapes these IdPs send: the namespaces' prefixes (none: the default
+        // namespace), which elements are signed, and the signature's own prefix.
+        let shapes: &[(&str, &str, Signing, &str)] = match name {
+            // Entra: the assertion and its signature unprefixed, the assertion signed only.
+            "entra.xml" => &[("", "samlp", Signing::Assertion, "")],
+            // AD FS: everything unprefixed but the signature, both signed.
+            "adfs.xml" => &[
+                ("", "", Signing::Both, "ds"),
+                ("", "", Signing::Assertion, "ds"),
+            ],
+            // Keycloak: `saml`/`samlp`, the signature as `dsig`.
+            "keycloak.xml" => &[("saml", "samlp", Signing::Both, "dsig")],
+            _ => &[],
+        };
+        for &(assertion, protocol, signing, dsig) in shapes {
+            let shape = |spec: &mut ResponseSpec| {
+                spec.prefixes = (assertion.into(), protocol.into());
+                spec.signing = signing;
+                spec.dsig_prefix = dsig.into();
+            };
+            let mut spec = ResponseSpec::new("mia@corp.test", &s.acs(), &s.audience(), None);
+            shape(&mut spec);
+            let xml = s.idp.response_xml(&spec).unwrap();
+            let root = if protocol.is_empty() {
+                "<Response xmlns=\"urn:oasis:names:tc:SAML:2.0:protocol\""
+            } else {
+                "<samlp:Response "
+            };
+            let signature = if dsig.is_empty() {
+                "<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\"".to_string()
+            } else {
+                format!("<{dsig}:Signature xmlns:{dsig}=")
+            };
+            assert!(xml.starts_with(root), "{xml}");
+            assert!(xml.contains(&signature), "{xml}");
+            if assertion.is_empty() {
+                assert!(xml.contains("<Assertion xmlns=\"urn:oasis:names:tc:SAML:2.0:assertion\""));
+                assert!(xml.contains("<NameID "), "{xml}");
+            }
+            let (browser, res) = s.attempt("mia@corp.test", shape).await;
+            assert_eq!(
+                res.status(),
+                303,
+                "{name}: {assertion:?} {protocol:?} {signing:?} {dsig:?}"
+            );
+            assert!(s.signed_in_as(&browser).await.is_some(), "{name}");
+        }
         if name == "google.xml" {
             let started = s.start(&s.server.client()).await;
             assert!(

@@ -62,10 +62,15 @@ pub struct ResponseSpec {
     /// `PrefixList` of an `InclusiveNamespaces` in the exclusive-C14N transform (Shibboleth: `xsd`).
     pub inclusive_prefixes: Option<String>,
     /// The namespace prefixes of the assertion and protocol elements (default `saml`, `samlp`;
-    /// Shibboleth writes `saml2`, `saml2p`).
+    /// Shibboleth writes `saml2`, `saml2p`; an empty one is the default namespace, as Microsoft
+    /// Entra ID and AD FS write their assertions).
     pub prefixes: (String, String),
     /// Encrypt the (signed, if asked) assertion for this SP certificate.
     pub encrypt_for: Option<Encryption>,
+    /// The prefix of the signature's elements (default `ds`; Keycloak writes `dsig`; an empty
+    /// one is the default namespace, `<Signature xmlns="...xmldsig#">`, as Microsoft Entra ID
+    /// writes it).
+    pub dsig_prefix: String,
 }
 
 /// How the mock encrypts an assertion: RSA-OAEP for `recipient`, AES-256-GCM or AES-128-CBC.
@@ -100,6 +105,7 @@ impl ResponseSpec {
             raw_attributes: None,
             inclusive_prefixes: None,
             prefixes: ("saml".to_string(), "samlp".to_string()),
+            dsig_prefix: "ds".to_string(),
             encrypt_for: None,
         }
     }
@@ -202,6 +208,23 @@ impl MockIdp {
             },
             status = esc(&spec.status),
         );
+        // Both namespaces the default one (AD FS): the root declares the protocol's, and the
+        // Response's Issuer its own.
+        let response = if spec.prefixes.0.is_empty() && spec.prefixes.1.is_empty() {
+            response
+                .replacen(
+                    " xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\"",
+                    "",
+                    1,
+                )
+                .replacen(
+                    "<saml:Issuer>",
+                    "<saml:Issuer xmlns:saml=\"urn:oasis:names:tc:SAML:2.0:assertion\">",
+                    1,
+                )
+        } else {
+            response
+        };
         // The assertion inside already has its prefixes: only the Response's own are renamed.
         let (head, rest) = response.split_at(response.find(&assertion).unwrap_or(response.len()));
         let (inner, tail) = rest.split_at(assertion.len().min(rest.len()));
@@ -285,7 +308,7 @@ impl MockIdp {
 
     fn template_for(&self, id: &str, spec: &ResponseSpec) -> String {
         let template = self.signature_template(id, spec.algorithm);
-        match &spec.inclusive_prefixes {
+        let template = match &spec.inclusive_prefixes {
             None => template,
             Some(list) => template.replacen(
                 "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
@@ -295,6 +318,17 @@ impl MockIdp {
                 ),
                 1,
             ),
+        };
+        match spec.dsig_prefix.as_str() {
+            "ds" => template,
+            "" => template
+                .replace("<ds:", "<")
+                .replace("</ds:", "</")
+                .replace("xmlns:ds=", "xmlns="),
+            prefix => template
+                .replace("<ds:", &format!("<{prefix}:"))
+                .replace("</ds:", &format!("</{prefix}:"))
+                .replace("xmlns:ds=", &format!("xmlns:{prefix}=")),
         }
     }
 
@@ -364,12 +398,34 @@ fn with_prefixes(xml: &str, spec: &ResponseSpec) -> String {
     if assertion == "saml" && protocol == "samlp" {
         return xml.to_string();
     }
-    xml.replace("<samlp:", &format!("<{protocol}:"))
-        .replace("</samlp:", &format!("</{protocol}:"))
-        .replace("xmlns:samlp=", &format!("xmlns:{protocol}="))
-        .replace("<saml:", &format!("<{assertion}:"))
-        .replace("</saml:", &format!("</{assertion}:"))
-        .replace("xmlns:saml=", &format!("xmlns:{assertion}="))
+    // An empty prefix is the default namespace: `<Assertion xmlns="...">`.
+    let open = |p: &str| {
+        if p.is_empty() {
+            "<".to_string()
+        } else {
+            format!("<{p}:")
+        }
+    };
+    let close = |p: &str| {
+        if p.is_empty() {
+            "</".to_string()
+        } else {
+            format!("</{p}:")
+        }
+    };
+    let declare = |p: &str| {
+        if p.is_empty() {
+            "xmlns=".to_string()
+        } else {
+            format!("xmlns:{p}=")
+        }
+    };
+    xml.replace("<samlp:", &open(protocol))
+        .replace("</samlp:", &close(protocol))
+        .replace("xmlns:samlp=", &declare(protocol))
+        .replace("<saml:", &open(assertion))
+        .replace("</saml:", &close(assertion))
+        .replace("xmlns:saml=", &declare(assertion))
 }
 
 /// Removes a leading `<?xml ...?>` declaration (so a signed element can be embedded).
