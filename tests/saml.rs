@@ -941,39 +941,46 @@ async fn real_idp_shapes(backend: Backend) {
         assert_eq!(res.status(), 303, "{name} (second key: {sign_with_second})");
         assert!(s.signed_in_as(&browser).await.is_some(), "{name}");
         // The response shapes these IdPs send: the namespaces' prefixes (none: the default
-        // namespace), which elements are signed, and the signature's own prefix.
-        let shapes: &[(&str, &str, Signing, &str)] = match name {
+        // namespace), which elements are signed, the signature's own prefix, and whether the
+        // XML is indented.
+        let shapes: &[(&str, &str, Signing, &str, bool)] = match name {
             // Entra: the assertion and its signature unprefixed, the assertion signed only.
-            "entra.xml" => &[("", "samlp", Signing::Assertion, "")],
-            // AD FS: everything unprefixed but the signature, both signed.
+            "entra.xml" => &[("", "samlp", Signing::Assertion, "", false)],
+            // AD FS: everything unprefixed but the signature, both signed, indented.
             "adfs.xml" => &[
-                ("", "", Signing::Both, "ds"),
-                ("", "", Signing::Assertion, "ds"),
+                ("", "", Signing::Both, "ds", true),
+                ("", "", Signing::Assertion, "ds", false),
             ],
             // Keycloak: `saml`/`samlp`, the signature as `dsig`.
-            "keycloak.xml" => &[("saml", "samlp", Signing::Both, "dsig")],
+            "keycloak.xml" => &[("saml", "samlp", Signing::Both, "dsig", false)],
+            // Shibboleth: `saml2`/`saml2p`, indented.
+            "shibboleth.xml" if !sign_with_second => {
+                &[("saml2", "saml2p", Signing::Both, "ds", true)]
+            }
             _ => &[],
         };
-        for &(assertion, protocol, signing, dsig) in shapes {
+        for &(assertion, protocol, signing, dsig, pretty) in shapes {
             let shape = |spec: &mut ResponseSpec| {
                 spec.prefixes = (assertion.into(), protocol.into());
                 spec.signing = signing;
                 spec.dsig_prefix = dsig.into();
+                spec.pretty = pretty;
             };
             let mut spec = ResponseSpec::new("mia@corp.test", &s.acs(), &s.audience(), None);
             shape(&mut spec);
             let xml = s.idp.response_xml(&spec).unwrap();
             let root = if protocol.is_empty() {
-                "<Response xmlns=\"urn:oasis:names:tc:SAML:2.0:protocol\""
+                "<Response xmlns=\"urn:oasis:names:tc:SAML:2.0:protocol\"".to_string()
             } else {
-                "<samlp:Response "
+                format!("<{protocol}:Response ")
             };
             let signature = if dsig.is_empty() {
                 "<Signature xmlns=\"http://www.w3.org/2000/09/xmldsig#\"".to_string()
             } else {
                 format!("<{dsig}:Signature xmlns:{dsig}=")
             };
-            assert!(xml.starts_with(root), "{xml}");
+            assert!(xml.starts_with(&root), "{xml}");
+            assert_eq!(xml.contains(">\n    <"), pretty, "{xml}");
             assert!(xml.contains(&signature), "{xml}");
             if assertion.is_empty() {
                 assert!(xml.contains("<Assertion xmlns=\"urn:oasis:names:tc:SAML:2.0:assertion\""));

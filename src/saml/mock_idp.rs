@@ -71,6 +71,8 @@ pub struct ResponseSpec {
     /// one is the default namespace, `<Signature xmlns="...xmldsig#">`, as Microsoft Entra ID
     /// writes it).
     pub dsig_prefix: String,
+    /// Indented, one element a line (as Shibboleth and AD FS write), instead of on one line.
+    pub pretty: bool,
 }
 
 /// How the mock encrypts an assertion: RSA-OAEP for `recipient`, AES-256-GCM or AES-128-CBC.
@@ -106,6 +108,7 @@ impl ResponseSpec {
             inclusive_prefixes: None,
             prefixes: ("saml".to_string(), "samlp".to_string()),
             dsig_prefix: "ds".to_string(),
+            pretty: false,
             encrypt_for: None,
         }
     }
@@ -230,8 +233,8 @@ impl MockIdp {
         let (inner, tail) = rest.split_at(assertion.len().min(rest.len()));
         let response = format!(
             "{}{inner}{}",
-            with_prefixes(head, spec),
-            with_prefixes(tail, spec)
+            laid_out(&with_prefixes(head, spec), spec),
+            laid_out(&with_prefixes(tail, spec), spec)
         );
         if sign_response {
             self.sign(&response)
@@ -289,7 +292,7 @@ impl MockIdp {
             not_before = time(spec.issued_offset_secs + spec.not_before_secs),
             not_after = time(spec.issued_offset_secs + spec.not_on_or_after_secs),
         );
-        let assertion = with_prefixes(&assertion, spec);
+        let assertion = laid_out(&with_prefixes(&assertion, spec), spec);
         let assertion = if sign_assertion {
             self.sign(&assertion)?
         } else {
@@ -426,6 +429,15 @@ fn with_prefixes(xml: &str, spec: &ResponseSpec) -> String {
         .replace("<saml:", &open(assertion))
         .replace("</saml:", &close(assertion))
         .replace("xmlns:saml=", &declare(assertion))
+}
+
+/// `xml` with a line break and indentation between adjacent tags when the spec asks for it.
+fn laid_out(xml: &str, spec: &ResponseSpec) -> String {
+    if spec.pretty {
+        xml.replace("><", ">\n    <")
+    } else {
+        xml.to_string()
+    }
 }
 
 /// Removes a leading `<?xml ...?>` declaration (so a signed element can be embedded).
