@@ -5,7 +5,8 @@
 //! organization's row, or its audit chain's head) in its own transaction, lets the two
 //! acceptances queue behind it in a chosen order, then lets go. Taking organization rows and
 //! chain heads in one fixed order makes the second wait for the first instead of for each other.
-//! SQLite serialises writers, so there the two simply race.
+//! SQLite serialises writers, so there the two simply race. The expiry job, which writes several
+//! organizations' chains in one transaction, takes them in the same order.
 
 use super::*;
 use nulab_pass::db::Dialect;
@@ -152,3 +153,107 @@ async fn crossed_members(backend: Backend) {
     crossed(backend, Role::Member).await
 }
 both!(crossed_migrations_of_members_both_complete, crossed_members);
+
+/// The expiry job writes several organizations' chains in one transaction, and takes them in
+/// chain order as an acceptance does. On PostgreSQL: with the lower chain's head held, the job
+/// waits for it before it has taken the higher one, which another transaction can still take
+/// (in the order of the due requests, it would hold the higher one while waiting).
+async fn expiry_in_chain_order(backend: Backend) {
+    let w = world(backend, 5, &["sam"]).await;
+    let s = &w.server;
+    let other = nulab_pass::orgs::store::by_slug(s.db().pool(), "other")
+        .await
+        .unwrap()
+        .expect("other");
+    s.verified_domain(&other, "other.test").await;
+    s.seats(&other, 5).await;
+    s.account("ann@other.test", "ann", PASSWORD).await;
+    s.add_member(&other, "ann@other.test", "member").await;
+    let (lo, hi) = if w.org.id < other.id {
+        (&w.org, &other)
+    } else {
+        (&other, &w.org)
+    };
+    let token_of = |org: &nulab_pass::orgs::Org| {
+        if org.id == w.org.id {
+            w.token.clone()
+        } else {
+            w.other_token.clone()
+        }
+    };
+    let email_of = |org: &nulab_pass::orgs::Org| {
+        if org.id == w.org.id {
+            "sam@corp.test"
+        } else {
+            "ann@other.test"
+        }
+    };
+    // The higher organization's request expires first, so it comes first among the due.
+    for (org, days) in [(hi, 1), (lo, 2)] {
+        let token = token_of(org);
+        let (status, _) = api(
+            &s.client(),
+            Method::PUT,
+            s.url(&format!("/api/v1/orgs/{}/migration-settings", org.slug)),
+            &token,
+            Some(json!({"link_days": days})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let (status, body) = api(
+            &s.client(),
+            Method::POST,
+            s.url(&format!("/api/v1/orgs/{}/migrations", org.slug)),
+            &token,
+            Some(json!({"emails": [email_of(org)]})),
+        )
+        .await;
+        assert_eq!((status, &body["requested"]), (200, &json!(1)), "{body}");
+    }
+    s.state.clock.advance_ms(3 * 24 * 3600 * 1000);
+    let now = s.state.clock.now_ms();
+    let job = nulab_pass::migration::jobs::run_once(s.db(), now, &s.base);
+    let summary = if s.db().dialect() == Dialect::Postgres {
+        let head = "UPDATE audit_chain_heads SET seq = seq WHERE chain = $1";
+        let mut holder = s.db().begin().await.unwrap();
+        let held = sqlx::query(head)
+            .bind(lo.id.to_string())
+            .execute(&mut *holder)
+            .await
+            .unwrap()
+            .rows_affected();
+        assert_eq!(held, 1);
+        let probe = async {
+            lock_waiters_reach(s, 1).await;
+            // The job waits for the lower head; the higher one is still free.
+            let mut probe = s.db().begin().await.unwrap();
+            sqlx::query("SET LOCAL lock_timeout = '2s'")
+                .execute(&mut *probe)
+                .await
+                .unwrap();
+            let free = sqlx::query(head)
+                .bind(hi.id.to_string())
+                .execute(&mut *probe)
+                .await;
+            probe.rollback().await.unwrap();
+            holder.commit().await.unwrap();
+            free
+        };
+        let (summary, free) = tokio::join!(job, probe);
+        assert!(
+            free.is_ok(),
+            "the job held the higher head while waiting: {free:?}"
+        );
+        summary.unwrap()
+    } else {
+        job.await.unwrap()
+    };
+    assert_eq!(summary.expired, 2);
+    for org in [lo, hi] {
+        let chain = nulab_pass::audit::chain::verify(s.db(), &org.id.to_string())
+            .await
+            .unwrap();
+        assert!(chain.broken.is_none(), "chain of {} breaks", org.slug);
+    }
+}
+both!(the_expiry_job_takes_chains_in_order, expiry_in_chain_order);
