@@ -12,9 +12,10 @@ use crate::web::ErrorBody;
 use crate::web::error::{ApiError, AppError};
 use crate::web::extract::ApiJson;
 
-/// Accounts to ask: by id or by email (one of the two).
+/// Accounts to ask: by id or by email (exactly one of the two).
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct NewMigrations {
     /// Account ids (UUIDs), up to 1,000.
     #[schema(min_items = 1, max_items = 1000)]
