@@ -65,16 +65,27 @@ fn verifying_responses_keeps_no_memory() {
             verify(xml);
         }
     }
+    // A leak grows the heap in every round of 500; a one-off allocation (a cache of the
+    // process that grows once, as happened under CI's load: 928 bytes in one round) does not
+    // come back in the next. So each way of signing gets up to three rounds, and one round that
+    // kept less than a byte per verification passes (one leaked libxml2 node is over a hundred
+    // bytes, 50,000 a round).
     for (signing, xml) in &responses {
-        let before = heap_in_use();
-        for _ in 0..500 {
-            verify(xml);
+        let mut rounds = Vec::new();
+        while rounds.len() < 3 {
+            let before = heap_in_use();
+            for _ in 0..500 {
+                verify(xml);
+            }
+            let grown = heap_in_use() - before;
+            rounds.push(grown);
+            if grown < 500 {
+                break;
+            }
         }
-        let grown = heap_in_use() - before;
-        // Less than a byte per verification (one leaked libxml2 node is over a hundred).
         assert!(
-            grown < 500,
-            "{signing:?}-signed: the heap grew by {grown} bytes over 500 verifications"
+            rounds.last().is_some_and(|&g| g < 500),
+            "{signing:?}-signed: the heap grew by {rounds:?} bytes in rounds of 500 verifications"
         );
     }
 }
