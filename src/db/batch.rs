@@ -130,14 +130,14 @@ impl Batch {
     /// [`Batch::push`] returned finds its statement's.
     pub async fn run(self, tx: &mut Tx) -> Result<Vec<Outcome>, sqlx::Error> {
         let expected = self.statements.len();
-        let all = if tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME && expected > 1 {
+        let sqlite = tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
+        let all = if sqlite && expected > 1 {
             let (sql, params) = joined(self.statements);
             outcomes(tx, &sql, params).await?
         } else {
             let mut all = Vec::with_capacity(expected);
             for s in self.statements {
-                let sql = if s.shared && tx.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME
-                {
+                let sql = if s.shared && !sqlite {
                     std::borrow::Cow::Owned(format!("{} FOR SHARE", s.sql))
                 } else {
                     std::borrow::Cow::Borrowed(s.sql)

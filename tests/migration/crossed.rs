@@ -20,7 +20,9 @@ enum Role {
     Member,
 }
 
-async fn crossed(backend: Backend, role: Role) {
+/// corp (with its member sam@corp.test) and other, both with a verified domain and free
+/// seats, other with its member ann@other.test.
+async fn two_orgs(backend: Backend) -> (World, nulab_pass::orgs::Org) {
     let w = world(backend, 5, &["sam"]).await;
     let s = &w.server;
     let other = nulab_pass::orgs::store::by_slug(s.db().pool(), "other")
@@ -31,6 +33,12 @@ async fn crossed(backend: Backend, role: Role) {
     s.seats(&other, 5).await;
     s.account("ann@other.test", "ann", PASSWORD).await;
     s.add_member(&other, "ann@other.test", "member").await;
+    (w, other)
+}
+
+async fn crossed(backend: Backend, role: Role) {
+    let (w, other) = two_orgs(backend).await;
+    let s = &w.server;
     let role_name = match role {
         Role::Admin => "admin",
         Role::Member => "member",
@@ -159,16 +167,8 @@ both!(crossed_migrations_of_members_both_complete, crossed_members);
 /// waits for it before it has taken the higher one, which another transaction can still take
 /// (in the order of the due requests, it would hold the higher one while waiting).
 async fn expiry_in_chain_order(backend: Backend) {
-    let w = world(backend, 5, &["sam"]).await;
+    let (w, other) = two_orgs(backend).await;
     let s = &w.server;
-    let other = nulab_pass::orgs::store::by_slug(s.db().pool(), "other")
-        .await
-        .unwrap()
-        .expect("other");
-    s.verified_domain(&other, "other.test").await;
-    s.seats(&other, 5).await;
-    s.account("ann@other.test", "ann", PASSWORD).await;
-    s.add_member(&other, "ann@other.test", "member").await;
     let (lo, hi) = if w.org.id < other.id {
         (&w.org, &other)
     } else {
