@@ -7,6 +7,10 @@
 #[path = "common/sso.rs"]
 mod fixture;
 
+/// The server's allocator (`src/main.rs`), so that what is measured here allocates as it does.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 

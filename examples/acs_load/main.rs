@@ -11,6 +11,10 @@
 //!
 //! Run: `bash scripts/acs_load.sh` (SQLite) or `bash scripts/acs_load.sh --postgres`.
 
+/// The server's allocator (`src/main.rs`), so that the bare verification runs as it does there.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[path = "../../benches/common/audit_rows.rs"]
 mod audit_rows;
 mod callgrind;
