@@ -361,6 +361,22 @@ pub fn skip_locked(dialect: Dialect) -> &'static str {
     }
 }
 
+/// Lets `tx`'s commit return before its log record is on disk (PostgreSQL's
+/// `synchronous_commit = off` for this transaction only; SQLite's `synchronous = NORMAL`
+/// already commits so), and so releases its row locks without waiting for the disk. Only for a
+/// transaction whose outcome nobody is told until a later synchronous commit on the same
+/// database has returned: that commit writes the log to disk up to its own record, which comes
+/// after this one, so whatever was told is on disk. Until then a crash of the database loses the
+/// transaction whole, its audit event with it (rule 6 holds), never a part of it.
+pub async fn defer_flush(tx: &mut Tx) -> Result<(), sqlx::Error> {
+    if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
+        sqlx::query("SET LOCAL synchronous_commit TO OFF")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Whether `err` is a unique-constraint violation (both databases).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())

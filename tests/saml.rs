@@ -1615,3 +1615,53 @@ both!(
     a_managed_account_cannot_create_an_organization,
     managed_cannot_found
 );
+
+/// A sign-in's transaction commits without waiting for the disk (`db::defer_flush`, PostgreSQL's
+/// `synchronous_commit = off` for that transaction) and that setting ends with it: the
+/// connection's next transaction, a browser session's or a deletion's, syncs again. On SQLite it
+/// changes nothing and the transaction commits as any other.
+async fn deferred_flush_is_local(backend: Backend) {
+    let test = common::fresh_db(backend).await;
+    // One connection, so that the transaction after is on the same one.
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&test.url)
+        .await
+        .unwrap();
+    let postgres = backend == Backend::Postgres;
+    if postgres {
+        // The suite's PostgreSQL runs with synchronous commit off; a deployment's is on.
+        sqlx::query("SET synchronous_commit TO on")
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let mut tx = pool.begin().await.unwrap();
+    nulab_pass::db::defer_flush(&mut tx).await.unwrap();
+    if postgres {
+        assert_eq!(synchronous_commit(&mut tx).await, "off");
+    }
+    tx.commit().await.unwrap();
+    if postgres {
+        let mut next = pool.begin().await.unwrap();
+        assert_eq!(
+            synchronous_commit(&mut next).await,
+            "on",
+            "the setting outlived its transaction"
+        );
+        next.rollback().await.unwrap();
+    }
+    pool.close().await;
+}
+both!(
+    a_sign_in_commit_defers_only_its_own_flush,
+    deferred_flush_is_local
+);
+
+async fn synchronous_commit(tx: &mut nulab_pass::db::Tx) -> String {
+    let (value,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
+        .fetch_one(&mut **tx)
+        .await
+        .unwrap();
+    value
+}

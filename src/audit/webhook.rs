@@ -273,6 +273,17 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
         .bind(BATCH)
         .fetch_all(db.pool())
         .await?;
+    if rows.is_empty() {
+        return release(db, hook).await;
+    }
+    // Renewing the claim is a synchronous commit, and on PostgreSQL that puts the log on disk up
+    // to it: a sign-in's event, committed without waiting for the disk (`db::defer_flush`), is
+    // then on disk before it leaves for the receiver.
+    sqlx::query("UPDATE audit_webhooks SET claimed_until = $2 WHERE org_id = $1")
+        .bind(hook.org_id.clone())
+        .bind(now + LEASE_MS)
+        .execute(db.writer())
+        .await?;
     for row in &rows {
         let event = StoredEvent::of(row)?;
         let seq = event.seq.unwrap_or_default();
@@ -313,6 +324,11 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
         .execute(db.writer())
         .await?;
     }
+    release(db, hook).await
+}
+
+/// Lets go of the claim on `hook`.
+async fn release(db: &Db, hook: &Webhook) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE audit_webhooks SET claimed_until = NULL WHERE org_id = $1")
         .bind(hook.org_id.clone())
         .execute(db.writer())

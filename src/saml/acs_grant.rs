@@ -119,6 +119,10 @@ pub async fn finish(
         tx.rollback().await?;
         return Ok(false);
     }
+    // The browser learns of the sign-in only from its session, whose row is written by a
+    // synchronous commit after this one: the organization's audit chain is let go before the
+    // disk write, and concurrent sign-ins share their syncs.
+    crate::db::defer_flush(&mut tx).await?;
     tx.commit().await?;
     accounts::session::start_sign_in(
         state,
