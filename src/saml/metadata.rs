@@ -287,11 +287,15 @@ pub fn certificate(b64: &str) -> Result<Certificate, MetadataError> {
         .diff(x509.not_after())
         .map_err(|e| MetadataError::BadCertificate(e.to_string()))?;
     let not_after = (i64::from(diff.days) * 86_400 + i64::from(diff.secs)) * 1000;
-    let digest = openssl::sha::sha256(&der);
     Ok(Certificate {
         der_base64: STANDARD.encode(&der),
         subject,
         not_after,
-        fingerprint: digest.iter().map(|b| format!("{b:02x}")).collect(),
+        fingerprint: fingerprint(&der),
     })
+}
+
+/// A certificate's SHA-256 fingerprint, in lowercase hex, from its DER bytes.
+pub fn fingerprint(der: &[u8]) -> String {
+    crate::secrets::hex(&openssl::sha::sha256(der))
 }

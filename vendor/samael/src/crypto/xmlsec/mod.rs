@@ -244,88 +244,13 @@ impl super::CryptoProvider for XmlSec {
         reduce_mode: ReduceMode,
         allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
     ) -> Result<String, CryptoError> {
-        let mut xml = XmlParser::default().parse_string(xml_str)?;
-
-        // collect ID attribute values and tell libxml about them
-        collect_id_attributes(&mut xml)?;
-
-        let signature_nodes = {
-            let root_elem = xml
-                .get_root_element()
-                .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
-            find_signature_nodes(&root_elem)
-        };
-        if signature_nodes.is_empty() {
-            return Err(CryptoError::InvalidSignature);
-        }
-
-        let mut predigest_results = Vec::new();
-        let mut selections = Vec::new();
-
-        for sig_node in &signature_nodes {
-            if let Some(allowed) = allowed_algorithms {
-                if !signature_uses_allowed_algorithm(sig_node, allowed) {
-                    return Err(CryptoError::InvalidSignature);
-                }
-            }
-
-            let mut verified = false;
-            let mut verified_references = Vec::new();
-
-            for key_data in certs_der {
-                let mut sig_ctx = XmlSecSignatureContext::new_with_flags(
-                    wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
-                )?;
-
-                let key = XmlSecKey::from_memory(key_data.der_data(), XmlSecKeyFormat::CertDer)?;
-                sig_ctx.insert_key(key);
-                verified = sig_ctx.verify_node(sig_node)?;
-                if verified {
-                    verified_references = sig_ctx.get_verified_references()?;
-                    break;
-                }
-            }
-
-            if !verified {
-                return Err(CryptoError::InvalidSignature);
-            }
-
-            for verified_reference in verified_references {
-                if reduce_mode == ReduceMode::PreDigest {
-                    predigest_results.push(verified_reference.predigest_xml);
-                    continue;
-                }
-
-                selections.push(build_verified_selection(
-                    &xml,
-                    sig_node,
-                    verified_reference,
-                )?);
-            }
-        }
-
-        if reduce_mode == ReduceMode::PreDigest {
-            return predigest_result(predigest_results);
-        }
-
-        if selections.is_empty() {
-            return Err(CryptoError::InvalidSignature);
-        }
-
-        let (nodes_to_keep, allowed_attributes, output_root_ptr) =
-            build_keep_state(&xml, &selections, reduce_mode)?;
-
-        drop(selections);
-        drop(signature_nodes);
-
-        move_output_root_to_document_root(&mut xml, output_root_ptr)?;
-
-        let mut root_elem = xml
-            .get_root_element()
-            .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
-        prune_unverified_nodes(&mut root_elem, &nodes_to_keep, &allowed_attributes)?;
-
-        Ok(xml.to_string())
+        reduce_xml_to_signed_by(
+            xml_str,
+            certs_der.len(),
+            |at| Ok(XmlSecKey::from_memory(certs_der[at].der_data(), XmlSecKeyFormat::CertDer)?),
+            reduce_mode,
+            allowed_algorithms,
+        )
     }
 
     fn decrypt_assertion_key_info(
@@ -1753,5 +1678,143 @@ mod tests {
             target.is_none(),
             "barename URI fragments must not be interpreted as XPointer expressions"
         );
+    }
+}
+
+/// nulab-pass patch: the reduction of [`XmlSec::reduce_xml_to_signed_with_allowed_algorithms`]
+/// with the keys given by `key_at(0..key_count)`, so that a caller may load its keys once
+/// ([`VerificationKey`]) instead of once per signature and certificate.
+fn reduce_xml_to_signed_by(
+    xml_str: &str,
+    key_count: usize,
+    key_at: impl Fn(usize) -> Result<XmlSecKey, CryptoError>,
+    reduce_mode: ReduceMode,
+    allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
+) -> Result<String, CryptoError> {
+    let mut xml = XmlParser::default().parse_string(xml_str)?;
+
+
+    // collect ID attribute values and tell libxml about them
+    collect_id_attributes(&mut xml)?;
+
+    let signature_nodes = {
+        let root_elem = xml
+            .get_root_element()
+            .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
+        find_signature_nodes(&root_elem)
+    };
+    if signature_nodes.is_empty() {
+        return Err(CryptoError::InvalidSignature);
+    }
+
+    let mut predigest_results = Vec::new();
+    let mut selections = Vec::new();
+
+    for sig_node in &signature_nodes {
+        if let Some(allowed) = allowed_algorithms {
+            if !signature_uses_allowed_algorithm(sig_node, allowed) {
+                return Err(CryptoError::InvalidSignature);
+            }
+        }
+
+        let mut verified = false;
+        let mut verified_references = Vec::new();
+
+        for at in 0..key_count {
+            let mut sig_ctx = XmlSecSignatureContext::new_with_flags(
+                wrapper::XMLSEC_DSIG_FLAGS_STORE_SIGNEDINFO_REFERENCES,
+            )?;
+
+            let key = key_at(at)?;
+            sig_ctx.insert_key(key);
+            verified = sig_ctx.verify_node(sig_node)?;
+            if verified {
+                verified_references = sig_ctx.get_verified_references()?;
+                break;
+            }
+        }
+
+        if !verified {
+            return Err(CryptoError::InvalidSignature);
+        }
+
+        for verified_reference in verified_references {
+            if reduce_mode == ReduceMode::PreDigest {
+                predigest_results.push(verified_reference.predigest_xml);
+                continue;
+            }
+
+            selections.push(build_verified_selection(
+                &xml,
+                sig_node,
+                verified_reference,
+            )?);
+        }
+    }
+
+    if reduce_mode == ReduceMode::PreDigest {
+        return predigest_result(predigest_results);
+    }
+
+    if selections.is_empty() {
+        return Err(CryptoError::InvalidSignature);
+    }
+
+    let (nodes_to_keep, allowed_attributes, output_root_ptr) =
+        build_keep_state(&xml, &selections, reduce_mode)?;
+
+    drop(selections);
+    drop(signature_nodes);
+
+    move_output_root_to_document_root(&mut xml, output_root_ptr)?;
+
+    let mut root_elem = xml
+        .get_root_element()
+        .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
+    prune_unverified_nodes(&mut root_elem, &nodes_to_keep, &allowed_attributes)?;
+
+    Ok(xml.to_string())
+}
+
+/// nulab-pass patch: a certificate's public key, loaded into xmlsec once and verified with
+/// many times. Loading a key from a certificate runs OpenSSL 3's decoders, which cost more
+/// than the signature check itself; each use takes a duplicate, which shares the loaded
+/// `EVP_PKEY` (a reference count).
+pub struct VerificationKey(XmlSecKey);
+
+// SAFETY: after construction the key is only read, by `xmlSecKeyDuplicate`, which copies its
+// fields and takes a reference on its `EVP_PKEY` (an atomic count); it is freed only on drop,
+// when no other reference to this value exists.
+unsafe impl Send for VerificationKey {}
+unsafe impl Sync for VerificationKey {}
+
+impl VerificationKey {
+    /// The public key of the DER certificate `der` (its value only, no certificate data).
+    pub fn from_certificate(der: &CertificateDer) -> Result<Self, CryptoError> {
+        let certificate = openssl::x509::X509::from_der(der.der_data())?;
+        let public = certificate.public_key()?.public_key_to_der()?;
+        Ok(VerificationKey(XmlSecKey::from_memory(
+            &public,
+            XmlSecKeyFormat::Der,
+        )?))
+    }
+}
+
+impl XmlSec {
+    /// nulab-pass patch: the reduction of `reduce_xml_to_signed_with_allowed_algorithms` with
+    /// keys loaded once.
+    pub fn reduce_xml_to_signed_with_keys(
+        xml_str: &str,
+        keys: &[&VerificationKey],
+        reduce_mode: ReduceMode,
+        allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
+    ) -> Result<String, CryptoError> {
+        reduce_xml_to_signed_by(
+            xml_str,
+            keys.len(),
+            |at| keys[at].0.duplicate().map_err(CryptoError::from),
+            reduce_mode,
+            allowed_algorithms,
+        )
     }
 }

@@ -57,6 +57,17 @@ impl XmlSecKey {
         Ok(Self(key))
     }
 
+    /// nulab-pass patch: a copy of this key (`xmlSecKeyDuplicate`: an OpenSSL key is shared
+    /// through its reference count, not decoded again); an error where `Clone` would give a
+    /// null key.
+    pub fn duplicate(&self) -> XmlSecResult<Self> {
+        let new = unsafe { bindings::xmlSecKeyDuplicate(self.0) };
+        if new.is_null() {
+            return Err(XmlSecError::KeyLoadError);
+        }
+        Ok(Self(new))
+    }
+
     /// Create from raw pointer to an underlying wrapper key structure. Henceforth its lifetime will be managed by this
     /// object.
     pub unsafe fn from_ptr(ptr: *mut bindings::xmlSecKey) -> Self {
