@@ -47,6 +47,19 @@ struct Sso {
     connection: Value,
 }
 
+/// Creates the managed account `email` in the organization `slug` through the API.
+async fn new_managed(server: &TestServer, slug: &str, token: &str, email: &str, name: &str) {
+    let (status, body) = api(
+        &server.client(),
+        Method::POST,
+        server.url(&format!("/api/v1/orgs/{slug}/managed-accounts")),
+        token,
+        Some(json!({"email": email, "name": name})),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+}
+
 async fn sso_with(backend: Backend, idp: MockIdp, metadata_xml: String, settings: Value) -> Sso {
     let server = TestServer::start(backend).await;
     let admin = server.account("admin@corp.test", "Admin", PASSWORD).await;
@@ -55,15 +68,7 @@ async fn sso_with(backend: Backend, idp: MockIdp, metadata_xml: String, settings
     server.seats(&org, 10).await;
     let token = server.token(&org).await;
     let http = server.client();
-    let (status, _) = api(
-        &http,
-        Method::POST,
-        server.url("/api/v1/orgs/corp/managed-accounts"),
-        &token,
-        Some(json!({"email": "mia@corp.test", "name": "Mia"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    new_managed(&server, "corp", &token, "mia@corp.test", "Mia").await;
     let mut body = json!({ "metadata_xml": metadata_xml, "name": "Mock IdP" });
     if let (Some(extra), Some(map)) = (settings.as_object(), body.as_object_mut()) {
         map.extend(extra.clone());
@@ -517,15 +522,7 @@ both!(a_tampered_signed_response_is_refused, tampered);
 async fn wrapping(backend: Backend) {
     let s = sso(backend).await;
     // Eve has a managed account too; she holds a valid response for Mia and wraps it.
-    let (status, _) = api(
-        &s.server.client(),
-        Method::POST,
-        s.server.url("/api/v1/orgs/corp/managed-accounts"),
-        &s.token,
-        Some(json!({"email": "eve@corp.test", "name": "Eve"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    new_managed(&s.server, "corp", &s.token, "eve@corp.test", "Eve").await;
     let first = s.server.client();
     let started = s.start(&first).await;
     let mut spec = ResponseSpec::new(
@@ -771,15 +768,7 @@ async fn account_rules(backend: Backend) {
     s.server
         .domain_row(&s.org, "lab.corp.test", "verified")
         .await;
-    let (status, _) = api(
-        &http,
-        Method::POST,
-        s.server.url("/api/v1/orgs/corp/managed-accounts"),
-        &s.token,
-        Some(json!({"email": "lea@lab.corp.test", "name": "Lea"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    new_managed(&s.server, "corp", &s.token, "lea@lab.corp.test", "Lea").await;
     sqlx::query("UPDATE domains SET status = 'lapsed' WHERE domain = 'lab.corp.test'")
         .execute(s.server.db().pool())
         .await
@@ -793,15 +782,7 @@ async fn account_rules(backend: Backend) {
     s.server.verified_domain(&other, "other.test").await;
     s.server.seats(&other, 1).await;
     let other_token = s.server.token(&other).await;
-    let (status, _) = api(
-        &http,
-        Method::POST,
-        s.server.url("/api/v1/orgs/other/managed-accounts"),
-        &other_token,
-        Some(json!({"email": "oz@other.test", "name": "Oz"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    new_managed(&s.server, "other", &other_token, "oz@other.test", "Oz").await;
     let (browser, res) = s.attempt("oz@other.test", |_| {}).await;
     s.assert_refused(&browser, res, 403, "unknown_account")
         .await;

@@ -1,24 +1,21 @@
 //! The assertion consumer service's checks. [`verify`] runs before any transaction, one per
-//! core at a time ([`super::cpu`]): the outline ([`super::outline`]) refuses DTDs, wrapped or split documents, transforms and algorithms
-//! outside the allow-lists and unknown keys; then xmlsec (through samael's reduction) verifies
+//! core at a time ([`super::cpu`]): the outline ([`super::outline`]) refuses DTDs, wrapped or
+//! split documents, transforms and algorithms outside the allow-lists and unknown keys; then xmlsec (through samael's reduction) verifies
 //! every signature against the connection's certificates and keeps only signed content, which
 //! [`super::assertion`] reads with libxml2 to check audience, destination, recipient, issuer,
 //! time window and InResponseTo and to take the identity values. The caller then applies the
 //! account rules.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use openssl::pkey::{PKey, Private};
-use samael::crypto::{
-    AllowedSignatureAlgorithm, CertificateDer, ReduceMode, VerificationKey, XmlSec,
-};
+use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode, VerificationKey, XmlSec};
 
 use super::metadata::{self, Certificate};
 use super::outline::Scan;
-use super::{Connection, SpUrls, assertion, decrypt, dsig_policy};
+use super::{Connection, SpUrls, assertion, decrypt, dsig_policy, idp_keys};
 
 /// Largest SAMLResponse POST accepted.
 pub const MAX_BODY: usize = 256 * 1024;
@@ -497,48 +494,6 @@ struct Signatures {
     allow_sha1: bool,
 }
 
-/// Most certificates whose keys are kept loaded; past it the keys start again empty (memory
-/// stays bounded).
-const MAX_KEYS: usize = 10_000;
-
-/// The keys of the certificates this process has verified with, by the certificate's base64
-/// DER: loaded into xmlsec once, shared by every connection and request that names the same
-/// certificate. Keyed by the certificate's own bytes, so a changed certificate is a new entry
-/// and an entry never needs invalidating.
-static KEYS: LazyLock<Mutex<HashMap<String, Arc<VerificationKey>>>> =
-    LazyLock::new(Default::default);
-
-/// The loaded key of `certificate`, loading it on first use.
-fn key_of(certificate: &Certificate) -> Result<Arc<VerificationKey>, Rejection> {
-    let cached = KEYS
-        .lock()
-        .ok()
-        .and_then(|keys| keys.get(&certificate.der_base64).cloned());
-    if let Some(key) = cached {
-        return Ok(key);
-    }
-    let unloadable = |_| {
-        Rejection::new(
-            Reason::Malformed,
-            "the connection's certificates could not be loaded",
-        )
-    };
-    let der = STANDARD
-        .decode(&certificate.der_base64)
-        .map_err(|e| unloadable(e.to_string()))?;
-    let key = Arc::new(
-        VerificationKey::from_certificate(&CertificateDer::from(der))
-            .map_err(|e| unloadable(e.to_string()))?,
-    );
-    if let Ok(mut keys) = KEYS.lock() {
-        if keys.len() >= MAX_KEYS {
-            keys.clear();
-        }
-        keys.insert(certificate.der_base64.clone(), key.clone());
-    }
-    Ok(key)
-}
-
 impl Signatures {
     fn of(connection: &Connection) -> Result<Signatures, Rejection> {
         // Never verify without a certificate: there would be nothing to check signatures by.
@@ -551,7 +506,14 @@ impl Signatures {
         let keys = connection
             .certificates
             .iter()
-            .map(key_of)
+            .map(|c| {
+                idp_keys::key_of(c).ok_or_else(|| {
+                    Rejection::new(
+                        Reason::Malformed,
+                        "the connection's certificates could not be loaded",
+                    )
+                })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         // xmlsec may run only the allow-listed transforms; never verify with an unrestricted one.
         dsig_policy::harden().map_err(|e| Rejection::new(Reason::BadSignature, e.to_string()))?;

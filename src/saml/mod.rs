@@ -17,6 +17,7 @@ pub mod decrypt;
 pub mod dsig_policy;
 pub mod fetch;
 pub mod hold_pages;
+pub mod idp_keys;
 pub mod jobs;
 pub mod keys;
 pub mod mapping;

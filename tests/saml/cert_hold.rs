@@ -41,15 +41,7 @@ impl Rollover {
         server.seats(&org, 10).await;
         let token = server.token(&org).await;
         let http = server.client();
-        let (status, _) = api(
-            &http,
-            Method::POST,
-            server.url("/api/v1/orgs/corp/managed-accounts"),
-            &token,
-            Some(json!({"email": "mia@corp.test", "name": "Mia"})),
-        )
-        .await;
-        assert_eq!(status, 201);
+        new_managed(&server, "corp", &token, "mia@corp.test", "Mia").await;
         let (status, connection) = api(
             &http,
             Method::POST,

@@ -86,15 +86,7 @@ async fn hint(backend: Backend) {
 
     // The hint grants nothing: the IdP answers for another user of the domain, and that user is
     // who signs in.
-    let (status, _) = api(
-        &s.server.client(),
-        Method::POST,
-        s.server.url("/api/v1/orgs/corp/managed-accounts"),
-        &s.token,
-        Some(json!({"email": "noa@corp.test", "name": "Noa"})),
-    )
-    .await;
-    assert_eq!(status, 201);
+    new_managed(&s.server, "corp", &s.token, "noa@corp.test", "Noa").await;
     let hinted = s
         .server
         .url(&format!("/sso/{}/login?login_hint=mia%40corp.test", s.id()));
