@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, SqlSafeStr};
+use sqlx::{AnyPool, Connection, Executor, SqlSafeStr};
 
 mod batch;
 pub use batch::{Batch, Outcome, Param};
@@ -40,6 +40,11 @@ pub struct Db {
 /// How often the background checkpoint runs (SQLite): often enough that the log it copies
 /// stays small (tens of megabytes at the highest write rates measured).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// PostgreSQL: a connection idle at least this long is pinged before it is used again; one used
+/// more recently than that was pinged when it came back (the same window as HikariCP's
+/// `aliveBypassWindowMs`).
+pub const PING_IDLE_AFTER: Duration = Duration::from_millis(500);
 
 /// Schema migrations, embedded in the binary: (version, description, SQLite text, PostgreSQL text).
 const SCHEMA: &[(i64, &str, &str, &str)] = &[
@@ -195,6 +200,23 @@ impl Db {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(30))
+                    // sqlx pings a connection when it takes it back (that ping stays: it
+                    // closes a connection that broke in use and sends a dropped transaction's
+                    // rollback at once) and, by default, again before each use: a second
+                    // round trip to PostgreSQL per statement outside a transaction, several
+                    // per sign-in. A connection checked at its release can have been lost
+                    // since only while it sat idle (a restart, a proxy's idle timeout), so
+                    // only one idle for PING_IDLE_AFTER is pinged before use; one whose ping
+                    // fails is closed and another taken.
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PING_IDLE_AFTER {
+                                conn.ping().await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect(url)
                     .await?;
                 (pool.clone(), pool)
@@ -328,6 +350,11 @@ async fn sqlite_pool(
     AnyPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(Duration::from_secs(30))
+        // A SQLite connection lives in this process (a thread of sqlx's): nothing can take it
+        // away between its release, where sqlx pings it, and its next use, so the default ping
+        // before each use would only cost a hand-off to that thread and back, several per
+        // sign-in.
+        .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             let background = background_checkpoints.load(Ordering::SeqCst);
             Box::pin(async move {

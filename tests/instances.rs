@@ -284,6 +284,39 @@ async fn emails_and_jobs_once(
     assert_eq!(scalar(db, "SELECT COUNT(*) FROM invoices").await, 1);
 }
 
+/// A database that drops the server's connections while they sit idle in its pool (a restart,
+/// a proxy's idle timeout) costs no request: a connection idle for `db::PING_IDLE_AFTER` is
+/// pinged before it is used and replaced when the ping fails. (Without that ping the first
+/// statement after the drop fails: the connection was last checked when it came back to the
+/// pool, before the drop.) On the pool alone: a server's jobs would use up the dropped
+/// connections first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_while_idle_are_replaced() {
+    let testdb = fresh_db(Backend::Postgres).await;
+    let db = testdb.db.clone();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(db.pool().acquire().await.unwrap());
+    }
+    drop(held);
+    let admin = Db::connect(&testdb.url).await.unwrap();
+    let ended = scalar(
+        &admin,
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+    )
+    .await;
+    admin.close().await;
+    assert!(ended >= 4, "the pool's connections were ended: {ended}");
+    tokio::time::sleep(nulab_pass::db::PING_IDLE_AFTER + Duration::from_millis(100)).await;
+    for _ in 0..8 {
+        assert_eq!(scalar(&db, "SELECT COUNT(*) FROM orgs").await, 0);
+    }
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 /// Waits until the outbox is sent, then checks that each of its emails arrived exactly once.
 async fn each_email_once(db: &Db, sink: &SmtpSink) {
     let unsent = "SELECT COUNT(*) FROM outbox WHERE status <> 'sent'";
