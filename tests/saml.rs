@@ -343,6 +343,49 @@ async fn sp_initiated_sign_in(backend: Backend) {
 }
 both!(sp_initiated_sign_in_works, sp_initiated_sign_in);
 
+/// An SSO sign-in lasts the organization's session lifetime (read in the transaction that
+/// records the sign-in), by either path: SP-initiated and the IdP-initiated continue step.
+async fn session_lifetime(backend: Backend) {
+    let s = sso(backend).await;
+    let settings = s.server.url("/api/v1/orgs/corp/session-settings");
+    let one_hour = json!({"session_lifetime_hours": 1});
+    let http = s.server.client();
+    let (status, _) = api(&http, Method::PUT, settings, &s.token, Some(one_hour)).await;
+    assert_eq!(status, 200);
+    assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
+    let (sp_browser, res) = s.attempt("mia@corp.test", |_| {}).await;
+    assert_eq!(res.status(), 303);
+    s.server.state.clock.advance_ms(30 * 60_000);
+    let idp_browser = s.server.client();
+    let res = s
+        .post(&idp_browser, &s.unsolicited("mia@corp.test"), "", None)
+        .await;
+    let back = res.headers()["location"].to_str().unwrap().to_string();
+    let res = idp_browser.get(s.server.url(&back)).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    s.server.state.clock.advance_ms(29 * 60_000);
+    assert!(s.signed_in_as(&sp_browser).await.is_some(), "59 minutes in");
+    assert!(
+        s.signed_in_as(&idp_browser).await.is_some(),
+        "29 minutes in"
+    );
+    s.server.state.clock.advance_ms(2 * 60_000);
+    assert!(s.signed_in_as(&sp_browser).await.is_none(), "61 minutes in");
+    assert!(
+        s.signed_in_as(&idp_browser).await.is_some(),
+        "31 minutes in"
+    );
+    s.server.state.clock.advance_ms(30 * 60_000);
+    assert!(
+        s.signed_in_as(&idp_browser).await.is_none(),
+        "61 minutes in"
+    );
+}
+both!(
+    an_sso_sign_in_lasts_the_organizations_session_lifetime,
+    session_lifetime
+);
+
 async fn idp_initiated(backend: Backend) {
     let s = sso(backend).await;
     let unsolicited = s.unsolicited("mia@corp.test");

@@ -5,7 +5,7 @@ use sqlx::{Any, Executor, Row};
 
 use super::policy::PasswordPolicy;
 use super::{Account, AccountId, AccountKind, AccountStatus, Email};
-use crate::db::{Batch, Tx, flag};
+use crate::db::{Batch, Outcome, Tx, flag};
 use crate::ids::OrgId;
 
 /// What an emailed link (an email token) is for; stored as text.
@@ -458,6 +458,20 @@ pub async fn lifetime_hours<'c>(
         .fetch_optional(exec)
         .await?;
     row.map(|r| r.try_get("lifetime_hours")).transpose()
+}
+
+/// [`lifetime_hours`] as a statement of `batch`; returns its index.
+pub(crate) fn lifetime_hours_in(batch: &mut Batch, org: OrgId) -> usize {
+    batch.push(LIFETIME, vec![org.to_string().into()])
+}
+
+/// The answer of [`lifetime_hours_in`]'s statement.
+pub(crate) fn lifetime_hours_of(outcome: &Outcome) -> Result<Option<i64>, sqlx::Error> {
+    outcome
+        .rows
+        .first()
+        .map(|r| r.try_get("lifetime_hours"))
+        .transpose()
 }
 
 const PUT_LIFETIME: &str = "INSERT INTO session_settings (org_id, lifetime_hours, updated_at) \

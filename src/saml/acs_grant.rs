@@ -82,6 +82,7 @@ pub async fn finish(
     .await?;
     let asked = before.len();
     accounts::store::touch_sign_in_in(&mut before, account.id, now);
+    let lifetime = accounts::session::LifetimeRead::push(&mut before, account);
     let sign_in_id = session::new_sign_in_id();
     if let Some(subject) = &grant.subject {
         let saml = slo_store::SamlSession {
@@ -122,14 +123,16 @@ pub async fn finish(
     // The browser learns of the sign-in only from its session, whose row is written by a
     // synchronous commit after this one: the organization's audit chain is let go before the
     // disk write, and concurrent sign-ins share their syncs.
+    let lifetime = lifetime.ms(&outcomes)?;
     crate::db::defer_flush(&mut tx).await?;
     tx.commit().await?;
-    accounts::session::start_sign_in(
+    accounts::session::start_sign_in_known(
         state,
         session,
         account,
         session::SignInMethod::Saml,
         &sign_in_id,
+        lifetime,
     )
     .await?;
     Ok(true)
