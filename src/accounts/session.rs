@@ -10,6 +10,7 @@ use tower_sessions::Session;
 use super::{Account, AccountKind, AccountStatus, store};
 use crate::AppState;
 use crate::db::{Batch, Db, Outcome};
+use crate::ids::OrgId;
 use crate::web::error::AppError;
 use crate::web::session;
 
@@ -25,26 +26,15 @@ pub async fn start_session(
     method: session::SignInMethod,
 ) -> Result<(), AppError> {
     let sign_in_id = session::new_sign_in_id();
-    start_sign_in(state, session, account, method, &sign_in_id).await
+    let lifetime = lifetime_ms(&state.db, account).await?;
+    start_sign_in(state, session, account, method, &sign_in_id, lifetime).await
 }
 
 /// [`start_session`] for a sign-in whose id the caller already recorded (an SSO sign-in keeps
-/// what the IdP's LogoutRequest will name under it).
+/// what the IdP's LogoutRequest will name under it), with the session lifetime the caller read
+/// ([`LifetimeRead`], in the transaction that recorded the sign-in: no round trip of its own on
+/// the sign-in's path).
 pub async fn start_sign_in(
-    state: &AppState,
-    session: &Session,
-    account: &Account,
-    method: session::SignInMethod,
-    sign_in_id: &str,
-) -> Result<(), AppError> {
-    session::sign_in(session, account, method, sign_in_id, state.clock.now_ms()).await?;
-    alive(state, session, account, None).await?;
-    Ok(())
-}
-
-/// [`start_sign_in`] with the session lifetime already read ([`LifetimeRead`], in the
-/// transaction that recorded the sign-in), which saves a round trip on the sign-in's path.
-pub async fn start_sign_in_known(
     state: &AppState,
     session: &Session,
     account: &Account,
@@ -52,8 +42,9 @@ pub async fn start_sign_in_known(
     sign_in_id: &str,
     lifetime: Option<i64>,
 ) -> Result<(), AppError> {
-    session::sign_in(session, account, method, sign_in_id, state.clock.now_ms()).await?;
-    alive(state, session, account, Some(lifetime)).await?;
+    let now = state.clock.now_ms();
+    session::sign_in(session, account, method, sign_in_id, now).await?;
+    fix_until(session, now, now, lifetime).await?;
     Ok(())
 }
 
@@ -63,10 +54,7 @@ pub struct LifetimeRead(Option<usize>);
 
 impl LifetimeRead {
     pub fn push(batch: &mut Batch, account: &Account) -> LifetimeRead {
-        LifetimeRead(match (account.kind, account.org_id) {
-            (AccountKind::Managed, Some(org)) => Some(store::lifetime_hours_in(batch, org)),
-            _ => None,
-        })
+        LifetimeRead(lifetime_org(account).map(|org| store::lifetime_hours_in(batch, org)))
     }
 
     /// The lifetime (ms) from the batch's outcomes, as [`lifetime_ms`] gives it.
@@ -85,11 +73,44 @@ impl LifetimeRead {
 /// by an organization it joined: each organization's lifetime gates only its admin area
 /// (`orgs::gate`).
 pub async fn lifetime_ms(db: &Db, account: &Account) -> Result<Option<i64>, sqlx::Error> {
-    let hours = match (account.kind, account.org_id) {
-        (AccountKind::Managed, Some(org)) => store::lifetime_hours(db.pool(), org).await?,
-        _ => None,
+    let hours = match lifetime_org(account) {
+        Some(org) => store::lifetime_hours(db.pool(), org).await?,
+        None => None,
     };
     Ok(hours.map(|h| h * HOUR_MS))
+}
+
+/// The organization whose session lifetime applies to `account`'s sessions: its own, for a
+/// managed account ([`lifetime_ms`]).
+fn lifetime_org(account: &Account) -> Option<OrgId> {
+    match (account.kind, account.org_id) {
+        (AccountKind::Managed, Some(org)) => Some(org),
+        _ => None,
+    }
+}
+
+/// Fixes the end of a session that signed in at `auth_at` from `lifetime` (0: no fixed end) and
+/// returns it.
+async fn fix_until(
+    session: &Session,
+    now: i64,
+    auth_at: i64,
+    lifetime: Option<i64>,
+) -> Result<i64, AppError> {
+    let until = match lifetime {
+        Some(lifetime) => {
+            let until = auth_at + lifetime;
+            // The store's expiry is wall-clock time; the rule above uses the app clock.
+            let left = time::Duration::milliseconds((until - now).max(0));
+            session.set_expiry(Some(tower_sessions::Expiry::AtDateTime(
+                time::OffsetDateTime::now_utc() + left,
+            )));
+            until
+        }
+        None => 0,
+    };
+    session.insert(session::SESSION_UNTIL_KEY, until).await?;
+    Ok(until)
 }
 
 /// Applies the session lifetime once per sign-in (on the first request after it, for sign-ins
@@ -99,16 +120,6 @@ pub async fn session_alive(
     session: &Session,
     account: &Account,
 ) -> Result<bool, AppError> {
-    alive(state, session, account, None).await
-}
-
-/// [`session_alive`], with the lifetime given when the caller read it already.
-async fn alive(
-    state: &AppState,
-    session: &Session,
-    account: &Account,
-    known: Option<Option<i64>>,
-) -> Result<bool, AppError> {
     let now = state.clock.now_ms();
     let until = match session.get::<i64>(session::SESSION_UNTIL_KEY).await? {
         Some(until) => until,
@@ -117,24 +128,8 @@ async fn alive(
                 .get::<i64>(session::AUTH_AT_KEY)
                 .await?
                 .unwrap_or(now);
-            let lifetime = match known {
-                Some(lifetime) => lifetime,
-                None => lifetime_ms(&state.db, account).await?,
-            };
-            let until = match lifetime {
-                Some(lifetime) => {
-                    let until = auth_at + lifetime;
-                    // The store's expiry is wall-clock time; the rule above uses the app clock.
-                    let left = time::Duration::milliseconds((until - now).max(0));
-                    session.set_expiry(Some(tower_sessions::Expiry::AtDateTime(
-                        time::OffsetDateTime::now_utc() + left,
-                    )));
-                    until
-                }
-                None => 0,
-            };
-            session.insert(session::SESSION_UNTIL_KEY, until).await?;
-            until
+            let lifetime = lifetime_ms(&state.db, account).await?;
+            fix_until(session, now, auth_at, lifetime).await?
         }
     };
     // Every sign-in of the account that started before the stamp has ended.

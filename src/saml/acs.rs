@@ -1,10 +1,10 @@
 //! The assertion consumer service's checks. [`verify`] runs before any transaction, one per
 //! core at a time ([`super::cpu`]): the outline ([`super::outline`]) refuses DTDs, wrapped or
-//! split documents, transforms and algorithms outside the allow-lists and unknown keys; then xmlsec (through samael's reduction) verifies
-//! every signature against the connection's certificates and keeps only signed content, which
-//! [`super::assertion`] reads with libxml2 to check audience, destination, recipient, issuer,
-//! time window and InResponseTo and to take the identity values. The caller then applies the
-//! account rules.
+//! split documents, transforms and algorithms outside the allow-lists and unknown keys; then
+//! xmlsec (through samael's reduction) verifies every signature against the connection's
+//! certificates and keeps only signed content, which [`super::assertion`] reads with libxml2 to
+//! check audience, destination, recipient, issuer, time window and InResponseTo and to take the
+//! identity values. The caller then applies the account rules.
 
 use std::sync::Arc;
 

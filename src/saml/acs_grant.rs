@@ -126,7 +126,7 @@ pub async fn finish(
     let lifetime = lifetime.ms(&outcomes)?;
     crate::db::defer_flush(&mut tx).await?;
     tx.commit().await?;
-    accounts::session::start_sign_in_known(
+    accounts::session::start_sign_in(
         state,
         session,
         account,
