@@ -90,11 +90,18 @@ pub fn bare_instructions(dir: &Path, responses: &Path, count: usize, target: &[S
 /// Decodes and verifies one response as the ACS does.
 #[inline(never)]
 pub fn verify_one(b64: &str, connection: &Connection, sp: &SpUrls) {
+    verify(b64, connection, sp).expect("valid");
+}
+
+/// Decodes and verifies one response as the ACS does: base64, the outline, every signature
+/// and the conditions.
+pub fn verify(b64: &str, connection: &Connection, sp: &SpUrls) -> Result<(), String> {
     use base64::Engine;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .expect("base64");
-    let xml = String::from_utf8(raw).expect("utf-8");
-    let scan = outline::scan(&xml).expect("outline");
-    acs::verify(&xml, scan, connection, sp, None, &[]).expect("valid");
+        .map_err(|e| e.to_string())?;
+    let xml = String::from_utf8(raw).map_err(|e| e.to_string())?;
+    let scan = outline::scan(&xml).map_err(|e| format!("{e:?}"))?;
+    acs::verify(&xml, scan, connection, sp, None, &[]).map_err(|e| format!("{e:?}"))?;
+    Ok(())
 }

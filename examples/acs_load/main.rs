@@ -7,7 +7,11 @@
 //! For each run it reports sign-ins per second, p50/p99 latency, the server's CPU per sign-in
 //! (from `/proc/<pid>/stat`) and its peak RSS (`VmHWM`), and, in the same run and on the same
 //! cores, the bare verification rate (the outline and the signature check of the same
-//! responses, on one thread per core): the ratio of the two holds on a noisy machine.
+//! responses, on one thread per core): the ratio of the two holds on a noisy machine. The
+//! tool's own CPU per sign-in (its clients share the cores) closes each line.
+//!
+//! `--floor` runs the same load against a server that only verifies and redirects
+//! (`floor.rs`): the ratio no server can pass on these cores with these clients.
 //!
 //! Run: `bash scripts/acs_load.sh` (SQLite) or `bash scripts/acs_load.sh --postgres`.
 
@@ -20,6 +24,7 @@ mod audit_rows;
 mod callgrind;
 #[path = "../../benches/common/sso.rs"]
 mod fixture;
+mod floor;
 mod procfs;
 mod scale;
 
@@ -61,6 +66,18 @@ struct Args {
     /// client) and the bare verification's per response.
     #[arg(long)]
     callgrind: bool,
+    /// Runs the same load against the floor (`floor.rs`): a server that only verifies each
+    /// response and redirects, with no database, session or audit event. Its ratio is the
+    /// most any server could reach here.
+    #[arg(long, conflicts_with_all = ["callgrind", "scale"])]
+    floor: bool,
+    /// With `--floor`: a sign-in is the ACS POST alone, without the continue GET (the floor of
+    /// a one-request sign-in).
+    #[arg(long, requires = "floor")]
+    acs_only: bool,
+    /// (Used by `--floor`.) Serves the floor on `--base` for the connection and never exits.
+    #[arg(long, requires_all = ["database_url", "connection_id", "base"])]
+    floor_serve: bool,
     /// (Used by `--callgrind`.) Only verifies the responses of this file and exits.
     #[arg(long, requires_all = ["database_url", "connection_id", "base"])]
     verify_only: Option<PathBuf>,
@@ -180,11 +197,7 @@ async fn spawn(
     certs: &Path,
     log: &Path,
 ) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .expect("server log");
+    let log = log_file(log);
     let mut command = match wrapper.split_first() {
         Some((program, rest)) => {
             let mut c = Command::new(program);
@@ -204,8 +217,23 @@ async fn spawn(
         .stderr(log)
         .spawn()
         .expect("start nulab-pass serve");
+    wait_ready(base).await;
+    child
+}
+
+/// `log` opened for appending, for a child's output.
+fn log_file(log: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("server log")
+}
+
+/// Waits until the server at `base` answers `/readyz` (up to two minutes: under callgrind the
+/// server starts some fifty times slower).
+async fn wait_ready(base: &str) {
     let client = reqwest::Client::new();
-    // Under callgrind the server starts some fifty times slower.
     for _ in 0..1200 {
         if client
             .get(format!("{base}/readyz"))
@@ -217,7 +245,6 @@ async fn spawn(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    child
 }
 
 impl Server {
@@ -292,8 +319,15 @@ fn bare_verification(responses: &[String], connection: &Connection, sp: &SpUrls)
     (n / start.elapsed().as_secs_f64(), cpu / n)
 }
 
-/// One sign-in: the ACS POST, then the browser's GET of the continue page with its cookie.
-async fn sign_in(client: &reqwest::Client, base: &str, id: &str, response: &str) -> bool {
+/// One sign-in: the ACS POST, then (unless `acs_only`) the browser's GET of the continue page
+/// with its cookie.
+async fn sign_in(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    response: &str,
+    acs_only: bool,
+) -> bool {
     let form = [("SAMLResponse", response)];
     let Ok(res) = client
         .post(format!("{base}/sso/{id}/acs"))
@@ -313,6 +347,9 @@ async fn sign_in(client: &reqwest::Client, base: &str, id: &str, response: &str)
         .map(str::to_string);
     let _ = res.bytes().await;
     let Some(cookie) = cookie else { return false };
+    if acs_only {
+        return true;
+    }
     let Ok(res) = client
         .get(format!("{base}/sso/{id}/continue"))
         .header("cookie", cookie)
@@ -346,6 +383,8 @@ struct Run {
     failed: usize,
     server_cpu_ms: f64,
     pg_cpu_ms: f64,
+    /// This tool's own CPU per sign-in (the clients), on the same cores.
+    tool_cpu_ms: f64,
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
@@ -363,6 +402,7 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
     let responses = Arc::new(responses);
     let next = Arc::new(AtomicUsize::new(0));
     let id = server.connection.id.to_string();
+    let acs_only = args.acs_only;
     let workers = match pace {
         Pace::Closed(c) => c,
         Pace::Paced(_) => 64,
@@ -371,6 +411,7 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
     // certificates (tens of milliseconds), which on this one-threaded runtime would make the
     // first requests of a paced run late by the time it takes to build them all.
     let clients: Vec<reqwest::Client> = (0..workers).map(|_| client()).collect();
+    let tool0 = cpu_ticks(std::process::id());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for http in clients {
@@ -390,7 +431,7 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
                     Pace::Paced(rate) => start + Duration::from_secs_f64(i as f64 / rate),
                 };
                 tokio::time::sleep_until(due.into()).await;
-                let ok = sign_in(&http, &base, &id, r).await;
+                let ok = sign_in(&http, &base, &id, r, acs_only).await;
                 out.push((ok, due.elapsed()));
             }
             out
@@ -414,6 +455,7 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
         failed,
         server_cpu_ms: per(cpu_ticks(pid) - cpu0),
         pg_cpu_ms: per(pg(args) - pg0),
+        tool_cpu_ms: per(cpu_ticks(std::process::id()) - tool0),
     }
 }
 
@@ -425,7 +467,7 @@ enum Pace {
 
 fn report(label: &str, r: &Run, bare: (f64, f64), rss: f64) {
     println!(
-        "{label:<14} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>9.2} {:>7.2} {:>9.0} {:>8.2} {:>6.2} {:>7.0}",
+        "{label:<14} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>9.2} {:>7.2} {:>9.0} {:>8.2} {:>6.2} {:>7.0} {:>8.2}",
         r.rate,
         r.p50_ms,
         r.p99_ms,
@@ -435,13 +477,29 @@ fn report(label: &str, r: &Run, bare: (f64, f64), rss: f64) {
         bare.0,
         bare.1 * 1e3,
         r.rate / bare.0,
-        rss
+        rss,
+        r.tool_cpu_ms
     );
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() {
+fn main() {
     let args = Args::parse();
+    if args.floor_serve {
+        let connection = current_thread().block_on(target_connection(&args));
+        return floor::serve(connection, args.base.as_deref().unwrap_or_default());
+    }
+    current_thread().block_on(load(args));
+}
+
+/// The tool's own runtime: one thread, so that it takes as little of the cores as it can.
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+async fn load(args: Args) {
     if let Some(file) = &args.verify_only {
         return verify_only(&args, file).await;
     }
@@ -450,17 +508,24 @@ async fn main() {
         return under_callgrind(&args, dir.keep()).await;
     }
     let mut server = start(&args, dir.path(), &[]).await;
+    if args.floor {
+        let _ = server.child.kill();
+        let _ = server.child.wait();
+        server.child =
+            floor::spawn(&server.url, &server.connection, &server.base, &server.log).await;
+    }
     let sp = server.connection.sp_urls(&server.base);
     println!(
-        "nulab-pass ACS load: {}, {}-signed, {} sign-ins a run, {} cores, server pid {}",
+        "nulab-pass ACS load: {}{}, {}-signed, {} sign-ins a run, {} cores, server pid {}",
         args.backend,
+        if args.floor { " (the floor)" } else { "" },
         args.signing,
         args.sign_ins,
         std::thread::available_parallelism().map_or(1, usize::from),
         server.pid()
     );
     println!(
-        "{:<14} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>8} {:>6} {:>7}",
+        "{:<14} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>8} {:>6} {:>7} {:>8}",
         "run",
         "signin/s",
         "p50 ms",
@@ -471,7 +536,8 @@ async fn main() {
         "verify/s",
         "vcpu ms",
         "ratio",
-        "rss MiB"
+        "rss MiB",
+        "tool ms"
     );
     if let Some(size) = args.scale {
         return at_scale(&mut server, &args, size).await;
@@ -602,8 +668,8 @@ async fn under_callgrind(args: &Args, dir: PathBuf) {
     println!("profiles (callgrind_annotate): {}", dir.display());
 }
 
-/// The `--verify-only` child of `--callgrind`: verifies each response of `file` once.
-async fn verify_only(args: &Args, file: &Path) {
+/// The connection named by `--database-url` and `--connection-id`, for a child process.
+async fn target_connection(args: &Args) -> Connection {
     let url = args.database_url.as_deref().expect("--database-url");
     let db = Db::connect(url).await.expect("connect");
     let id = nulab_pass::ids::SamlConnectionId::parse(args.connection_id.as_deref().unwrap_or(""))
@@ -612,6 +678,13 @@ async fn verify_only(args: &Args, file: &Path) {
         .await
         .expect("read")
         .expect("connection");
+    db.close().await;
+    connection
+}
+
+/// The `--verify-only` child of `--callgrind`: verifies each response of `file` once.
+async fn verify_only(args: &Args, file: &Path) {
+    let connection = target_connection(args).await;
     let sp = connection.sp_urls(args.base.as_deref().unwrap_or_default());
     let text = std::fs::read_to_string(file).expect("responses");
     for line in text.lines() {
