@@ -7,8 +7,9 @@
 //! For each run it reports sign-ins per second, p50/p99 latency, the server's CPU per sign-in
 //! (from `/proc/<pid>/stat`) and its peak RSS (`VmHWM`), and, in the same run and on the same
 //! cores, the bare verification rate (the outline and the signature check of the same
-//! responses, on one thread per core): the ratio of the two holds on a noisy machine. The
-//! tool's own CPU per sign-in (its clients share the cores) closes each line.
+//! responses, on one thread per core): the ratio of the two holds on a noisy machine. Then the
+//! tool's own CPU per sign-in (its clients share the cores), and the rate of samael as
+//! published on the same responses with the ratio to it.
 //!
 //! `--floor` runs the same load against a server that only verifies and redirects
 //! (`floor.rs`): the ratio no server can pass on these cores with these clients.
@@ -292,9 +293,54 @@ impl Server {
     }
 }
 
+/// The bare verification rates of a run's responses, on the same cores just before it.
+#[derive(Clone, Copy)]
+struct Bare {
+    /// Responses per second verified as the ACS does.
+    rate: f64,
+    /// CPU seconds per response of that.
+    cpu: f64,
+    /// Responses per second verified by samael as published ([`samael_alone`]).
+    samael: f64,
+}
+
 /// Verifies `responses` as the ACS does (decode, outline, signatures and conditions) on one
-/// thread per core; returns verifications per second and CPU seconds per verification.
-fn bare_verification(responses: &[String], connection: &Connection, sp: &SpUrls) -> (f64, f64) {
+/// thread per core, and again with samael alone.
+fn bare_verification(responses: &[String], connection: &Connection, sp: &SpUrls) -> Bare {
+    let (rate, cpu) = on_every_core(responses, |b64| callgrind::verify_one(b64, connection, sp));
+    Bare {
+        rate,
+        cpu,
+        samael: samael_alone(responses, connection),
+    }
+}
+
+/// Verifies `responses` with samael as published alone, on one thread per core: its
+/// reduction to what is signed (each certificate loaded for every signature, as samael does)
+/// with the connection's certificates, and the result read as a `samael::schema::Response`.
+/// The rate issue 16 measured its goal against; returns responses per second.
+fn samael_alone(responses: &[String], connection: &Connection) -> f64 {
+    use base64::Engine;
+    use samael::crypto::{CertificateDer, CryptoProvider, ReduceMode, XmlSec};
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let certs: Vec<CertificateDer> = connection
+        .certificates
+        .iter()
+        .map(|c| CertificateDer::from(b64.decode(&c.der_base64).expect("certificate")))
+        .collect();
+    let (rate, _) = on_every_core(responses, |response| {
+        let xml = String::from_utf8(b64.decode(response).expect("base64")).expect("utf-8");
+        let signed =
+            XmlSec::reduce_xml_to_signed(&xml, &certs, ReduceMode::ValidateAndMarkNoAncestors)
+                .expect("samael verifies");
+        let _: samael::schema::Response = signed.parse().expect("a response");
+    });
+    rate
+}
+
+/// Runs `each` over `responses` on one thread per core; returns responses per second and CPU
+/// seconds per response.
+fn on_every_core(responses: &[String], each: impl Fn(&str) + Sync) -> (f64, f64) {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let tps = ticks_per_second();
     let next = AtomicUsize::new(0);
@@ -307,7 +353,7 @@ fn bare_verification(responses: &[String], connection: &Connection, sp: &SpUrls)
                     loop {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(b64) = responses.get(i) else { break };
-                        callgrind::verify_one(b64, connection, sp);
+                        each(b64);
                     }
                     thread_cpu(tps) - before
                 })
@@ -465,20 +511,22 @@ enum Pace {
     Paced(f64),
 }
 
-fn report(label: &str, r: &Run, bare: (f64, f64), rss: f64) {
+fn report(label: &str, r: &Run, bare: Bare, rss: f64) {
     println!(
-        "{label:<14} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>9.2} {:>7.2} {:>9.0} {:>8.2} {:>6.2} {:>7.0} {:>8.2}",
+        "{label:<14} {:>8.0} {:>8.2} {:>8.2} {:>7} {:>9.2} {:>7.2} {:>9.0} {:>8.2} {:>6.2} {:>7.0} {:>8.2} {:>9.0} {:>7.2}",
         r.rate,
         r.p50_ms,
         r.p99_ms,
         r.failed,
         r.server_cpu_ms,
         r.pg_cpu_ms,
-        bare.0,
-        bare.1 * 1e3,
-        r.rate / bare.0,
+        bare.rate,
+        bare.cpu * 1e3,
+        r.rate / bare.rate,
         rss,
-        r.tool_cpu_ms
+        r.tool_cpu_ms,
+        bare.samael,
+        r.rate / bare.samael
     );
 }
 
@@ -525,7 +573,7 @@ async fn load(args: Args) {
         server.pid()
     );
     println!(
-        "{:<14} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>8} {:>6} {:>7} {:>8}",
+        "{:<14} {:>8} {:>8} {:>8} {:>7} {:>9} {:>7} {:>9} {:>8} {:>6} {:>7} {:>8} {:>9} {:>7}",
         "run",
         "signin/s",
         "p50 ms",
@@ -537,7 +585,9 @@ async fn load(args: Args) {
         "vcpu ms",
         "ratio",
         "rss MiB",
-        "tool ms"
+        "tool ms",
+        "samael/s",
+        "s.ratio"
     );
     if let Some(size) = args.scale {
         return at_scale(&mut server, &args, size).await;
