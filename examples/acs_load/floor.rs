@@ -1,11 +1,11 @@
 //! The floor (`--floor`): the same load against a server that does nothing but what no SSO
 //! sign-in can skip, so that the ratio a real server could reach on this machine is measured,
 //! not guessed. It is this tool run again as its own process (`--floor-serve`), with the
-//! server's runtime (one async worker per core) and allocator, answering the ACS POST by
+//! server's runtime (one async worker per core) and allocator. It answers the ACS POST by
 //! decoding the form and verifying the response exactly as the bare verification does
-//! ([`crate::callgrind::verify`]), then
-//! setting the continue cookie and redirecting; and the continue GET by redirecting to
-//! `/account`. No database, no session, no audit event, no tracing, no replay cache.
+//! ([`crate::callgrind::verify`]), then setting the continue cookie and redirecting; and the
+//! continue GET by redirecting to `/account`. No database, no session, no audit event, no
+//! tracing, no replay cache.
 
 use std::path::Path;
 use std::process::{Child, Command};
