@@ -118,8 +118,7 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -253,10 +252,15 @@ impl Server {
         self.child.id()
     }
 
-    /// Stops the server process and starts a new one on the same database and port.
-    async fn restart(&mut self) {
+    /// Stops the server process (its port is free once this returns).
+    fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Stops the server process and starts a new one on the same database and port.
+    async fn restart(&mut self) {
+        self.stop();
         self.child = spawn(
             &self.binary,
             &self.wrapper,
@@ -558,8 +562,7 @@ async fn load(args: Args) {
     }
     let mut server = start(&args, dir.path(), &[]).await;
     if args.floor {
-        let _ = server.child.kill();
-        let _ = server.child.wait();
+        server.stop();
         server.child =
             floor::spawn(&server.url, &server.connection, &server.base, &server.log).await;
     }

@@ -63,7 +63,7 @@ impl LifetimeRead {
             Some(at) => store::lifetime_hours_of(&outcomes[at])?,
             None => None,
         };
-        Ok(hours.map(|h| h * HOUR_MS))
+        Ok(hours_to_ms(hours))
     }
 }
 
@@ -77,7 +77,11 @@ pub async fn lifetime_ms(db: &Db, account: &Account) -> Result<Option<i64>, sqlx
         Some(org) => store::lifetime_hours(db.pool(), org).await?,
         None => None,
     };
-    Ok(hours.map(|h| h * HOUR_MS))
+    Ok(hours_to_ms(hours))
+}
+
+fn hours_to_ms(hours: Option<i64>) -> Option<i64> {
+    hours.map(|h| h * HOUR_MS)
 }
 
 /// The organization whose session lifetime applies to `account`'s sessions: its own, for a

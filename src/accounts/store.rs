@@ -457,7 +457,7 @@ pub async fn lifetime_hours<'c>(
         .bind(org.to_string())
         .fetch_optional(exec)
         .await?;
-    row.map(|r| r.try_get("lifetime_hours")).transpose()
+    lifetime_of_row(row.as_ref())
 }
 
 /// [`lifetime_hours`] as a statement of `batch`; returns its index.
@@ -467,11 +467,12 @@ pub(crate) fn lifetime_hours_in(batch: &mut Batch, org: OrgId) -> usize {
 
 /// The answer of [`lifetime_hours_in`]'s statement.
 pub(crate) fn lifetime_hours_of(outcome: &Outcome) -> Result<Option<i64>, sqlx::Error> {
-    outcome
-        .rows
-        .first()
-        .map(|r| r.try_get("lifetime_hours"))
-        .transpose()
+    lifetime_of_row(outcome.rows.first())
+}
+
+/// The lifetime in `LIFETIME`'s answer row, if there is one.
+fn lifetime_of_row(row: Option<&AnyRow>) -> Result<Option<i64>, sqlx::Error> {
+    row.map(|r| r.try_get("lifetime_hours")).transpose()
 }
 
 const PUT_LIFETIME: &str = "INSERT INTO session_settings (org_id, lifetime_hours, updated_at) \
