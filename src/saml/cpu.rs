@@ -14,11 +14,12 @@ use std::sync::LazyLock;
 
 use tokio::sync::Semaphore;
 
-static JOBS: LazyLock<Semaphore> = LazyLock::new(|| {
-    Semaphore::new(jobs_for(
-        std::thread::available_parallelism().map_or(1, usize::from),
-    ))
-});
+static JOBS: LazyLock<Semaphore> = LazyLock::new(|| Semaphore::new(jobs()));
+
+/// How many jobs run at once on this machine ([`jobs_for`] its cores).
+fn jobs() -> usize {
+    jobs_for(std::thread::available_parallelism().map_or(1, usize::from))
+}
 
 /// How many jobs run at once on `cores` cores: one fewer, and at least one. A job holds its
 /// worker until it ends, and that worker moves nothing else meanwhile; the one left free keeps
@@ -53,10 +54,7 @@ mod tests {
         let err = run(|| -> u8 { panic!("a defect") }).await.unwrap_err();
         assert!(err.to_string().contains("panicked"), "{err}");
         // The permit of the panicked job came back: every job's place is free again.
-        assert_eq!(
-            JOBS.available_permits(),
-            jobs_for(std::thread::available_parallelism().map_or(1, usize::from))
-        );
+        assert_eq!(JOBS.available_permits(), jobs());
     }
 
     #[test]
