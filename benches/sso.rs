@@ -299,8 +299,9 @@ fn count_statements() {
     tracing::subscriber::set_global_default(subscriber).expect("subscriber");
 }
 
-/// Prints the statements IdP-initiated sign-ins send (their transactions add BEGIN and COMMIT):
-/// the ACS POST and the continue GET apart, fewest and most of five.
+/// Prints the calls to the database IdP-initiated sign-ins make: the ACS POST and the continue
+/// GET apart, fewest and most of five. On PostgreSQL their transactions add BEGIN and COMMIT; on
+/// SQLite those are statement text, counted where they are sent alone.
 fn round_trips(b: &Bench) {
     let app = nulab_pass::app(b.state.clone());
     let id = b.fixture.connection.id.to_string();

@@ -11,10 +11,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Connection, Executor, SqlSafeStr};
 
 mod batch;
+mod tx;
 pub use batch::{Batch, Outcome, Param};
-
-/// A transaction; store functions take `&mut Tx` so callers compose them atomically.
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub use tx::{Opening, Tx};
 
 /// Which database a pool talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,16 +298,6 @@ impl Db {
         Ok(())
     }
 
-    /// Starts a read-write transaction. On SQLite it takes the write lock at once
-    /// (`BEGIN IMMEDIATE`): a deferred transaction that later writes fails with SQLITE_BUSY
-    /// under concurrency instead of waiting, which would break check-then-insert rules.
-    pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        match self.dialect {
-            Dialect::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await,
-            Dialect::Postgres => self.pool.begin().await,
-        }
-    }
-
     /// The pool, for single reads outside a transaction.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
@@ -388,17 +377,17 @@ pub fn skip_locked(dialect: Dialect) -> &'static str {
     }
 }
 
-/// Lets `tx`'s commit return before its log record is on disk (PostgreSQL's
+/// Lets the commit of the transaction on `tx` return before its log record is on disk (PostgreSQL's
 /// `synchronous_commit = off` for this transaction only; SQLite's `synchronous = NORMAL`
 /// already commits so), and so releases its row locks without waiting for the disk. Only for a
 /// transaction whose outcome nobody is told until a later synchronous commit on the same
 /// database has returned: that commit writes the log to disk up to its own record, which comes
 /// after this one, so whatever was told is on disk. Until then a crash of the database loses the
 /// transaction whole, its audit event with it (rule 6 holds), never a part of it.
-pub async fn defer_flush(tx: &mut Tx) -> Result<(), sqlx::Error> {
+pub async fn defer_flush(tx: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
         sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(&mut **tx)
+            .execute(tx)
             .await?;
     }
     Ok(())

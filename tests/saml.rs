@@ -1682,9 +1682,9 @@ both!(
     deferred_flush_is_local
 );
 
-async fn synchronous_commit(tx: &mut nulab_pass::db::Tx) -> String {
+async fn synchronous_commit(conn: &mut sqlx::AnyConnection) -> String {
     let (value,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")
-        .fetch_one(&mut **tx)
+        .fetch_one(conn)
         .await
         .unwrap();
     value

@@ -12,7 +12,7 @@ pub mod webhook;
 
 use serde::Serialize;
 
-use crate::db::{Batch, Outcome, Tx};
+use crate::db::{Batch, Opening, Outcome, Tx};
 
 /// Declares [`AuditAction`] with its stored names and [`AuditAction::ALL`] from one list, so that
 /// no action can exist without a name or be missing from `ALL` (which `tests/audit_schema.rs`
@@ -257,16 +257,46 @@ pub async fn take_chains(
     Ok(())
 }
 
-/// [`record`], after the statements of `before` in the same round trip (on SQLite): the
-/// outcomes of `before`'s statements, in order. A caller that finds in them a reason to give
-/// up drops `tx`, which rolls the event back with them.
+/// [`record`], after the statements of `before` in the same round trip (on SQLite), in the
+/// transaction `tx` opens: the outcomes of `before`'s statements in order, and the transaction
+/// with the event's place in its chain taken ([`Placed`]). Its commit writes the event, in the
+/// same call on SQLite; a caller that finds in the outcomes a reason to give up rolls back,
+/// and nothing is kept.
 pub async fn record_after(
-    tx: &mut Tx,
+    tx: Opening<'_>,
     before: Batch,
     now: i64,
     event: Event<'_>,
-) -> Result<Vec<Outcome>, sqlx::Error> {
-    store::insert_after(tx, before, now, &event).await
+) -> Result<(Placed, Vec<Outcome>), sqlx::Error> {
+    let (taking, head) = store::take_place(before, &event);
+    let (tx, outcomes) = tx.run(taking).await?;
+    let (outcomes, append) = store::append(outcomes, head, now, &event)?;
+    Ok((Placed { tx, append }, outcomes))
+}
+
+/// A transaction holding an audit event's place in its chain ([`record_after`]): the event is
+/// written by its commit.
+#[must_use = "the event is written only by `Placed::commit`"]
+pub struct Placed {
+    tx: Tx,
+    append: Batch,
+}
+
+impl Placed {
+    /// The transaction, for more statements before the commit.
+    pub fn tx(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+
+    /// Writes the event and commits, in one call on SQLite.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit_with(self.append).await.map(|_| ())
+    }
+
+    /// Rolls back: neither the event nor anything else of the transaction is kept.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
 }
 
 /// A stored event, as the viewer and the API show it.

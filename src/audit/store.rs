@@ -21,15 +21,37 @@ const INSERT: &str = "INSERT INTO audit_events (id, org_id, occurred_at, action,
 /// insert with moving the head.
 pub(super) async fn insert_after(
     tx: &mut Tx,
-    mut before: Batch,
+    before: Batch,
     now: i64,
     event: &Event<'_>,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
-    let (actor_type, actor_id, actor_label) = event.actor.parts();
+    let (taking, head) = take_place(before, event);
+    let outcomes = taking.run(tx).await?;
+    let (outcomes, append) = append(outcomes, head, now, event)?;
+    append.run(tx).await?;
+    Ok(outcomes)
+}
+
+/// `before` with the statement that takes the next place in `event`'s chain, and that
+/// statement's index.
+pub(super) fn take_place(mut before: Batch, event: &Event<'_>) -> (Batch, usize) {
     let org_id = event.org_id.map(|id| id.to_string());
     let chain = super::chain::chain_of(org_id.as_deref());
     let head = before.push(ADVANCE_HEAD, vec![chain.as_str().into(), GENESIS.into()]);
-    let mut outcomes = before.run(tx).await?;
+    (before, head)
+}
+
+/// From the outcomes of [`take_place`]'s batch: those of the statements before the head's, and
+/// the batch that writes `event` in the place taken and moves the head to it.
+pub(super) fn append(
+    mut outcomes: Vec<Outcome>,
+    head: usize,
+    now: i64,
+    event: &Event<'_>,
+) -> Result<(Vec<Outcome>, Batch), sqlx::Error> {
+    let (actor_type, actor_id, actor_label) = event.actor.parts();
+    let org_id = event.org_id.map(|id| id.to_string());
+    let chain = super::chain::chain_of(org_id.as_deref());
     let (seq, prev_hash) = match outcomes.get(head).and_then(|o| o.rows.first()) {
         Some(row) => (
             row.try_get::<i64, _>("seq")?,
@@ -83,8 +105,7 @@ pub(super) async fn insert_after(
         ],
     );
     append.push(SET_HEAD_HASH, vec![chain.into(), hash.into()]);
-    append.run(tx).await?;
-    Ok(outcomes)
+    Ok((outcomes, append))
 }
 
 // The upsert returns the new sequence number and the head's hash before this event (a new

@@ -129,31 +129,63 @@ impl Batch {
     /// Runs the statements in `tx`, in order; one outcome per statement, so that the index
     /// [`Batch::push`] returned finds its statement's.
     pub async fn run(self, tx: &mut Tx) -> Result<Vec<Outcome>, sqlx::Error> {
-        let expected = self.statements.len();
         let sqlite = tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
-        let all = if sqlite && expected > 1 {
-            let (sql, params) = joined(self.statements);
-            outcomes(tx, &sql, params).await?
-        } else {
-            let mut all = Vec::with_capacity(expected);
-            for s in self.statements {
-                let sql = if s.shared && !sqlite {
-                    std::borrow::Cow::Owned(format!("{} FOR SHARE", s.sql))
-                } else {
-                    std::borrow::Cow::Borrowed(s.sql)
-                };
-                all.extend(outcomes(tx, &sql, s.params).await?);
-            }
-            all
-        };
-        if all.len() != expected {
-            return Err(sqlx::Error::Protocol(format!(
-                "a batch of {expected} statements gave {} outcomes",
-                all.len()
-            )));
+        if sqlite && self.statements.len() > 1 {
+            return self.run_text(tx, None, None).await;
         }
-        Ok(all)
+        let expected = self.statements.len();
+        let mut all = Vec::with_capacity(expected);
+        for s in self.statements {
+            let sql = if s.shared && !sqlite {
+                std::borrow::Cow::Owned(format!("{} FOR SHARE", s.sql))
+            } else {
+                std::borrow::Cow::Borrowed(s.sql)
+            };
+            all.extend(outcomes(tx, &sql, s.params).await?);
+        }
+        counted(all, expected)
     }
+
+    /// SQLite: the statements as one text, after `first` and before `last` (statements without
+    /// parameters or rows, such as `BEGIN` and `COMMIT`), in one call; the outcomes of the
+    /// batch's own statements.
+    pub(super) async fn run_text(
+        self,
+        tx: &mut Tx,
+        first: Option<&str>,
+        last: Option<&str>,
+    ) -> Result<Vec<Outcome>, sqlx::Error> {
+        let expected = self.statements.len();
+        let mut sql = String::new();
+        if let Some(first) = first {
+            sql.push_str(first);
+            sql.push_str(";\n");
+        }
+        let values = joined(self.statements, &mut sql);
+        if let Some(last) = last {
+            sql.push_str(last);
+            sql.push_str(";\n");
+        }
+        let mut all = outcomes(tx, &sql, values).await?;
+        if last.is_some() {
+            all.pop();
+        }
+        if first.is_some() && !all.is_empty() {
+            all.remove(0);
+        }
+        counted(all, expected)
+    }
+}
+
+/// `all`, when it holds one outcome for each of the `expected` statements.
+fn counted(all: Vec<Outcome>, expected: usize) -> Result<Vec<Outcome>, sqlx::Error> {
+    if all.len() != expected {
+        return Err(sqlx::Error::Protocol(format!(
+            "a batch of {expected} statements gave {} outcomes",
+            all.len()
+        )));
+    }
+    Ok(all)
 }
 
 /// Runs `sql` (one statement, or several on SQLite) and splits what comes back by statement:
@@ -181,18 +213,17 @@ async fn outcomes(tx: &mut Tx, sql: &str, params: Vec<Param>) -> Result<Vec<Outc
     Ok(all)
 }
 
-/// The statements as one text, each statement's `$N` moved past the parameters of those
-/// before it, and all the values in order.
-fn joined(statements: Vec<Statement>) -> (String, Vec<Param>) {
-    let mut sql = String::new();
+/// Appends the statements to `sql` as one text, each statement's `$N` moved past the
+/// parameters of those before it; all the values, in order.
+fn joined(statements: Vec<Statement>, sql: &mut String) -> Vec<Param> {
     let mut values = Vec::new();
     for s in statements {
         let offset = values.len();
-        renumber(s.sql, offset, &mut sql);
+        renumber(s.sql, offset, sql);
         sql.push_str(";\n");
         values.extend(s.params);
     }
-    (sql, values)
+    values
 }
 
 /// Appends `text` to `out` with every `$N` written as `$(N + offset)`.
@@ -239,7 +270,8 @@ mod tests {
             "INSERT INTO b VALUES ($1, $2, $1, $10)",
             (0..10).map(Param::from).collect(),
         );
-        let (sql, values) = joined(batch.statements);
+        let mut sql = String::new();
+        let values = joined(batch.statements, &mut sql);
         assert_eq!(
             sql,
             "UPDATE a SET x = $2 WHERE id = $1;\nSELECT $3 AS one;\n\

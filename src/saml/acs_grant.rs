@@ -24,7 +24,7 @@ use super::{Connection, slo_store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
-use crate::db::{Batch, Outcome, Tx};
+use crate::db::{Batch, Opening, Outcome, Tx};
 use crate::ids::{AccountId, SamlConnectionId};
 use crate::secrets;
 use crate::web::error::AppError;
@@ -54,13 +54,14 @@ pub struct Grant {
 /// Signs `account` in through `connection` inside `tx` (last sign-in time, the mapped name,
 /// the audit event, the SAML session for Single Logout), commits, and starts the browser
 /// session. `extra` goes into the audit event's details. The statements of `before` run first,
-/// in the same round trip as the sign-in's own writes (on SQLite); `go_on` reads what they gave
-/// and, when it answers `false`, nothing is kept and `finish` answers `false`.
+/// in the same round trip as the sign-in's own writes (on SQLite, and with the `BEGIN` when
+/// `tx` is not open yet); `go_on` reads what they gave and, when it answers `false`, nothing is
+/// kept and `finish` answers `false`.
 #[allow(clippy::too_many_arguments)]
 pub async fn finish(
     state: &AppState,
     session: &Session,
-    mut tx: Tx,
+    tx: Opening<'_>,
     connection: &Connection,
     account: &Account,
     grant: &Grant,
@@ -71,15 +72,14 @@ pub async fn finish(
 ) -> Result<bool, AppError> {
     let now = state.clock.now_ms();
     // A changed name is rare: its own statements, ahead of the batch.
-    sync_name(
-        &mut tx,
-        connection,
-        account,
-        grant.name.as_deref(),
-        meta,
-        now,
-    )
-    .await?;
+    let tx = match new_name(account, grant.name.as_deref()) {
+        Some(name) => {
+            let mut tx = tx.open().await?;
+            sync_name(&mut tx, connection, account, &name, meta, now).await?;
+            Opening::Open(tx)
+        }
+        None => tx,
+    };
     let asked = before.len();
     accounts::store::touch_sign_in_in(&mut before, account.id, now);
     let lifetime = accounts::session::LifetimeRead::push(&mut before, account);
@@ -115,17 +115,17 @@ pub async fn finish(
         meta,
         details,
     );
-    let outcomes = audit::record_after(&mut tx, before, now, event).await?;
+    let (mut placed, outcomes) = audit::record_after(tx, before, now, event).await?;
     if !go_on(&outcomes[..asked]) {
-        tx.rollback().await?;
+        placed.rollback().await?;
         return Ok(false);
     }
     // The browser learns of the sign-in only from its session, whose row is written by a
     // synchronous commit after this one: the organization's audit chain is let go before the
     // disk write, and concurrent sign-ins share their syncs.
     let lifetime = lifetime.ms(&outcomes)?;
-    crate::db::defer_flush(&mut tx).await?;
-    tx.commit().await?;
+    crate::db::defer_flush(placed.tx()).await?;
+    placed.commit().await?;
     accounts::session::start_sign_in(
         state,
         session,
@@ -138,23 +138,24 @@ pub async fn finish(
     Ok(true)
 }
 
-/// Keeps the account's name as the IdP says it (when the connection maps a name attribute and
-/// the value is a valid name), audited as a rename by the connection.
+/// The name to keep when the connection maps a valid one that differs from the account's.
+fn new_name(account: &Account, mapped: Option<&str>) -> Option<String> {
+    mapped
+        .and_then(|n| accounts::check_name(n).ok())
+        .filter(|n| *n != account.name)
+}
+
+/// Keeps the account's name as the IdP says it ([`new_name`]), audited as a rename by the
+/// connection.
 async fn sync_name(
     tx: &mut Tx,
     connection: &Connection,
     account: &Account,
-    mapped: Option<&str>,
+    name: &str,
     meta: &RequestMeta,
     now: i64,
 ) -> Result<(), AppError> {
-    let Some(name) = mapped
-        .and_then(|n| accounts::check_name(n).ok())
-        .filter(|n| *n != account.name)
-    else {
-        return Ok(());
-    };
-    accounts::store::set_name(tx, account.id, &name, now).await?;
+    accounts::store::set_name(tx, account.id, name, now).await?;
     audit::record(
         tx,
         now,
@@ -176,28 +177,32 @@ async fn sync_name(
     Ok(())
 }
 
-/// Parks an IdP-initiated grant inside `tx`; returns the response that sends the browser to
-/// the continue page with the cookie that binds it.
+/// Parks an IdP-initiated grant and commits `tx` (in one call on SQLite); returns the response
+/// that sends the browser to the continue page with the cookie that binds it.
 pub async fn park(
-    tx: &mut Tx,
+    tx: Tx,
     state: &AppState,
     connection: &Connection,
     grant: &Grant,
     now: i64,
 ) -> Result<Response, AppError> {
     let handle = secrets::new_token("");
-    sqlx::query(
+    let mut insert = Batch::new();
+    insert.push(
         "INSERT INTO saml_pending_sign_ins (handle_hash, connection_id, account_id, grant_json, \
          created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(secrets::hash_token(&handle))
-    .bind(connection.id.to_string())
-    .bind(grant.account_id.to_string())
-    .bind(serde_json::to_string(grant).map_err(anyhow::Error::from)?)
-    .bind(now)
-    .bind(now + PARK_MS)
-    .execute(&mut **tx)
-    .await?;
+        vec![
+            secrets::hash_token(&handle).into(),
+            connection.id.to_string().into(),
+            grant.account_id.to_string().into(),
+            serde_json::to_string(grant)
+                .map_err(anyhow::Error::from)?
+                .into(),
+            now.into(),
+            (now + PARK_MS).into(),
+        ],
+    );
+    tx.commit_with(insert).await?;
     let secure = if state.base_url().starts_with("https://") {
         "; Secure"
     } else {
@@ -322,9 +327,8 @@ async fn complete(
     meta: &RequestMeta,
     switched_from: Option<&Account>,
 ) -> Result<Option<Response>, AppError> {
-    let tx = state.db.begin().await?;
-    // Spending the grant goes in the same round trip as the sign-in's writes; when another
-    // request spent it first, nothing is kept.
+    // Spending the grant goes in the same round trip as the sign-in's writes (and its `BEGIN`,
+    // on SQLite); when another request spent it first, nothing is kept.
     let mut spend = Batch::new();
     spend.push(
         SPEND,
@@ -340,7 +344,7 @@ async fn complete(
     let signed_in = finish(
         state,
         session,
-        tx,
+        Opening::Begin(&state.db),
         &parked.connection,
         &parked.account,
         &parked.grant,

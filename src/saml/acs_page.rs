@@ -19,7 +19,7 @@ use super::{Connection, acs_grant, mapping, store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{AuditAction, RequestMeta};
-use crate::db::Batch;
+use crate::db::{Batch, Db, Opening, Tx};
 use crate::ids::SamlConnectionId;
 use crate::limits;
 use crate::secrets;
@@ -216,21 +216,22 @@ struct Admitted {
     request: Option<store::PendingRequest>,
 }
 
-/// The replay cache, the account rules, the domain rules and spending the request, inside `tx`:
-/// their statements go to the database in one batch (one round trip on SQLite), and their
-/// outcomes are judged in that order; a refusal rolls all of them back.
+/// The replay cache, the account rules, the domain rules and spending the request, in a
+/// transaction they begin: their statements go to the database in one batch (one round trip
+/// on SQLite, with the `BEGIN`), and their outcomes are judged in that order; a refusal rolls
+/// all of them back. Admitted, the transaction stays open for the sign-in's writes.
 async fn admit(
-    tx: &mut crate::db::Tx,
+    db: &Db,
     connection: &Connection,
     checked: Checked,
     now: i64,
-) -> Result<Admitted, Refusal> {
+) -> Result<(Tx, Admitted), Refusal> {
     let Checked {
         verified,
         email,
         request,
     } = checked;
-    let account = async {
+    let admitted = async {
         let mut batch = Batch::new();
         store::remember_in(
             &mut batch,
@@ -245,8 +246,9 @@ async fn admit(
         let request_at = request
             .as_ref()
             .map(|r| store::use_request_in(&mut batch, &r.id, now));
-        let outcomes = match batch.run(tx).await {
-            Ok(outcomes) => outcomes,
+        // A failed statement rolls the transaction back before the error comes here.
+        let (mut tx, outcomes) = match db.begin_with(batch).await {
+            Ok(begun) => begun,
             // Only the replay cache's insert can break a unique rule here.
             Err(e) if crate::db::is_unique_violation(&e) => {
                 return Err(refused(
@@ -259,32 +261,46 @@ async fn admit(
             }
             Err(e) => return Err(e.into()),
         };
-        let found = outcomes[account_at]
-            .rows
-            .first()
-            .map(accounts::store::from_row)
-            .transpose()?;
-        let account = admit_account(found, connection, &email)
-            .map_err(|(reason, detail)| refused(reason, detail))?;
-        let verified_domain = !outcomes[domain_at].rows.is_empty();
-        let request_spent = request_at.is_none_or(|at| outcomes[at].affected == 1);
-        admit_domain(
-            tx,
-            connection,
-            &email,
-            (account.created_at, verified_domain, request_spent),
-            now,
-        )
-        .await?;
-        Ok(account)
+        let judged = async {
+            let found = outcomes[account_at]
+                .rows
+                .first()
+                .map(accounts::store::from_row)
+                .transpose()?;
+            let account = admit_account(found, connection, &email)
+                .map_err(|(reason, detail)| refused(reason, detail))?;
+            let verified_domain = !outcomes[domain_at].rows.is_empty();
+            let request_spent = request_at.is_none_or(|at| outcomes[at].affected == 1);
+            admit_domain(
+                &mut tx,
+                connection,
+                &email,
+                (account.created_at, verified_domain, request_spent),
+                now,
+            )
+            .await?;
+            Ok(account)
+        }
+        .await;
+        match judged {
+            Ok(account) => Ok((tx, account)),
+            Err(refusal) => {
+                tx.rollback().await?;
+                Err(refusal)
+            }
+        }
     }
     .await
     .map_err(|r: Refusal| r.answering(&request))?;
-    Ok(Admitted {
-        account,
-        verified,
-        request,
-    })
+    let (tx, account) = admitted;
+    Ok((
+        tx,
+        Admitted {
+            account,
+            verified,
+            request,
+        },
+    ))
 }
 
 /// The email's domain is verified for the organization (or the account is one of those an
@@ -293,7 +309,7 @@ async fn admit(
 /// whether the domain's statement found it verified, and whether the request's was the one
 /// that spent it.
 async fn admit_domain(
-    tx: &mut crate::db::Tx,
+    tx: &mut Tx,
     connection: &Connection,
     email: &accounts::Email,
     found: (i64, bool, bool),
@@ -395,17 +411,13 @@ async fn acs_post(
         Err(Refusal::Failed(e)) => return Err(e),
         Err(Refusal::Refused(rejection, request)) => return post.refused(rejection, request).await,
     };
-    let mut tx = state.db.begin().await?;
-    match admit(&mut tx, &connection, checked, now).await {
-        Ok(admitted) if admitted.request.as_ref().is_some_and(|r| r.is_test) => {
+    match admit(&state.db, &connection, checked, now).await {
+        Ok((tx, admitted)) if admitted.request.as_ref().is_some_and(|r| r.is_test) => {
             post.tested(tx, admitted).await
         }
-        Ok(admitted) => post.signed_in(tx, admitted).await,
+        Ok((tx, admitted)) => post.signed_in(tx, admitted).await,
         Err(Refusal::Failed(e)) => Err(e),
-        Err(Refusal::Refused(rejection, request)) => {
-            tx.rollback().await?;
-            post.refused(rejection, request).await
-        }
+        Err(Refusal::Refused(rejection, request)) => post.refused(rejection, request).await,
     }
 }
 
@@ -446,7 +458,7 @@ impl Post<'_> {
     /// An event of this connection with `account` as the actor.
     async fn audit(
         &self,
-        tx: &mut crate::db::Tx,
+        tx: &mut Tx,
         account: &Account,
         action: AuditAction,
         details: serde_json::Value,
@@ -465,11 +477,7 @@ impl Post<'_> {
     }
 
     /// A test run that would sign the account in: audited, no session.
-    async fn tested(
-        &self,
-        mut tx: crate::db::Tx,
-        admitted: Admitted,
-    ) -> Result<Response, AppError> {
+    async fn tested(&self, mut tx: Tx, admitted: Admitted) -> Result<Response, AppError> {
         let account = &admitted.account;
         let details = serde_json::json!({ "outcome": "success", "email": account.email });
         self.audit(&mut tx, account, AuditAction::SsoTestCompleted, details)
@@ -486,11 +494,7 @@ impl Post<'_> {
 
     /// Signs the account in and sends the browser where the sign-in started; an IdP-initiated
     /// sign-in is parked until the browser comes back (see [`super::acs_grant`]).
-    async fn signed_in(
-        &self,
-        mut tx: crate::db::Tx,
-        admitted: Admitted,
-    ) -> Result<Response, AppError> {
+    async fn signed_in(&self, tx: Tx, admitted: Admitted) -> Result<Response, AppError> {
         let verified = &admitted.verified;
         let grant = acs_grant::Grant {
             account_id: admitted.account.id,
@@ -507,15 +511,12 @@ impl Post<'_> {
             idp_initiated: admitted.request.is_none(),
         };
         let Some(request) = admitted.request else {
-            let response =
-                acs_grant::park(&mut tx, self.state, self.connection, &grant, self.now).await?;
-            tx.commit().await?;
-            return Ok(response);
+            return acs_grant::park(tx, self.state, self.connection, &grant, self.now).await;
         };
         acs_grant::finish(
             self.state,
             self.session,
-            tx,
+            Opening::Open(tx),
             self.connection,
             &admitted.account,
             &grant,

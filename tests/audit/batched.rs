@@ -1,10 +1,12 @@
 //! Statements sent in one batch before an audit event (`audit::record_after`, on
 //! `db::Batch`): each statement's rows and changed-row count come back in order, the event
-//! joins its chain, and a statement that fails stops the batch and, rolled back, leaves
-//! nothing of it, of the statements before it, or of the event.
+//! joins its chain with the commit, and a statement that fails stops the batch and leaves
+//! nothing of it, of the statements before it, or of the event. The same for the transactions
+//! that begin or commit with a batch (`Db::begin_with`, `Tx::commit_with`; on SQLite one call
+//! with `BEGIN` or `COMMIT`), and for one dropped open or abandoned mid-call.
 
 use nulab_pass::audit::{self, Actor, AuditAction, RequestMeta, chain};
-use nulab_pass::db::{Batch, Db};
+use nulab_pass::db::{Batch, Db, Opening};
 use sqlx::Row;
 
 use crate::both;
@@ -27,8 +29,16 @@ fn event(meta: &RequestMeta) -> audit::Event<'_> {
     }
 }
 
+#[allow(dead_code)]
 async fn replay_ids(db: &Db) -> Vec<String> {
     sqlx::query_scalar("SELECT message_id FROM saml_replay ORDER BY message_id")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+}
+
+async fn replay_rows(db: &Db) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT message_id, expires_at FROM saml_replay ORDER BY message_id")
         .fetch_all(db.pool())
         .await
         .unwrap()
@@ -46,17 +56,18 @@ async fn batched(backend: Backend) {
     let db = &t.db;
     let meta = RequestMeta::default();
 
-    let mut tx = db.begin().await.unwrap();
     let mut batch = Batch::new();
     let first = batch.push(REMEMBER, vec!["idp".into(), "a".into(), 10.into()]);
     let second = batch.push(REMEMBER, vec!["idp".into(), "b".into(), 20.into()]);
     let missing = batch.push(TOUCH, vec!["none".into(), 1.into()]);
     let touched = batch.push(TOUCH, vec!["b".into(), 30.into()]);
     let read = batch.push(READ, vec!["idp".into()]);
-    let outcomes = audit::record_after(&mut tx, batch, 1_000, event(&meta))
+    let (placed, outcomes) = audit::record_after(Opening::Begin(db), batch, 1_000, event(&meta))
         .await
         .unwrap();
-    tx.commit().await.unwrap();
+    // The event is written by the commit, not before.
+    assert_eq!(events(db).await, 0);
+    placed.commit().await.unwrap();
     assert_eq!(outcomes.len(), 5);
     assert_eq!(
         (outcomes[first].affected, outcomes[second].affected),
@@ -74,25 +85,44 @@ async fn batched(backend: Backend) {
     assert_eq!(events(db).await, 1);
 
     // The third statement breaks the replay cache's unique rule: the batch stops there with
-    // that error, and rolling back keeps nothing of it nor of the event.
+    // that error, and the transaction it ran in keeps nothing of it nor of the event.
     let mut tx = db.begin().await.unwrap();
+    sqlx::query("UPDATE saml_replay SET expires_at = 50 WHERE message_id = 'b'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     let mut batch = Batch::new();
     batch.push(REMEMBER, vec!["idp".into(), "c".into(), 10.into()]);
     batch.push(TOUCH, vec!["a".into(), 99.into()]);
     batch.push(REMEMBER, vec!["idp".into(), "b".into(), 10.into()]);
     batch.push(REMEMBER, vec!["idp".into(), "d".into(), 10.into()]);
-    let err = match audit::record_after(&mut tx, batch, 2_000, event(&meta)).await {
+    let err = match audit::record_after(Opening::Open(tx), batch, 2_000, event(&meta)).await {
         Ok(_) => panic!("a duplicate message id must fail the batch"),
         Err(err) => err,
     };
     assert!(nulab_pass::db::is_unique_violation(&err), "{err}");
-    tx.rollback().await.unwrap();
-    assert_eq!(replay_ids(db).await, ["a", "b"]);
-    let a: i64 = sqlx::query_scalar("SELECT expires_at FROM saml_replay WHERE message_id = 'a'")
-        .fetch_one(db.pool())
+    assert_eq!(replay_rows(db).await, [("a".into(), 10), ("b".into(), 30)]);
+    assert_eq!(events(db).await, 1);
+
+    // The same, with the transaction begun by the batch.
+    let mut batch = Batch::new();
+    batch.push(REMEMBER, vec!["idp".into(), "e".into(), 10.into()]);
+    batch.push(REMEMBER, vec!["idp".into(), "a".into(), 10.into()]);
+    let err = match audit::record_after(Opening::Begin(db), batch, 2_000, event(&meta)).await {
+        Ok(_) => panic!("a duplicate message id must fail the batch"),
+        Err(err) => err,
+    };
+    assert!(nulab_pass::db::is_unique_violation(&err), "{err}");
+    assert_eq!(replay_rows(db).await, [("a".into(), 10), ("b".into(), 30)]);
+
+    // A caller that gives up after reading the outcomes rolls the event back with the rest.
+    let mut batch = Batch::new();
+    batch.push(REMEMBER, vec!["idp".into(), "f".into(), 10.into()]);
+    let (placed, _) = audit::record_after(Opening::Begin(db), batch, 2_500, event(&meta))
         .await
         .unwrap();
-    assert_eq!(a, 10);
+    placed.rollback().await.unwrap();
+    assert_eq!(replay_rows(db).await, [("a".into(), 10), ("b".into(), 30)]);
     assert_eq!(events(db).await, 1);
 
     // The chain goes on where the committed event left it, and holds.
@@ -107,3 +137,118 @@ both!(
     a_batch_gives_each_statement_its_outcome_and_fails_whole,
     batched
 );
+
+/// A transaction that commits with a batch keeps all of it; one whose batch fails keeps
+/// nothing, not even the statements it ran before; and either way the next transaction starts
+/// on a connection with none open.
+async fn commit_with(backend: Backend) {
+    let t = fresh_db(backend).await;
+    let db = &t.db;
+
+    let (tx, _) = db.begin_with(remember("a")).await.unwrap();
+    let mut last = Batch::new();
+    let touched = last.push(TOUCH, vec!["a".into(), 11.into()]);
+    let read = last.push(READ, vec!["idp".into()]);
+    let outcomes = tx.commit_with(last).await.unwrap();
+    assert_eq!(outcomes.len(), 2);
+    assert_eq!(outcomes[touched].affected, 1);
+    assert_eq!(outcomes[read].rows.len(), 1);
+    assert_eq!(replay_rows(db).await, [("a".into(), 11)]);
+
+    let mut tx = db.begin().await.unwrap();
+    expire_a(&mut tx, 12).await;
+    let mut last = Batch::new();
+    last.push(REMEMBER, vec!["idp".into(), "b".into(), 10.into()]);
+    last.push(REMEMBER, vec!["idp".into(), "a".into(), 10.into()]);
+    let err = tx.commit_with(last).await.err().expect("a duplicate id");
+    assert!(nulab_pass::db::is_unique_violation(&err), "{err}");
+    assert_eq!(replay_rows(db).await, [("a".into(), 11)]);
+
+    // The writing connection is free and outside any transaction.
+    let mut tx = db.begin().await.unwrap();
+    expire_a(&mut tx, 13).await;
+    tx.commit().await.unwrap();
+    assert_eq!(replay_rows(db).await, [("a".into(), 13)]);
+}
+both!(
+    a_transaction_commits_with_its_batch_or_keeps_nothing,
+    commit_with
+);
+
+/// A transaction dropped open (an error returned with `?`, a request whose client went away)
+/// keeps nothing; so does one whose `BEGIN` or `COMMIT` call is abandoned part-way, whatever
+/// point it reached: the next transaction finds the connection free and outside any
+/// transaction, and nothing of the abandoned one is kept unless its commit completed.
+async fn abandoned(backend: Backend) {
+    let t = fresh_db(backend).await;
+    let db = &t.db;
+
+    let (tx, _) = db.begin_with(remember("dropped")).await.unwrap();
+    drop(tx);
+    assert!(replay_rows(db).await.is_empty());
+
+    // Abandoned after 0, 50, 100, ... microseconds: early ones stop before or during the
+    // batch, late ones after it; the last is given 30 seconds, to complete.
+    let waits: Vec<u64> = (0..40u64).map(|i| i * 50).chain([30_000_000]).collect();
+    let mut committed = Vec::new();
+    for (i, wait) in waits.into_iter().enumerate() {
+        let id = format!("begin-{i:02}");
+        let limit = std::time::Duration::from_micros(wait);
+        if let Ok(begun) = tokio::time::timeout(limit, db.begin_with(remember(&id))).await {
+            drop(begun.unwrap());
+        }
+        let id = format!("commit-{i:02}");
+        let tx = db.begin().await.unwrap();
+        if let Ok(done) = tokio::time::timeout(limit, tx.commit_with(remember(&id))).await {
+            done.unwrap();
+            committed.push(id.clone());
+        }
+        // Whatever happened, the next transaction begins, and its write is kept.
+        let (tx, _) = db
+            .begin_with(remember(&format!("next-{i:02}")))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let kept: Vec<String> = replay_rows(db)
+        .await
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    let abandoned_kept: Vec<&String> = kept
+        .iter()
+        .filter(|id| id.starts_with("begin-") || id.starts_with("commit-"))
+        .collect();
+    // A commit abandoned after SQLite ran it is kept, though its caller was not told; every
+    // commit its caller saw complete is kept; no transaction only begun is.
+    assert!(
+        abandoned_kept.iter().all(|id| id.starts_with("commit-")),
+        "{abandoned_kept:?}"
+    );
+    for id in &committed {
+        assert!(kept.contains(id), "{id} committed but not kept: {kept:?}");
+    }
+    assert_eq!(kept.iter().filter(|id| id.starts_with("next-")).count(), 41);
+    assert!(
+        committed.contains(&"commit-40".to_string()),
+        "{committed:?}"
+    );
+}
+both!(
+    an_abandoned_transaction_keeps_nothing_and_frees_its_connection,
+    abandoned
+);
+
+async fn expire_a(tx: &mut nulab_pass::db::Tx, at: i64) {
+    sqlx::query("UPDATE saml_replay SET expires_at = $1 WHERE message_id = 'a'")
+        .bind(at)
+        .execute(&mut **tx)
+        .await
+        .unwrap();
+}
+
+fn remember(id: &str) -> Batch {
+    let mut batch = Batch::new();
+    batch.push(REMEMBER, vec!["idp".into(), id.into(), 10.into()]);
+    batch
+}
