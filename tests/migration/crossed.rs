@@ -5,11 +5,13 @@
 //! organization's row, or its audit chain's head) in its own transaction, lets the two
 //! acceptances queue behind it in a chosen order, then lets go. Taking organization rows and
 //! chain heads in one fixed order makes the second wait for the first instead of for each other.
-//! SQLite serialises writers, so there the two simply race. The expiry job, which writes several
-//! organizations' chains in one transaction, takes them in the same order.
+//! SQLite serialises writers, so there the two simply race. The migration job, whose expiry and
+//! reminder rounds each write several organizations' chains in one transaction, takes them in
+//! the same order.
 
 use super::*;
 use nulab_pass::db::Dialect;
+use nulab_pass::migration::jobs::Summary;
 
 /// How each account belongs to the organization the other one migrates into.
 #[derive(Clone, Copy, PartialEq)]
@@ -162,11 +164,14 @@ async fn crossed_members(backend: Backend) {
 }
 both!(crossed_migrations_of_members_both_complete, crossed_members);
 
-/// The expiry job writes several organizations' chains in one transaction, and takes them in
-/// chain order as an acceptance does. On PostgreSQL: with the lower chain's head held, the job
-/// waits for it before it has taken the higher one, which another transaction can still take
-/// (in the order of the due requests, it would hold the higher one while waiting).
-async fn expiry_in_chain_order(backend: Backend) {
+/// The migration job writes several organizations' chains in one transaction, expiring requests
+/// or reminding their users, and takes them in chain order as an acceptance does. On
+/// PostgreSQL: with the lower chain's head held, the job waits for it before it has taken the
+/// higher one, which another transaction can still take (in the order of the due requests, it
+/// would hold the higher one while waiting). Runs the job `after_ms` after the requests were
+/// made: both requests are due for a reminder at once (they expire within the reminder's lead),
+/// and expired three days later.
+async fn job_in_chain_order(backend: Backend, after_ms: i64) -> Summary {
     let (w, other) = two_orgs(backend).await;
     let s = &w.server;
     let (lo, hi) = if w.org.id < other.id {
@@ -210,7 +215,7 @@ async fn expiry_in_chain_order(backend: Backend) {
         .await;
         assert_eq!((status, &body["requested"]), (200, &json!(1)), "{body}");
     }
-    s.state.clock.advance_ms(3 * 24 * 3600 * 1000);
+    s.state.clock.advance_ms(after_ms);
     let now = s.state.clock.now_ms();
     let job = nulab_pass::migration::jobs::run_once(s.db(), now, &s.base);
     let summary = if s.db().dialect() == Dialect::Postgres {
@@ -248,12 +253,32 @@ async fn expiry_in_chain_order(backend: Backend) {
     } else {
         job.await.unwrap()
     };
-    assert_eq!(summary.expired, 2);
     for org in [lo, hi] {
         let chain = nulab_pass::audit::chain::verify(s.db(), &org.id.to_string())
             .await
             .unwrap();
         assert!(chain.broken.is_none(), "chain of {} breaks", org.slug);
     }
+    summary
+}
+
+async fn expiry_in_chain_order(backend: Backend) {
+    let summary = job_in_chain_order(backend, 3 * 24 * 3600 * 1000).await;
+    assert_eq!(summary.expired, 2);
 }
 both!(the_expiry_job_takes_chains_in_order, expiry_in_chain_order);
+
+async fn reminders_in_chain_order(backend: Backend) {
+    let summary = job_in_chain_order(backend, 0).await;
+    assert_eq!(
+        summary,
+        Summary {
+            expired: 0,
+            reminded: 2
+        }
+    );
+}
+both!(
+    the_reminder_job_takes_chains_in_order,
+    reminders_in_chain_order
+);
