@@ -390,9 +390,10 @@ pub fn skip_locked(dialect: Dialect) -> &'static str {
     }
 }
 
-/// Lets the commit of the transaction on `tx` return before its log record is on disk (PostgreSQL's
-/// `synchronous_commit = off` for this transaction only; SQLite's `synchronous = NORMAL`
-/// already commits so), and so releases its row locks without waiting for the disk. Only for a
+/// Lets the commit of the transaction on `tx` return before its log record is on disk
+/// (PostgreSQL's `synchronous_commit = off` for this transaction only; SQLite's
+/// `synchronous = NORMAL` already commits so), and so releases its row locks without waiting
+/// for the disk. Only for a
 /// transaction whose outcome nobody is told until a later synchronous commit on the same
 /// database has returned: that commit writes the log to disk up to its own record, which comes
 /// after this one, so whatever was told is on disk. Until then a crash of the database loses the
