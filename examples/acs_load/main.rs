@@ -76,6 +76,12 @@ struct Args {
     /// a one-request sign-in).
     #[arg(long, requires = "floor")]
     acs_only: bool,
+    /// With `--floor` on PostgreSQL: the floor's ACS POST also makes a sign-in's writes (the
+    /// replay cache, the audit chain head and event, the browser session), the least a durable
+    /// server sends its database: `each` sign-in in one statement, or `grouped` with the
+    /// sign-ins waiting at the time (group commit; `floor.rs`).
+    #[arg(long, value_parser = ["each", "grouped"])]
+    floor_writes: Option<String>,
     /// (Used by `--floor`.) Serves the floor on `--base` for the connection and never exits.
     #[arg(long, requires_all = ["database_url", "connection_id", "base"])]
     floor_serve: bool,
@@ -539,7 +545,9 @@ fn main() {
     let args = Args::parse();
     if args.floor_serve {
         let connection = current_thread().block_on(target_connection(&args));
-        return floor::serve(connection, args.base.as_deref().unwrap_or_default());
+        let url = args.database_url.as_deref().unwrap_or_default();
+        let base = args.base.as_deref().unwrap_or_default();
+        return floor::serve(connection, base, url, args.floor_writes.as_deref());
     }
     current_thread().block_on(load(args));
 }
@@ -556,6 +564,10 @@ async fn load(args: Args) {
     if let Some(file) = &args.verify_only {
         return verify_only(&args, file).await;
     }
+    if args.floor_writes.is_some() && !(args.floor && args.backend == "postgres") {
+        eprintln!("--floor-writes goes with --floor and --backend postgres");
+        std::process::exit(2);
+    }
     let dir = tempfile::tempdir().expect("temp dir");
     if args.callgrind {
         return under_callgrind(&args, dir.keep()).await;
@@ -563,14 +575,25 @@ async fn load(args: Args) {
     let mut server = start(&args, dir.path(), &[]).await;
     if args.floor {
         server.stop();
-        server.child =
-            floor::spawn(&server.url, &server.connection, &server.base, &server.log).await;
+        server.child = floor::spawn(
+            &server.url,
+            &server.connection,
+            &server.base,
+            &server.log,
+            args.floor_writes.as_deref(),
+        )
+        .await;
     }
     let sp = server.connection.sp_urls(&server.base);
     println!(
         "nulab-pass ACS load: {}{}, {}-signed, {} sign-ins a run, {} cores, server pid {}",
         args.backend,
-        if args.floor { " (the floor)" } else { "" },
+        match (args.floor, args.floor_writes.as_deref()) {
+            (true, Some("each")) => " (the floor, with each sign-in's writes)",
+            (true, Some(_)) => " (the floor, with sign-ins' writes grouped)",
+            (true, None) => " (the floor)",
+            _ => "",
+        },
         args.signing,
         args.sign_ins,
         std::thread::available_parallelism().map_or(1, usize::from),
