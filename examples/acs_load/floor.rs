@@ -12,8 +12,8 @@
 //! the audit event, the browser session) before it redirects: the floor of a server with a
 //! database. `each` sends each sign-in's writes as one statement
 //! (`scripts/pg_floor/one_statement.sql`); `grouped` hands them to one task that sends all the
-//! sign-ins waiting as one statement (`scripts/pg_floor/grouped_8.sql`, any number of
-//! sign-ins), the next as soon as the last has committed: group commit.
+//! sign-ins waiting as one statement (the same, for any number of sign-ins), the next as soon
+//! as the last has committed: group commit.
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -63,9 +63,9 @@ enum Writes {
     Grouped(tokio::sync::mpsc::UnboundedSender<(String, tokio::sync::oneshot::Sender<bool>)>),
 }
 
-/// Sign-ins' writes in one statement (`scripts/pg_floor/one_statement.sql` and `grouped_8.sql`
-/// with the values bound): `$1` holds one ID per sign-in, used for its assertion, event,
-/// session and sign-in.
+/// Sign-ins' writes in one statement (`scripts/pg_floor/one_statement.sql`, for any number of
+/// sign-ins, with the values bound): `$1` holds one ID per sign-in, used for its assertion,
+/// event, session and sign-in.
 const WRITES: &str = "WITH input AS ( \
     SELECT id, n FROM unnest($1::text[]) WITH ORDINALITY AS t(id, n) \
   ), replay AS ( \
