@@ -5,13 +5,14 @@
 # arguments go to the tool (e.g. --concurrency 1,4 --sign-ins 500 --signing response).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
 
 backend=sqlite
 if [[ "${1:-}" == "--postgres" ]]; then
   backend=postgres
   shift
 fi
+# PostgreSQL comes with the test packages.
+if [[ $backend == postgres ]]; then bash scripts/setup.sh --test; else bash scripts/setup.sh; fi
 cargo build --locked --release --bin nulab-pass --example acs_load
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 tool="$target_dir/release/examples/acs_load"

@@ -9,7 +9,8 @@
 # Usage: bash scripts/pg_floor.sh [--clients 1,8,32] [--seconds 20]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# PostgreSQL (with pgbench) comes with the test packages.
+bash scripts/setup.sh --test
 
 clients=1,8,32
 seconds=20
