@@ -59,9 +59,12 @@ struct Floor {
 
 enum Writes {
     Each(sqlx::PgPool),
-    /// The group committer's queue: a sign-in's ID, and where to say whether it committed.
-    Grouped(tokio::sync::mpsc::UnboundedSender<(String, tokio::sync::oneshot::Sender<bool>)>),
+    /// The group committer's queue.
+    Grouped(tokio::sync::mpsc::UnboundedSender<Queued>),
 }
+
+/// A sign-in waiting for the group committer: its ID, and where to say whether it committed.
+type Queued = (String, tokio::sync::oneshot::Sender<bool>);
 
 /// Sign-ins' writes in one statement (`scripts/pg_floor/one_statement.sql`, for any number of
 /// sign-ins, with the values bound): `$1` holds one ID per sign-in, used for its assertion,
@@ -113,7 +116,7 @@ async fn write(pool: &sqlx::PgPool, connection: &Connection, ids: &[String]) -> 
 async fn commit_groups(
     pool: sqlx::PgPool,
     connection: Connection,
-    mut queue: tokio::sync::mpsc::UnboundedReceiver<(String, tokio::sync::oneshot::Sender<bool>)>,
+    mut queue: tokio::sync::mpsc::UnboundedReceiver<Queued>,
 ) {
     while let Some(first) = queue.recv().await {
         let mut group = vec![first];

@@ -19,31 +19,23 @@ def stat(pid):
 
 
 def children(postmaster):
-    pids = set()
+    """The postmaster's live children, with the CPU ticks (user and system) of each."""
+    ticks = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if int(stat(entry)[1]) == postmaster:
-                    pids.add(int(entry))
+                f = stat(entry)
             except (FileNotFoundError, ProcessLookupError):
-                pass
-    return pids
+                continue
+            if int(f[1]) == postmaster:
+                ticks[int(entry)] = int(f[11]) + int(f[12])
+    return ticks
 
 
 def cluster_ticks(postmaster):
     """CPU ticks of the postmaster, its live children, and its children that have exited."""
-    fields = stat(postmaster)
-    total = sum(int(x) for x in fields[11:15])  # utime, stime, cutime, cstime
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            f = stat(entry)
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(f[1]) == postmaster:
-            total += int(f[11]) + int(f[12])
-    return total
+    own = sum(int(x) for x in stat(postmaster)[11:15])  # utime, stime, cutime, cstime
+    return own + sum(children(postmaster).values())
 
 
 def main():
@@ -57,7 +49,7 @@ def main():
         per = int(size or 1)
         name = os.path.basename(script).removesuffix(".sql") + (f" x{per}" if size else "")
         for c in clients:
-            resident = children(postmaster)
+            resident = set(children(postmaster))
             before = cluster_ticks(postmaster)
             own = resource.getrusage(resource.RUSAGE_CHILDREN)
             out = subprocess.run(
@@ -66,7 +58,7 @@ def main():
             # pgbench's backends end after it does: count them once the postmaster has reaped
             # them (their CPU is then in its cutime and cstime)
             for _ in range(500):
-                if children(postmaster) <= resident:
+                if set(children(postmaster)) <= resident:
                     break
                 time.sleep(0.01)
             after = cluster_ticks(postmaster)
