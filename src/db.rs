@@ -11,8 +11,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Connection, Executor, SqlSafeStr};
 
 mod batch;
+mod group;
 mod tx;
 pub use batch::{Batch, Outcome, Param};
+pub use group::GroupInsert;
 pub use tx::{Opening, Tx};
 
 /// Which database a pool talks to.
@@ -388,23 +390,6 @@ pub fn skip_locked(dialect: Dialect) -> &'static str {
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
     }
-}
-
-/// Lets the commit of the transaction on `tx` return before its log record is on disk
-/// (PostgreSQL's `synchronous_commit = off` for this transaction only; SQLite's
-/// `synchronous = NORMAL` already commits so), and so releases its row locks without waiting
-/// for the disk. Only for a transaction whose outcome nobody is told until a later synchronous
-/// commit on the same database has returned: that commit writes the log to disk up to its own
-/// record, which comes after this one, so whatever was told is on disk. Until then a crash of
-/// the database loses the transaction whole, its audit event with it (rule 6 holds), never a
-/// part of it.
-pub async fn defer_flush(tx: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
-    if tx.backend_name() == <sqlx::Postgres as sqlx::Database>::NAME {
-        sqlx::query("SET LOCAL synchronous_commit TO OFF")
-            .execute(tx)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Whether `err` is a unique-constraint violation (both databases).

@@ -5,6 +5,8 @@
 #[path = "accounts/at_rest.rs"]
 mod at_rest;
 mod common;
+#[path = "accounts/grouped_sessions.rs"]
+mod grouped_sessions;
 
 use common::{Backend, TestServer, csrf_of, link_in, post_form};
 use nulab_pass::mail::store as outbox;

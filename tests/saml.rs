@@ -1640,47 +1640,77 @@ both!(
     managed_cannot_found
 );
 
-/// A sign-in's transaction commits without waiting for the disk (`db::defer_flush`, PostgreSQL's
-/// `synchronous_commit = off` for that transaction) and that setting ends with it: the
-/// connection's next transaction, a browser session's or a deletion's, syncs again. On SQLite it
-/// changes nothing and the transaction commits as any other.
+/// A sign-in's transaction commits without waiting for the disk (`db::Batch::defer_flush`,
+/// PostgreSQL's `synchronous_commit = off` for that transaction) and that setting ends with it:
+/// the connection's next transaction, a browser session's or a deletion's, syncs again. On
+/// SQLite it changes nothing and the transaction commits as any other.
 async fn deferred_flush_is_local(backend: Backend) {
     let test = common::fresh_db(backend).await;
-    // One connection, so that the transaction after is on the same one.
-    let pool = sqlx::any::AnyPoolOptions::new()
-        .max_connections(1)
-        .connect(&test.url)
-        .await
-        .unwrap();
+    let db = &test.db;
     let postgres = backend == Backend::Postgres;
+    let mut tx = db.begin().await.unwrap();
+    let backend_pid = pid(&mut tx, postgres).await;
     if postgres {
-        // The suite's PostgreSQL runs with synchronous commit off; a deployment's is on.
+        // The suite's PostgreSQL runs with synchronous commit off; a deployment's is on. For the
+        // rest of this connection's session.
         sqlx::query("SET synchronous_commit TO on")
-            .execute(&pool)
+            .execute(&mut *tx)
             .await
             .unwrap();
     }
-    let mut tx = pool.begin().await.unwrap();
-    nulab_pass::db::defer_flush(&mut tx).await.unwrap();
+    let mut batch = nulab_pass::db::Batch::new();
+    batch.push_unread(
+        "INSERT INTO saml_replay (idp_entity_id, message_id, expires_at) VALUES ($1, $2, $3)",
+        vec!["idp".into(), "deferred".into(), 1.into()],
+    );
+    batch.defer_flush();
+    let outcomes = batch.run(&mut tx).await.unwrap();
+    assert_eq!(outcomes.len(), 2);
     if postgres {
         assert_eq!(synchronous_commit(&mut tx).await, "off");
     }
     tx.commit().await.unwrap();
+    let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM saml_replay")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(kept, 1, "the deferred transaction's write is kept");
     if postgres {
-        let mut next = pool.begin().await.unwrap();
-        assert_eq!(
-            synchronous_commit(&mut next).await,
-            "on",
-            "the setting outlived its transaction"
-        );
-        next.rollback().await.unwrap();
+        // The next transaction on the same connection (the pool hands out its idle ones in
+        // turn; the committed one comes back after its release ping).
+        for _ in 0..100 {
+            let mut next = db.begin().await.unwrap();
+            if pid(&mut next, postgres).await != backend_pid {
+                next.rollback().await.unwrap();
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+            assert_eq!(
+                synchronous_commit(&mut next).await,
+                "on",
+                "the setting outlived its transaction"
+            );
+            next.rollback().await.unwrap();
+            return;
+        }
+        panic!("the pool never handed out the deferred transaction's connection again");
     }
-    pool.close().await;
 }
 both!(
     a_sign_in_commit_defers_only_its_own_flush,
     deferred_flush_is_local
 );
+
+/// The PostgreSQL backend process of `conn` (0 on SQLite).
+async fn pid(conn: &mut sqlx::AnyConnection, postgres: bool) -> i32 {
+    if !postgres {
+        return 0;
+    }
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
 
 async fn synchronous_commit(conn: &mut sqlx::AnyConnection) -> String {
     let (value,): (String,) = sqlx::query_as("SELECT current_setting('synchronous_commit')")

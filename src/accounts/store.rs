@@ -199,9 +199,10 @@ pub(crate) async fn touch_sign_in(tx: &mut Tx, id: AccountId, now: i64) -> Resul
     Ok(())
 }
 
-/// [`touch_sign_in`] as a statement of `batch`.
+/// [`touch_sign_in`] as a statement of `batch` whose outcome is not read
+/// ([`Batch::push_unread`]: no later statement of the batch may write the account's row).
 pub(crate) fn touch_sign_in_in(batch: &mut Batch, id: AccountId, now: i64) {
-    batch.push(TOUCH_SIGN_IN, vec![id.to_string().into(), now.into()]);
+    batch.push_unread(TOUCH_SIGN_IN, vec![id.to_string().into(), now.into()]);
 }
 
 const SET_VERIFIED: &str = "UPDATE accounts SET email_verified_at = $2, updated_at = $2 \

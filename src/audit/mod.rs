@@ -288,6 +288,12 @@ impl Placed {
         &mut self.tx
     }
 
+    /// Lets the commit return before its log record is on disk, under
+    /// [`crate::db::Batch::defer_flush`]'s rule (on PostgreSQL in the same call as the event).
+    pub fn defer_flush(&mut self) {
+        self.append.defer_flush();
+    }
+
     /// Writes the event and commits, in one call on SQLite.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.tx.commit_with(self.append).await.map(|_| ())

@@ -82,8 +82,13 @@ pub(super) fn append(
         prev_hash: &prev_hash,
     };
     let hash = sealed.hash();
+    // Neither outcome is read, and they write different tables: on PostgreSQL one call.
     let mut append = Batch::new();
-    append.push(
+    append.push_unread(
+        SET_HEAD_HASH,
+        vec![chain.as_str().into(), hash.as_str().into()],
+    );
+    append.push_unread(
         INSERT,
         vec![
             id.as_str().into(),
@@ -98,13 +103,12 @@ pub(super) fn append(
             event.meta.ip.clone().into(),
             event.meta.user_agent.clone().into(),
             details.into(),
-            chain.as_str().into(),
+            chain.into(),
             seq.into(),
             prev_hash.into(),
-            hash.as_str().into(),
+            hash.into(),
         ],
     );
-    append.push(SET_HEAD_HASH, vec![chain.into(), hash.into()]);
     Ok((outcomes, append))
 }
 

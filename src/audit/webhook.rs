@@ -277,8 +277,8 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
         return release(db, hook).await;
     }
     // Renewing the claim is a synchronous commit, and on PostgreSQL that puts the log on disk up
-    // to it: a sign-in's event, committed without waiting for the disk (`db::defer_flush`), is
-    // then on disk before it leaves for the receiver.
+    // to it: a sign-in's event, committed without waiting for the disk
+    // (`db::Batch::defer_flush`), is then on disk before it leaves for the receiver.
     sqlx::query("UPDATE audit_webhooks SET claimed_until = $2 WHERE org_id = $1")
         .bind(hook.org_id.clone())
         .bind(now + LEASE_MS)

@@ -8,6 +8,9 @@
 //! Each statement numbers its own parameters from `$1`; the batch renumbers them. A statement
 //! that fails stops the batch: the caller's transaction then holds the statements before it,
 //! and rolling it back (as every caller does on an error) undoes them.
+//!
+//! A write whose outcome nobody reads ([`Batch::push_unread`]) costs PostgreSQL no call of its
+//! own: it goes, as a data-modifying `WITH`, into the statement after it.
 
 use futures_util::TryStreamExt;
 use sqlx::any::AnyRow;
@@ -83,6 +86,11 @@ struct Statement {
     params: Vec<Param>,
     /// A `SELECT` whose rows stay share-locked until the transaction ends (PostgreSQL).
     shared: bool,
+    /// Nobody reads its outcome: on PostgreSQL it runs inside the next statement
+    /// ([`Batch::push_unread`]).
+    unread: bool,
+    /// Runs on PostgreSQL only (SQLite has nothing to do for it).
+    postgres_only: bool,
 }
 
 impl Batch {
@@ -102,8 +110,38 @@ impl Batch {
             sql,
             params,
             shared: false,
+            unread: false,
+            postgres_only: false,
         });
         self.statements.len() - 1
+    }
+
+    /// Adds an `INSERT`, `UPDATE` or `DELETE` (without `RETURNING`) whose outcome nobody reads:
+    /// its outcome is always empty. On PostgreSQL it runs as a data-modifying `WITH` of the
+    /// next statement that is not unread, in that statement's call (unread statements last in
+    /// the batch go with the last of them). They then see the same snapshot, and neither sees
+    /// the other's changes, so this one must write no row that a later statement of the batch
+    /// reads or writes. An error of either fails both, as it stopped the batch before.
+    pub fn push_unread(&mut self, sql: &'static str, params: Vec<Param>) {
+        let at = self.push(sql, params);
+        self.statements[at].unread = true;
+    }
+
+    /// Lets the commit of the transaction this batch runs in return before its log record is on
+    /// disk (PostgreSQL's `synchronous_commit = off` for this transaction only, by a
+    /// `set_config` that travels with the unread statements before it; SQLite's `synchronous =
+    /// NORMAL` already commits so), and so releases its row locks without waiting for the disk.
+    /// Only for a transaction whose outcome nobody is told until a later synchronous commit on
+    /// the same database has returned: that commit writes the log to disk up to its own record,
+    /// which comes after this one, so whatever was told is on disk. Until then a crash of the
+    /// database loses the transaction whole, its audit event with it (rule 6 holds), never a
+    /// part of it.
+    pub fn defer_flush(&mut self) {
+        let at = self.push(
+            "SELECT set_config('synchronous_commit', 'off', true)",
+            Vec::new(),
+        );
+        self.statements[at].postgres_only = true;
     }
 
     /// Adds a `SELECT` (without a locking clause) whose rows stay locked against changes until
@@ -135,13 +173,35 @@ impl Batch {
         }
         let expected = self.statements.len();
         let mut all = Vec::with_capacity(expected);
+        if sqlite {
+            for s in self.statements {
+                if s.postgres_only {
+                    all.push(Outcome::default());
+                } else if s.unread {
+                    outcomes(tx, s.sql, s.params).await?;
+                    all.push(Outcome::default());
+                } else {
+                    all.extend(outcomes(tx, s.sql, s.params).await?);
+                }
+            }
+            return counted(all, expected);
+        }
+        let mut unread = Vec::new();
         for s in self.statements {
-            let sql = if s.shared && !sqlite {
-                std::borrow::Cow::Owned(format!("{} FOR SHARE", s.sql))
-            } else {
-                std::borrow::Cow::Borrowed(s.sql)
-            };
-            all.extend(outcomes(tx, &sql, s.params).await?);
+            if s.unread {
+                unread.push(s);
+                continue;
+            }
+            all.extend(unread.iter().map(|_| Outcome::default()));
+            let (sql, params) = with_unread(std::mem::take(&mut unread), s);
+            all.extend(outcomes(tx, &sql, params).await?);
+        }
+        // Unread statements last in the batch travel with the last of them.
+        if let Some(last) = unread.pop() {
+            all.extend(unread.iter().map(|_| Outcome::default()));
+            let (sql, params) = with_unread(unread, last);
+            outcomes(tx, &sql, params).await?;
+            all.push(Outcome::default());
         }
         counted(all, expected)
     }
@@ -156,12 +216,25 @@ impl Batch {
         last: Option<&str>,
     ) -> Result<Vec<Outcome>, sqlx::Error> {
         let expected = self.statements.len();
+        // Where the statements that SQLite skips stand, to give them their empty outcomes, and
+        // the unread ones, whose outcomes are emptied.
+        let skipped: Vec<usize> = (self.statements.iter().enumerate())
+            .filter(|(_, s)| s.postgres_only)
+            .map(|(at, _)| at)
+            .collect();
+        let unread: Vec<usize> = (self.statements.iter().enumerate())
+            .filter(|(_, s)| s.unread)
+            .map(|(at, _)| at)
+            .collect();
+        let statements: Vec<Statement> = (self.statements.into_iter())
+            .filter(|s| !s.postgres_only)
+            .collect();
         let mut sql = String::new();
         if let Some(first) = first {
             sql.push_str(first);
             sql.push_str(";\n");
         }
-        let values = joined(self.statements, &mut sql);
+        let values = joined(statements, &mut sql);
         if let Some(last) = last {
             sql.push_str(last);
             sql.push_str(";\n");
@@ -173,8 +246,55 @@ impl Batch {
         if first.is_some() && !all.is_empty() {
             all.remove(0);
         }
+        for at in skipped {
+            all.insert(at.min(all.len()), Outcome::default());
+        }
+        for at in unread {
+            if let Some(outcome) = all.get_mut(at) {
+                *outcome = Outcome::default();
+            }
+        }
         counted(all, expected)
     }
+}
+
+/// PostgreSQL: `main` with the `unread` statements before it as data-modifying `WITH`s, as one
+/// statement, and its values in order ([`Batch::push_unread`]).
+fn with_unread(unread: Vec<Statement>, main: Statement) -> (String, Vec<Param>) {
+    let main_sql = if main.shared {
+        format!("{} FOR SHARE", main.sql)
+    } else {
+        main.sql.to_string()
+    };
+    if unread.is_empty() {
+        return (main_sql, main.params);
+    }
+    // A statement with a `WITH` of its own continues the list.
+    let (mut sql, rest) = match main_sql.strip_prefix("WITH RECURSIVE ") {
+        Some(rest) => (String::from("WITH RECURSIVE "), Some(rest.to_string())),
+        None => (
+            String::from("WITH "),
+            main_sql.strip_prefix("WITH ").map(str::to_string),
+        ),
+    };
+    let mut values = Vec::new();
+    for (n, s) in unread.into_iter().enumerate() {
+        sql.push_str(&format!("unread_{n} AS ("));
+        renumber(s.sql, values.len(), &mut sql);
+        sql.push_str("), ");
+        values.extend(s.params);
+    }
+    let rest = match rest {
+        Some(rest) => rest,
+        None => {
+            sql.truncate(sql.len() - 2);
+            sql.push(' ');
+            main_sql
+        }
+    };
+    renumber(&rest, values.len(), &mut sql);
+    values.extend(main.params);
+    (sql, values)
 }
 
 /// `all`, when it holds one outcome for each of the `expected` statements.
@@ -191,14 +311,7 @@ fn counted(all: Vec<Outcome>, expected: usize) -> Result<Vec<Outcome>, sqlx::Err
 /// Runs `sql` (one statement, or several on SQLite) and splits what comes back by statement:
 /// each statement's rows come first, then the count of rows it changed.
 async fn outcomes(tx: &mut Tx, sql: &str, params: Vec<Param>) -> Result<Vec<Outcome>, sqlx::Error> {
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
-    for param in params {
-        query = match param {
-            Param::Int(v) => query.bind(v),
-            Param::Text(v) => query.bind(v),
-        };
-    }
-    let mut stream = (&mut **tx).fetch_many(query);
+    let mut stream = (&mut **tx).fetch_many(bound(sql, params));
     let mut all = Vec::new();
     let mut current = Outcome::default();
     while let Some(step) = stream.try_next().await? {
@@ -211,6 +324,22 @@ async fn outcomes(tx: &mut Tx, sql: &str, params: Vec<Param>) -> Result<Vec<Outc
         }
     }
     Ok(all)
+}
+
+/// `sql` (built by this module from statements of the code, never from input) with `params`
+/// bound in order.
+pub(super) fn bound(
+    sql: &str,
+    params: Vec<Param>,
+) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments> {
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()));
+    for param in params {
+        query = match param {
+            Param::Int(v) => query.bind(v),
+            Param::Text(v) => query.bind(v),
+        };
+    }
+    query
 }
 
 /// Appends the statements to `sql` as one text, each statement's `$N` moved past the
@@ -281,6 +410,65 @@ mod tests {
         assert_eq!(values[1], Param::Text(Some("x".into())));
         assert_eq!(values[2], Param::Int(None));
         assert_eq!(values[12], Param::Int(Some(9)));
+    }
+
+    #[test]
+    fn unread_statements_go_into_the_next_as_with_and_continue_its_own() {
+        let unread = |sql, params| Statement {
+            sql,
+            params,
+            shared: false,
+            unread: true,
+            postgres_only: false,
+        };
+        let main = |sql, params, shared| Statement {
+            sql,
+            params,
+            shared,
+            unread: false,
+            postgres_only: false,
+        };
+        let (sql, values) = with_unread(
+            vec![
+                unread(
+                    "UPDATE a SET x = $2 WHERE id = $1",
+                    vec![1.into(), 2.into()],
+                ),
+                unread("INSERT INTO b VALUES ($1)", vec![3.into()]),
+            ],
+            main("SELECT y FROM c WHERE id = $1", vec![4.into()], true),
+        );
+        assert_eq!(
+            sql,
+            "WITH unread_0 AS (UPDATE a SET x = $2 WHERE id = $1), \
+             unread_1 AS (INSERT INTO b VALUES ($3)) SELECT y FROM c WHERE id = $4 FOR SHARE"
+        );
+        assert_eq!(values, [1, 2, 3, 4].map(Param::from));
+        let (sql, values) = with_unread(
+            vec![unread("DELETE FROM a WHERE id = $1", vec![1.into()])],
+            main(
+                "WITH d AS (SELECT $1 AS v) SELECT v FROM d",
+                vec![2.into()],
+                false,
+            ),
+        );
+        assert_eq!(
+            sql,
+            "WITH unread_0 AS (DELETE FROM a WHERE id = $1), d AS (SELECT $2 AS v) SELECT v FROM d"
+        );
+        assert_eq!(values, [1, 2].map(Param::from));
+        let (sql, _) = with_unread(
+            vec![unread("DELETE FROM a", Vec::new())],
+            main(
+                "WITH RECURSIVE r AS (SELECT 1) SELECT * FROM r",
+                Vec::new(),
+                false,
+            ),
+        );
+        assert_eq!(
+            sql,
+            "WITH RECURSIVE unread_0 AS (DELETE FROM a), r AS (SELECT 1) SELECT * FROM r"
+        );
     }
 
     #[test]

@@ -124,7 +124,7 @@ pub async fn finish(
     // synchronous commit after this one: the organization's audit chain is let go before the
     // disk write, and concurrent sign-ins share their syncs.
     let lifetime = lifetime.ms(&outcomes)?;
-    crate::db::defer_flush(placed.tx()).await?;
+    placed.defer_flush();
     placed.commit().await?;
     accounts::session::start_sign_in(
         state,

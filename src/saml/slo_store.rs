@@ -27,9 +27,10 @@ const INSERT_SESSION: &str = "INSERT INTO saml_sessions (sign_in_id, connection_
      name_id, name_id_format, name_qualifier, sp_name_qualifier, session_index, created_at, expires_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
-/// Records the SAML side of a new sign-in.
+/// Records the SAML side of a new sign-in, as a statement of `batch` whose outcome is not read
+/// ([`Batch::push_unread`]).
 pub fn insert_session(batch: &mut Batch, s: &SamlSession, now: i64, expires_at: i64) {
-    batch.push(
+    batch.push_unread(
         INSERT_SESSION,
         vec![
             s.sign_in_id.as_str().into(),

@@ -291,7 +291,8 @@ const REMEMBER: &str =
 const REMEMBER_TWO: &str = "INSERT INTO saml_replay (idp_entity_id, message_id, expires_at) \
      VALUES ($1, $2, $4), ($1, $3, $4)";
 
-/// [`remember`] as a statement of `batch`.
+/// [`remember`] as a statement of `batch` whose outcome is not read ([`Batch::push_unread`]):
+/// an ID already remembered fails it, and the batch, with a unique violation.
 pub(super) fn remember_in(
     batch: &mut Batch,
     idp: &str,
@@ -300,7 +301,7 @@ pub(super) fn remember_in(
     expires_at: i64,
 ) {
     match response_id {
-        Some(response_id) => batch.push(
+        Some(response_id) => batch.push_unread(
             REMEMBER_TWO,
             vec![
                 idp.into(),
@@ -309,11 +310,11 @@ pub(super) fn remember_in(
                 expires_at.into(),
             ],
         ),
-        None => batch.push(
+        None => batch.push_unread(
             REMEMBER,
             vec![idp.into(), assertion_id.into(), expires_at.into()],
         ),
-    };
+    }
 }
 
 /// Records the accepted message IDs (an assertion's, and its response's when it has one) in

@@ -138,6 +138,68 @@ both!(
     batched
 );
 
+/// Statements whose outcome nobody reads (`Batch::push_unread`; on PostgreSQL they travel
+/// with the statement after them, or, last in the batch, with the last of them): every one
+/// runs, each gives an empty outcome, the other statements' outcomes keep their places, and
+/// one that fails fails the batch, which keeps nothing.
+async fn unread(backend: Backend) {
+    let t = fresh_db(backend).await;
+    let db = &t.db;
+    let mut seed = Batch::new();
+    seed.push(REMEMBER, vec!["other".into(), "x".into(), 5.into()]);
+    let (tx, _) = db.begin_with(seed).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut batch = Batch::new();
+    batch.push_unread(REMEMBER, vec!["idp".into(), "a".into(), 10.into()]);
+    batch.push_unread(REMEMBER, vec!["idp".into(), "b".into(), 20.into()]);
+    let read = batch.push(READ, vec!["other".into()]);
+    batch.push_unread(REMEMBER, vec!["idp".into(), "c".into(), 30.into()]);
+    batch.push_unread(REMEMBER, vec!["idp".into(), "d".into(), 40.into()]);
+    let (tx, outcomes) = db.begin_with(batch).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(outcomes.len(), 5);
+    let rows: Vec<(String, i64)> = outcomes[read]
+        .rows
+        .iter()
+        .map(|r| (r.get("message_id"), r.get("expires_at")))
+        .collect();
+    assert_eq!(rows, [("x".to_string(), 5)]);
+    for at in [0, 1, 3, 4] {
+        assert_eq!(outcomes[at].affected, 0, "an unread outcome is empty");
+        assert!(outcomes[at].rows.is_empty());
+    }
+    let kept = [
+        ("a".to_string(), 10),
+        ("b".to_string(), 20),
+        ("c".to_string(), 30),
+        ("d".to_string(), 40),
+        ("x".to_string(), 5),
+    ];
+    assert_eq!(replay_rows(db).await, kept);
+
+    // A duplicate among the unread statements before a read, and among those last in a batch
+    // that commits: the unique violation comes back and nothing of the batch is kept.
+    let mut batch = Batch::new();
+    batch.push_unread(REMEMBER, vec!["idp".into(), "e".into(), 10.into()]);
+    batch.push_unread(REMEMBER, vec!["idp".into(), "a".into(), 10.into()]);
+    batch.push(READ, vec!["other".into()]);
+    let err = db.begin_with(batch).await.err().expect("a duplicate id");
+    assert!(nulab_pass::db::is_unique_violation(&err), "{err}");
+    let mut batch = Batch::new();
+    batch.push(READ, vec!["other".into()]);
+    batch.push_unread(REMEMBER, vec!["idp".into(), "f".into(), 10.into()]);
+    batch.push_unread(REMEMBER, vec!["idp".into(), "b".into(), 10.into()]);
+    let tx = db.begin().await.unwrap();
+    let err = tx.commit_with(batch).await.err().expect("a duplicate id");
+    assert!(nulab_pass::db::is_unique_violation(&err), "{err}");
+    assert_eq!(replay_rows(db).await, kept);
+}
+both!(
+    unread_statements_run_with_empty_outcomes_and_fail_whole,
+    unread
+);
+
 /// A transaction that commits with a batch keeps all of it; one whose batch fails keeps
 /// nothing, not even the statements it ran before; and either way the next transaction starts
 /// on a connection with none open.
