@@ -283,11 +283,6 @@ pub struct Placed {
 }
 
 impl Placed {
-    /// The transaction, for more statements before the commit.
-    pub fn tx(&mut self) -> &mut Tx {
-        &mut self.tx
-    }
-
     /// Lets the commit return before its log record is on disk, under
     /// [`crate::db::Batch::defer_flush`]'s rule (on PostgreSQL in the same call as the event).
     pub fn defer_flush(&mut self) {

@@ -168,24 +168,11 @@ impl Batch {
     /// [`Batch::push`] returned finds its statement's.
     pub async fn run(self, tx: &mut Tx) -> Result<Vec<Outcome>, sqlx::Error> {
         let sqlite = tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
-        if sqlite && self.statements.len() > 1 {
+        if sqlite {
             return self.run_text(tx, None, None).await;
         }
         let expected = self.statements.len();
         let mut all = Vec::with_capacity(expected);
-        if sqlite {
-            for s in self.statements {
-                if s.postgres_only {
-                    all.push(Outcome::default());
-                } else if s.unread {
-                    outcomes(tx, s.sql, s.params).await?;
-                    all.push(Outcome::default());
-                } else {
-                    all.extend(outcomes(tx, s.sql, s.params).await?);
-                }
-            }
-            return counted(all, expected);
-        }
         let mut unread = Vec::new();
         for s in self.statements {
             if s.unread {
@@ -208,23 +195,16 @@ impl Batch {
 
     /// SQLite: the statements as one text, after `first` and before `last` (statements without
     /// parameters or rows, such as `BEGIN` and `COMMIT`), in one call; the outcomes of the
-    /// batch's own statements.
+    /// batch's own statements (empty for unread ones and for those SQLite has no need of).
     pub(super) async fn run_text(
         self,
         tx: &mut Tx,
         first: Option<&str>,
         last: Option<&str>,
     ) -> Result<Vec<Outcome>, sqlx::Error> {
-        let expected = self.statements.len();
-        // Where the statements that SQLite skips stand, to give them their empty outcomes, and
-        // the unread ones, whose outcomes are emptied.
-        let skipped: Vec<usize> = (self.statements.iter().enumerate())
-            .filter(|(_, s)| s.postgres_only)
-            .map(|(at, _)| at)
-            .collect();
-        let unread: Vec<usize> = (self.statements.iter().enumerate())
-            .filter(|(_, s)| s.unread)
-            .map(|(at, _)| at)
+        // Which statements SQLite runs, and whose outcomes it gives back (not the unread ones').
+        let shapes: Vec<(bool, bool)> = (self.statements.iter())
+            .map(|s| (!s.postgres_only, !s.unread))
             .collect();
         let statements: Vec<Statement> = (self.statements.into_iter())
             .filter(|s| !s.postgres_only)
@@ -239,22 +219,28 @@ impl Batch {
             sql.push_str(last);
             sql.push_str(";\n");
         }
-        let mut all = outcomes(tx, &sql, values).await?;
+        let mut ran = if sql.is_empty() {
+            Vec::new()
+        } else {
+            outcomes(tx, &sql, values).await?
+        };
         if last.is_some() {
-            all.pop();
+            ran.pop();
         }
-        if first.is_some() && !all.is_empty() {
-            all.remove(0);
+        if first.is_some() && !ran.is_empty() {
+            ran.remove(0);
         }
-        for at in skipped {
-            all.insert(at.min(all.len()), Outcome::default());
-        }
-        for at in unread {
-            if let Some(outcome) = all.get_mut(at) {
-                *outcome = Outcome::default();
-            }
-        }
-        counted(all, expected)
+        let ran = counted(ran, shapes.iter().filter(|(runs, _)| *runs).count())?;
+        let mut ran = ran.into_iter();
+        Ok(shapes
+            .into_iter()
+            .map(
+                |(runs, read)| match (runs.then(|| ran.next()).flatten(), read) {
+                    (Some(outcome), true) => outcome,
+                    _ => Outcome::default(),
+                },
+            )
+            .collect())
     }
 }
 

@@ -94,11 +94,6 @@ impl DbSessionStore {
         let inserts = db::GroupInsert::new(db.clone(), INSERT_HEAD, 5);
         DbSessionStore { db, inserts }
     }
-
-    /// How many `INSERT` statements new sessions have taken (one per group).
-    pub fn insert_statements(&self) -> u64 {
-        self.inserts.statements()
-    }
 }
 
 fn backend(err: impl std::fmt::Display) -> session_store::Error {
