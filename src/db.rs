@@ -13,9 +13,12 @@ use sqlx::{AnyPool, Connection, Executor, SqlSafeStr};
 mod batch;
 mod group;
 mod tx;
+mod writer;
 pub use batch::{Batch, Outcome, Param};
 pub use group::GroupInsert;
 pub use tx::{Opening, Tx};
+use writer::Writer;
+pub use writer::Writing;
 
 /// Which database a pool talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,14 +27,15 @@ pub enum Dialect {
     Postgres,
 }
 
-/// The connection pool plus its dialect. On SQLite, transactions and [`Db::writer`] use a
-/// pool of their own with one connection: SQLite has one write lock, and writers of this
-/// process then queue for it in order instead of sleeping in SQLite's busy handler (which
-/// backs off up to 100 ms a try), while reads go on in parallel through [`Db::pool`] (WAL).
+/// The connection pool plus its dialect. On SQLite, transactions and [`Db::write`] use the one
+/// writing connection ([`writer`]): SQLite has one write lock, and writers of this process then
+/// queue for it in order instead of sleeping in SQLite's busy handler (which backs off up to
+/// 100 ms a try), while reads go on in parallel through [`Db::pool`] (WAL).
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
-    writer: AnyPool,
+    /// SQLite's writing connection; `None` on PostgreSQL, where writes take the pool's.
+    writer: Option<Writer>,
     dialect: Dialect,
     /// SQLite: whether WAL checkpoints run in the background ([`Db::checkpoint_in_background`])
     /// instead of on the commit that fills the log; read by every new connection.
@@ -199,9 +203,9 @@ impl Db {
                     format!("{url}?mode=rwc")
                 };
                 // The writer first: it creates the file and switches it to WAL.
-                let writer = sqlite_pool(&url, 1, background_checkpoints.clone()).await?;
+                let writer = Writer::open(&url, background_checkpoints.clone()).await?;
                 let readers = sqlite_pool(&url, 8, background_checkpoints.clone()).await?;
-                (readers, writer)
+                (readers, Some(writer))
             }
             Dialect::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -226,7 +230,7 @@ impl Db {
                     })
                     .connect(url)
                     .await?;
-                (pool.clone(), pool)
+                (pool, None)
             }
         };
         Ok(Db {
@@ -258,10 +262,7 @@ impl Db {
             db.background_checkpoints.store(true, Ordering::SeqCst);
             // The writing connection exists already: switch it too (new connections read the
             // flag when they open).
-            if let Err(err) = sqlx::query("PRAGMA wal_autocheckpoint = 0")
-                .execute(&db.writer)
-                .await
-            {
+            if let Err(err) = db.on_writer("PRAGMA wal_autocheckpoint = 0").await {
                 tracing::warn!(error = %err, "could not move checkpoints off the writer");
             }
             for round in 1u64.. {
@@ -271,19 +272,14 @@ impl Db {
                 // checkpoint can complete and the next transaction starts the log over. Without
                 // that second step the log never starts over while writes go on (557 MiB after
                 // 15 s of sign-ins).
-                let writer_too = round % u64::from(WRITER_STEP_EVERY) == 0;
-                let pools = if writer_too {
-                    &[&db.pool, &db.writer][..]
-                } else {
-                    &[&db.pool][..]
-                };
-                for &pool in pools {
-                    if let Err(err) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                        .execute(pool)
-                        .await
-                    {
-                        tracing::warn!(error = %err, "WAL checkpoint failed");
-                    }
+                const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+                if let Err(err) = sqlx::query(CHECKPOINT).execute(&db.pool).await {
+                    tracing::warn!(error = %err, "WAL checkpoint failed");
+                }
+                if round % u64::from(WRITER_STEP_EVERY) == 0
+                    && let Err(err) = db.on_writer(CHECKPOINT).await
+                {
+                    tracing::warn!(error = %err, "WAL checkpoint on the writer failed");
                 }
             }
         })
@@ -318,11 +314,30 @@ impl Db {
         &self.pool
     }
 
-    /// For a single write outside a transaction on a hot path (the session store): on SQLite
-    /// the writing connection (never use it while holding a transaction of this `Db`: both
-    /// wait for the one connection); on PostgreSQL the pool.
-    pub fn writer(&self) -> &AnyPool {
-        &self.writer
+    /// A connection for writes outside a transaction (the session store, the jobs' claims): on
+    /// SQLite the writing connection, held until the returned value is dropped (never ask for
+    /// it while holding a transaction of this `Db`, or a `Writing`: both wait for the one
+    /// connection); on PostgreSQL one of the pool's.
+    pub async fn write(&self) -> Result<Writing, sqlx::Error> {
+        match &self.writer {
+            Some(writer) => writer.lock().await,
+            None => Ok(Writing::pooled(self.pool.acquire().await?)),
+        }
+    }
+
+    /// Runs `sql` on the writing connection; one that fails other than with the database's
+    /// own error (its thread gone) is closed, and the next writer opens another.
+    async fn on_writer(&self, sql: &'static str) -> Result<(), sqlx::Error> {
+        let mut writing = self.write().await?;
+        match (&mut *writing).execute(sql).await {
+            Ok(_) => Ok(()),
+            Err(err) => {
+                if !matches!(err, sqlx::Error::Database(_)) {
+                    writing.discard().await;
+                }
+                Err(err)
+            }
+        }
     }
 
     /// Which database this is.
@@ -341,7 +356,9 @@ impl Db {
     /// Closes the pools.
     pub async fn close(&self) {
         self.pool.close().await;
-        self.writer.close().await;
+        if let Some(writer) = &self.writer {
+            writer.close().await;
+        }
     }
 }
 
@@ -361,23 +378,7 @@ async fn sqlite_pool(
         .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             let background = background_checkpoints.load(Ordering::SeqCst);
-            Box::pin(async move {
-                // WAL lets readers go on beside the writer and the CLI and jobs write while the
-                // server runs; synchronous = NORMAL syncs at checkpoints, not at each commit (a
-                // power cut may lose the last commits, never corrupt the file: see README,
-                // Performance); the busy timeout makes writers of other processes wait.
-                // The log file is cut back to 64 MiB whenever it starts over.
-                conn.execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
-                     PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-                     PRAGMA journal_size_limit = 67108864;",
-                )
-                .await?;
-                if background {
-                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                }
-                Ok(())
-            })
+            Box::pin(async move { writer::prepare_sqlite(conn, background).await })
         })
         .connect(url)
         .await
@@ -413,11 +414,13 @@ pub fn json_text(dialect: Dialect, column: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::AnyConnection;
+
     use super::*;
 
-    async fn autocheckpoint(pool: &AnyPool) -> i64 {
+    async fn autocheckpoint(conn: &mut AnyConnection) -> i64 {
         sqlx::query_scalar("PRAGMA wal_autocheckpoint")
-            .fetch_one(pool)
+            .fetch_one(conn)
             .await
             .unwrap()
     }
@@ -450,9 +453,12 @@ mod tests {
 
         // Without the job, SQLite's default: the writer checkpoints inside its commits.
         let plain = Db::connect(&url).await.unwrap();
-        assert_eq!(autocheckpoint(plain.writer()).await, 1_000);
+        assert_eq!(
+            autocheckpoint(&mut plain.write().await.unwrap()).await,
+            1_000
+        );
         sqlx::query("CREATE TABLE filler (body TEXT NOT NULL)")
-            .execute(plain.writer())
+            .execute(&mut *plain.write().await.unwrap())
             .await
             .unwrap();
         plain.close().await;
@@ -460,7 +466,7 @@ mod tests {
         let db = Db::connect(&url).await.unwrap();
         let job = db.checkpoint_in_background();
         let mut waited = 0;
-        while autocheckpoint(db.writer()).await != 0 {
+        while autocheckpoint(&mut db.write().await.unwrap()).await != 0 {
             assert!(waited < 200, "the writer still checkpoints");
             tokio::time::sleep(Duration::from_millis(10)).await;
             waited += 1;
@@ -497,7 +503,7 @@ mod tests {
             .await
             .unwrap();
         sqlx::query("CREATE TABLE filler (body TEXT NOT NULL)")
-            .execute(db.writer())
+            .execute(&mut *db.write().await.unwrap())
             .await
             .unwrap();
         let job = db.checkpoint_in_background();

@@ -69,7 +69,7 @@ pub async fn seed(db: &Db, scale: Scale, load_org: &str) -> Duration {
         // A cache of a gigabyte while seeding: the indexes of ten million events do not fit
         // SQLite's default of two megabytes.
         sqlx::query("PRAGMA cache_size = -1000000")
-            .execute(db.writer())
+            .execute(&mut *db.write().await.expect("the writer"))
             .await
             .expect("cache size");
     }
@@ -238,7 +238,7 @@ pub async fn set_admin_password(db: &Db) {
     sqlx::query("UPDATE accounts SET password_hash = $1 WHERE email_norm = $2")
         .bind(hash)
         .bind(ADMIN)
-        .execute(db.writer())
+        .execute(&mut *db.write().await.expect("the writer"))
         .await
         .expect("admin password");
 }

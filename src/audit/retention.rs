@@ -186,7 +186,7 @@ pub async fn prune_all(db: &Db, now: i64) -> Result<Vec<Pruned>, sqlx::Error> {
     }
     sqlx::query("DELETE FROM audit_webhook_deliveries WHERE attempted_at < $1")
         .bind(now - DELIVERY_LOG_MS)
-        .execute(db.writer())
+        .execute(&mut *db.write().await?)
         .await?;
     Ok(done)
 }

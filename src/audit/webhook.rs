@@ -174,7 +174,7 @@ pub async fn post(url: &str, secret: &str, now: i64, body: &str, dev: bool) -> A
 
 /// Writes one attempt to the delivery log.
 pub async fn log(
-    pool: &sqlx::AnyPool,
+    conn: &mut sqlx::AnyConnection,
     org_id: &str,
     event: Option<(&str, i64)>,
     attempt: &Attempt,
@@ -194,7 +194,7 @@ pub async fn log(
     .bind(attempt.error.clone())
     .bind(now)
     .bind(attempt.duration_ms)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -257,7 +257,7 @@ async fn claim_due(db: &Db, now: i64) -> Result<Vec<Webhook>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now + LEASE_MS)
         .bind(now)
-        .fetch_all(db.writer())
+        .fetch_all(&mut *db.write().await?)
         .await?;
     rows.iter().map(webhook_of).collect()
 }
@@ -282,7 +282,7 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
     sqlx::query("UPDATE audit_webhooks SET claimed_until = $2 WHERE org_id = $1")
         .bind(hook.org_id.clone())
         .bind(now + LEASE_MS)
-        .execute(db.writer())
+        .execute(&mut *db.write().await?)
         .await?;
     for row in &rows {
         let event = StoredEvent::of(row)?;
@@ -290,7 +290,7 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
         let body = serde_json::to_string(&event).unwrap_or_default();
         let attempt = post(&hook.url, &hook.secret, now, &body, dev).await;
         log(
-            db.writer(),
+            &mut *db.write().await?,
             &hook.org_id,
             Some((&event.id, seq)),
             &attempt,
@@ -309,7 +309,7 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
             .bind(now + wait)
             .bind(error.clone())
             .bind(hook.url.clone())
-            .execute(db.writer())
+            .execute(&mut *db.write().await?)
             .await?;
             return Ok(());
         }
@@ -321,7 +321,7 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
         .bind(hook.org_id.clone())
         .bind(seq)
         .bind(hook.url.clone())
-        .execute(db.writer())
+        .execute(&mut *db.write().await?)
         .await?;
     }
     release(db, hook).await
@@ -331,7 +331,7 @@ async fn deliver_batch(db: &Db, hook: &Webhook, now: i64, dev: bool) -> Result<(
 async fn release(db: &Db, hook: &Webhook) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE audit_webhooks SET claimed_until = NULL WHERE org_id = $1")
         .bind(hook.org_id.clone())
-        .execute(db.writer())
+        .execute(&mut *db.write().await?)
         .await?;
     Ok(())
 }

@@ -144,7 +144,7 @@ impl Inner {
             values.extend(row);
         }
         self.statements.fetch_add(1, Ordering::Relaxed);
-        self.db.writer().execute(bound(&sql, values)).await?;
+        self.db.write().await?.execute(bound(&sql, values)).await?;
         Ok(())
     }
 }

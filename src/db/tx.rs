@@ -11,16 +11,14 @@
 //! sends the `ROLLBACK` from a task of its own, which holds the connection until it is done, so
 //! the next transaction never finds one open. Where a `ROLLBACK` cannot be sent or fails, the
 //! connection is closed instead (SQLite rolls back what a closing connection left open) and the
-//! pool opens another.
+//! next writer opens another ([`super::writer`]).
 
 use std::ops::{Deref, DerefMut};
 
-use sqlx::AnyConnection;
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, Executor};
+use sqlx::{Any, AnyConnection, Executor};
 
 use super::batch::{Batch, Outcome};
-use super::{Db, Dialect};
+use super::{Db, Dialect, Writing};
 
 /// A transaction; store functions take `&mut Tx` so callers compose them atomically. It
 /// dereferences to its connection, on which statements run as on any sqlx executor.
@@ -33,7 +31,7 @@ enum Open {
     /// PostgreSQL.
     Sqlx(sqlx::Transaction<'static, Any>),
     /// SQLite: the writing connection, inside a transaction begun by text.
-    Text(PoolConnection<Any>),
+    Text(Writing),
 }
 
 const BEGIN: &str = "BEGIN IMMEDIATE";
@@ -61,7 +59,7 @@ impl Db {
                 run_in(tx, batch).await
             }
             Dialect::Sqlite => {
-                let conn = self.writer.acquire().await?;
+                let conn = self.write().await?;
                 // Held by a `Tx` before `BEGIN` is sent: a caller that goes away while it runs
                 // leaves a transaction that `Drop` ends.
                 let mut tx = Tx {
@@ -125,7 +123,7 @@ impl Tx {
             }
             Some(Open::Text(_)) => match batch.run_text(&mut self, None, Some(COMMIT)).await {
                 Ok(outcomes) => {
-                    // Committed: the connection goes back to its pool.
+                    // Committed: the next writer may have the connection.
                     self.open = None;
                     Ok(outcomes)
                 }
@@ -191,10 +189,10 @@ async fn run_in(mut tx: Tx, batch: Batch) -> Result<(Tx, Vec<Outcome>), sqlx::Er
 /// Sends `ROLLBACK` on a connection that may be inside a transaction begun by text; one whose
 /// `ROLLBACK` fails (there was nothing to roll back, or the connection is broken) is closed rather
 /// than given back, which rolls back whatever it held.
-async fn rollback_text(mut conn: PoolConnection<Any>) {
+async fn rollback_text(mut conn: Writing) {
     if let Err(err) = (&mut *conn).execute(ROLLBACK).await {
         tracing::debug!(error = %err, "ROLLBACK failed; closing the connection");
-        conn.close_on_drop();
+        conn.discard().await;
     }
 }
 
@@ -211,7 +209,7 @@ impl Drop for Tx {
                     runtime.spawn(rollback_text(conn));
                 }
                 // No runtime to send it from: closing the connection rolls back.
-                Err(_) => drop(conn.detach()),
+                Err(_) => conn.forget(),
             }
         }
     }

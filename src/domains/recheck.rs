@@ -53,7 +53,14 @@ pub async fn recheck_all(
     let mut summary = RecheckSummary::default();
     let lease_until = now + LEASE_MS;
     loop {
-        let claimed = store::claim_due(db.writer(), db.dialect(), now, lease_until, BATCH).await?;
+        let claimed = store::claim_due(
+            &mut *db.write().await?,
+            db.dialect(),
+            now,
+            lease_until,
+            BATCH,
+        )
+        .await?;
         if claimed.is_empty() {
             return Ok(summary);
         }

@@ -252,7 +252,7 @@ pub(super) fn lock_verified_in(batch: &mut Batch, org: OrgId, domain: &str) -> u
 /// Claims up to `limit` due domains until `lease_until`; another instance skips them until the
 /// lease ends.
 pub(super) async fn claim_due(
-    pool: &sqlx::AnyPool,
+    conn: &mut sqlx::AnyConnection,
     dialect: Dialect,
     now: i64,
     lease_until: i64,
@@ -270,7 +270,7 @@ pub(super) async fn claim_due(
         .bind(lease_until)
         .bind(now)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
     rows.iter().map(from_row).collect()
 }

@@ -377,7 +377,7 @@ async fn audit_block(
 
 /// Forgets rows that neither count nor block any more (the clean-up job).
 pub async fn forget_stale(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
-    store::forget_stale(db.writer(), now).await
+    store::forget_stale(&mut *db.write().await?, now).await
 }
 
 #[cfg(test)]

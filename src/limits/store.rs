@@ -151,12 +151,15 @@ const FORGET_STALE: &str = "DELETE FROM rate_limits WHERE window_start < $1 \
      AND (blocked_until IS NULL OR blocked_until < $2) \
      AND (tripped_at IS NULL OR tripped_at < $3)";
 
-pub(super) async fn forget_stale(pool: &sqlx::AnyPool, now: i64) -> Result<u64, sqlx::Error> {
+pub(super) async fn forget_stale(
+    conn: &mut sqlx::AnyConnection,
+    now: i64,
+) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(FORGET_STALE)
         .bind(now - 7 * DAY_MS)
         .bind(now)
         .bind(now - STRIKE_MEMORY_MS)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(done.rows_affected())
 }

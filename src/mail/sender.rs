@@ -68,11 +68,15 @@ pub async fn run(db: Db, clock: Clock, smtp: Smtp, poll: Duration) {
 pub async fn deliver_due(db: &Db, clock: &Clock, smtp: &Smtp) -> Result<usize, sqlx::Error> {
     let mut claimed = 0;
     while claimed < BATCH {
-        let Some(message) =
-            store::claim_due(db.writer(), db.dialect(), clock.now_ms(), LEASE_MS, 1)
-                .await?
-                .pop()
-        else {
+        let Some(message) = store::claim_due(
+            &mut *db.write().await?,
+            db.dialect(),
+            clock.now_ms(),
+            LEASE_MS,
+            1,
+        )
+        .await?
+        .pop() else {
             break;
         };
         claimed += 1;
@@ -91,18 +95,30 @@ async fn deliver(
         Ok(email) => email,
         Err(reason) => {
             tracing::error!(id = %message.id, %reason, "email cannot be built; marked failed");
-            return store::mark_failed(db.writer(), &message.id, clock.now_ms(), &reason).await;
+            return store::mark_failed(
+                &mut *db.write().await?,
+                &message.id,
+                clock.now_ms(),
+                &reason,
+            )
+            .await;
         }
     };
     let sent = tokio::time::timeout(SEND_TIMEOUT, smtp.transport.send(email)).await;
     match sent {
         Ok(Ok(_)) => {
             tracing::info!(id = %message.id, kind = %message.kind, "email sent");
-            store::mark_sent(db.writer(), &message.id, clock.now_ms()).await
+            store::mark_sent(&mut *db.write().await?, &message.id, clock.now_ms()).await
         }
         Ok(Err(err)) if err.is_permanent() => {
             tracing::error!(id = %message.id, error = %err, "SMTP refused email permanently");
-            store::mark_failed(db.writer(), &message.id, clock.now_ms(), &err.to_string()).await
+            store::mark_failed(
+                &mut *db.write().await?,
+                &message.id,
+                clock.now_ms(),
+                &err.to_string(),
+            )
+            .await
         }
         Ok(Err(err)) => retry(db, clock, message, &err.to_string()).await,
         Err(_) => retry(db, clock, message, "SMTP delivery timed out").await,
@@ -118,7 +134,13 @@ async fn retry(
 ) -> Result<(), sqlx::Error> {
     let wait = backoff_ms(message.attempts);
     tracing::warn!(id = %message.id, error, wait_ms = wait, "email not sent; will retry");
-    store::mark_retry(db.writer(), &message.id, clock.now_ms() + wait, error).await
+    store::mark_retry(
+        &mut *db.write().await?,
+        &message.id,
+        clock.now_ms() + wait,
+        error,
+    )
+    .await
 }
 
 fn build(smtp: &Smtp, message: &OutboxMessage) -> Result<Message, String> {

@@ -115,7 +115,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<OutboxMessage, sqlx::Error> {
 /// Claims up to `limit` due messages for `lease_ms`: another sender (another server instance)
 /// skips them until the lease ends, so a message is handed to one sender at a time.
 pub async fn claim_due(
-    pool: &sqlx::AnyPool,
+    conn: &mut sqlx::AnyConnection,
     dialect: Dialect,
     now: i64,
     lease_ms: i64,
@@ -132,7 +132,7 @@ pub async fn claim_due(
         .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(conn)
         .await?;
     rows.iter().map(from_row).collect()
 }
@@ -157,11 +157,15 @@ const MARK_SENT: &str = concat!(
 
 /// Records a delivery and removes the message's single-use link from the outbox. Only a
 /// pending message changes, so a message is marked sent once.
-pub async fn mark_sent(pool: &sqlx::AnyPool, id: &str, now: i64) -> Result<(), sqlx::Error> {
+pub async fn mark_sent(
+    conn: &mut sqlx::AnyConnection,
+    id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(MARK_SENT)
         .bind(id.to_string())
         .bind(now)
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -171,7 +175,7 @@ const MARK_RETRY: &str = "UPDATE outbox SET attempts = attempts + 1, next_attemp
 
 /// Records a failed attempt and when to try again.
 pub async fn mark_retry(
-    pool: &sqlx::AnyPool,
+    conn: &mut sqlx::AnyConnection,
     id: &str,
     next_attempt_at: i64,
     error: &str,
@@ -180,7 +184,7 @@ pub async fn mark_retry(
         .bind(id.to_string())
         .bind(next_attempt_at)
         .bind(error.to_string())
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }
@@ -195,7 +199,7 @@ const MARK_FAILED: &str = concat!(
 /// Gives up on a message the SMTP server refused permanently (e.g. an unknown mailbox); its
 /// single-use link leaves the outbox too.
 pub async fn mark_failed(
-    pool: &sqlx::AnyPool,
+    conn: &mut sqlx::AnyConnection,
     id: &str,
     now: i64,
     error: &str,
@@ -204,7 +208,7 @@ pub async fn mark_failed(
         .bind(id.to_string())
         .bind(now)
         .bind(error.to_string())
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(())
 }

@@ -121,7 +121,7 @@ pub async fn deliver_due(state: &AppState) -> anyhow::Result<usize> {
         .bind(due.id.clone())
         .bind(due.next_attempt_at)
         .bind(now + CLAIM_MS)
-        .execute(state.db.writer())
+        .execute(&mut *state.db.write().await?)
         .await?;
         if claimed.rows_affected() != 1 {
             continue;
@@ -219,7 +219,7 @@ async fn finish(
             .bind(why)
         }
     };
-    query.execute(state.db.writer()).await?;
+    query.execute(&mut *state.db.write().await?).await?;
     Ok(())
 }
 

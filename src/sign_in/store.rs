@@ -69,7 +69,7 @@ pub async fn seal_plaintext_totp(db: &crate::db::Db, key: &TotpKey) -> anyhow::R
             .bind(id)
             .bind(plain.clone())
             .bind(key.seal(account, &plain)?)
-            .execute(db.writer())
+            .execute(&mut *db.write().await?)
             .await?;
         sealed += done.rows_affected();
     }

@@ -159,7 +159,7 @@ impl SessionStore for DbSessionStore {
             .bind(value_of(record, SIGN_IN_KEY))
             .bind(data)
             .bind(expiry_ms(record))
-            .execute(self.db.writer())
+            .execute(&mut *self.db.write().await.map_err(backend)?)
             .await
             .map_err(backend)?;
         Ok(())
@@ -191,7 +191,7 @@ impl SessionStore for DbSessionStore {
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         sqlx::query(DELETE)
             .bind(stored_id(id))
-            .execute(self.db.writer())
+            .execute(&mut *self.db.write().await.map_err(backend)?)
             .await
             .map_err(backend)?;
         Ok(())
@@ -233,7 +233,7 @@ pub async fn sign_in_id(
 pub async fn delete_expired(db: &Db, now: i64) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(DELETE_EXPIRED)
         .bind(now)
-        .execute(db.writer())
+        .execute(&mut *db.write().await?)
         .await?;
     Ok(done.rows_affected())
 }

@@ -334,7 +334,7 @@ pub async fn test_webhook(
     })
     .to_string();
     let attempt = webhook::post(&hook.url, &hook.secret, now, &body, state.config.dev).await;
-    webhook::log(state.db.writer(), &org_id, None, &attempt, now).await?;
+    webhook::log(&mut *state.db.write().await?, &org_id, None, &attempt, now).await?;
     let mut tx = state.db.begin().await?;
     let details = serde_json::json!({
         "delivered": attempt.delivered(),

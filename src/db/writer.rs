@@ -1,0 +1,258 @@
+//! SQLite's one writing connection, kept by this process behind a queue of its own instead of
+//! in a pool of one. A pool gives a connection back through a task it spawns, which pings the
+//! connection (a hand-off to the connection's thread and back) before the next writer may have
+//! it; a sign-in takes the writer two or three times, and on SQLite every other writer waits
+//! through each of those steps (README: Performance, "The writer is the bound"). Here the next
+//! writer in line has the connection as soon as the last one lets go of it.
+//!
+//! What the pool's ping was for is kept where it applies: a transaction left open is rolled
+//! back by [`super::Tx`] before the connection is let go; a connection whose `ROLLBACK` fails
+//! (its thread gone) is closed ([`Writing::discard`]) and the next writer opens another.
+//! Statements of one connection run in order on its thread, so one whose caller went away
+//! finishes before the next writer's start.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Connection, Executor};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// How long a writer waits in line before its request fails (as a pool's acquire timeout).
+const WAIT_AT_MOST: Duration = Duration::from_secs(30);
+
+/// The writing connection of a SQLite database (see the module's text).
+#[derive(Clone, Debug)]
+pub(super) struct Writer {
+    slot: Arc<Mutex<Slot>>,
+    url: Arc<str>,
+    background_checkpoints: Arc<AtomicBool>,
+}
+
+#[derive(Debug)]
+pub(super) struct Slot {
+    /// `None` until opened, and after [`Writing::discard`].
+    conn: Option<AnyConnection>,
+}
+
+/// A connection held for writing: SQLite's writing connection (the next writer waits until it
+/// is dropped) or, on PostgreSQL, one of the pool's. It dereferences to the connection.
+pub struct Writing(Held);
+
+enum Held {
+    Pool(PoolConnection<Any>),
+    Sqlite(OwnedMutexGuard<Slot>),
+}
+
+impl Writer {
+    /// Opens the writing connection of the SQLite database at `url` (which creates the file
+    /// and switches it to WAL).
+    pub(super) async fn open(
+        url: &str,
+        background_checkpoints: Arc<AtomicBool>,
+    ) -> Result<Writer, sqlx::Error> {
+        let writer = Writer {
+            slot: Arc::new(Mutex::new(Slot { conn: None })),
+            url: url.into(),
+            background_checkpoints,
+        };
+        drop(writer.lock().await?);
+        Ok(writer)
+    }
+
+    /// Waits for the connection (in the order writers asked), opening it when it is not open.
+    pub(super) async fn lock(&self) -> Result<Writing, sqlx::Error> {
+        let mut slot = tokio::time::timeout(WAIT_AT_MOST, self.slot.clone().lock_owned())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        if slot.conn.is_none() {
+            let mut conn = AnyConnection::connect(&self.url).await?;
+            let background = self.background_checkpoints.load(Ordering::SeqCst);
+            prepare_sqlite(&mut conn, background).await?;
+            slot.conn = Some(conn);
+        }
+        Ok(Writing(Held::Sqlite(slot)))
+    }
+
+    /// Closes the connection, once the writer holding it lets go.
+    pub(super) async fn close(&self) {
+        let conn = self.slot.lock().await.conn.take();
+        close(conn).await;
+    }
+}
+
+async fn close(conn: Option<AnyConnection>) {
+    if let Some(conn) = conn
+        && let Err(err) = conn.close().await
+    {
+        tracing::debug!(error = %err, "closing the writing connection failed");
+    }
+}
+
+/// What every SQLite connection of the server is set to when it opens. WAL lets readers go on
+/// beside the writer and the CLI and jobs write while the server runs; synchronous = NORMAL
+/// syncs at checkpoints, not at each commit (a power cut may lose the last commits, never
+/// corrupt the file: see README, Performance); the busy timeout makes writers of other
+/// processes wait. The log file is cut back to 64 MiB whenever it starts over. With
+/// `background_checkpoints`, no commit checkpoints ([`super::Db::checkpoint_in_background`]).
+pub(super) async fn prepare_sqlite(
+    conn: &mut AnyConnection,
+    background_checkpoints: bool,
+) -> Result<(), sqlx::Error> {
+    conn.execute(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
+         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+         PRAGMA journal_size_limit = 67108864;",
+    )
+    .await?;
+    if background_checkpoints {
+        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+    }
+    Ok(())
+}
+
+impl Writing {
+    pub(super) fn pooled(conn: PoolConnection<Any>) -> Writing {
+        Writing(Held::Pool(conn))
+    }
+
+    /// Closes the connection instead of letting the next writer have it (it may be broken or
+    /// inside a transaction that could not be rolled back): closing rolls back what it held,
+    /// and the next writer opens another.
+    pub async fn discard(self) {
+        match self.0 {
+            Held::Pool(mut conn) => conn.close_on_drop(),
+            Held::Sqlite(mut slot) => close(slot.conn.take()).await,
+        }
+    }
+
+    /// [`Writing::discard`] where nothing can be awaited (no runtime): the connection is
+    /// dropped, and its thread closes it.
+    pub(super) fn forget(self) {
+        match self.0 {
+            Held::Pool(conn) => drop(conn.detach()),
+            Held::Sqlite(mut slot) => drop(slot.conn.take()),
+        }
+    }
+}
+
+impl Deref for Writing {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match &self.0 {
+            Held::Pool(conn) => conn,
+            Held::Sqlite(slot) => slot.conn.as_ref().expect("opened when it was locked"),
+        }
+    }
+}
+
+impl DerefMut for Writing {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match &mut self.0 {
+            Held::Pool(conn) => conn,
+            Held::Sqlite(slot) => slot.conn.as_mut().expect("opened when it was locked"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_in(dir: &tempfile::TempDir) -> String {
+        sqlx::any::install_default_drivers();
+        format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display())
+    }
+
+    async fn pragma(w: &mut Writing, name: &str) -> i64 {
+        let sql = format!("PRAGMA {name}");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(&mut **w)
+            .await
+            .unwrap()
+    }
+
+    /// A connection discarded inside a transaction keeps none of it; the next writer gets a
+    /// new connection, set as the first was, outside any transaction.
+    #[tokio::test]
+    async fn a_discarded_connection_is_opened_again_as_the_first_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url_in(&dir);
+        let writer = Writer::open(&url, Arc::new(AtomicBool::new(true)))
+            .await
+            .unwrap();
+        let mut w = writer.lock().await.unwrap();
+        for sql in [
+            "CREATE TABLE t (v INTEGER NOT NULL)",
+            "BEGIN IMMEDIATE",
+            "INSERT INTO t (v) VALUES (1)",
+        ] {
+            (&mut *w).execute(sql).await.unwrap();
+        }
+        w.discard().await;
+
+        let mut w = writer.lock().await.unwrap();
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&mut *w)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *w)
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(pragma(&mut w, "foreign_keys").await, 1);
+        assert_eq!(pragma(&mut w, "synchronous").await, 1);
+        assert_eq!(pragma(&mut w, "wal_autocheckpoint").await, 0);
+        (&mut *w).execute("BEGIN IMMEDIATE").await.unwrap();
+        (&mut *w).execute("ROLLBACK").await.unwrap();
+        drop(w);
+        writer.close().await;
+    }
+
+    /// Writers take the connection one at a time: increments read and written back by 20
+    /// concurrent writers, each yielding while it holds the connection, lose none.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_hold_the_connection_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = url_in(&dir);
+        let writer = Writer::open(&url, Arc::new(AtomicBool::new(false)))
+            .await
+            .unwrap();
+        (&mut *writer.lock().await.unwrap())
+            .execute("CREATE TABLE c (n INTEGER NOT NULL); INSERT INTO c (n) VALUES (0)")
+            .await
+            .unwrap();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let writer = writer.clone();
+                tokio::spawn(async move {
+                    let mut w = writer.lock().await.unwrap();
+                    let n: i64 = sqlx::query_scalar("SELECT n FROM c")
+                        .fetch_one(&mut *w)
+                        .await
+                        .unwrap();
+                    tokio::task::yield_now().await;
+                    sqlx::query("UPDATE c SET n = $1")
+                        .bind(n + 1)
+                        .execute(&mut *w)
+                        .await
+                        .unwrap();
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let n: i64 = sqlx::query_scalar("SELECT n FROM c")
+            .fetch_one(&mut *writer.lock().await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(n, 20);
+        writer.close().await;
+    }
+}
