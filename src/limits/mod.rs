@@ -169,14 +169,15 @@ pub fn wait_words(secs: i64) -> String {
     }
 }
 
-/// The first of `buckets` that is blocked now, counting nothing.
+/// The first of `buckets` that is blocked now, counting nothing; read on `conn` (a reading
+/// connection the caller took, for these reads and maybe others of its own).
 pub async fn blocked(
-    db: &Db,
+    conn: &mut sqlx::AnyConnection,
     now: i64,
     buckets: &[Bucket],
 ) -> Result<Option<Blocked>, sqlx::Error> {
     for bucket in buckets {
-        if let Some(row) = store::blocked(db.pool(), bucket, now).await? {
+        if let Some(row) = store::blocked(&mut *conn, bucket, now).await? {
             return Ok(Some(blocked_of(bucket, &row, false)));
         }
     }
@@ -226,7 +227,8 @@ pub async fn email_blocked(
     meta: &RequestMeta,
     recipients: &[Bucket],
 ) -> Result<Option<Blocked>, sqlx::Error> {
-    blocked(db, now, &email_buckets(meta, recipients)).await
+    let mut conn = db.pool().acquire().await?;
+    blocked(&mut conn, now, &email_buckets(meta, recipients)).await
 }
 
 /// Counts email that was sent, in its own transaction (only what was sent counts: a refused

@@ -369,16 +369,20 @@ async fn acs_post(
     body: Body,
 ) -> Result<Response, AppError> {
     let now = state.clock.now_ms();
-    // An address whose posts keep failing waits, before anything is read or verified.
+    // An address whose posts keep failing waits, before anything is read or verified. Both
+    // reads take one reading connection, given back before anything else.
     let buckets: Vec<_> = limits::Bucket::address(limits::Limit::AcsFailuresPerAddress, &meta)
         .into_iter()
         .collect();
-    if let Some(block) = limits::blocked(&state.db, now, &buckets).await? {
-        return Err(block.to_error(now));
-    }
-    let connection = match SamlConnectionId::parse(&id) {
-        Some(id) => state.saml_connections.get(state.db.pool(), id).await?,
-        None => None,
+    let connection = {
+        let mut reading = state.db.pool().acquire().await?;
+        if let Some(block) = limits::blocked(&mut reading, now, &buckets).await? {
+            return Err(block.to_error(now));
+        }
+        match SamlConnectionId::parse(&id) {
+            Some(id) => state.saml_connections.get(&mut reading, id).await?,
+            None => None,
+        }
     };
     let Some(connection) = connection else {
         let rejection = Rejection::new(Reason::UnknownConnection, format!("connection {id}"));

@@ -28,14 +28,17 @@ impl Connections {
     /// Connection `id` as it is now in the database, `None` when there is none.
     pub async fn get(
         &self,
-        pool: &sqlx::AnyPool,
+        conn: &mut sqlx::AnyConnection,
         id: SamlConnectionId,
     ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
-        let Some(version) = store::version(pool, id).await? else {
+        let Some(version) = store::version(&mut *conn, id).await? else {
             self.with(|m| m.remove(&id));
             return Ok(None);
         };
-        self.at_version(pool, id, version).await
+        match self.cached(id, version) {
+            Some(hit) => Ok(Some(hit)),
+            None => self.load(conn, id).await,
+        }
     }
 
     /// Connection `id` when the caller has just read its `version` from the database (in a
@@ -46,10 +49,24 @@ impl Connections {
         id: SamlConnectionId,
         version: i64,
     ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
-        if let Some(hit) = self.with(|m| m.get(&id).filter(|(v, _)| *v == version).cloned()) {
-            return Ok(Some(hit.1));
+        match self.cached(id, version) {
+            Some(hit) => Ok(Some(hit)),
+            None => self.load(pool, id).await,
         }
-        let Some((version, connection)) = store::by_id_versioned(pool, id).await? else {
+    }
+
+    /// The parsed copy of connection `id` when it is of `version`.
+    fn cached(&self, id: SamlConnectionId, version: i64) -> Option<Arc<Connection>> {
+        self.with(|m| m.get(&id).filter(|(v, _)| *v == version).map(|(_, c)| c.clone()))
+    }
+
+    /// Reads and parses connection `id`, and keeps it.
+    async fn load<'c>(
+        &self,
+        exec: impl sqlx::Executor<'c, Database = sqlx::Any>,
+        id: SamlConnectionId,
+    ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
+        let Some((version, connection)) = store::by_id_versioned(exec, id).await? else {
             return Ok(None);
         };
         let connection = Arc::new(connection);
