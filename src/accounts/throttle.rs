@@ -69,7 +69,12 @@ pub async fn paused(
     meta: &RequestMeta,
 ) -> Result<Option<Blocked>, sqlx::Error> {
     let mut conn = db.pool().acquire().await?;
-    limits::blocked(&mut conn, now, &buckets(&account.email, Some(account), meta)).await
+    limits::blocked(
+        &mut conn,
+        now,
+        &buckets(&account.email, Some(account), meta),
+    )
+    .await
 }
 
 /// Counts a wrong second-factor code (or a wrong password checked elsewhere) for `account`.

@@ -35,6 +35,8 @@ pub(super) struct Writer {
 pub(super) struct Slot {
     /// `None` until opened, and after [`Writing::discard`].
     conn: Option<AnyConnection>,
+    /// [`Writer::close`] ran: no connection is opened again, as a closed pool gives none.
+    closed: bool,
 }
 
 /// A connection held for writing: SQLite's writing connection (the next writer waits until it
@@ -54,7 +56,10 @@ impl Writer {
         background_checkpoints: Arc<AtomicBool>,
     ) -> Result<Writer, sqlx::Error> {
         let writer = Writer {
-            slot: Arc::new(Mutex::new(Slot { conn: None })),
+            slot: Arc::new(Mutex::new(Slot {
+                conn: None,
+                closed: false,
+            })),
             url: url.into(),
             background_checkpoints,
         };
@@ -67,6 +72,9 @@ impl Writer {
         let mut slot = tokio::time::timeout(WAIT_AT_MOST, self.slot.clone().lock_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?;
+        if slot.closed {
+            return Err(sqlx::Error::PoolClosed);
+        }
         if slot.conn.is_none() {
             let mut conn = AnyConnection::connect(&self.url).await?;
             let background = self.background_checkpoints.load(Ordering::SeqCst);
@@ -76,9 +84,14 @@ impl Writer {
         Ok(Writing(Held::Sqlite(slot)))
     }
 
-    /// Closes the connection, once the writer holding it lets go.
+    /// Closes the connection, once the writer holding it lets go; later writers get
+    /// `PoolClosed`.
     pub(super) async fn close(&self) {
-        let conn = self.slot.lock().await.conn.take();
+        let conn = {
+            let mut slot = self.slot.lock().await;
+            slot.closed = true;
+            slot.conn.take()
+        };
         close(conn).await;
     }
 }
@@ -212,6 +225,10 @@ mod tests {
         (&mut *w).execute("ROLLBACK").await.unwrap();
         drop(w);
         writer.close().await;
+        assert!(matches!(
+            writer.lock().await.err(),
+            Some(sqlx::Error::PoolClosed)
+        ));
     }
 
     /// Writers take the connection one at a time: increments read and written back by 20

@@ -57,7 +57,11 @@ impl Connections {
 
     /// The parsed copy of connection `id` when it is of `version`.
     fn cached(&self, id: SamlConnectionId, version: i64) -> Option<Arc<Connection>> {
-        self.with(|m| m.get(&id).filter(|(v, _)| *v == version).map(|(_, c)| c.clone()))
+        self.with(|m| {
+            m.get(&id)
+                .filter(|(v, _)| *v == version)
+                .map(|(_, c)| c.clone())
+        })
     }
 
     /// Reads and parses connection `id`, and keeps it.
