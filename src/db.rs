@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Connection, Executor, SqlSafeStr};
+use sqlx::{AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
 
 mod batch;
 mod group;
@@ -378,10 +378,32 @@ async fn sqlite_pool(
         .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             let background = background_checkpoints.load(Ordering::SeqCst);
-            Box::pin(async move { writer::prepare_sqlite(conn, background).await })
+            Box::pin(async move { prepare_sqlite(conn, background).await })
         })
         .connect(url)
         .await
+}
+
+/// What every SQLite connection of the server is set to when it opens. WAL lets readers go on
+/// beside the writer and the CLI and jobs write while the server runs; synchronous = NORMAL
+/// syncs at checkpoints, not at each commit (a power cut may lose the last commits, never
+/// corrupt the file: see README, Performance); the busy timeout makes writers of other
+/// processes wait. The log file is cut back to 64 MiB whenever it starts over. With
+/// `background_checkpoints`, no commit checkpoints ([`Db::checkpoint_in_background`]).
+async fn prepare_sqlite(
+    conn: &mut AnyConnection,
+    background_checkpoints: bool,
+) -> Result<(), sqlx::Error> {
+    conn.execute(
+        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
+         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
+         PRAGMA journal_size_limit = 67108864;",
+    )
+    .await?;
+    if background_checkpoints {
+        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+    }
+    Ok(())
 }
 
 /// The row-locking suffix for "claim some due rows" sub-selects: several server instances may
@@ -414,8 +436,6 @@ pub fn json_text(dialect: Dialect, column: &str, key: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use sqlx::AnyConnection;
-
     use super::*;
 
     async fn autocheckpoint(conn: &mut AnyConnection) -> i64 {

@@ -68,13 +68,7 @@ pub async fn paused(
     account: &Account,
     meta: &RequestMeta,
 ) -> Result<Option<Blocked>, sqlx::Error> {
-    let mut conn = db.pool().acquire().await?;
-    limits::blocked(
-        &mut conn,
-        now,
-        &buckets(&account.email, Some(account), meta),
-    )
-    .await
+    limits::blocked(db, now, &buckets(&account.email, Some(account), meta)).await
 }
 
 /// Counts a wrong second-factor code (or a wrong password checked elsewhere) for `account`.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Connection, Executor};
+use sqlx::{Any, AnyConnection, Connection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// How long a writer waits in line before its request fails (as a pool's acquire timeout).
@@ -78,7 +78,7 @@ impl Writer {
         if slot.conn.is_none() {
             let mut conn = AnyConnection::connect(&self.url).await?;
             let background = self.background_checkpoints.load(Ordering::SeqCst);
-            prepare_sqlite(&mut conn, background).await?;
+            super::prepare_sqlite(&mut conn, background).await?;
             slot.conn = Some(conn);
         }
         Ok(Writing(Held::Sqlite(slot)))
@@ -102,28 +102,6 @@ async fn close(conn: Option<AnyConnection>) {
     {
         tracing::debug!(error = %err, "closing the writing connection failed");
     }
-}
-
-/// What every SQLite connection of the server is set to when it opens. WAL lets readers go on
-/// beside the writer and the CLI and jobs write while the server runs; synchronous = NORMAL
-/// syncs at checkpoints, not at each commit (a power cut may lose the last commits, never
-/// corrupt the file: see README, Performance); the busy timeout makes writers of other
-/// processes wait. The log file is cut back to 64 MiB whenever it starts over. With
-/// `background_checkpoints`, no commit checkpoints ([`super::Db::checkpoint_in_background`]).
-pub(super) async fn prepare_sqlite(
-    conn: &mut AnyConnection,
-    background_checkpoints: bool,
-) -> Result<(), sqlx::Error> {
-    conn.execute(
-        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 30000; \
-         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; \
-         PRAGMA journal_size_limit = 67108864;",
-    )
-    .await?;
-    if background_checkpoints {
-        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-    }
-    Ok(())
 }
 
 impl Writing {
@@ -173,11 +151,17 @@ impl DerefMut for Writing {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::Executor;
+
     use super::*;
 
-    fn url_in(dir: &tempfile::TempDir) -> String {
+    /// The writer of a new database in `dir`.
+    async fn writer_in(dir: &tempfile::TempDir, background_checkpoints: bool) -> Writer {
         sqlx::any::install_default_drivers();
-        format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display())
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        Writer::open(&url, Arc::new(AtomicBool::new(background_checkpoints)))
+            .await
+            .unwrap()
     }
 
     async fn pragma(w: &mut Writing, name: &str) -> i64 {
@@ -193,10 +177,7 @@ mod tests {
     #[tokio::test]
     async fn a_discarded_connection_is_opened_again_as_the_first_was() {
         let dir = tempfile::tempdir().unwrap();
-        let url = url_in(&dir);
-        let writer = Writer::open(&url, Arc::new(AtomicBool::new(true)))
-            .await
-            .unwrap();
+        let writer = writer_in(&dir, true).await;
         let mut w = writer.lock().await.unwrap();
         for sql in [
             "CREATE TABLE t (v INTEGER NOT NULL)",
@@ -236,10 +217,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn writers_hold_the_connection_one_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let url = url_in(&dir);
-        let writer = Writer::open(&url, Arc::new(AtomicBool::new(false)))
-            .await
-            .unwrap();
+        let writer = writer_in(&dir, false).await;
         (&mut *writer.lock().await.unwrap())
             .execute("CREATE TABLE c (n INTEGER NOT NULL); INSERT INTO c (n) VALUES (0)")
             .await

@@ -169,9 +169,19 @@ pub fn wait_words(secs: i64) -> String {
     }
 }
 
-/// The first of `buckets` that is blocked now, counting nothing; read on `conn` (a reading
-/// connection the caller took, for these reads and maybe others of its own).
+/// The first of `buckets` that is blocked now, counting nothing; every bucket read on one
+/// reading connection.
 pub async fn blocked(
+    db: &Db,
+    now: i64,
+    buckets: &[Bucket],
+) -> Result<Option<Blocked>, sqlx::Error> {
+    blocked_on(&mut *db.pool().acquire().await?, now, buckets).await
+}
+
+/// [`blocked`], read on `conn`: a reading connection the caller took for other reads of its
+/// own too.
+pub async fn blocked_on(
     conn: &mut sqlx::AnyConnection,
     now: i64,
     buckets: &[Bucket],
@@ -227,8 +237,7 @@ pub async fn email_blocked(
     meta: &RequestMeta,
     recipients: &[Bucket],
 ) -> Result<Option<Blocked>, sqlx::Error> {
-    let mut conn = db.pool().acquire().await?;
-    blocked(&mut conn, now, &email_buckets(meta, recipients)).await
+    blocked(db, now, &email_buckets(meta, recipients)).await
 }
 
 /// Counts email that was sent, in its own transaction (only what was sent counts: a refused

@@ -52,11 +52,7 @@ pub(super) async fn limited(
 ) -> Response {
     let now = state.clock.now_ms();
     let buckets = buckets(meta, headers, body);
-    let blocked = async {
-        let mut conn = state.db.pool().acquire().await?;
-        limits::blocked(&mut conn, now, &buckets).await
-    };
-    match blocked.await {
+    match limits::blocked(&state.db, now, &buckets).await {
         Ok(Some(block)) => return super::token::no_store(refused(&block, now)),
         Ok(None) => {}
         Err(e) => return OAuthError::from(e).into_response(),

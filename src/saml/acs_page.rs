@@ -376,7 +376,7 @@ async fn acs_post(
         .collect();
     let connection = {
         let mut reading = state.db.pool().acquire().await?;
-        if let Some(block) = limits::blocked(&mut reading, now, &buckets).await? {
+        if let Some(block) = limits::blocked_on(&mut reading, now, &buckets).await? {
             return Err(block.to_error(now));
         }
         match SamlConnectionId::parse(&id) {
