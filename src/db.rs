@@ -15,7 +15,7 @@ mod group;
 mod tx;
 mod writer;
 pub use batch::{Batch, Outcome, Param};
-pub use group::GroupInsert;
+pub use group::{Committer, GroupInsert, Grouped};
 pub use tx::{Opening, Tx};
 use writer::Writer;
 pub use writer::Writing;
@@ -412,6 +412,15 @@ pub fn skip_locked(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Sqlite => "",
         Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+    }
+}
+
+/// A sub-select of the texts in the JSON array bound to `param` (such as `$1`): a list of any
+/// length as one text parameter, on both databases.
+pub fn json_texts(dialect: Dialect, param: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => format!("SELECT value FROM json_each({param})"),
+        Dialect::Postgres => format!("SELECT json_array_elements_text({param}::json)"),
     }
 }
 

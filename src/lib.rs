@@ -50,11 +50,14 @@ pub struct AppState {
     pub totp_key: Arc<accounts::totp_key::TotpKey>,
     /// SAML connections parsed once per version (`saml::cache`).
     pub saml_connections: Arc<saml::cache::Connections>,
+    /// Parked IdP-initiated sign-ins, completed by group commit (`saml::sign_ins`).
+    pub sign_ins: db::Committer<saml::sign_ins::SignIns>,
 }
 
 impl AppState {
     pub fn new(db: db::Db, config: Config, clock: clock::Clock) -> Self {
         AppState {
+            sign_ins: saml::sign_ins::committer(db.clone()),
             db,
             oidc_keys: Arc::new(oidc::keys::KeyRing::new(&config.certs_dir)),
             sp_keys: Arc::new(saml::keys::SpKeyRing::new(&config.certs_dir)),

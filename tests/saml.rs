@@ -11,6 +11,8 @@ mod cert_hold;
 mod common;
 #[path = "saml/encryption.rs"]
 mod encryption;
+#[path = "saml/grouped_sign_ins.rs"]
+mod grouped_sign_ins;
 #[path = "saml/login_csrf.rs"]
 mod login_csrf;
 #[path = "saml/login_hint.rs"]

@@ -268,9 +268,21 @@ pub async fn record_after(
     now: i64,
     event: Event<'_>,
 ) -> Result<(Placed, Vec<Outcome>), sqlx::Error> {
-    let (taking, head) = store::take_place(before, &event);
+    record_all_after(tx, before, now, std::slice::from_ref(&event)).await
+}
+
+/// [`record_after`] for several events at once, in one or more chains: each chain's head is
+/// taken once, in chain order ([`take_chains`]'s rule), and its events numbered in the order
+/// given, each after the one before it. For several sign-ins committed together.
+pub async fn record_all_after(
+    tx: Opening<'_>,
+    before: Batch,
+    now: i64,
+    events: &[Event<'_>],
+) -> Result<(Placed, Vec<Outcome>), sqlx::Error> {
+    let (taking, places) = store::take_places(before, events);
     let (tx, outcomes) = tx.run(taking).await?;
-    let (outcomes, append) = store::append(outcomes, head, now, &event)?;
+    let (outcomes, append) = store::append(outcomes, &places, now, events)?;
     Ok((Placed { tx, append }, outcomes))
 }
 

@@ -25,47 +25,98 @@ pub(super) async fn insert_after(
     now: i64,
     event: &Event<'_>,
 ) -> Result<Vec<Outcome>, sqlx::Error> {
-    let (taking, head) = take_place(before, event);
+    let events = std::slice::from_ref(event);
+    let (taking, places) = take_places(before, events);
     let outcomes = taking.run(tx).await?;
-    let (outcomes, append) = append(outcomes, head, now, event)?;
+    let (outcomes, append) = append(outcomes, &places, now, events)?;
     append.run(tx).await?;
     Ok(outcomes)
 }
 
-/// `before` with the statement that takes the next place in `event`'s chain, and that
-/// statement's index.
-pub(super) fn take_place(mut before: Batch, event: &Event<'_>) -> (Batch, usize) {
-    let org_id = event.org_id.map(|id| id.to_string());
-    let chain = super::chain::chain_of(org_id.as_deref());
-    let head = before.push(ADVANCE_HEAD, vec![chain.as_str().into(), GENESIS.into()]);
-    (before, head)
+/// Where [`take_places`] takes the events' places: per chain, in chain order, the index of the
+/// statement that advances its head and the events (their indexes) it numbers, in order.
+pub(super) struct Places {
+    chains: Vec<(String, usize, Vec<usize>)>,
 }
 
-/// From the outcomes of [`take_place`]'s batch: those of the statements before the head's, and
-/// the batch that writes `event` in the place taken and moves the head to it.
+/// `before` with the statements that take the next places in the events' chains: one a chain,
+/// in chain order (so that on PostgreSQL two transactions that take several heads wait for each
+/// other instead of each holding one the other needs), advancing it by its number of events.
+pub(super) fn take_places(mut before: Batch, events: &[Event<'_>]) -> (Batch, Places) {
+    let mut by_chain: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, event) in events.iter().enumerate() {
+        let org_id = event.org_id.map(|id| id.to_string());
+        by_chain
+            .entry(super::chain::chain_of(org_id.as_deref()))
+            .or_default()
+            .push(i);
+    }
+    let chains = by_chain
+        .into_iter()
+        .map(|(chain, numbered)| {
+            let count = i64::try_from(numbered.len()).unwrap_or(i64::MAX);
+            let head = before.push(
+                ADVANCE_HEAD,
+                vec![chain.as_str().into(), GENESIS.into(), count.into()],
+            );
+            (chain, head, numbered)
+        })
+        .collect();
+    (before, Places { chains })
+}
+
+/// From the outcomes of [`take_places`]'s batch: those of the statements before the heads',
+/// and the batch that writes the events in the places taken, each after the one before it in
+/// its chain, and moves each head to its chain's last.
 pub(super) fn append(
     mut outcomes: Vec<Outcome>,
-    head: usize,
+    places: &Places,
+    now: i64,
+    events: &[Event<'_>],
+) -> Result<(Vec<Outcome>, Batch), sqlx::Error> {
+    let mut append = Batch::new();
+    let mut first_head = outcomes.len();
+    for (chain, head, numbered) in &places.chains {
+        first_head = first_head.min(*head);
+        let (last_seq, mut prev_hash) = match outcomes.get(*head).and_then(|o| o.rows.first()) {
+            Some(row) => (
+                row.try_get::<i64, _>("seq")?,
+                row.try_get::<String, _>("hash")?,
+            ),
+            None => return Err(sqlx::Error::RowNotFound),
+        };
+        let first_seq = last_seq + 1 - i64::try_from(numbered.len()).unwrap_or(i64::MAX);
+        for (seq, &i) in (first_seq..).zip(numbered) {
+            prev_hash = push_event(&mut append, chain, seq, &prev_hash, now, &events[i]);
+        }
+        // No outcome is read, and each writes rows no other statement touches: on PostgreSQL
+        // one call for all of them.
+        append.push_unread(
+            SET_HEAD_HASH,
+            vec![chain.as_str().into(), prev_hash.as_str().into()],
+        );
+    }
+    outcomes.truncate(first_head);
+    Ok((outcomes, append))
+}
+
+/// Adds the `INSERT` of `event` at `seq` in `chain`, after `prev_hash`; returns its hash.
+fn push_event(
+    append: &mut Batch,
+    chain: &str,
+    seq: i64,
+    prev_hash: &str,
     now: i64,
     event: &Event<'_>,
-) -> Result<(Vec<Outcome>, Batch), sqlx::Error> {
+) -> String {
     let (actor_type, actor_id, actor_label) = event.actor.parts();
     let org_id = event.org_id.map(|id| id.to_string());
-    let chain = super::chain::chain_of(org_id.as_deref());
-    let (seq, prev_hash) = match outcomes.get(head).and_then(|o| o.rows.first()) {
-        Some(row) => (
-            row.try_get::<i64, _>("seq")?,
-            row.try_get::<String, _>("hash")?,
-        ),
-        None => return Err(sqlx::Error::RowNotFound),
-    };
-    outcomes.truncate(head);
     let id = uuid::Uuid::new_v4().to_string();
     let details = event.details.to_string();
     let target_type = event.target.as_ref().map(|t| t.kind);
     let target_id = event.target.as_ref().map(|t| t.id.as_str());
     let sealed = Sealed {
-        chain: &chain,
+        chain,
         seq,
         id: &id,
         org_id: org_id.as_deref(),
@@ -79,20 +130,14 @@ pub(super) fn append(
         ip: event.meta.ip.as_deref(),
         user_agent: event.meta.user_agent.as_deref(),
         details: &details,
-        prev_hash: &prev_hash,
+        prev_hash,
     };
     let hash = sealed.hash();
-    // Neither outcome is read, and they write different tables: on PostgreSQL one call.
-    let mut append = Batch::new();
-    append.push_unread(
-        SET_HEAD_HASH,
-        vec![chain.as_str().into(), hash.as_str().into()],
-    );
     append.push_unread(
         INSERT,
         vec![
             id.as_str().into(),
-            org_id.clone().into(),
+            org_id.into(),
             now.into(),
             event.action.as_str().into(),
             actor_type.into(),
@@ -106,21 +151,23 @@ pub(super) fn append(
             chain.into(),
             seq.into(),
             prev_hash.into(),
-            hash.into(),
+            hash.as_str().into(),
         ],
     );
-    Ok((outcomes, append))
+    hash
 }
 
-// The upsert returns the new sequence number and the head's hash before this event (a new
-// chain starts at the genesis hash); on PostgreSQL it locks the head row until commit.
-const ADVANCE_HEAD: &str = "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES ($1, 1, $2) \
-     ON CONFLICT (chain) DO UPDATE SET seq = audit_chain_heads.seq + 1 RETURNING seq, hash";
+// The upsert advances the head by `$3` events and returns its new sequence number (the last
+// event's) and its hash before them (a new chain starts at the genesis hash); on PostgreSQL it
+// locks the head row until commit.
+const ADVANCE_HEAD: &str = "INSERT INTO audit_chain_heads (chain, seq, hash) VALUES ($1, $3, $2) \
+     ON CONFLICT (chain) DO UPDATE SET seq = audit_chain_heads.seq + $3 RETURNING seq, hash";
 
 pub(super) async fn advance_head(tx: &mut Tx, chain: &str) -> Result<(i64, String), sqlx::Error> {
     let row = sqlx::query(ADVANCE_HEAD)
         .bind(chain.to_string())
         .bind(GENESIS)
+        .bind(1_i64)
         .fetch_one(&mut **tx)
         .await?;
     Ok((row.try_get("seq")?, row.try_get("hash")?))

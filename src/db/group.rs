@@ -1,12 +1,16 @@
-//! Rows of one table inserted by group commit. Under load many requests each insert one row
-//! and commit it on its own: on SQLite each takes the one writing connection (a checkout, the
-//! statement, the release ping), on PostgreSQL each is a statement and a commit of its own.
-//! [`GroupInsert::insert`] hands its row to one committer task, which inserts every row waiting
-//! at the time in one multi-row `INSERT`, one commit, and answers each caller when that commit
-//! has returned: what a caller is told is as durable as before, and with one caller waiting
-//! nothing changes but a hand-off. A group whose statement fails is inserted again row by row,
-//! so that each caller gets its own row's outcome (a unique violation reaches only its owner).
+//! Group commit. Under load many requests each write a little and commit on their own: on
+//! SQLite each takes the one writing connection (and its round trips), on PostgreSQL each is a
+//! transaction of its own. A [`Committer`] hands each request's job to one task, which does
+//! every job waiting at the time together ([`Grouped::together`]: one transaction, or one
+//! statement) and answers each caller when that commit has returned: what a caller is told is
+//! as durable as before. A job that waits alone is done on its own ([`Grouped::alone`]), so one
+//! caller at a time sees nothing change but a hand-off. A group that fails is done again job
+//! by job, so that each caller gets its own job's outcome (a unique violation, a row gone,
+//! reaches only the job it belongs to).
+//!
+//! [`GroupInsert`] is the simplest such work: rows of one table in one multi-row `INSERT`.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -16,74 +20,97 @@ use tokio::sync::{mpsc, oneshot};
 use super::batch::bound;
 use super::{Db, Param};
 
-/// The most rows in one statement: the parameters of a group stay far below either
-/// database's limit (SQLite's 32,766), and a group's statement text stays short.
-const MAX_ROWS: usize = 64;
+/// Work that many callers' jobs can share: done together, or one job alone.
+pub trait Grouped: Send + Sync + 'static {
+    type Job: Send + Sync + 'static;
+    type Answer: Send + 'static;
 
-/// Inserts into one table by group commit (see the module's text). Clones share the committer.
-#[derive(Clone)]
-pub struct GroupInsert {
-    inner: Arc<Inner>,
+    /// Every job of `jobs` at once, committed once: one answer per job, in order. An error
+    /// leaves nothing of the group, whose jobs are then done [`Grouped::alone`].
+    fn together(
+        &self,
+        jobs: &[Self::Job],
+    ) -> impl Future<Output = Result<Vec<Self::Answer>, sqlx::Error>> + Send;
+
+    /// One job on its own, committed.
+    fn alone(
+        &self,
+        job: &Self::Job,
+    ) -> impl Future<Output = Result<Self::Answer, sqlx::Error>> + Send;
 }
 
-struct Inner {
-    db: Db,
-    /// `INSERT INTO table (columns...)`, without `VALUES`.
-    head: &'static str,
-    columns: usize,
-    /// The committer's queue; a new committer starts when there is none or it ended (its
-    /// runtime shut down).
-    queue: Mutex<Option<mpsc::UnboundedSender<Job>>>,
-    statements: AtomicU64,
+/// Hands jobs to one committer task that does those waiting together (see the module's text).
+/// Clones share the committer.
+pub struct Committer<G: Grouped> {
+    inner: Arc<Inner<G>>,
 }
 
-struct Job {
-    row: Vec<Param>,
-    done: oneshot::Sender<Result<(), sqlx::Error>>,
-}
-
-impl std::fmt::Debug for GroupInsert {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GroupInsert")
-            .field("head", &self.inner.head)
-            .finish()
+impl<G: Grouped> Clone for Committer<G> {
+    fn clone(&self) -> Self {
+        Committer {
+            inner: self.inner.clone(),
+        }
     }
 }
 
-impl GroupInsert {
-    /// Inserts through `db`'s writer with `head` (`INSERT INTO t (a, b)`, a table and columns
-    /// of the code, never input), rows of `columns` values.
-    pub fn new(db: Db, head: &'static str, columns: usize) -> Self {
-        GroupInsert {
+type Answering<G> = oneshot::Sender<Result<<G as Grouped>::Answer, sqlx::Error>>;
+/// A job on its way to the committer, with where its answer goes.
+type Queued<G> = (<G as Grouped>::Job, Answering<G>);
+
+struct Inner<G: Grouped> {
+    work: G,
+    /// The most jobs in one group.
+    max: usize,
+    /// The committer's queue; a new committer starts when there is none or it ended (its
+    /// runtime shut down).
+    queue: Mutex<Option<mpsc::UnboundedSender<Queued<G>>>>,
+    /// Groups of two jobs or more begun together, and those of them that failed.
+    groups: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl<G: Grouped> Committer<G> {
+    /// Groups of at most `max` jobs of `work`.
+    pub fn new(work: G, max: usize) -> Self {
+        Committer {
             inner: Arc::new(Inner {
-                db,
-                head,
-                columns,
+                work,
+                max: max.max(1),
                 queue: Mutex::new(None),
-                statements: AtomicU64::new(0),
+                groups: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
             }),
         }
     }
 
-    /// Inserts `row` and returns when it is committed: its own error when it could not be.
-    pub async fn insert(&self, row: Vec<Param>) -> Result<(), sqlx::Error> {
-        debug_assert_eq!(row.len(), self.inner.columns);
+    /// The work it does.
+    pub fn work(&self) -> &G {
+        &self.inner.work
+    }
+
+    /// How many groups of two jobs or more it has begun together (failed ones too).
+    pub fn groups(&self) -> u64 {
+        self.inner.groups.load(Ordering::Relaxed)
+    }
+
+    /// How many of those groups failed and were done again job by job.
+    pub fn failed_groups(&self) -> u64 {
+        self.inner.failed.load(Ordering::Relaxed)
+    }
+
+    /// Does `job`, with the jobs waiting beside it, and returns when it is committed: its own
+    /// answer, or its own error.
+    pub async fn submit(&self, job: G::Job) -> Result<G::Answer, sqlx::Error> {
         let (done, answer) = oneshot::channel();
-        let job = Job { row, done };
-        let job = match self.queue().send(job) {
+        let job = match self.queue().send((job, done)) {
             Ok(()) => return answer.await.unwrap_or_else(|_| Err(gone())),
-            Err(mpsc::error::SendError(job)) => job,
+            Err(mpsc::error::SendError((job, _))) => job,
         };
         // No committer to take it (its runtime is shutting down): on its own.
-        self.inner.execute(vec![job.row]).await
+        self.inner.work.alone(&job).await
     }
 
-    /// How many `INSERT` statements it has sent (groups, and rows inserted again one by one).
-    pub fn statements(&self) -> u64 {
-        self.inner.statements.load(Ordering::Relaxed)
-    }
-
-    fn queue(&self) -> mpsc::UnboundedSender<Job> {
+    fn queue(&self) -> mpsc::UnboundedSender<Queued<G>> {
         let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(sender) = queue.as_ref().filter(|s| !s.is_closed()) {
             return sender.clone();
@@ -95,43 +122,132 @@ impl GroupInsert {
     }
 }
 
-/// The committer: every row waiting, up to [`MAX_ROWS`], in one statement; then the next.
-async fn commit_groups(inner: Arc<Inner>, mut receiver: mpsc::UnboundedReceiver<Job>) {
+/// The committer: every job waiting, up to the group's size, together; then the next.
+async fn commit_groups<G: Grouped>(
+    inner: Arc<Inner<G>>,
+    mut receiver: mpsc::UnboundedReceiver<Queued<G>>,
+) {
     while let Some(first) = receiver.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < MAX_ROWS {
+        let mut waiting = vec![first];
+        while waiting.len() < inner.max {
             match receiver.try_recv() {
-                Ok(job) => jobs.push(job),
+                Ok(job) => waiting.push(job),
                 Err(_) => break,
             }
         }
-        let rows = jobs.iter().map(|j| j.row.clone()).collect();
-        match inner.execute(rows).await {
-            Ok(()) => {
-                for job in jobs {
-                    let _ = job.done.send(Ok(()));
+        let (jobs, answers): (Vec<G::Job>, Vec<Answering<G>>) = waiting.into_iter().unzip();
+        if let [job] = jobs.as_slice() {
+            let outcome = inner.work.alone(job).await;
+            let _ = answers.into_iter().next().map(|a| a.send(outcome));
+            continue;
+        }
+        inner.groups.fetch_add(1, Ordering::Relaxed);
+        match inner.work.together(&jobs).await {
+            Ok(outcomes) if outcomes.len() == jobs.len() => {
+                for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                    let _ = answer.send(Ok(outcome));
                 }
             }
-            Err(err) if jobs.len() == 1 => {
-                let _ = jobs.pop().map(|job| job.done.send(Err(err)));
+            Ok(outcomes) => {
+                let err = sqlx::Error::Protocol(format!(
+                    "a group of {} jobs gave {} answers",
+                    jobs.len(),
+                    outcomes.len()
+                ));
+                tracing::error!(error = %err, "group commit");
+                for answer in answers {
+                    let _ = answer.send(Err(sqlx::Error::Protocol(err.to_string())));
+                }
             }
             Err(err) => {
-                tracing::debug!(error = %err, rows = jobs.len(), "a group insert failed; row by row");
-                for job in jobs {
-                    let outcome = inner.execute(vec![job.row]).await;
-                    let _ = job.done.send(outcome);
+                inner.failed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %err, jobs = jobs.len(), "a group failed; job by job");
+                for (job, answer) in jobs.iter().zip(answers) {
+                    let _ = answer.send(inner.work.alone(job).await);
                 }
             }
         }
     }
 }
 
-impl Inner {
+fn gone() -> sqlx::Error {
+    sqlx::Error::Protocol("the group's committer ended before answering".to_string())
+}
+
+/// The most rows in one statement: the parameters of a group stay far below either
+/// database's limit (SQLite's 32,766), and a group's statement text stays short.
+const MAX_ROWS: usize = 64;
+
+/// Inserts into one table by group commit: the rows waiting in one multi-row `INSERT`, one
+/// commit. Clones share the committer.
+#[derive(Clone)]
+pub struct GroupInsert {
+    committer: Committer<Rows>,
+}
+
+struct Rows {
+    db: Db,
+    /// `INSERT INTO table (columns...)`, without `VALUES`.
+    head: &'static str,
+    columns: usize,
+    statements: AtomicU64,
+}
+
+impl std::fmt::Debug for GroupInsert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupInsert")
+            .field("head", &self.committer.work().head)
+            .finish()
+    }
+}
+
+impl GroupInsert {
+    /// Inserts through `db`'s writer with `head` (`INSERT INTO t (a, b)`, a table and columns
+    /// of the code, never input), rows of `columns` values.
+    pub fn new(db: Db, head: &'static str, columns: usize) -> Self {
+        let rows = Rows {
+            db,
+            head,
+            columns,
+            statements: AtomicU64::new(0),
+        };
+        GroupInsert {
+            committer: Committer::new(rows, MAX_ROWS),
+        }
+    }
+
+    /// Inserts `row` and returns when it is committed: its own error when it could not be.
+    pub async fn insert(&self, row: Vec<Param>) -> Result<(), sqlx::Error> {
+        debug_assert_eq!(row.len(), self.committer.work().columns);
+        self.committer.submit(row).await
+    }
+
+    /// How many `INSERT` statements it has sent (groups, and rows inserted again one by one).
+    pub fn statements(&self) -> u64 {
+        self.committer.work().statements.load(Ordering::Relaxed)
+    }
+}
+
+impl Grouped for Rows {
+    type Job = Vec<Param>;
+    type Answer = ();
+
+    async fn together(&self, rows: &[Vec<Param>]) -> Result<Vec<()>, sqlx::Error> {
+        self.execute(rows).await?;
+        Ok(vec![(); rows.len()])
+    }
+
+    async fn alone(&self, row: &Vec<Param>) -> Result<(), sqlx::Error> {
+        self.execute(std::slice::from_ref(row)).await
+    }
+}
+
+impl Rows {
     /// One `INSERT` of `rows`, committed on its own.
-    async fn execute(&self, rows: Vec<Vec<Param>>) -> Result<(), sqlx::Error> {
+    async fn execute(&self, rows: &[Vec<Param>]) -> Result<(), sqlx::Error> {
         let mut sql = format!("{} VALUES ", self.head);
         let mut values = Vec::with_capacity(rows.len() * self.columns);
-        for (r, row) in rows.into_iter().enumerate() {
+        for (r, row) in rows.iter().enumerate() {
             if r > 0 {
                 sql.push_str(", ");
             }
@@ -141,14 +257,10 @@ impl Inner {
             sql.push('(');
             sql.push_str(&placeholders.join(", "));
             sql.push(')');
-            values.extend(row);
+            values.extend(row.iter().cloned());
         }
         self.statements.fetch_add(1, Ordering::Relaxed);
         self.db.write().await?.execute(bound(&sql, values)).await?;
         Ok(())
     }
-}
-
-fn gone() -> sqlx::Error {
-    sqlx::Error::Protocol("the group insert's committer ended before answering".to_string())
 }

@@ -20,7 +20,7 @@ use tower_sessions::Session;
 
 use super::acs_result::connection_event;
 use super::slo::Subject;
-use super::{Connection, slo_store};
+use super::{Connection, sign_ins, slo_store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
@@ -67,7 +67,7 @@ pub async fn finish(
     grant: &Grant,
     meta: &RequestMeta,
     extra: serde_json::Value,
-    mut before: Batch,
+    before: Batch,
     go_on: impl FnOnce(&[Outcome]) -> bool,
 ) -> Result<bool, AppError> {
     let now = state.clock.now_ms();
@@ -80,52 +80,18 @@ pub async fn finish(
         }
         None => tx,
     };
-    let asked = before.len();
-    accounts::store::touch_sign_in_in(&mut before, account.id, now);
-    let lifetime = accounts::session::LifetimeRead::push(&mut before, account);
     let sign_in_id = session::new_sign_in_id();
-    if let Some(subject) = &grant.subject {
-        let saml = slo_store::SamlSession {
-            sign_in_id: sign_in_id.clone(),
-            connection_id: connection.id,
-            account_id: account.id,
-            subject: subject.clone(),
-            session_index: grant.session_index.clone(),
-        };
-        let until = grant
-            .session_until
-            .unwrap_or(now + slo_store::DEFAULT_SESSION_MS);
-        slo_store::insert_session(&mut before, &saml, now, until);
-    }
-    // The event last: on PostgreSQL appending to the organization's audit chain locks its head
-    // until the commit, so the other sign-ins of the organization wait the least.
-    let mut details = serde_json::json!({
-        "email": account.email,
-        "assertion_id": grant.assertion_id,
-        "idp_initiated": grant.idp_initiated,
-    });
-    if let (Some(map), serde_json::Value::Object(more)) = (details.as_object_mut(), extra) {
-        map.extend(more);
-    }
-    let actor = account.actor();
-    let event = connection_event(
+    let writes = Writes {
         connection,
-        AuditAction::SsoSigninSucceeded,
-        &actor,
+        account,
+        grant,
         meta,
-        details,
-    );
-    let (mut placed, outcomes) = audit::record_after(tx, before, now, event).await?;
-    if !go_on(&outcomes[..asked]) {
-        placed.rollback().await?;
+        sign_in_id: &sign_in_id,
+        now,
+    };
+    let Some(lifetime) = commit(tx, &writes, extra, before, go_on).await? else {
         return Ok(false);
-    }
-    // The browser learns of the sign-in only from its session, whose row is written by a
-    // synchronous commit after this one: the organization's audit chain is let go before the
-    // disk write, and concurrent sign-ins share their syncs.
-    let lifetime = lifetime.ms(&outcomes)?;
-    placed.defer_flush();
-    placed.commit().await?;
+    };
     accounts::session::start_sign_in(
         state,
         session,
@@ -136,6 +102,95 @@ pub async fn finish(
     )
     .await?;
     Ok(true)
+}
+
+/// What a sign-in writes, besides what its caller asks before it.
+pub(super) struct Writes<'a> {
+    pub connection: &'a Connection,
+    pub account: &'a Account,
+    pub grant: &'a Grant,
+    pub meta: &'a RequestMeta,
+    /// The new sign-in's id, which its browser session and SAML session carry.
+    pub sign_in_id: &'a str,
+    pub now: i64,
+}
+
+impl Writes<'_> {
+    /// Adds the sign-in's writes before its audit event to `batch`: the last sign-in time, the
+    /// read of the session's lifetime and the SAML session that Single Logout names.
+    pub(super) fn push(&self, batch: &mut Batch) -> accounts::session::LifetimeRead {
+        accounts::store::touch_sign_in_in(batch, self.account.id, self.now);
+        let lifetime = accounts::session::LifetimeRead::push(batch, self.account);
+        if let Some(subject) = &self.grant.subject {
+            let saml = slo_store::SamlSession {
+                sign_in_id: self.sign_in_id.to_string(),
+                connection_id: self.connection.id,
+                account_id: self.account.id,
+                subject: subject.clone(),
+                session_index: self.grant.session_index.clone(),
+            };
+            let until = self
+                .grant
+                .session_until
+                .unwrap_or(self.now + slo_store::DEFAULT_SESSION_MS);
+            slo_store::insert_session(batch, &saml, self.now, until);
+        }
+        lifetime
+    }
+
+    /// The sign-in's audit event (`actor` is the account's); `extra` joins its details.
+    pub(super) fn event<'e>(
+        &'e self,
+        actor: &'e audit::Actor,
+        extra: serde_json::Value,
+    ) -> audit::Event<'e> {
+        let mut details = serde_json::json!({
+            "email": self.account.email,
+            "assertion_id": self.grant.assertion_id,
+            "idp_initiated": self.grant.idp_initiated,
+        });
+        if let (Some(map), serde_json::Value::Object(more)) = (details.as_object_mut(), extra) {
+            map.extend(more);
+        }
+        connection_event(
+            self.connection,
+            AuditAction::SsoSigninSucceeded,
+            actor,
+            self.meta,
+            details,
+        )
+    }
+}
+
+/// The sign-in's writes and audit event after the statements of `before`, in the transaction
+/// `tx` opens, committed; `go_on` reads what `before` gave and, when it answers `false`,
+/// nothing is kept and the answer is `None`. Otherwise the new session's lifetime (`None`: the
+/// server's inactivity timeout applies).
+pub(super) async fn commit(
+    tx: Opening<'_>,
+    writes: &Writes<'_>,
+    extra: serde_json::Value,
+    mut before: Batch,
+    go_on: impl FnOnce(&[Outcome]) -> bool,
+) -> Result<Option<Option<i64>>, sqlx::Error> {
+    let asked = before.len();
+    let lifetime = writes.push(&mut before);
+    // The event last: on PostgreSQL appending to the organization's audit chain locks its head
+    // until the commit, so the other sign-ins of the organization wait the least.
+    let actor = writes.account.actor();
+    let event = writes.event(&actor, extra);
+    let (mut placed, outcomes) = audit::record_after(tx, before, writes.now, event).await?;
+    if !go_on(&outcomes[..asked]) {
+        placed.rollback().await?;
+        return Ok(None);
+    }
+    // The browser learns of the sign-in only from its session, whose row is written by a
+    // synchronous commit after this one: the organization's audit chain is let go before the
+    // disk write, and concurrent sign-ins share their syncs.
+    let lifetime = lifetime.ms(&outcomes)?;
+    placed.defer_flush();
+    placed.commit().await?;
+    Ok(Some(lifetime))
 }
 
 /// The name to keep when the connection maps a valid one that differs from the account's.
@@ -306,12 +361,9 @@ fn expired() -> Response {
     (StatusCode::BAD_REQUEST, page).into_response()
 }
 
-const SPEND: &str =
-    "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL";
-
 /// Marks a parked grant used; `false` when another request already did.
 async fn spend(tx: &mut Tx, handle_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
-    let spent = sqlx::query(SPEND)
+    let spent = sqlx::query(sign_ins::SPEND)
         .bind(handle_hash.to_string())
         .bind(now)
         .execute(&mut **tx)
@@ -323,37 +375,64 @@ async fn spend(tx: &mut Tx, handle_hash: &str, now: i64) -> Result<bool, sqlx::E
 async fn complete(
     state: &AppState,
     session: &Session,
-    parked: &Parked,
+    parked: Parked,
     meta: &RequestMeta,
     switched_from: Option<&Account>,
 ) -> Result<Option<Response>, AppError> {
-    // Spending the grant goes in the same round trip as the sign-in's writes (and its `BEGIN`,
-    // on SQLite); when another request spent it first, nothing is kept.
-    let mut spend = Batch::new();
-    spend.push(
-        SPEND,
-        vec![
-            parked.handle_hash.as_str().into(),
-            state.clock.now_ms().into(),
-        ],
-    );
     let extra = match switched_from {
         Some(from) => serde_json::json!({ "switched_from": from.email }),
         None => serde_json::json!({}),
     };
-    let signed_in = finish(
-        state,
-        session,
-        Opening::Begin(&state.db),
-        &parked.connection,
-        &parked.account,
-        &parked.grant,
-        meta,
-        extra,
-        spend,
-        |spent| spent.first().is_some_and(|s| s.affected == 1),
-    )
-    .await?;
+    let now = state.clock.now_ms();
+    let signed_in = if new_name(&parked.account, parked.grant.name.as_deref()).is_some() {
+        // A changed name is rare: the sign-in then goes on its own, with the rename in its
+        // transaction. Spending the grant goes in the same round trip as the sign-in's writes;
+        // when another request spent it first, nothing is kept.
+        let mut spend = Batch::new();
+        sign_ins::push_spend(&mut spend, &parked.handle_hash, now);
+        finish(
+            state,
+            session,
+            Opening::Begin(&state.db),
+            &parked.connection,
+            &parked.account,
+            &parked.grant,
+            meta,
+            extra,
+            spend,
+            |spent| spent.first().is_some_and(|s| s.affected == 1),
+        )
+        .await?
+    } else {
+        // With the other returns waiting at the time, by group commit (`saml::sign_ins`).
+        let sign_in_id = session::new_sign_in_id();
+        let account = parked.account.clone();
+        let job = sign_ins::Completion {
+            handle_hash: parked.handle_hash,
+            connection: parked.connection,
+            account: parked.account,
+            grant: parked.grant,
+            meta: meta.clone(),
+            extra,
+            sign_in_id: sign_in_id.clone(),
+            now,
+        };
+        match state.sign_ins.submit(job).await? {
+            Some(lifetime) => {
+                accounts::session::start_sign_in(
+                    state,
+                    session,
+                    &account,
+                    session::SignInMethod::Saml,
+                    &sign_in_id,
+                    lifetime,
+                )
+                .await?;
+                true
+            }
+            None => false,
+        }
+    };
     if !signed_in {
         return Ok(None);
     }
@@ -392,7 +471,7 @@ async fn continue_get(
         };
         return Ok(page.into_response());
     }
-    Ok(complete(&state, &session, &parked, &meta, None)
+    Ok(complete(&state, &session, parked, &meta, None)
         .await?
         .unwrap_or_else(expired))
 }
@@ -425,7 +504,7 @@ async fn continue_post(
         None => None,
     };
     let from = current.filter(|a| a.id != parked.account.id);
-    Ok(complete(&state, &session, &parked, &meta, from.as_ref())
+    Ok(complete(&state, &session, parked, &meta, from.as_ref())
         .await?
         .unwrap_or_else(expired))
 }

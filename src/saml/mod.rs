@@ -28,6 +28,7 @@ pub mod mock_idp_server;
 pub mod mock_idp_slo;
 pub mod outline;
 pub mod pages;
+pub mod sign_ins;
 pub mod slo;
 pub mod slo_store;
 pub mod sp;
