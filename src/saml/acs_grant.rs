@@ -400,7 +400,7 @@ async fn complete(
             meta,
             extra,
             spend,
-            |spent| spent.first().is_some_and(|s| s.affected == 1),
+            sign_ins::spent_once,
         )
         .await?
     } else {

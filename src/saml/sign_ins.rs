@@ -20,7 +20,7 @@ use super::Connection;
 use super::acs_grant::{self, Grant, Writes};
 use crate::accounts::Account;
 use crate::audit::{self, RequestMeta};
-use crate::db::{self, Batch, Committer, Db, Dialect, Grouped, Opening};
+use crate::db::{self, Batch, Committer, Db, Dialect, Grouped, Opening, Outcome};
 
 /// The most sign-ins completed together: one group's audit chain heads are held on PostgreSQL
 /// until its commit, and its callers wait for the slowest statement of it.
@@ -93,6 +93,12 @@ pub(super) fn push_spend(batch: &mut Batch, handle_hash: &str, now: i64) {
     batch.push(SPEND, vec![handle_hash.into(), now.into()]);
 }
 
+/// Whether [`push_spend`]'s statement, the first of `outcomes`, spent the grant (`false`:
+/// another request spent it first).
+pub(super) fn spent_once(outcomes: &[Outcome]) -> bool {
+    outcomes.first().is_some_and(|s| s.affected == 1)
+}
+
 impl Grouped for SignIns {
     type Job = Completion;
     type Answer = Completed;
@@ -105,7 +111,7 @@ impl Grouped for SignIns {
             &job.writes(),
             job.extra.clone(),
             spend,
-            |spent| spent.first().is_some_and(|s| s.affected == 1),
+            spent_once,
         )
         .await
     }
