@@ -424,6 +424,51 @@ pub fn json_texts(dialect: Dialect, param: &str) -> String {
     }
 }
 
+/// A sub-select of the rows of the JSON array of arrays bound to `param`: its column `c{i}` is
+/// element `i` of each row's array, as text, or as an integer where `ints` names `i`. Many rows
+/// as one text parameter, on both databases. (An `INSERT ... SELECT` from it with an
+/// `ON CONFLICT` needs a `WHERE` before the `ON`, or SQLite reads it as a join's.)
+pub fn json_rows(dialect: Dialect, param: &str, columns: usize, ints: &[usize]) -> String {
+    let column = |i: usize| match (dialect, ints.contains(&i)) {
+        (Dialect::Sqlite, _) => format!("json_extract(value, '$[{i}]') AS c{i}"),
+        (Dialect::Postgres, false) => format!("(e ->> {i}) AS c{i}"),
+        (Dialect::Postgres, true) => format!("(e ->> {i})::BIGINT AS c{i}"),
+    };
+    let list = (0..columns).map(column).collect::<Vec<_>>().join(", ");
+    match dialect {
+        Dialect::Sqlite => format!("SELECT {list} FROM json_each({param})"),
+        Dialect::Postgres => format!("SELECT {list} FROM json_array_elements({param}::json) AS e"),
+    }
+}
+
+/// SQL text that differs by dialect, made once for each by a function of the code (never of
+/// input): for statements built with [`json_texts`] or [`json_rows`], which a
+/// [`Batch`] takes as `&'static str`.
+pub struct DialectSql {
+    make: fn(Dialect) -> String,
+    made: std::sync::OnceLock<[String; 2]>,
+}
+
+impl DialectSql {
+    pub const fn new(make: fn(Dialect) -> String) -> Self {
+        DialectSql {
+            make,
+            made: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The text for `dialect`.
+    pub fn get(&'static self, dialect: Dialect) -> &'static str {
+        let made = self
+            .made
+            .get_or_init(|| [(self.make)(Dialect::Sqlite), (self.make)(Dialect::Postgres)]);
+        match dialect {
+            Dialect::Sqlite => &made[0],
+            Dialect::Postgres => &made[1],
+        }
+    }
+}
+
 /// Whether `err` is a unique-constraint violation (both databases).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())

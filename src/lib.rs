@@ -52,12 +52,15 @@ pub struct AppState {
     pub saml_connections: Arc<saml::cache::Connections>,
     /// Parked IdP-initiated sign-ins, completed by group commit (`saml::sign_ins`).
     pub sign_ins: db::Committer<saml::sign_ins::SignIns>,
+    /// IdP-initiated responses, admitted and parked by group commit (`saml::admit`).
+    pub arrivals: db::Committer<saml::admit::Arrivals>,
 }
 
 impl AppState {
     pub fn new(db: db::Db, config: Config, clock: clock::Clock) -> Self {
         AppState {
             sign_ins: saml::sign_ins::committer(db.clone()),
+            arrivals: saml::admit::committer(db.clone()),
             db,
             oidc_keys: Arc::new(oidc::keys::KeyRing::new(&config.certs_dir)),
             sp_keys: Arc::new(saml::keys::SpKeyRing::new(&config.certs_dir)),

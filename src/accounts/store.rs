@@ -5,7 +5,7 @@ use sqlx::{Any, Executor, Row};
 
 use super::policy::PasswordPolicy;
 use super::{Account, AccountId, AccountKind, AccountStatus, Email};
-use crate::db::{Batch, Outcome, Tx, flag};
+use crate::db::{Batch, Dialect, DialectSql, Outcome, Tx, flag};
 use crate::ids::OrgId;
 
 /// What an emailed link (an email token) is for; stored as text.
@@ -139,10 +139,20 @@ pub async fn by_id<'c>(
 /// lost its claim. `$1` is the normalized address.
 macro_rules! by_address {
     () => {
-        " FROM accounts a WHERE a.email_norm = $1 AND a.status <> 'deleted' \
-         AND a.email_released_at IS NULL \
-         ORDER BY CASE WHEN a.email_verified_at IS NULL AND a.kind = 'nulab' THEN 1 ELSE 0 END, \
-         a.created_at DESC, a.id LIMIT 1"
+        concat!(
+            " FROM accounts a WHERE a.email_norm = $1 AND a.status <> 'deleted' \
+             AND a.email_released_at IS NULL ORDER BY ",
+            address_order!(),
+            " LIMIT 1"
+        )
+    };
+}
+
+/// Which of the live accounts naming one address it finds first (see [`by_email`]).
+macro_rules! address_order {
+    () => {
+        "CASE WHEN a.email_verified_at IS NULL AND a.kind = 'nulab' THEN 1 ELSE 0 END, \
+         a.created_at DESC, a.id"
     };
 }
 
@@ -164,6 +174,38 @@ pub async fn by_email<'c>(
 /// [`by_email`] as a statement of `batch`; read its row with [`from_row`].
 pub fn by_email_in(batch: &mut Batch, email: &Email) -> usize {
     batch.push(BY_EMAIL, vec![email.normalized().into()])
+}
+
+/// For each normalized address of the JSON array `$1`, the account [`by_email`] finds, with its
+/// `email_norm`.
+static BY_EMAILS: DialectSql = DialectSql::new(|d| {
+    format!(
+        "SELECT {}, a.email_norm FROM (SELECT a.*, ROW_NUMBER() OVER \
+         (PARTITION BY a.email_norm ORDER BY {}) AS pick FROM accounts a \
+         WHERE a.email_norm IN ({}) AND a.status <> 'deleted' AND a.email_released_at IS NULL) \
+         AS a WHERE a.pick = 1",
+        account_columns!(),
+        address_order!(),
+        crate::db::json_texts(d, "$1")
+    )
+});
+
+/// [`by_email`] for many addresses in one statement of `batch`: read it with [`by_emails_of`].
+pub fn by_emails_in(batch: &mut Batch, dialect: Dialect, emails: &[&Email]) -> usize {
+    let norms: Vec<String> = emails.iter().map(|e| e.normalized()).collect();
+    let list = serde_json::Value::from(norms).to_string();
+    batch.push(BY_EMAILS.get(dialect), vec![list.into()])
+}
+
+/// The accounts [`by_emails_in`]'s statement found, by normalized address.
+pub fn by_emails_of(
+    outcome: &Outcome,
+) -> Result<std::collections::HashMap<String, Account>, sqlx::Error> {
+    outcome
+        .rows
+        .iter()
+        .map(|row| Ok((row.try_get("email_norm")?, from_row(row)?)))
+        .collect()
 }
 
 const CREDENTIALS: &str = concat!(

@@ -533,6 +533,41 @@ pub fn email_domain_verified_in(batch: &mut Batch, org: OrgId, email_domain: &st
     store::lock_verified_in(batch, org, &normalized_domain(email_domain))
 }
 
+/// [`email_domain_verified_in`] for many `(organization, email domain)` pairs in one statement
+/// of `batch`; read it with [`VerifiedPairs::of`].
+pub fn email_domains_verified_in(
+    batch: &mut Batch,
+    dialect: crate::db::Dialect,
+    pairs: &[(OrgId, &str)],
+) -> usize {
+    let pairs: Vec<(OrgId, String)> = pairs
+        .iter()
+        .map(|(org, domain)| (*org, normalized_domain(domain)))
+        .collect();
+    store::lock_verified_pairs_in(batch, dialect, &pairs)
+}
+
+/// The pairs [`email_domains_verified_in`]'s statement found verified.
+pub struct VerifiedPairs(std::collections::HashSet<(String, String)>);
+
+impl VerifiedPairs {
+    pub fn of(outcome: &crate::db::Outcome) -> Result<VerifiedPairs, sqlx::Error> {
+        use sqlx::Row;
+        outcome
+            .rows
+            .iter()
+            .map(|row| Ok((row.try_get("org_id")?, row.try_get("domain")?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map(VerifiedPairs)
+    }
+
+    /// Whether the email domain is verified for `org`.
+    pub fn holds(&self, org: OrgId, email_domain: &str) -> bool {
+        self.0
+            .contains(&(org.to_string(), normalized_domain(email_domain)))
+    }
+}
+
 fn normalized_domain(email_domain: &str) -> String {
     email_domain
         .trim()

@@ -4,7 +4,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 
 use super::{Domain, DomainId, DomainName, DomainStatus};
-use crate::db::{Batch, Dialect, Tx, skip_locked};
+use crate::db::{Batch, Dialect, DialectSql, Tx, skip_locked};
 use crate::ids::OrgId;
 
 fn bad(col: &str) -> sqlx::Error {
@@ -247,6 +247,30 @@ pub(super) async fn lock_verified(
 /// [`lock_verified`] as a statement of `batch`: it returns a row when the domain is verified.
 pub(super) fn lock_verified_in(batch: &mut Batch, org: OrgId, domain: &str) -> usize {
     batch.push_shared(VERIFIED, vec![org.to_string().into(), domain.into()])
+}
+
+/// Of the `[org_id, domain]` pairs of the JSON array `$1`, those verified.
+static VERIFIED_PAIRS: DialectSql = DialectSql::new(|d| {
+    format!(
+        "SELECT org_id, domain FROM domains WHERE status = 'verified' \
+         AND (org_id, domain) IN (SELECT c0, c1 FROM ({}) AS p)",
+        crate::db::json_rows(d, "$1", 2, &[])
+    )
+});
+
+/// [`lock_verified_in`] for many pairs in one statement: it returns the verified pairs, their
+/// rows share-locked.
+pub(super) fn lock_verified_pairs_in(
+    batch: &mut Batch,
+    dialect: Dialect,
+    pairs: &[(OrgId, String)],
+) -> usize {
+    let list: Vec<[String; 2]> = pairs
+        .iter()
+        .map(|(org, domain)| [org.to_string(), domain.clone()])
+        .collect();
+    let list = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+    batch.push_shared(VERIFIED_PAIRS.get(dialect), vec![list.into()])
 }
 
 /// Claims up to `limit` due domains until `lease_until`; another instance skips them until the

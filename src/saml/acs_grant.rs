@@ -24,7 +24,7 @@ use super::{Connection, sign_ins, slo_store};
 use crate::AppState;
 use crate::accounts::{self, Account, AccountKind, AccountStatus};
 use crate::audit::{self, AuditAction, RequestMeta, Target};
-use crate::db::{Batch, Opening, Outcome, Tx};
+use crate::db::{Batch, Dialect, DialectSql, Opening, Outcome, Tx};
 use crate::ids::{AccountId, SamlConnectionId};
 use crate::secrets;
 use crate::web::error::AppError;
@@ -232,32 +232,49 @@ async fn sync_name(
     Ok(())
 }
 
-/// Parks an IdP-initiated grant and commits `tx` (in one call on SQLite); returns the response
-/// that sends the browser to the continue page with the cookie that binds it.
-pub async fn park(
-    tx: Tx,
+/// Parks IdP-initiated grants, each with its connection and time, in one statement of `batch`:
+/// the handles for the browsers' cookies, in order ([`parked_response`]).
+static PARK_ALL: DialectSql = DialectSql::new(|d| {
+    format!(
+        "INSERT INTO saml_pending_sign_ins (handle_hash, connection_id, account_id, grant_json, \
+         created_at, expires_at) SELECT c0, c1, c2, c3, c4, c5 FROM ({}) AS p",
+        crate::db::json_rows(d, "$1", 6, &[4, 5])
+    )
+});
+
+/// Parks each `(connection, grant, now)` of `grants` until [`PARK_MS`] after `now`, in one
+/// statement of `batch`; returns each one's handle, in order.
+pub(super) fn park_all_in(
+    batch: &mut Batch,
+    dialect: Dialect,
+    grants: &[(&Connection, &Grant, i64)],
+) -> Result<Vec<String>, serde_json::Error> {
+    let mut handles = Vec::with_capacity(grants.len());
+    let mut rows = Vec::with_capacity(grants.len());
+    for (connection, grant, now) in grants {
+        let handle = secrets::new_token("");
+        rows.push(serde_json::json!([
+            secrets::hash_token(&handle),
+            connection.id.to_string(),
+            grant.account_id.to_string(),
+            serde_json::to_string(grant)?,
+            now,
+            now + PARK_MS,
+        ]));
+        handles.push(handle);
+    }
+    let list = serde_json::Value::from(rows).to_string();
+    batch.push(PARK_ALL.get(dialect), vec![list.into()]);
+    Ok(handles)
+}
+
+/// The answer to a parked sign-in: to the continue page, with the cookie that binds the grant
+/// of `handle` to the browser.
+pub(super) fn parked_response(
     state: &AppState,
     connection: &Connection,
-    grant: &Grant,
-    now: i64,
+    handle: &str,
 ) -> Result<Response, AppError> {
-    let handle = secrets::new_token("");
-    let mut insert = Batch::new();
-    insert.push(
-        "INSERT INTO saml_pending_sign_ins (handle_hash, connection_id, account_id, grant_json, \
-         created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        vec![
-            secrets::hash_token(&handle).into(),
-            connection.id.to_string().into(),
-            grant.account_id.to_string().into(),
-            serde_json::to_string(grant)
-                .map_err(anyhow::Error::from)?
-                .into(),
-            now.into(),
-            (now + PARK_MS).into(),
-        ],
-    );
-    tx.commit_with(insert).await?;
     let secure = if state.base_url().starts_with("https://") {
         "; Secure"
     } else {

@@ -12,14 +12,15 @@ use axum::routing::post;
 use base64::Engine;
 use tower_sessions::Session;
 
-use super::acs::{self, Reason, Rejection, Verified};
+use super::acs::{self, Reason, Rejection};
 use super::acs_result::{TestOutcome, audit_connection, facts, record_failure, refuse, test_page};
+use super::admit::{self, Admitted, Checked};
 use super::pages::binding_value;
-use super::{Connection, acs_grant, mapping, store};
+use super::{Connection, acs_grant, store};
 use crate::AppState;
-use crate::accounts::{self, Account, AccountKind, AccountStatus};
+use crate::accounts::Account;
 use crate::audit::{AuditAction, RequestMeta};
-use crate::db::{Batch, Db, Opening, Tx};
+use crate::db::{Batch, Opening, Tx};
 use crate::ids::SamlConnectionId;
 use crate::limits;
 use crate::secrets;
@@ -32,7 +33,7 @@ pub fn routes() -> Router<AppState> {
     Router::new().route("/sso/{id}/acs", post(acs_post))
 }
 /// The request this response answers, when it is one this browser started. Read before the
-/// transaction (verification needs its ID); [`admit`] spends it inside the transaction, so a
+/// transaction (verification needs its ID); [`admit::admit`] spends it inside the transaction, so a
 /// concurrent answer to the same request still loses.
 async fn pending_request(
     state: &AppState,
@@ -119,16 +120,6 @@ impl From<sqlx::Error> for Refusal {
     }
 }
 
-impl Refusal {
-    /// Names the request this refusal answered (so that a "test connection" run shows it).
-    fn answering(self, request: &Option<store::PendingRequest>) -> Self {
-        match self {
-            Refusal::Refused(r, None) => Refusal::Refused(r, request.clone()),
-            other => other,
-        }
-    }
-}
-
 /// The decoded response of the POSTed form and its outline ([`super::outline::scan`]).
 fn outline_of(body: &[u8]) -> Result<(String, super::outline::Scan), Rejection> {
     let encoded = url::form_urlencoded::parse(body)
@@ -144,13 +135,6 @@ fn outline_of(body: &[u8]) -> Result<(String, super::outline::Scan), Rejection> 
         })?;
     let outline = super::outline::scan(&xml)?;
     Ok((xml, outline))
-}
-
-/// A response whose signatures and conditions hold, before the account rules.
-struct Checked {
-    verified: Verified,
-    email: accounts::Email,
-    request: Option<store::PendingRequest>,
 }
 
 /// Everything that needs no transaction: decoding, the outline, the request it answers, and
@@ -209,157 +193,6 @@ async fn check(
     })
 }
 
-/// Everything the ACS decides, short of the session.
-struct Admitted {
-    account: Account,
-    verified: Verified,
-    request: Option<store::PendingRequest>,
-}
-
-/// The replay cache, the account rules, the domain rules and spending the request, in a
-/// transaction they begin: their statements go to the database in one batch (one round trip
-/// on SQLite, with the `BEGIN`), and their outcomes are judged in that order; a refusal rolls
-/// all of them back. Admitted, the transaction stays open for the sign-in's writes.
-async fn admit(
-    db: &Db,
-    connection: &Connection,
-    checked: Checked,
-    now: i64,
-) -> Result<(Tx, Admitted), Refusal> {
-    let Checked {
-        verified,
-        email,
-        request,
-    } = checked;
-    let admitted = async {
-        let mut batch = Batch::new();
-        store::remember_in(
-            &mut batch,
-            &connection.idp_entity_id,
-            &verified.assertion_id,
-            verified.response_id.as_deref(),
-            verified.valid_until,
-        );
-        let account_at = accounts::store::by_email_in(&mut batch, &email);
-        let domain_at =
-            crate::domains::email_domain_verified_in(&mut batch, connection.org_id, email.domain());
-        let request_at = request
-            .as_ref()
-            .map(|r| store::use_request_in(&mut batch, &r.id, now));
-        // A failed statement rolls the transaction back before the error comes here.
-        let (mut tx, outcomes) = match db.begin_with(batch).await {
-            Ok(begun) => begun,
-            // Only the replay cache's insert can break a unique rule here.
-            Err(e) if crate::db::is_unique_violation(&e) => {
-                return Err(refused(
-                    Reason::Replayed,
-                    format!(
-                        "assertion {} or response {:?} was already accepted",
-                        verified.assertion_id, verified.response_id
-                    ),
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let judged = async {
-            let found = outcomes[account_at]
-                .rows
-                .first()
-                .map(accounts::store::from_row)
-                .transpose()?;
-            let account = admit_account(found, connection, &email)
-                .map_err(|(reason, detail)| refused(reason, detail))?;
-            let verified_domain = !outcomes[domain_at].rows.is_empty();
-            let request_spent = request_at.is_none_or(|at| outcomes[at].affected == 1);
-            admit_domain(
-                &mut tx,
-                connection,
-                &email,
-                (account.created_at, verified_domain, request_spent),
-                now,
-            )
-            .await?;
-            Ok(account)
-        }
-        .await;
-        match judged {
-            Ok(account) => Ok((tx, account)),
-            Err(refusal) => {
-                tx.rollback().await?;
-                Err(refusal)
-            }
-        }
-    }
-    .await
-    .map_err(|r: Refusal| r.answering(&request))?;
-    let (tx, account) = admitted;
-    Ok((
-        tx,
-        Admitted {
-            account,
-            verified,
-            request,
-        },
-    ))
-}
-
-/// The email's domain is verified for the organization (or the account is one of those an
-/// organization brought in from before domain verification, during its transition) and routed
-/// to this connection; the request was spent once. `found` holds the account's creation time,
-/// whether the domain's statement found it verified, and whether the request's was the one
-/// that spent it.
-async fn admit_domain(
-    tx: &mut Tx,
-    connection: &Connection,
-    email: &accounts::Email,
-    found: (i64, bool, bool),
-    now: i64,
-) -> Result<(), Refusal> {
-    let (created_at, verified, request_spent) = found;
-    let org = connection.org_id;
-    if !verified && !crate::domains::transition::allows(tx, org, created_at, now).await? {
-        return Err(refused(
-            Reason::DomainNotVerified,
-            format!("{} is not verified for the organization", email.domain()),
-        ));
-    }
-    if !connection.routes(email.domain()) {
-        return Err(refused(
-            Reason::DomainNotRouted,
-            format!("{} is not among the connection's domains", email.domain()),
-        ));
-    }
-    if !request_spent {
-        return Err(refused(
-            Reason::Replayed,
-            "the request was already answered",
-        ));
-    }
-    Ok(())
-}
-
-/// The active managed account of the connection's organization with this email, or why not.
-fn admit_account(
-    found: Option<Account>,
-    connection: &Connection,
-    email: &accounts::Email,
-) -> Result<Account, (Reason, String)> {
-    match found {
-        None => Err((Reason::UnknownAccount, format!("no account uses {email}"))),
-        Some(a) if a.kind == AccountKind::Nulab => {
-            Err((Reason::NotManaged, format!("{email} is a Nulab account")))
-        }
-        Some(a) if a.org_id != Some(connection.org_id) => Err((
-            Reason::UnknownAccount,
-            format!("{email} is a managed account of another organization"),
-        )),
-        Some(a) if a.status == AccountStatus::Suspended => {
-            Err((Reason::AccountSuspended, format!("{email} is suspended")))
-        }
-        Some(a) => Ok(a),
-    }
-}
-
 async fn acs_post(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -415,13 +248,25 @@ async fn acs_post(
         Err(Refusal::Failed(e)) => return Err(e),
         Err(Refusal::Refused(rejection, request)) => return post.refused(rejection, request).await,
     };
-    match admit(&state.db, &connection, checked, now).await {
+    if checked.request.is_none() {
+        // IdP-initiated: admitted and parked with the others arriving at the time.
+        let arrival = admit::Arrival {
+            connection: connection.clone(),
+            verified: checked.verified,
+            email: checked.email,
+            now,
+        };
+        return match state.arrivals.submit(arrival).await? {
+            Ok(handle) => acs_grant::parked_response(&state, &connection, &handle),
+            Err(rejection) => post.refused(rejection, None).await,
+        };
+    }
+    match admit::admit(&state.db, &connection, checked, now).await? {
         Ok((tx, admitted)) if admitted.request.as_ref().is_some_and(|r| r.is_test) => {
             post.tested(tx, admitted).await
         }
         Ok((tx, admitted)) => post.signed_in(tx, admitted).await,
-        Err(Refusal::Failed(e)) => Err(e),
-        Err(Refusal::Refused(rejection, request)) => post.refused(rejection, request).await,
+        Err((rejection, request)) => post.refused(rejection, request).await,
     }
 }
 
@@ -496,26 +341,17 @@ impl Post<'_> {
         test_page(self.state, self.session, self.connection, outcome).await
     }
 
-    /// Signs the account in and sends the browser where the sign-in started; an IdP-initiated
-    /// sign-in is parked until the browser comes back (see [`super::acs_grant`]).
+    /// Signs the account in and sends the browser where the sign-in started (an IdP-initiated
+    /// sign-in is parked instead: [`super::admit::Arrivals`]).
     async fn signed_in(&self, tx: Tx, admitted: Admitted) -> Result<Response, AppError> {
-        let verified = &admitted.verified;
-        let grant = acs_grant::Grant {
-            account_id: admitted.account.id,
-            assertion_id: verified.assertion_id.clone(),
-            name: mapping::display_name(verified, &self.connection.settings),
-            subject: verified.name_id.clone().map(|name_id| super::slo::Subject {
-                name_id,
-                format: verified.name_id_format.clone(),
-                name_qualifier: verified.name_qualifiers.0.clone(),
-                sp_name_qualifier: verified.name_qualifiers.1.clone(),
-            }),
-            session_index: verified.session_index.clone(),
-            session_until: verified.session_not_on_or_after,
-            idp_initiated: admitted.request.is_none(),
-        };
+        let grant = admit::grant_of(
+            &admitted.account,
+            &admitted.verified,
+            self.connection,
+            false,
+        );
         let Some(request) = admitted.request else {
-            return acs_grant::park(tx, self.state, self.connection, &grant, self.now).await;
+            return Err(anyhow::anyhow!("an admitted response without its request").into());
         };
         acs_grant::finish(
             self.state,

@@ -8,6 +8,7 @@ pub mod acs_grant;
 pub mod acs_page;
 pub mod acs_result;
 pub mod admin;
+pub mod admit;
 pub mod api;
 pub mod assertion;
 pub mod cache;

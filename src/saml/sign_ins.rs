@@ -14,13 +14,13 @@
 //! group, and they are numbered and hashed in turn, each after the one before.
 
 use std::collections::HashSet;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use super::Connection;
 use super::acs_grant::{self, Grant, Writes};
 use crate::accounts::Account;
 use crate::audit::{self, RequestMeta};
-use crate::db::{self, Batch, Committer, Db, Dialect, Grouped, Opening, Outcome};
+use crate::db::{self, Batch, Committer, Db, DialectSql, Grouped, Opening, Outcome};
 
 /// The most sign-ins completed together: one group's audit chain heads are held on PostgreSQL
 /// until its commit, and its callers wait for the slowest statement of it.
@@ -72,21 +72,13 @@ pub(super) const SPEND: &str =
 
 /// Spends the grants whose handles' hashes are the JSON array `$1`, each once: the hashes of
 /// those it spent.
-fn spend_all(dialect: Dialect) -> &'static str {
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
-        [Dialect::Sqlite, Dialect::Postgres].map(|d| {
-            format!(
-                "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash IN ({}) \
-                 AND used_at IS NULL RETURNING handle_hash",
-                db::json_texts(d, "$1")
-            )
-        })
-    });
-    match dialect {
-        Dialect::Sqlite => &SQL[0],
-        Dialect::Postgres => &SQL[1],
-    }
-}
+static SPEND_ALL: DialectSql = DialectSql::new(|d| {
+    format!(
+        "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash IN ({}) \
+         AND used_at IS NULL RETURNING handle_hash",
+        db::json_texts(d, "$1")
+    )
+});
 
 /// Spends the grant of `handle_hash` once, in the transaction that completes its sign-in.
 pub(super) fn push_spend(batch: &mut Batch, handle_hash: &str, now: i64) {
@@ -121,7 +113,10 @@ impl Grouped for SignIns {
         let hashes: Vec<&str> = jobs.iter().map(|j| j.handle_hash.as_str()).collect();
         let list = serde_json::to_string(&hashes).map_err(|e| sqlx::Error::Encode(e.into()))?;
         let mut spend = Batch::new();
-        spend.push(spend_all(self.db.dialect()), vec![list.into(), now.into()]);
+        spend.push(
+            SPEND_ALL.get(self.db.dialect()),
+            vec![list.into(), now.into()],
+        );
         let (tx, outcomes) = self.db.begin_with(spend).await?;
         let mut spent = HashSet::new();
         for row in outcomes

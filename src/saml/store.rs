@@ -5,7 +5,7 @@ use sqlx::{Any, Executor, Row};
 
 use super::metadata::Certificate;
 use super::{Connection, ConnectionSettings};
-use crate::db::{Batch, Dialect, Tx, flag, skip_locked};
+use crate::db::{Batch, Dialect, DialectSql, Tx, flag, skip_locked};
 use crate::ids::{OrgId, SamlConnectionId};
 
 pub(super) fn bad(col: &str) -> sqlx::Error {
@@ -315,6 +315,69 @@ pub(super) fn remember_in(
             vec![idp.into(), assertion_id.into(), expires_at.into()],
         ),
     }
+}
+
+/// Records the `[idp_entity_id, message_id, expires_at]` rows of the JSON array `$1` in one
+/// statement, skipping IDs seen before (or named twice): the rows are the IDs it recorded.
+static REMEMBER_ALL: DialectSql = DialectSql::new(|d| {
+    format!(
+        "INSERT INTO saml_replay (idp_entity_id, message_id, expires_at) \
+         SELECT c0, c1, c2 FROM ({}) AS r WHERE true ON CONFLICT DO NOTHING \
+         RETURNING idp_entity_id, message_id",
+        crate::db::json_rows(d, "$1", 3, &[2])
+    )
+});
+
+/// Forgets the `[idp_entity_id, message_id]` IDs of the JSON array `$1`.
+static FORGET_ALL: DialectSql = DialectSql::new(|d| {
+    format!(
+        "DELETE FROM saml_replay WHERE (idp_entity_id, message_id) IN \
+         (SELECT c0, c1 FROM ({}) AS r)",
+        crate::db::json_rows(d, "$1", 2, &[])
+    )
+});
+
+/// An ID of the replay cache: the issuer's entity ID and the message's ID.
+pub(super) type ReplayKey = (String, String);
+
+/// [`remember_in`] for many IDs, each to keep until its time, in one statement of `batch` that
+/// skips those seen before: read which it recorded with [`remembered`].
+pub(super) fn remember_all_in(
+    batch: &mut Batch,
+    dialect: Dialect,
+    ids: &[(&ReplayKey, i64)],
+) -> usize {
+    let list: Vec<serde_json::Value> = ids
+        .iter()
+        .map(|((idp, id), until)| serde_json::json!([idp, id, until]))
+        .collect();
+    let list = serde_json::Value::from(list).to_string();
+    batch.push(REMEMBER_ALL.get(dialect), vec![list.into()])
+}
+
+/// The IDs [`remember_all_in`]'s statement recorded.
+pub(super) fn remembered(
+    outcome: &crate::db::Outcome,
+) -> Result<std::collections::HashSet<ReplayKey>, sqlx::Error> {
+    outcome
+        .rows
+        .iter()
+        .map(|row| Ok((row.try_get("idp_entity_id")?, row.try_get("message_id")?)))
+        .collect()
+}
+
+/// Forgets IDs in a statement of `batch` whose outcome is not read.
+pub(super) fn forget_all_in<'k>(
+    batch: &mut Batch,
+    dialect: Dialect,
+    ids: impl IntoIterator<Item = &'k ReplayKey>,
+) {
+    let list: Vec<[&str; 2]> = ids
+        .into_iter()
+        .map(|(idp, id)| [idp.as_str(), id.as_str()])
+        .collect();
+    let list = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+    batch.push_unread(FORGET_ALL.get(dialect), vec![list.into()]);
 }
 
 /// Records the accepted message IDs (an assertion's, and its response's when it has one) in

@@ -1,4 +1,5 @@
-//! IdP-initiated sign-ins whose browsers come back at the same time are completed together
+//! IdP-initiated responses posted at the same time are admitted and parked together
+//! (`saml::admit`), and sign-ins whose browsers come back at the same time are completed together
 //! (`saml::sign_ins`, by group commit): every one signs its own browser in, each audited once
 //! in an organization chain that still verifies; a parked sign-in fetched twice at once signs
 //! in once; and when one sign-in of a group cannot be written, only its browser gets the
@@ -104,6 +105,33 @@ async fn sign_in_state(s: &Sso, email: &str) -> (Option<i64>, i64) {
     .unwrap()
 }
 
+/// Makes every insert into `table` whose `column` mentions `email` fail (a trigger `refuse`).
+async fn refuse_inserts(s: &Sso, backend: Backend, table: &str, column: &str, email: &str) {
+    let refuse = match backend {
+        Backend::Sqlite => vec![format!(
+            "CREATE TRIGGER refuse BEFORE INSERT ON {table} WHEN NEW.{column} LIKE '%{email}%' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+        )],
+        Backend::Postgres => vec![
+            format!(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.{column} LIKE '%{email}%' THEN RAISE EXCEPTION 'refused by the test'; \
+                 END IF; RETURN NEW; END $$"
+            ),
+            format!(
+                "CREATE TRIGGER refuse BEFORE INSERT ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION refuse()"
+            ),
+        ],
+    };
+    for sql in refuse {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(s.server.db().pool())
+            .await
+            .unwrap();
+    }
+}
+
 async fn chain_holds(s: &Sso) {
     let chain = s.org.id.to_string();
     let checked = nulab_pass::audit::chain::verify(s.server.db(), &chain)
@@ -144,26 +172,7 @@ async fn together(backend: Backend) {
 
     // The audit event of m7's sign-in cannot be written: its group fails and is completed one
     // by one; m7's browser gets the error and keeps nothing, the others are signed in.
-    let refuse = match backend {
-        Backend::Sqlite => vec![
-            "CREATE TRIGGER refuse_m7 BEFORE INSERT ON audit_events \
-             WHEN NEW.details LIKE '%m7@corp.test%' \
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-        ],
-        Backend::Postgres => vec![
-            "CREATE FUNCTION refuse_m7() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-             IF NEW.details LIKE '%m7@corp.test%' THEN RAISE EXCEPTION 'refused by the test'; \
-             END IF; RETURN NEW; END $$",
-            "CREATE TRIGGER refuse_m7 BEFORE INSERT ON audit_events \
-             FOR EACH ROW EXECUTE FUNCTION refuse_m7()",
-        ],
-    };
-    for sql in refuse {
-        sqlx::query(sql)
-            .execute(s.server.db().pool())
-            .await
-            .unwrap();
-    }
+    refuse_inserts(&s, backend, "audit_events", "details", "m7@corp.test").await;
     let m7_before = sign_in_state(&s, "m7@corp.test").await;
     let failed = s.server.state.sign_ins.failed_groups();
     let browsers = parked(&s, &emails).await;
@@ -195,3 +204,149 @@ async fn together(backend: Backend) {
 }
 
 both!(completed_together, together);
+
+/// Posts every response of `posts` to the ACS, each from its own browser, while the replay
+/// cache is held, checks that nobody is answered before it is let go, then lets it go: each
+/// post's status and, for a parked sign-in, the browser that can continue it. Mia's response
+/// goes first and alone, so that every post after it waits in one group.
+async fn post_all(s: &Sso, backend: Backend, posts: &[String]) -> Vec<(u16, reqwest::Client)> {
+    let mut holder = s.server.db().begin().await.unwrap();
+    if backend == Backend::Postgres {
+        sqlx::query("LOCK TABLE saml_replay IN SHARE MODE")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+    }
+    let post = |b64: &String| {
+        let (browser, form) = (s.server.client(), [("SAMLResponse", b64.clone())]);
+        let acs = s.acs();
+        tokio::spawn(async move {
+            let res = browser.post(acs).form(&form).send().await.unwrap();
+            (res.status().as_u16(), browser)
+        })
+    };
+    let first = post(&s.unsolicited("mia@corp.test"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let tasks: Vec<_> = posts.iter().map(post).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !first.is_finished() && tasks.iter().all(|t| !t.is_finished()),
+        "a response was answered before its IDs could be recorded"
+    );
+    holder.commit().await.unwrap();
+    assert_eq!(first.await.unwrap().0, 303, "Mia's response");
+    join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Continues the parked sign-in of `browser`: who it is then signed in as.
+async fn continued(s: &Sso, browser: &reqwest::Client) -> Option<String> {
+    let url = s.server.url(&format!("/sso/{}/continue", s.id()));
+    let res = browser.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    signed_in_as(s, browser).await
+}
+
+/// Posts `b64` on its own: the status.
+async fn post_again(s: &Sso, b64: &str) -> u16 {
+    s.post(&s.server.client(), b64, "", None)
+        .await
+        .status()
+        .as_u16()
+}
+
+async fn arrivals(backend: Backend) {
+    let s = sso(backend).await;
+    assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
+    let emails: Vec<String> = (0..5).map(|i| format!("m{i}@corp.test")).collect();
+    for email in &emails {
+        new_managed(&s.server, "corp", &s.token, email, "M").await;
+    }
+    // An account on a second domain of the organization, which then lapses.
+    s.server.verified_domain(&s.org, "corp2.test").await;
+    new_managed(&s.server, "corp", &s.token, "n0@corp2.test", "N").await;
+    sqlx::query("UPDATE domains SET status = 'lapsed' WHERE domain = 'corp2.test'")
+        .execute(s.server.db().pool())
+        .await
+        .unwrap();
+    let groups = s.server.state.arrivals.groups();
+
+    // Five responses, the first posted twice, one for an address with no account yet and one
+    // for the account whose domain lapsed.
+    let mut posts: Vec<String> = emails.iter().map(|e| s.unsolicited(e)).collect();
+    posts.push(posts[0].clone());
+    let stranger = s.unsolicited("m9@corp.test");
+    posts.push(stranger.clone());
+    posts.push(s.unsolicited("n0@corp2.test"));
+    let answered = post_all(&s, backend, &posts).await;
+    let statuses: Vec<u16> = answered.iter().map(|(status, _)| *status).collect();
+    assert!(
+        s.server.state.arrivals.groups() > groups,
+        "no group was formed"
+    );
+    assert_eq!(&statuses[1..5], &[303; 4], "{statuses:?}");
+    let mut twice = [statuses[0], statuses[5]];
+    twice.sort_unstable();
+    assert_eq!(twice, [303, 403], "the response posted twice: {statuses:?}");
+    assert_eq!(statuses[6], 403, "no account: {statuses:?}");
+    assert_eq!(statuses[7], 403, "domain lapsed: {statuses:?}");
+    // Each parked sign-in signs its own browser in, as its own account.
+    let first = if statuses[0] == 303 { 0 } else { 5 };
+    for (at, email) in emails.iter().enumerate() {
+        let browser = &answered[if at == 0 { first } else { at }].1;
+        assert_eq!(
+            continued(&s, browser).await.as_deref(),
+            Some(email.as_str())
+        );
+    }
+    // The refused response kept nothing: once its account exists, it signs in; the response
+    // admitted stays spent.
+    new_managed(&s.server, "corp", &s.token, "m9@corp.test", "M").await;
+    assert_eq!(post_again(&s, &stranger).await, 303);
+    assert_eq!(post_again(&s, &posts[0]).await, 403);
+
+    // m4's grant cannot be parked: its group fails and is admitted again one by one; m4's
+    // browser gets the error and its response keeps nothing, the others are parked.
+    refuse_inserts(
+        &s,
+        backend,
+        "saml_pending_sign_ins",
+        "grant_json",
+        "m4@corp.test",
+    )
+    .await;
+    let failed = s.server.state.arrivals.failed_groups();
+    let posts: Vec<String> = emails.iter().map(|e| s.unsolicited(e)).collect();
+    let answered = post_all(&s, backend, &posts).await;
+    let statuses: Vec<u16> = answered.iter().map(|(status, _)| *status).collect();
+    assert_eq!(statuses, [303, 303, 303, 303, 500]);
+    assert!(
+        s.server.state.arrivals.failed_groups() > failed,
+        "m4's response failed outside a group"
+    );
+    for (email, (_, browser)) in emails.iter().zip(&answered).take(4) {
+        assert_eq!(
+            continued(&s, browser).await.as_deref(),
+            Some(email.as_str())
+        );
+    }
+    let drop_trigger = match backend {
+        Backend::Sqlite => "DROP TRIGGER refuse",
+        Backend::Postgres => "DROP TRIGGER refuse ON saml_pending_sign_ins",
+    };
+    sqlx::query(drop_trigger)
+        .execute(s.server.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        post_again(&s, &posts[4]).await,
+        303,
+        "m4's response was kept"
+    );
+    chain_holds(&s).await;
+}
+
+both!(admitted_together, arrivals);
