@@ -182,11 +182,11 @@ static BY_EMAILS: DialectSql = DialectSql::new(|d| {
     format!(
         "SELECT {}, a.email_norm FROM (SELECT a.*, ROW_NUMBER() OVER \
          (PARTITION BY a.email_norm ORDER BY {}) AS pick FROM accounts a \
-         WHERE a.email_norm IN ({}) AND a.status <> 'deleted' AND a.email_released_at IS NULL) \
+         WHERE {} AND a.status <> 'deleted' AND a.email_released_at IS NULL) \
          AS a WHERE a.pick = 1",
         account_columns!(),
         address_order!(),
-        crate::db::json_texts(d, "$1")
+        crate::db::in_json_texts(d, "a.email_norm", "$1")
     )
 });
 

@@ -325,16 +325,15 @@ impl Grouped for Arrivals {
             return Ok(answers);
         }
         let mut park = Batch::new();
+        // What the refused recorded, as their own rollback would (on PostgreSQL in the same
+        // call as the grants).
+        store::forget_all_in(&mut park, &unclaimed);
         let parking: Vec<_> = grants
             .iter()
             .map(|(at, grant)| (jobs[*at].connection.as_ref(), grant, jobs[*at].now))
             .collect();
         let handles = acs_grant::park_all_in(&mut park, dialect, &parking)
             .map_err(|e| sqlx::Error::Encode(e.into()))?;
-        // What the refused recorded, as their own rollback would.
-        if !unclaimed.is_empty() {
-            store::forget_all_in(&mut park, dialect, &unclaimed);
-        }
         tx.commit_with(park).await?;
         for ((at, _), handle) in grants.iter().zip(handles) {
             answers[*at] = Ok(handle);

@@ -74,9 +74,9 @@ pub(super) const SPEND: &str =
 /// those it spent.
 static SPEND_ALL: DialectSql = DialectSql::new(|d| {
     format!(
-        "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash IN ({}) \
+        "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE {} \
          AND used_at IS NULL RETURNING handle_hash",
-        db::json_texts(d, "$1")
+        db::in_json_texts(d, "handle_hash", "$1")
     )
 });
 

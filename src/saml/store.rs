@@ -328,15 +328,6 @@ static REMEMBER_ALL: DialectSql = DialectSql::new(|d| {
     )
 });
 
-/// Forgets the `[idp_entity_id, message_id]` IDs of the JSON array `$1`.
-static FORGET_ALL: DialectSql = DialectSql::new(|d| {
-    format!(
-        "DELETE FROM saml_replay WHERE (idp_entity_id, message_id) IN \
-         (SELECT c0, c1 FROM ({}) AS r)",
-        crate::db::json_rows(d, "$1", 2, &[])
-    )
-});
-
 /// An ID of the replay cache: the issuer's entity ID and the message's ID.
 pub(super) type ReplayKey = (String, String);
 
@@ -366,18 +357,14 @@ pub(super) fn remembered(
         .collect()
 }
 
-/// Forgets IDs in a statement of `batch` whose outcome is not read.
-pub(super) fn forget_all_in<'k>(
-    batch: &mut Batch,
-    dialect: Dialect,
-    ids: impl IntoIterator<Item = &'k ReplayKey>,
-) {
-    let list: Vec<[&str; 2]> = ids
-        .into_iter()
-        .map(|(idp, id)| [idp.as_str(), id.as_str()])
-        .collect();
-    let list = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-    batch.push_unread(FORGET_ALL.get(dialect), vec![list.into()]);
+const FORGET: &str = "DELETE FROM saml_replay WHERE idp_entity_id = $1 AND message_id = $2";
+
+/// Forgets IDs, in statements of `batch` whose outcomes are not read (one an ID: rare, and each
+/// found by the primary key).
+pub(super) fn forget_all_in<'k>(batch: &mut Batch, ids: impl IntoIterator<Item = &'k ReplayKey>) {
+    for (idp, id) in ids {
+        batch.push_unread(FORGET, vec![idp.as_str().into(), id.as_str().into()]);
+    }
 }
 
 /// Records the accepted message IDs (an assertion's, and its response's when it has one) in
