@@ -3,15 +3,17 @@
 //! transaction of its own. A [`Committer`] hands each request's job to one task, which does
 //! every job waiting at the time together ([`Grouped::together`]: one transaction, or one
 //! statement) and answers each caller when that commit has returned: what a caller is told is
-//! as durable as before. A job that waits alone is done on its own ([`Grouped::alone`]), so one
-//! caller at a time sees nothing change but a hand-off. A group that fails is done again job
-//! by job, so that each caller gets its own job's outcome (a unique violation, a row gone,
-//! reaches only the job it belongs to).
+//! as durable as before. A job that waits alone is done on its own ([`Grouped::alone`]); one
+//! submitted while no other is under way is done alone on the caller's own task, so that one
+//! caller at a time sees nothing change, not even a hand-off between tasks (a job submitted
+//! while it runs goes to the committer, and may run beside it, as two requests would). A group
+//! that fails is done again job by job, so that each caller gets its own job's outcome (a unique
+//! violation, a row gone, reaches only the job it belongs to).
 //!
 //! [`GroupInsert`] is the simplest such work: rows of one table in one multi-row `INSERT`.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sqlx::Executor;
@@ -64,6 +66,8 @@ struct Inner<G: Grouped> {
     /// The committer's queue; a new committer starts when there is none or it ended (its
     /// runtime shut down).
     queue: Mutex<Option<mpsc::UnboundedSender<Queued<G>>>>,
+    /// Jobs submitted and not answered yet (their callers still waiting).
+    under_way: AtomicUsize,
     /// Groups of two jobs or more begun together, and those of them that failed.
     groups: AtomicU64,
     failed: AtomicU64,
@@ -77,6 +81,7 @@ impl<G: Grouped> Committer<G> {
                 work,
                 max: max.max(1),
                 queue: Mutex::new(None),
+                under_way: AtomicUsize::new(0),
                 groups: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
             }),
@@ -99,8 +104,13 @@ impl<G: Grouped> Committer<G> {
     }
 
     /// Does `job`, with the jobs waiting beside it, and returns when it is committed: its own
-    /// answer, or its own error.
+    /// answer, or its own error. A job submitted while no other is under way is done on the
+    /// caller's own task, alone, with no hand-off; jobs submitted meanwhile go to the committer.
     pub async fn submit(&self, job: G::Job) -> Result<G::Answer, sqlx::Error> {
+        let under_way = UnderWay::enter(&self.inner.under_way);
+        if under_way.first {
+            return self.inner.work.alone(&job).await;
+        }
         let (done, answer) = oneshot::channel();
         let job = match self.queue().send((job, done)) {
             Ok(()) => return answer.await.unwrap_or_else(|_| Err(gone())),
@@ -167,6 +177,26 @@ async fn commit_groups<G: Grouped>(
                 }
             }
         }
+    }
+}
+
+/// A caller's job counted as under way until the caller stops waiting (answered, or gone).
+struct UnderWay<'a> {
+    count: &'a AtomicUsize,
+    /// Whether no other job was under way when it was submitted.
+    first: bool,
+}
+
+impl<'a> UnderWay<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        let first = count.fetch_add(1, Ordering::AcqRel) == 0;
+        UnderWay { count, first }
+    }
+}
+
+impl Drop for UnderWay<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -262,5 +292,90 @@ impl Rows {
         self.statements.fetch_add(1, Ordering::Relaxed);
         self.db.write().await?.execute(bound(&sql, values)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+    use tokio::task::Id;
+
+    use super::*;
+
+    /// Work that notes which task did each job alone, a job `0` waiting for `go` first.
+    #[derive(Default)]
+    struct Noting {
+        go: Notify,
+        alone: Mutex<Vec<(u32, Option<Id>)>>,
+    }
+
+    impl Grouped for Arc<Noting> {
+        type Job = u32;
+        type Answer = Option<Id>;
+
+        async fn together(&self, jobs: &[u32]) -> Result<Vec<Option<Id>>, sqlx::Error> {
+            Ok(jobs.iter().map(|_| None).collect())
+        }
+
+        async fn alone(&self, job: &u32) -> Result<Option<Id>, sqlx::Error> {
+            if *job == 0 {
+                self.go.notified().await;
+            }
+            let id = tokio::task::try_id();
+            self.alone.lock().unwrap().push((*job, id));
+            Ok(id)
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_job_with_nothing_under_way_runs_on_its_callers_task() {
+        let noting = Arc::new(Noting::default());
+        let committer = Committer::new(noting.clone(), 8);
+        // Nothing under way: job 0 runs on the task that submitted it.
+        let first = {
+            let committer = committer.clone();
+            tokio::spawn(async move {
+                let answer = committer.submit(0).await.unwrap();
+                (answer, tokio::task::id())
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // Job 0 under way: job 1 goes to the committer's task, and is not held up by job 0.
+        let second = {
+            let committer = committer.clone();
+            tokio::spawn(async move {
+                let answer = committer.submit(1).await.unwrap();
+                (answer, tokio::task::id())
+            })
+        };
+        // A bound on the wait, so that job 1 queued behind job 0 fails the test instead of
+        // hanging it.
+        let (answer, caller) = tokio::time::timeout(std::time::Duration::from_secs(30), second)
+            .await
+            .expect("job 1 waited for job 0")
+            .unwrap();
+        assert!(answer.is_some_and(|done_by| done_by != caller));
+        noting.go.notify_one();
+        let (answer, caller) = first.await.unwrap();
+        assert_eq!(answer, Some(caller));
+        assert_eq!(committer.groups(), 0);
+        // Answered, nothing is under way: the next job runs on its caller's task again.
+        let (answer, caller) = tokio::spawn({
+            let committer = committer.clone();
+            async move { (committer.submit(2).await.unwrap(), tokio::task::id()) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(answer, Some(caller));
+        let order: Vec<u32> = noting
+            .alone
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(j, _)| *j)
+            .collect();
+        assert_eq!(order, [1, 0, 2]);
     }
 }

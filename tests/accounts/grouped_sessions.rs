@@ -72,12 +72,13 @@ async fn grouped(backend: Backend) {
     inserts.insert(row("taken")).await.unwrap();
     assert_eq!(inserts.statements(), 1);
 
-    // 50 callers while the table is held: the committer's first group waits for it, the rest
-    // queue behind and go in one statement.
+    // 50 callers while the table is held: the first (no other under way) inserts on its own
+    // task, the committer takes the next one alone, and both wait for the table; the rest queue
+    // behind them and go in one statement.
     let names: Vec<String> = (0..50).map(|i| format!("a{i:02}")).collect();
     let (outcomes, statements) = held_then_released(backend, db, &inserts, names.clone()).await;
     assert!(outcomes.iter().all(Result::is_ok));
-    assert!(statements <= 2, "50 rows took {statements} statements");
+    assert!(statements <= 3, "50 rows took {statements} statements");
     let mut expected = names;
     expected.push("taken".into());
     assert_eq!(ids(db).await, expected);
