@@ -12,10 +12,12 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
 
 mod batch;
 mod group;
+mod json;
 mod tx;
 mod writer;
 pub use batch::{Batch, Outcome, Param};
 pub use group::{Committer, GroupInsert, Grouped};
+pub use json::{DialectSql, in_json_texts, json_rows, json_text};
 pub use tx::{Opening, Tx};
 use writer::Writer;
 pub use writer::Writing;
@@ -415,64 +417,6 @@ pub fn skip_locked(dialect: Dialect) -> &'static str {
     }
 }
 
-/// A condition that `column` is one of the texts of the JSON array bound to `param` (such as
-/// `$1`): a list of any length as one text parameter, on both databases, served by an index on
-/// `column`. (PostgreSQL takes a sub-select of a JSON array for a hundred rows and joins it by
-/// scanning the whole table; `= ANY` of an array is an index condition to it.)
-pub fn in_json_texts(dialect: Dialect, column: &str, param: &str) -> String {
-    match dialect {
-        Dialect::Sqlite => format!("{column} IN (SELECT value FROM json_each({param}))"),
-        Dialect::Postgres => {
-            format!("{column} = ANY (ARRAY(SELECT json_array_elements_text({param}::json)))")
-        }
-    }
-}
-
-/// A sub-select of the rows of the JSON array of arrays bound to `param`: its column `c{i}` is
-/// element `i` of each row's array, as text, or as an integer where `ints` names `i`. Many rows
-/// as one text parameter, on both databases. (An `INSERT ... SELECT` from it with an
-/// `ON CONFLICT` needs a `WHERE` before the `ON`, or SQLite reads it as a join's.)
-pub fn json_rows(dialect: Dialect, param: &str, columns: usize, ints: &[usize]) -> String {
-    let column = |i: usize| match (dialect, ints.contains(&i)) {
-        (Dialect::Sqlite, _) => format!("json_extract(value, '$[{i}]') AS c{i}"),
-        (Dialect::Postgres, false) => format!("(e ->> {i}) AS c{i}"),
-        (Dialect::Postgres, true) => format!("(e ->> {i})::BIGINT AS c{i}"),
-    };
-    let list = (0..columns).map(column).collect::<Vec<_>>().join(", ");
-    match dialect {
-        Dialect::Sqlite => format!("SELECT {list} FROM json_each({param})"),
-        Dialect::Postgres => format!("SELECT {list} FROM json_array_elements({param}::json) AS e"),
-    }
-}
-
-/// SQL text that differs by dialect, made once for each by a function of the code (never of
-/// input): for statements built with [`in_json_texts`] or [`json_rows`], which a
-/// [`Batch`] takes as `&'static str`.
-pub struct DialectSql {
-    make: fn(Dialect) -> String,
-    made: std::sync::OnceLock<[String; 2]>,
-}
-
-impl DialectSql {
-    pub const fn new(make: fn(Dialect) -> String) -> Self {
-        DialectSql {
-            make,
-            made: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The text for `dialect`.
-    pub fn get(&'static self, dialect: Dialect) -> &'static str {
-        let made = self
-            .made
-            .get_or_init(|| [(self.make)(Dialect::Sqlite), (self.make)(Dialect::Postgres)]);
-        match dialect {
-            Dialect::Sqlite => &made[0],
-            Dialect::Postgres => &made[1],
-        }
-    }
-}
-
 /// Whether `err` is a unique-constraint violation (both databases).
 pub fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
@@ -481,15 +425,6 @@ pub fn is_unique_violation(err: &sqlx::Error) -> bool {
 /// Booleans are stored as integers so one query text works on both databases.
 pub fn flag(value: bool) -> i64 {
     i64::from(value)
-}
-
-/// SQL reading the text member `key` of the JSON object held in the text column `column`
-/// (`NULL` when absent). `key` and `column` are identifiers of the caller's SQL, never input.
-pub fn json_text(dialect: Dialect, column: &str, key: &str) -> String {
-    match dialect {
-        Dialect::Sqlite => format!("json_extract({column}, '$.{key}')"),
-        Dialect::Postgres => format!("({column}::json ->> '{key}')"),
-    }
 }
 
 #[cfg(test)]

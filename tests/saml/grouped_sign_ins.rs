@@ -42,43 +42,57 @@ async fn continue_all(
         &["mia@corp.test".to_string(), "mia@corp.test".to_string()],
     )
     .await;
-    // SQLite: the transaction holds the one writing connection. PostgreSQL: a lock that spending
-    // a parked sign-in waits for.
-    let mut holder = s.server.db().begin().await.unwrap();
-    if backend == Backend::Postgres {
-        sqlx::query("LOCK TABLE saml_pending_sign_ins IN SHARE MODE")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-    }
     let fetch = |b: &reqwest::Client| {
         let (b, url) = (b.clone(), url.clone());
         tokio::spawn(async move { b.get(&url).send().await.unwrap().status().as_u16() })
     };
+    let lone: Vec<_> = mia.iter().map(|b| move || fetch(b)).collect();
+    let rest = || {
+        browsers
+            .iter()
+            .chain(&browsers[..twice])
+            .map(fetch)
+            .collect()
+    };
+    let (first, rest) = while_held(s, backend, "saml_pending_sign_ins", lone, rest).await;
+    assert_eq!(first, [303, 303], "Mia's sign-ins");
+    rest
+}
+
+/// Starts the `lone` jobs 300 ms apart, then the `rest`, while `table` is held (SQLite: the
+/// transaction holds the one writing connection; PostgreSQL: a lock the jobs wait for); checks
+/// that nobody is answered before it is let go, then lets it go: the lone jobs' outcomes and
+/// the others', in order.
+async fn while_held<T: Send + 'static>(
+    s: &Sso,
+    backend: Backend,
+    table: &str,
+    lone: Vec<impl FnOnce() -> tokio::task::JoinHandle<T>>,
+    rest: impl FnOnce() -> Vec<tokio::task::JoinHandle<T>>,
+) -> (Vec<T>, Vec<T>) {
+    let mut holder = s.server.db().begin().await.unwrap();
+    if backend == Backend::Postgres {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "LOCK TABLE {table} IN SHARE MODE"
+        )))
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    }
     let mut first = Vec::new();
-    for browser in &mia {
-        first.push(fetch(browser));
+    for start in lone {
+        first.push(start());
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    let tasks: Vec<_> = browsers
-        .iter()
-        .chain(&browsers[..twice])
-        .map(fetch)
-        .collect();
+    let tasks = rest();
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     assert!(
         first.iter().chain(&tasks).all(|t| !t.is_finished()),
-        "a browser was answered before its sign-in could be committed"
+        "a caller was answered before its work could be committed"
     );
     holder.commit().await.unwrap();
-    for lone in first {
-        assert_eq!(lone.await.unwrap(), 303, "Mia's sign-in");
-    }
-    join_all(tasks)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
+    let unwrap = |done: Vec<Result<T, _>>| done.into_iter().map(Result::unwrap).collect();
+    (unwrap(join_all(first).await), unwrap(join_all(tasks).await))
 }
 
 /// Who `browser` is signed in as, by its account page.
@@ -221,13 +235,6 @@ both!(completed_together, together);
 /// Mia go first, each alone (as in [`continue_all`]), so that every post after them waits in
 /// one group.
 async fn post_all(s: &Sso, backend: Backend, posts: &[String]) -> Vec<(u16, reqwest::Client)> {
-    let mut holder = s.server.db().begin().await.unwrap();
-    if backend == Backend::Postgres {
-        sqlx::query("LOCK TABLE saml_replay IN SHARE MODE")
-            .execute(&mut *holder)
-            .await
-            .unwrap();
-    }
     let post = |b64: &String| {
         let (browser, form) = (s.server.client(), [("SAMLResponse", b64.clone())]);
         let acs = s.acs();
@@ -236,26 +243,14 @@ async fn post_all(s: &Sso, backend: Backend, posts: &[String]) -> Vec<(u16, reqw
             (res.status().as_u16(), browser)
         })
     };
-    let mut first = Vec::new();
-    for _ in 0..2 {
-        first.push(post(&s.unsolicited("mia@corp.test")));
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mia: Vec<String> = (0..2).map(|_| s.unsolicited("mia@corp.test")).collect();
+    let lone: Vec<_> = mia.iter().map(|b64| move || post(b64)).collect();
+    let rest = || posts.iter().map(post).collect();
+    let (first, rest) = while_held(s, backend, "saml_replay", lone, rest).await;
+    for (status, _) in first {
+        assert_eq!(status, 303, "Mia's response");
     }
-    let tasks: Vec<_> = posts.iter().map(post).collect();
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    assert!(
-        first.iter().chain(&tasks).all(|t| !t.is_finished()),
-        "a response was answered before its IDs could be recorded"
-    );
-    holder.commit().await.unwrap();
-    for lone in first {
-        assert_eq!(lone.await.unwrap().0, 303, "Mia's response");
-    }
-    join_all(tasks)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
+    rest
 }
 
 /// Continues the parked sign-in of `browser`: who it is then signed in as.
