@@ -331,6 +331,16 @@ async fn sso_starts_and_acs_failures(backend: Backend) {
     assert_eq!(res.status(), 429);
     assert!(waits(retry_after(&res).as_deref(), 60));
     assert_eq!(snapshot(&s).await, before, "no sso.signin.failed, no count");
+    // A URL naming no connection at all waits the same.
+    let nameless = s
+        .client()
+        .post(s.url("/sso/not-a-connection/acs"))
+        .form(&[("SAMLResponse", "bm90IHNhbWw=")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(nameless.status(), 429);
+    assert_eq!(snapshot(&s).await, before);
     s.state.clock.advance_ms(61_000);
     assert_eq!(post().await.unwrap().status(), 404, "the wait is over");
 }

@@ -194,6 +194,45 @@ pub async fn blocked_on(
     Ok(None)
 }
 
+/// A scalar read of another room's (one `i64` or null, taking one text parameter as `$1`) that
+/// a request makes with its block check in one statement ([`blocked_beside`]): one round trip
+/// for both before any work. Made once, where the caller keeps its statements.
+pub struct Beside {
+    alone: &'static str,
+    with_block: String,
+}
+
+impl Beside {
+    /// `scalar`: a `SELECT` of one column and at most one row, with `$1` its only parameter.
+    pub fn new(scalar: &'static str) -> Beside {
+        Beside {
+            alone: scalar,
+            with_block: store::blocked_beside(scalar),
+        }
+    }
+}
+
+/// [`blocked_on`] for at most one bucket, and `beside`'s read with `param`, in one statement:
+/// the block (when `bucket` is blocked now, counting nothing) and the read's value.
+pub async fn blocked_beside(
+    conn: &mut sqlx::AnyConnection,
+    now: i64,
+    bucket: Option<&Bucket>,
+    beside: &'static Beside,
+    param: String,
+) -> Result<(Option<Blocked>, Option<i64>), sqlx::Error> {
+    let Some(bucket) = bucket else {
+        let value = sqlx::query_scalar(beside.alone)
+            .bind(param)
+            .fetch_optional(conn)
+            .await?;
+        return Ok((None, value));
+    };
+    let (value, row) =
+        store::blocked_and(conn, beside.with_block.as_str(), param, bucket, now).await?;
+    Ok((row.map(|row| blocked_of(bucket, &row, false)), value))
+}
+
 /// Counts one request in every bucket, unless one of them is blocked (then nothing is
 /// counted). A bucket that goes over its rate starts a block, audited in `tx`; the request
 /// that starts it is refused too. Returns the block that refuses the request.

@@ -41,6 +41,39 @@ pub(super) async fn blocked<'c>(
     .transpose()
 }
 
+/// [`BLOCKED`] for one bucket (`$2`, `$3`, now `$4`) beside another room's scalar read that
+/// takes `$1`, as one statement: always one row, with `beside` and, when the bucket is blocked,
+/// `blocked_until` and `strikes` (null otherwise).
+pub(super) fn blocked_beside(scalar: &str) -> String {
+    format!(
+        "SELECT ({scalar}) AS beside, r.blocked_until, r.strikes FROM (SELECT 1 AS one) AS o \
+         LEFT JOIN rate_limits r ON r.bucket = $2 AND r.key = $3 AND r.blocked_until > $4"
+    )
+}
+
+/// The row of [`blocked_beside`]: the scalar read's value and the block, when there is one.
+pub(super) async fn blocked_and<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    statement: &'static str,
+    param: String,
+    bucket: &Bucket,
+    now: i64,
+) -> Result<(Option<i64>, Option<BlockRow>), sqlx::Error> {
+    let row = sqlx::query(statement)
+        .bind(param)
+        .bind(bucket.limit.as_str())
+        .bind(bucket.key.clone())
+        .bind(now)
+        .fetch_one(exec)
+        .await?;
+    let until: Option<i64> = row.try_get("blocked_until")?;
+    let strikes: Option<i64> = row.try_get("strikes")?;
+    let block = until
+        .zip(strikes)
+        .map(|(until, strikes)| BlockRow { until, strikes });
+    Ok((row.try_get("beside")?, block))
+}
+
 /// Counts one hit; a window that has passed starts again at this hit.
 const HIT: &str = "INSERT INTO rate_limits (bucket, key, hits, window_start, strikes) \
      VALUES ($1, $2, 1, $3, 0) ON CONFLICT (bucket, key) DO UPDATE SET \

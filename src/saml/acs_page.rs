@@ -3,6 +3,8 @@
 //! [`super::acs::verify`] on the blocking pool), applies the account rules, and signs the
 //! browser in or shows which rule failed.
 
+use std::sync::{Arc, LazyLock};
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -193,6 +195,47 @@ async fn check(
     })
 }
 
+/// The connection's version, read with the address's block ([`limits::blocked_beside`]).
+static VERSION_BESIDE: LazyLock<limits::Beside> =
+    LazyLock::new(|| limits::Beside::new(store::VERSION));
+
+/// The connection the ACS URL names (`None`: no such connection), unless the client's address is
+/// blocked (`Err`). The block and the connection's version are one statement, on one reading
+/// connection given back before anything else.
+async fn connection_unless_blocked(
+    state: &AppState,
+    id: &str,
+    meta: &RequestMeta,
+    now: i64,
+) -> Result<Result<Option<Arc<Connection>>, limits::Blocked>, sqlx::Error> {
+    let bucket = limits::Bucket::address(limits::Limit::AcsFailuresPerAddress, meta);
+    let mut reading = state.db.pool().acquire().await?;
+    let Some(id) = SamlConnectionId::parse(id) else {
+        let buckets: Vec<_> = bucket.into_iter().collect();
+        return Ok(
+            match limits::blocked_on(&mut reading, now, &buckets).await? {
+                Some(block) => Err(block),
+                None => Ok(None),
+            },
+        );
+    };
+    let (block, version) = limits::blocked_beside(
+        &mut reading,
+        now,
+        bucket.as_ref(),
+        &VERSION_BESIDE,
+        id.to_string(),
+    )
+    .await?;
+    if let Some(block) = block {
+        return Ok(Err(block));
+    }
+    let connections = &state.saml_connections;
+    Ok(Ok(connections
+        .of_version(&mut reading, id, version)
+        .await?))
+}
+
 async fn acs_post(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -202,20 +245,10 @@ async fn acs_post(
     body: Body,
 ) -> Result<Response, AppError> {
     let now = state.clock.now_ms();
-    // An address whose posts keep failing waits, before anything is read or verified. Both
-    // reads take one reading connection, given back before anything else.
-    let buckets: Vec<_> = limits::Bucket::address(limits::Limit::AcsFailuresPerAddress, &meta)
-        .into_iter()
-        .collect();
-    let connection = {
-        let mut reading = state.db.pool().acquire().await?;
-        if let Some(block) = limits::blocked_on(&mut reading, now, &buckets).await? {
-            return Err(block.to_error(now));
-        }
-        match SamlConnectionId::parse(&id) {
-            Some(id) => state.saml_connections.get(&mut reading, id).await?,
-            None => None,
-        }
+    // An address whose posts keep failing waits, before anything is read or verified.
+    let connection = match connection_unless_blocked(&state, &id, &meta, now).await? {
+        Ok(connection) => connection,
+        Err(block) => return Err(block.to_error(now)),
     };
     let Some(connection) = connection else {
         let rejection = Rejection::new(Reason::UnknownConnection, format!("connection {id}"));

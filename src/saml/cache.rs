@@ -31,7 +31,19 @@ impl Connections {
         conn: &mut sqlx::AnyConnection,
         id: SamlConnectionId,
     ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
-        let Some(version) = store::version(&mut *conn, id).await? else {
+        let version = store::version(&mut *conn, id).await?;
+        self.of_version(conn, id, version).await
+    }
+
+    /// [`Connections::get`] when the caller has just read the `version` of connection `id` on
+    /// `conn` (in a statement it needed anyway; `None`: there is no such connection).
+    pub async fn of_version(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        id: SamlConnectionId,
+        version: Option<i64>,
+    ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
+        let Some(version) = version else {
             self.with(|m| m.remove(&id));
             return Ok(None);
         };

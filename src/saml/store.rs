@@ -156,11 +156,14 @@ pub async fn by_id<'c>(
 }
 
 /// The version of connection `id` (raised by every change of its row), `None` when it is gone.
+/// A connection's version: `$1` its id.
+pub const VERSION: &str = "SELECT version FROM saml_connections WHERE id = $1";
+
 pub async fn version<'c>(
     exec: impl Executor<'c, Database = Any>,
     id: SamlConnectionId,
 ) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT version FROM saml_connections WHERE id = $1")
+    sqlx::query_scalar(VERSION)
         .bind(id.to_string())
         .fetch_optional(exec)
         .await
