@@ -13,11 +13,14 @@ use sqlx::{AnyConnection, AnyPool, Connection, Executor, SqlSafeStr};
 mod batch;
 mod group;
 mod json;
+mod lend;
 mod tx;
 mod writer;
 pub use batch::{Batch, Outcome, Param};
 pub use group::{Committer, GroupInsert, Grouped};
 pub use json::{DialectSql, in_json_texts, json_rows, json_text};
+pub use lend::Lent;
+use lend::Spares;
 pub use tx::{Opening, Tx};
 use writer::Writer;
 pub use writer::Writing;
@@ -36,6 +39,8 @@ pub enum Dialect {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// The pool's connections kept out of it after a clean use ([`lend`]).
+    spares: Arc<Spares>,
     /// SQLite's writing connection; `None` on PostgreSQL, where writes take the pool's.
     writer: Option<Writer>,
     dialect: Dialect,
@@ -237,6 +242,7 @@ impl Db {
         };
         Ok(Db {
             pool,
+            spares: Arc::new(Spares::new(dialect == Dialect::Postgres)),
             writer,
             dialect,
             background_checkpoints,
@@ -316,14 +322,20 @@ impl Db {
         &self.pool
     }
 
+    /// A reading connection of the pool for reads on a request's own path: given back without
+    /// a ping when its holder says its use ended cleanly ([`Lent::done`]; [`lend`]).
+    pub async fn read(&self) -> Result<Lent, sqlx::Error> {
+        lend::lend(&self.spares, &self.pool).await
+    }
+
     /// A connection for writes outside a transaction (the session store, the jobs' claims): on
     /// SQLite the writing connection, held until the returned value is dropped (never ask for
     /// it while holding a transaction of this `Db`, or a `Writing`: both wait for the one
-    /// connection); on PostgreSQL one of the pool's.
+    /// connection); on PostgreSQL one lent from the pool ([`Db::read`]'s way).
     pub async fn write(&self) -> Result<Writing, sqlx::Error> {
         match &self.writer {
             Some(writer) => writer.lock().await,
-            None => Ok(Writing::pooled(self.pool.acquire().await?)),
+            None => Ok(Writing::lent(self.read().await?)),
         }
     }
 
@@ -357,6 +369,7 @@ impl Db {
 
     /// Closes the pools.
     pub async fn close(&self) {
+        self.spares.close().await;
         self.pool.close().await;
         if let Some(writer) = &self.writer {
             writer.close().await;

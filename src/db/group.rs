@@ -290,7 +290,9 @@ impl Rows {
             values.extend(row.iter().cloned());
         }
         self.statements.fetch_add(1, Ordering::Relaxed);
-        self.db.write().await?.execute(bound(&sql, values)).await?;
+        let mut writing = self.db.write().await?;
+        writing.execute(bound(&sql, values)).await?;
+        writing.done();
         Ok(())
     }
 }

@@ -1,21 +1,23 @@
-//! A read-write transaction. On PostgreSQL it is sqlx's own. On SQLite it is the one writing
-//! connection with `BEGIN IMMEDIATE` and `COMMIT` sent as statement text, so that they can travel
-//! with a [`Batch`]'s statements in one call to the connection's thread ([`Db::begin_with`],
+//! A read-write transaction: a connection with `BEGIN` and `COMMIT` sent as statement text. On
+//! SQLite it is the one writing connection with `BEGIN IMMEDIATE`, and they travel with a
+//! [`Batch`]'s statements in one call to the connection's thread ([`Db::begin_with`],
 //! [`Tx::commit_with`]): a sign-in's transactions hold the write lock for two round trips
 //! instead of four (sqlx's own `BEGIN` and `COMMIT` are a round trip each, and the connection's
-//! thread waits for the caller to take each answer).
+//! thread waits for the caller to take each answer). On PostgreSQL it is a connection lent from
+//! the pool ([`super::lend`]), which a transaction that ended cleanly gives back without sqlx's
+//! ping: one round trip fewer per transaction.
 //!
 //! sqlx does not know of a transaction begun by text, so this type ends it whatever happens: a
 //! failed statement of [`Db::begin_with`] or [`Tx::commit_with`] rolls back before the error is
 //! returned, and a `Tx` dropped open (an error path with `?`, a request whose client went away)
 //! sends the `ROLLBACK` from a task of its own, which holds the connection until it is done, so
 //! the next transaction never finds one open. Where a `ROLLBACK` cannot be sent or fails, the
-//! connection is closed instead (SQLite rolls back what a closing connection left open) and the
-//! next writer opens another ([`super::writer`]).
+//! connection is closed instead (closing rolls back what it left open) and the next holder gets
+//! another ([`super::writer`]).
 
 use std::ops::{Deref, DerefMut};
 
-use sqlx::{Any, AnyConnection, Executor};
+use sqlx::{AnyConnection, Executor};
 
 use super::batch::{Batch, Outcome};
 use super::{Db, Dialect, Writing};
@@ -28,13 +30,13 @@ pub struct Tx {
 }
 
 enum Open {
-    /// PostgreSQL.
-    Sqlx(sqlx::Transaction<'static, Any>),
-    /// SQLite: the writing connection, inside a transaction begun by text.
+    /// The writing connection (SQLite) or one lent from the pool (PostgreSQL), inside a
+    /// transaction begun by text.
     Text(Writing),
 }
 
 const BEGIN: &str = "BEGIN IMMEDIATE";
+const BEGIN_POSTGRES: &str = "BEGIN";
 const COMMIT: &str = "COMMIT";
 const ROLLBACK: &str = "ROLLBACK";
 
@@ -51,28 +53,27 @@ impl Db {
     /// statements' outcomes. When a statement fails, the transaction is rolled back and the
     /// error returned.
     pub async fn begin_with(&self, batch: Batch) -> Result<(Tx, Vec<Outcome>), sqlx::Error> {
+        let conn = self.write().await?;
+        // Held by a `Tx` before `BEGIN` is sent: a caller that goes away while it runs leaves a
+        // transaction that `Drop` ends.
+        let mut tx = Tx {
+            open: Some(Open::Text(conn)),
+        };
         match self.dialect {
             Dialect::Postgres => {
-                let tx = Tx {
-                    open: Some(Open::Sqlx(self.pool.begin().await?)),
-                };
+                if let Err(err) = (&mut *tx).execute(BEGIN_POSTGRES).await {
+                    tx.end_text().await;
+                    return Err(err);
+                }
                 run_in(tx, batch).await
             }
-            Dialect::Sqlite => {
-                let conn = self.write().await?;
-                // Held by a `Tx` before `BEGIN` is sent: a caller that goes away while it runs
-                // leaves a transaction that `Drop` ends.
-                let mut tx = Tx {
-                    open: Some(Open::Text(conn)),
-                };
-                match batch.run_text(&mut tx, Some(BEGIN), None).await {
-                    Ok(outcomes) => Ok((tx, outcomes)),
-                    Err(err) => {
-                        tx.end_text().await;
-                        Err(err)
-                    }
+            Dialect::Sqlite => match batch.run_text(&mut tx, Some(BEGIN), None).await {
+                Ok(outcomes) => Ok((tx, outcomes)),
+                Err(err) => {
+                    tx.end_text().await;
+                    Err(err)
                 }
-            }
+            },
         }
     }
 }
@@ -113,33 +114,35 @@ impl Tx {
     /// Runs `batch`, then commits, in one call on SQLite: the batch's outcomes. When a statement
     /// or the commit fails, nothing is kept and the error is returned.
     pub async fn commit_with(mut self, batch: Batch) -> Result<Vec<Outcome>, sqlx::Error> {
-        match &self.open {
-            Some(Open::Sqlx(_)) => {
-                let outcomes = batch.run(&mut self).await?;
-                if let Some(Open::Sqlx(tx)) = self.open.take() {
-                    tx.commit().await?;
+        if self.open.is_none() {
+            return Err(ended());
+        }
+        let ran = if self.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+            batch.run_text(&mut self, None, Some(COMMIT)).await
+        } else {
+            match batch.run(&mut self).await {
+                Ok(outcomes) => (&mut *self).execute(COMMIT).await.map(|_| outcomes),
+                Err(err) => Err(err),
+            }
+        };
+        match ran {
+            Ok(outcomes) => {
+                // Committed: the next holder may have the connection, with no ping.
+                if let Some(Open::Text(conn)) = self.open.take() {
+                    conn.done();
                 }
                 Ok(outcomes)
             }
-            Some(Open::Text(_)) => match batch.run_text(&mut self, None, Some(COMMIT)).await {
-                Ok(outcomes) => {
-                    // Committed: the next writer may have the connection.
-                    self.open = None;
-                    Ok(outcomes)
-                }
-                Err(err) => {
-                    self.end_text().await;
-                    Err(err)
-                }
-            },
-            None => Err(ended()),
+            Err(err) => {
+                self.end_text().await;
+                Err(err)
+            }
         }
     }
 
     /// Rolls back.
     pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
         match self.open.take() {
-            Some(Open::Sqlx(tx)) => tx.rollback().await,
             Some(Open::Text(conn)) => {
                 rollback_text(conn).await;
                 Ok(())
@@ -148,7 +151,7 @@ impl Tx {
         }
     }
 
-    /// Ends a SQLite transaction that may still be open, after a failure: rolled back, or its
+    /// Ends a transaction that may still be open, after a failure: rolled back, or its
     /// connection closed.
     async fn end_text(&mut self) {
         if let Some(Open::Text(conn)) = self.open.take() {
@@ -158,7 +161,6 @@ impl Tx {
 
     fn connection(&self) -> &AnyConnection {
         match &self.open {
-            Some(Open::Sqlx(tx)) => tx,
             Some(Open::Text(conn)) => conn,
             None => unreachable!("a Tx is consumed when it ends"),
         }
@@ -166,7 +168,6 @@ impl Tx {
 
     fn connection_mut(&mut self) -> &mut AnyConnection {
         match &mut self.open {
-            Some(Open::Sqlx(tx)) => tx,
             Some(Open::Text(conn)) => conn,
             None => unreachable!("a Tx is consumed when it ends"),
         }
@@ -190,9 +191,12 @@ async fn run_in(mut tx: Tx, batch: Batch) -> Result<(Tx, Vec<Outcome>), sqlx::Er
 /// `ROLLBACK` fails (there was nothing to roll back, or the connection is broken) is closed rather
 /// than given back, which rolls back whatever it held.
 async fn rollback_text(mut conn: Writing) {
-    if let Err(err) = (&mut *conn).execute(ROLLBACK).await {
-        tracing::debug!(error = %err, "ROLLBACK failed; closing the connection");
-        conn.discard().await;
+    match (&mut *conn).execute(ROLLBACK).await {
+        Ok(_) => conn.done(),
+        Err(err) => {
+            tracing::debug!(error = %err, "ROLLBACK failed; closing the connection");
+            conn.discard().await;
+        }
     }
 }
 
@@ -202,7 +206,6 @@ fn ended() -> sqlx::Error {
 
 impl Drop for Tx {
     fn drop(&mut self) {
-        // PostgreSQL: sqlx's transaction queues its own rollback when dropped.
         if let Some(Open::Text(conn)) = self.open.take() {
             match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
@@ -232,8 +235,7 @@ impl DerefMut for Tx {
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &self.open {
-            Some(Open::Sqlx(_)) => "open (sqlx)",
-            Some(Open::Text(_)) => "open (text)",
+            Some(Open::Text(_)) => "open",
             None => "ended",
         };
         f.debug_struct("Tx").field("state", &state).finish()

@@ -16,9 +16,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, Connection};
+use sqlx::{AnyConnection, Connection};
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use super::lend::Lent;
 
 /// How long a writer waits in line before its request fails (as a pool's acquire timeout).
 const WAIT_AT_MOST: Duration = Duration::from_secs(30);
@@ -40,11 +41,12 @@ pub(super) struct Slot {
 }
 
 /// A connection held for writing: SQLite's writing connection (the next writer waits until it
-/// is dropped) or, on PostgreSQL, one of the pool's. It dereferences to the connection.
+/// is dropped) or, on PostgreSQL, one lent from the pool ([`Lent`]). It dereferences to the
+/// connection.
 pub struct Writing(Held);
 
 enum Held {
-    Pool(PoolConnection<Any>),
+    Lent(Lent),
     Sqlite(OwnedMutexGuard<Slot>),
 }
 
@@ -105,8 +107,17 @@ async fn close(conn: Option<AnyConnection>) {
 }
 
 impl Writing {
-    pub(super) fn pooled(conn: PoolConnection<Any>) -> Writing {
-        Writing(Held::Pool(conn))
+    pub(super) fn lent(conn: Lent) -> Writing {
+        Writing(Held::Lent(conn))
+    }
+
+    /// Lets go of the connection after a use that ended cleanly ([`Lent::done`]): every
+    /// statement answered, none failed, no transaction open.
+    pub fn done(self) {
+        match self.0 {
+            Held::Lent(conn) => conn.done(),
+            Held::Sqlite(slot) => drop(slot),
+        }
     }
 
     /// Closes the connection instead of letting the next writer have it (it may be broken or
@@ -114,7 +125,7 @@ impl Writing {
     /// and the next writer opens another.
     pub async fn discard(self) {
         match self.0 {
-            Held::Pool(mut conn) => conn.close_on_drop(),
+            Held::Lent(conn) => conn.discard().await,
             Held::Sqlite(mut slot) => close(slot.conn.take()).await,
         }
     }
@@ -123,7 +134,7 @@ impl Writing {
     /// dropped, and its thread closes it.
     pub(super) fn forget(self) {
         match self.0 {
-            Held::Pool(conn) => drop(conn.detach()),
+            Held::Lent(conn) => conn.forget(),
             Held::Sqlite(mut slot) => drop(slot.conn.take()),
         }
     }
@@ -134,7 +145,7 @@ impl Deref for Writing {
 
     fn deref(&self) -> &AnyConnection {
         match &self.0 {
-            Held::Pool(conn) => conn,
+            Held::Lent(conn) => conn,
             Held::Sqlite(slot) => slot.conn.as_ref().expect("opened when it was locked"),
         }
     }
@@ -143,7 +154,7 @@ impl Deref for Writing {
 impl DerefMut for Writing {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match &mut self.0 {
-            Held::Pool(conn) => conn,
+            Held::Lent(conn) => conn,
             Held::Sqlite(slot) => slot.conn.as_mut().expect("opened when it was locked"),
         }
     }

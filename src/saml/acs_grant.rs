@@ -336,12 +336,14 @@ async fn parked(
     let handle_hash = secrets::hash_token(&handle);
     // One statement: the grant, the version of its connection (checked against the parsed copy)
     // and its account.
+    let mut reading = state.db.read().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(PARKED.as_str()))
         .bind(handle_hash.clone())
         .bind(id.to_string())
         .bind(state.clock.now_ms())
-        .fetch_optional(state.db.pool())
+        .fetch_optional(&mut *reading)
         .await?;
+    reading.done();
     let Some(row) = row else { return Ok(None) };
     let raw: String = row.try_get("grant_json")?;
     let grant: Grant = serde_json::from_str(&raw).map_err(anyhow::Error::from)?;

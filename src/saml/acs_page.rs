@@ -209,31 +209,35 @@ async fn connection_unless_blocked(
     now: i64,
 ) -> Result<Result<Option<Arc<Connection>>, limits::Blocked>, sqlx::Error> {
     let bucket = limits::Bucket::address(limits::Limit::AcsFailuresPerAddress, meta);
-    let mut reading = state.db.pool().acquire().await?;
-    let Some(id) = SamlConnectionId::parse(id) else {
-        let buckets: Vec<_> = bucket.into_iter().collect();
-        return Ok(
+    let mut reading = state.db.read().await?;
+    let found = match SamlConnectionId::parse(id) {
+        None => {
+            let buckets: Vec<_> = bucket.into_iter().collect();
             match limits::blocked_on(&mut reading, now, &buckets).await? {
                 Some(block) => Err(block),
                 None => Ok(None),
-            },
-        );
+            }
+        }
+        Some(id) => {
+            let (block, version) = limits::blocked_beside(
+                &mut reading,
+                now,
+                bucket.as_ref(),
+                &VERSION_BESIDE,
+                id.to_string(),
+            )
+            .await?;
+            match block {
+                Some(block) => Err(block),
+                None => {
+                    let connections = &state.saml_connections;
+                    Ok(connections.of_version(&mut reading, id, version).await?)
+                }
+            }
+        }
     };
-    let (block, version) = limits::blocked_beside(
-        &mut reading,
-        now,
-        bucket.as_ref(),
-        &VERSION_BESIDE,
-        id.to_string(),
-    )
-    .await?;
-    if let Some(block) = block {
-        return Ok(Err(block));
-    }
-    let connections = &state.saml_connections;
-    Ok(Ok(connections
-        .of_version(&mut reading, id, version)
-        .await?))
+    reading.done();
+    Ok(found)
 }
 
 async fn acs_post(

@@ -153,26 +153,30 @@ impl SessionStore for DbSessionStore {
     async fn save(&self, record: &Record) -> session_store::Result<()> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let mut writing = self.db.write().await.map_err(backend)?;
         sqlx::query(UPSERT)
             .bind(stored_id(&record.id))
             .bind(value_of(record, ACCOUNT_KEY))
             .bind(value_of(record, SIGN_IN_KEY))
             .bind(data)
             .bind(expiry_ms(record))
-            .execute(&mut *self.db.write().await.map_err(backend)?)
+            .execute(&mut *writing)
             .await
             .map_err(backend)?;
+        writing.done();
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let now = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut reading = self.db.read().await.map_err(backend)?;
         let row = sqlx::query(LOAD)
             .bind(stored_id(id))
             .bind(now)
-            .fetch_optional(self.db.pool())
+            .fetch_optional(&mut *reading)
             .await
             .map_err(backend)?;
+        reading.done();
         let Some(row) = row else { return Ok(None) };
         let data: String = row.try_get("data").map_err(backend)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(backend)?;
@@ -189,11 +193,13 @@ impl SessionStore for DbSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let mut writing = self.db.write().await.map_err(backend)?;
         sqlx::query(DELETE)
             .bind(stored_id(id))
-            .execute(&mut *self.db.write().await.map_err(backend)?)
+            .execute(&mut *writing)
             .await
             .map_err(backend)?;
+        writing.done();
         Ok(())
     }
 }
