@@ -7,13 +7,14 @@
 //! checks it: a connection of the pool goes back to it (which pings it), a kept one is pinged
 //! here and closed when the ping fails.
 //!
-//! Kept connections are at most [`MOST`]; the pool opens others in their place (a connection
-//! taken out of it stops counting against its size). On PostgreSQL one idle for
-//! [`super::PING_IDLE_AFTER`] is pinged before it is lent again, as the pool does with its own.
+//! Kept connections are at most [`MOST`], each for at most [`KEPT_AT_MOST`]; the pool opens
+//! others in their place (a connection taken out of it stops counting against its size). On
+//! PostgreSQL one idle for [`super::PING_IDLE_AFTER`] is pinged before it is lent again, as the
+//! pool does with its own.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection};
@@ -23,7 +24,15 @@ use super::PING_IDLE_AFTER;
 /// The most connections kept out of the pool at once.
 const MOST: usize = 8;
 
-/// The connections kept out of the pool, the most recently used last.
+/// A connection is kept out of the pool for at most this long, then closed, and the pool opens
+/// another in its place: connections are renewed as the pool's own are (sqlx's default
+/// `max_lifetime`), after a database's failover, say.
+const KEPT_AT_MOST: Duration = Duration::from_secs(30 * 60);
+
+/// The connections kept out of the pool: idle ones, the most recently used last, and how many
+/// are lent. Idle and lent together are at most [`MOST`], so one that comes back always has its
+/// place: a connection leaves the pool once and stays out until it is closed, and the pool
+/// never opens connections to replace ones closed for want of room.
 #[derive(Debug)]
 pub(super) struct Spares {
     kept: Mutex<Kept>,
@@ -33,8 +42,17 @@ pub(super) struct Spares {
 
 #[derive(Debug, Default)]
 struct Kept {
-    idle: Vec<(AnyConnection, Instant)>,
+    idle: Vec<Idle>,
+    lent: usize,
     closed: bool,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: AnyConnection,
+    /// When it was first kept.
+    kept_at: Instant,
+    since: Instant,
 }
 
 impl Spares {
@@ -50,42 +68,69 @@ impl Spares {
         f(&mut self.kept.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn has_room(&self) -> bool {
-        self.with(|k| !k.closed && k.idle.len() < MOST)
+    /// Takes a place for a connection of the pool that a holder gives back clean: `false` when
+    /// there is none (it goes back to the pool).
+    fn take_place(&self) -> bool {
+        self.with(|k| {
+            let free = !k.closed && k.idle.len() + k.lent < MOST;
+            if free {
+                k.lent += 1;
+            }
+            free
+        })
     }
 
-    /// Keeps `conn` when there is room; otherwise it is closed.
-    fn keep(&self, conn: AnyConnection) {
+    /// A kept connection comes back (`None`: it was closed), first kept at `kept_at`: idle again
+    /// in its place, unless it is too old or the spares are closed.
+    fn give_back(&self, conn: Option<AnyConnection>, kept_at: Instant) {
         let refused = self.with(|k| {
-            if k.closed || k.idle.len() >= MOST {
+            k.lent = k.lent.saturating_sub(1);
+            let conn = conn?;
+            if k.closed || kept_at.elapsed() >= KEPT_AT_MOST {
                 return Some(conn);
             }
-            k.idle.push((conn, Instant::now()));
+            k.idle.push(Idle {
+                conn,
+                kept_at,
+                since: Instant::now(),
+            });
             None
         });
-        drop(refused);
-    }
-
-    /// The most recently kept connection that still answers, if any.
-    async fn take(&self) -> Option<AnyConnection> {
-        loop {
-            let (mut conn, since) = self.with(|k| k.idle.pop())?;
-            if !self.ping_when_idle || since.elapsed() < PING_IDLE_AFTER {
-                return Some(conn);
-            }
-            if conn.ping().await.is_ok() {
-                return Some(conn);
-            }
+        if let Some(conn) = refused {
+            close_soon(conn);
         }
     }
 
-    /// Closes the kept connections; later returns are closed instead of kept.
+    /// The most recently kept connection that still answers, with when it was first kept; it
+    /// counts as lent until [`Spares::give_back`].
+    async fn take(&self) -> Option<(AnyConnection, Instant)> {
+        loop {
+            let Idle {
+                mut conn,
+                kept_at,
+                since,
+            } = self.with(|k| {
+                let idle = k.idle.pop()?;
+                k.lent += 1;
+                Some(idle)
+            })?;
+            if !self.ping_when_idle || since.elapsed() < PING_IDLE_AFTER {
+                return Some((conn, kept_at));
+            }
+            if conn.ping().await.is_ok() {
+                return Some((conn, kept_at));
+            }
+            self.give_back(None, kept_at);
+        }
+    }
+
+    /// Closes the idle connections; those lent are closed when they come back.
     pub(super) async fn close(&self) {
         let idle = self.with(|k| {
             k.closed = true;
             std::mem::take(&mut k.idle)
         });
-        for (conn, _) in idle {
+        for Idle { conn, .. } in idle {
             if let Err(err) = conn.close().await {
                 tracing::debug!(error = %err, "closing a kept connection failed");
             }
@@ -93,10 +138,22 @@ impl Spares {
     }
 }
 
+/// Closes `conn` from a task of its own (telling the database, where there is a runtime to send
+/// it from; otherwise the connection is dropped).
+fn close_soon(conn: AnyConnection) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            if let Err(err) = conn.close().await {
+                tracing::debug!(error = %err, "closing a connection no longer kept failed");
+            }
+        });
+    }
+}
+
 /// A connection lent from `pool`: a kept one when there is one, else the pool's.
 pub(super) async fn lend(spares: &Arc<Spares>, pool: &AnyPool) -> Result<Lent, sqlx::Error> {
     let source = match spares.take().await {
-        Some(conn) => Source::Kept(conn),
+        Some((conn, kept_at)) => Source::Kept(conn, kept_at),
         None => Source::Pool(pool.acquire().await?),
     };
     Ok(Lent {
@@ -116,7 +173,8 @@ pub struct Lent {
 
 enum Source {
     Pool(PoolConnection<Any>),
-    Kept(AnyConnection),
+    /// With when it was first kept.
+    Kept(AnyConnection, Instant),
 }
 
 impl Lent {
@@ -131,7 +189,8 @@ impl Lent {
     pub async fn discard(mut self) {
         match self.source.take() {
             Some(Source::Pool(mut conn)) => conn.close_on_drop(),
-            Some(Source::Kept(conn)) => {
+            Some(Source::Kept(conn, kept_at)) => {
+                self.spares.give_back(None, kept_at);
                 if let Err(err) = conn.close().await {
                     tracing::debug!(error = %err, "closing a discarded connection failed");
                 }
@@ -144,7 +203,10 @@ impl Lent {
     pub fn forget(mut self) {
         match self.source.take() {
             Some(Source::Pool(conn)) => drop(conn.detach()),
-            Some(Source::Kept(conn)) => drop(conn),
+            Some(Source::Kept(conn, kept_at)) => {
+                self.spares.give_back(None, kept_at);
+                drop(conn);
+            }
             None => {}
         }
     }
@@ -156,21 +218,24 @@ impl Drop for Lent {
             return;
         };
         match (source, self.clean) {
-            (Source::Pool(conn), true) if self.spares.has_room() => self.spares.keep(conn.detach()),
+            (Source::Pool(conn), true) if self.spares.take_place() => {
+                self.spares.give_back(Some(conn.detach()), Instant::now())
+            }
             // The pool takes its own back, and pings it.
             (Source::Pool(conn), _) => drop(conn),
-            (Source::Kept(conn), true) => self.spares.keep(conn),
-            (Source::Kept(mut conn), false) => match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => {
-                    let spares = self.spares.clone();
-                    runtime.spawn(async move {
-                        if conn.ping().await.is_ok() {
-                            spares.keep(conn);
-                        }
-                    });
+            (Source::Kept(conn, kept_at), true) => self.spares.give_back(Some(conn), kept_at),
+            (Source::Kept(mut conn, kept_at), false) => {
+                let spares = self.spares.clone();
+                match tokio::runtime::Handle::try_current() {
+                    Ok(runtime) => {
+                        runtime.spawn(async move {
+                            let answered = conn.ping().await.is_ok();
+                            spares.give_back(answered.then_some(conn), kept_at);
+                        });
+                    }
+                    Err(_) => spares.give_back(None, kept_at),
                 }
-                Err(_) => drop(conn),
-            },
+            }
         }
     }
 }
@@ -181,7 +246,7 @@ impl Deref for Lent {
     fn deref(&self) -> &AnyConnection {
         match &self.source {
             Some(Source::Pool(conn)) => conn,
-            Some(Source::Kept(conn)) => conn,
+            Some(Source::Kept(conn, _)) => conn,
             None => unreachable!("a Lent is consumed when it is given back"),
         }
     }
@@ -191,7 +256,7 @@ impl DerefMut for Lent {
     fn deref_mut(&mut self) -> &mut AnyConnection {
         match &mut self.source {
             Some(Source::Pool(conn)) => conn,
-            Some(Source::Kept(conn)) => conn,
+            Some(Source::Kept(conn, _)) => conn,
             None => unreachable!("a Lent is consumed when it is given back"),
         }
     }
@@ -215,16 +280,16 @@ mod tests {
             .is_ok()
     }
 
+    /// How many are kept idle once none is lent (a return without `done` is checked in a task
+    /// of its own: wait for it, boundedly).
     async fn kept(spares: &Spares) -> usize {
-        // A return without `done` is checked in a task of its own: wait for it, boundedly.
-        for _ in 0..200 {
-            let n = spares.with(|k| k.idle.len());
-            if n > 0 {
-                return n;
+        for _ in 0..500 {
+            if let Some(idle) = spares.with(|k| (k.lent == 0).then_some(k.idle.len())) {
+                return idle;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        0
+        panic!("a lent connection never came back");
     }
 
     #[tokio::test]
@@ -245,7 +310,11 @@ mod tests {
             .await
             .unwrap();
         first.done();
-        assert_eq!(spares.with(|k| k.idle.len()), 1, "kept at once, unpinged");
+        assert_eq!(
+            spares.with(|k| (k.idle.len(), k.lent)),
+            (1, 0),
+            "kept at once, unpinged"
+        );
 
         let mut again = lend(&spares, &pool).await.unwrap();
         assert!(
@@ -258,7 +327,7 @@ mod tests {
         let mut checked = lend(&spares, &pool).await.unwrap();
         assert!(made_mine(&mut checked).await);
         checked.discard().await;
-        assert_eq!(spares.with(|k| k.idle.len()), 0);
+        assert_eq!(spares.with(|k| (k.idle.len(), k.lent)), (0, 0));
         let mut other = lend(&spares, &pool).await.unwrap();
         assert!(
             !made_mine(&mut other).await,
@@ -275,6 +344,67 @@ mod tests {
             0,
             "nothing is kept once closed"
         );
+        pool.close().await;
+    }
+
+    /// However many are given back clean at once, at most MOST are kept, and a kept one that
+    /// comes back always finds its place: none is closed for want of room.
+    #[tokio::test]
+    async fn at_most_most_are_kept_and_a_kept_one_always_comes_back() {
+        sqlx::any::install_default_drivers();
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("m.db").display());
+        let pool = AnyPoolOptions::new()
+            .max_connections(MOST as u32 + 4)
+            .connect(&url)
+            .await
+            .unwrap();
+        let spares = Arc::new(Spares::new(false));
+        let mut all = Vec::new();
+        for _ in 0..MOST + 4 {
+            all.push(lend(&spares, &pool).await.unwrap());
+        }
+        for conn in all {
+            conn.done();
+        }
+        assert_eq!(spares.with(|k| (k.idle.len(), k.lent)), (MOST, 0));
+        // Every kept one lent, one more from the pool, all back clean, the pool's last.
+        let mut again = Vec::new();
+        for n in 0..MOST {
+            let mut conn = lend(&spares, &pool).await.unwrap();
+            let sql = format!("CREATE TEMP TABLE mine_{n} (v INTEGER)");
+            (&mut *conn)
+                .execute(sqlx::AssertSqlSafe(sql))
+                .await
+                .unwrap();
+            again.push(conn);
+        }
+        assert_eq!(spares.with(|k| (k.idle.len(), k.lent)), (0, MOST));
+        let from_pool = lend(&spares, &pool).await.unwrap();
+        for conn in again {
+            conn.done();
+        }
+        from_pool.done();
+        assert_eq!(spares.with(|k| (k.idle.len(), k.lent)), (MOST, 0));
+        // The kept ones are the same connections: each still has its own table.
+        let mut tables = 0;
+        let mut held = Vec::new();
+        for _ in 0..MOST {
+            let mut conn = lend(&spares, &pool).await.unwrap();
+            for n in 0..MOST {
+                let sql = format!("SELECT count(*) FROM mine_{n}");
+                if sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .is_ok()
+                {
+                    tables += 1;
+                }
+            }
+            held.push(conn);
+        }
+        assert_eq!(tables, MOST);
+        held.into_iter().for_each(Lent::done);
         pool.close().await;
     }
 }
