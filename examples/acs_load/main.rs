@@ -510,8 +510,10 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
         p50_ms: percentile(&lat, 0.5),
         p99_ms: percentile(&lat, 0.99),
         failed,
-        server_cpu_ms: per(cpu_ticks(pid) - cpu0),
-        pg_cpu_ms: per(pg(args) - pg0),
+        server_cpu_ms: per(cpu_ticks(pid).saturating_sub(cpu0)),
+        // A backend that ends between its last reading and the postmaster's wait for it is
+        // briefly counted nowhere: never below zero.
+        pg_cpu_ms: per(pg(args).saturating_sub(pg0)),
         tool_cpu_ms: per(cpu_ticks(std::process::id()) - tool0),
     }
 }

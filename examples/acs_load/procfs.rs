@@ -5,6 +5,11 @@ use std::process::Command;
 
 /// CPU ticks (user + system) of a process, from `/proc/<pid>/stat`.
 pub fn cpu_ticks(pid: u32) -> u64 {
+    stat_ticks(pid, false)
+}
+
+/// [`cpu_ticks`], and with `reaped` those of its children that ended and were waited for.
+fn stat_ticks(pid: u32, reaped: bool) -> u64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
     };
@@ -17,12 +22,15 @@ pub fn cpu_ticks(pid: u32) -> u64 {
             .and_then(|f| f.parse::<u64>().ok())
             .unwrap_or(0)
     };
-    get(11) + get(12)
+    let own = get(11) + get(12);
+    if reaped { own + get(13) + get(14) } else { own }
 }
 
-/// CPU ticks of `pid` and its direct children (a postmaster and its backends).
+/// CPU ticks of `pid` and its children (a postmaster and its backends): those running, and
+/// those that ended during the run (a closed connection's backend), whose time the postmaster's
+/// own counts once it has waited for them.
 pub fn tree_ticks(pid: u32) -> u64 {
-    let mut total = cpu_ticks(pid);
+    let mut total = stat_ticks(pid, true);
     if let Ok(dir) = std::fs::read_dir("/proc") {
         for entry in dir.flatten() {
             let Some(child) = entry
