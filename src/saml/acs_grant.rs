@@ -343,16 +343,19 @@ async fn parked(
         .bind(state.clock.now_ms())
         .fetch_optional(&mut *reading)
         .await?;
-    reading.done();
-    let Some(row) = row else { return Ok(None) };
+    let Some(row) = row else {
+        reading.done();
+        return Ok(None);
+    };
     let raw: String = row.try_get("grant_json")?;
     let grant: Grant = serde_json::from_str(&raw).map_err(anyhow::Error::from)?;
     let version: i64 = row.try_get("connection_version")?;
-    let Some(connection) = state
-        .saml_connections
-        .at_version(state.db.pool(), id, version)
-        .await?
-    else {
+    let connections = &state.saml_connections;
+    let connection = connections
+        .of_version(&mut reading, id, Some(version))
+        .await?;
+    reading.done();
+    let Some(connection) = connection else {
         return Ok(None);
     };
     // Still an active managed account of the connection's organization.

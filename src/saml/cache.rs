@@ -25,18 +25,9 @@ impl std::fmt::Debug for Connections {
 }
 
 impl Connections {
-    /// Connection `id` as it is now in the database, `None` when there is none.
-    pub async fn get(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        id: SamlConnectionId,
-    ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
-        let version = store::version(&mut *conn, id).await?;
-        self.of_version(conn, id, version).await
-    }
-
-    /// [`Connections::get`] when the caller has just read the `version` of connection `id` on
-    /// `conn` (in a statement it needed anyway; `None`: there is no such connection).
+    /// Connection `id` when the caller has just read its `version` on `conn`, in a statement it
+    /// needed anyway (`None`: there is no such connection): the parsed copy when it is of that
+    /// version, else the row, read on `conn`.
     pub async fn of_version(
         &self,
         conn: &mut sqlx::AnyConnection,
@@ -50,20 +41,6 @@ impl Connections {
         match self.cached(id, version) {
             Some(hit) => Ok(Some(hit)),
             None => self.load(conn, id).await,
-        }
-    }
-
-    /// Connection `id` when the caller has just read its `version` from the database (in a
-    /// statement it needed anyway): the parsed copy when it is of that version, else the row.
-    pub async fn at_version(
-        &self,
-        pool: &sqlx::AnyPool,
-        id: SamlConnectionId,
-        version: i64,
-    ) -> Result<Option<Arc<Connection>>, sqlx::Error> {
-        match self.cached(id, version) {
-            Some(hit) => Ok(Some(hit)),
-            None => self.load(pool, id).await,
         }
     }
 

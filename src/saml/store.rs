@@ -155,19 +155,9 @@ pub async fn by_id<'c>(
     row.as_ref().map(from_row).transpose()
 }
 
-/// The version of connection `id` (raised by every change of its row), `None` when it is gone.
-/// A connection's version: `$1` its id.
+/// The version of connection `id` (raised by every change of its row): `$1` its id, no row when
+/// it is gone.
 pub const VERSION: &str = "SELECT version FROM saml_connections WHERE id = $1";
-
-pub async fn version<'c>(
-    exec: impl Executor<'c, Database = Any>,
-    id: SamlConnectionId,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(VERSION)
-        .bind(id.to_string())
-        .fetch_optional(exec)
-        .await
-}
 
 /// One connection by id with its version, read in the same statement.
 pub async fn by_id_versioned<'c>(
