@@ -9,7 +9,7 @@ use tower_sessions::Session;
 
 use super::{Account, AccountKind, AccountStatus, store};
 use crate::AppState;
-use crate::db::{Batch, Db, Outcome};
+use crate::db::{Batch, Db, Dialect, Outcome};
 use crate::ids::OrgId;
 use crate::web::error::AppError;
 use crate::web::session;
@@ -64,6 +64,38 @@ impl LifetimeRead {
             None => None,
         };
         Ok(hours_to_ms(hours))
+    }
+}
+
+/// [`LifetimeRead`] for the accounts of several sign-ins recorded together: one statement for
+/// all their organizations, none when no account is managed.
+pub struct LifetimesRead(Option<usize>);
+
+impl LifetimesRead {
+    pub fn push<'a>(
+        batch: &mut Batch,
+        dialect: Dialect,
+        accounts: impl IntoIterator<Item = &'a Account>,
+    ) -> LifetimesRead {
+        let mut orgs: Vec<OrgId> = accounts.into_iter().filter_map(lifetime_org).collect();
+        orgs.sort_unstable();
+        orgs.dedup();
+        LifetimesRead((!orgs.is_empty()).then(|| store::lifetimes_hours_in(batch, dialect, &orgs)))
+    }
+
+    /// Each account's lifetime (ms), in the order given, as [`lifetime_ms`] gives it.
+    pub fn ms<'a>(
+        &self,
+        outcomes: &[Outcome],
+        accounts: impl IntoIterator<Item = &'a Account>,
+    ) -> Result<Vec<Option<i64>>, sqlx::Error> {
+        let hours = match self.0 {
+            Some(at) => store::lifetimes_hours_of(&outcomes[at])?,
+            None => Default::default(),
+        };
+        Ok((accounts.into_iter())
+            .map(|a| hours_to_ms(lifetime_org(a).and_then(|o| hours.get(&o.to_string()).copied())))
+            .collect())
     }
 }
 

@@ -223,6 +223,24 @@ pub(crate) fn touch_sign_in_in(batch: &mut Batch, id: AccountId, now: i64) {
     batch.push_unread(TOUCH_SIGN_IN, vec![id.to_string().into(), now.into()]);
 }
 
+/// Sets the last sign-in time of the accounts whose ids are the JSON array `$1` to `$2`.
+static TOUCH_SIGN_INS: DialectSql = DialectSql::new(|d| {
+    format!(
+        "UPDATE accounts SET last_sign_in_at = $2 WHERE {}",
+        crate::db::in_json_texts(d, "id", "$1")
+    )
+});
+
+/// [`touch_sign_in_in`] for the accounts `ids` of several sign-ins recorded together at `now`,
+/// in one statement whatever their number.
+pub(crate) fn touch_sign_ins_in(batch: &mut Batch, dialect: Dialect, ids: &[AccountId], now: i64) {
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    batch.push_unread(
+        TOUCH_SIGN_INS.get(dialect),
+        vec![serde_json::Value::from(ids).to_string().into(), now.into()],
+    );
+}
+
 const SET_VERIFIED: &str = "UPDATE accounts SET email_verified_at = $2, updated_at = $2 \
      WHERE id = $1 AND email_released_at IS NULL";
 
@@ -370,6 +388,34 @@ pub async fn lifetime_hours<'c>(
 /// [`lifetime_hours`] as a statement of `batch`; returns its index.
 pub(crate) fn lifetime_hours_in(batch: &mut Batch, org: OrgId) -> usize {
     batch.push(LIFETIME, vec![org.to_string().into()])
+}
+
+/// The configured lifetimes of the organizations whose ids are the JSON array `$1`.
+static LIFETIMES: DialectSql = DialectSql::new(|d| {
+    format!(
+        "SELECT org_id, lifetime_hours FROM session_settings WHERE {}",
+        crate::db::in_json_texts(d, "org_id", "$1")
+    )
+});
+
+/// [`lifetime_hours_in`] for several organizations in one statement of `batch`; returns its
+/// index ([`lifetimes_hours_of`] reads it).
+pub(crate) fn lifetimes_hours_in(batch: &mut Batch, dialect: Dialect, orgs: &[OrgId]) -> usize {
+    let ids: Vec<String> = orgs.iter().map(ToString::to_string).collect();
+    batch.push(
+        LIFETIMES.get(dialect),
+        vec![serde_json::Value::from(ids).to_string().into()],
+    )
+}
+
+/// The answer of [`lifetimes_hours_in`]'s statement: each organization that set a lifetime,
+/// with it in hours.
+pub(crate) fn lifetimes_hours_of(
+    outcome: &Outcome,
+) -> Result<std::collections::HashMap<String, i64>, sqlx::Error> {
+    (outcome.rows.iter())
+        .map(|r| Ok((r.try_get("org_id")?, r.try_get("lifetime_hours")?)))
+        .collect()
 }
 
 /// The answer of [`lifetime_hours_in`]'s statement.

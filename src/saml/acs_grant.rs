@@ -121,21 +121,44 @@ impl Writes<'_> {
     pub(super) fn push(&self, batch: &mut Batch) -> accounts::session::LifetimeRead {
         accounts::store::touch_sign_in_in(batch, self.account.id, self.now);
         let lifetime = accounts::session::LifetimeRead::push(batch, self.account);
-        if let Some(subject) = &self.grant.subject {
-            let saml = slo_store::SamlSession {
-                sign_in_id: self.sign_in_id.to_string(),
-                connection_id: self.connection.id,
-                account_id: self.account.id,
-                subject: subject.clone(),
-                session_index: self.grant.session_index.clone(),
-            };
-            let until = self
-                .grant
-                .session_until
-                .unwrap_or(self.now + slo_store::DEFAULT_SESSION_MS);
+        if let Some((saml, until)) = self.saml_session() {
             slo_store::insert_session(batch, &saml, self.now, until);
         }
         lifetime
+    }
+
+    /// [`Writes::push`] for several sign-ins recorded together at `now`, in three statements
+    /// of `batch` whatever their number: the accounts' last sign-in time, the SAML sessions and
+    /// the read of their organizations' session lifetimes (which `accounts` gives back, in
+    /// order).
+    pub(super) fn push_all(
+        batch: &mut Batch,
+        dialect: Dialect,
+        writes: &[Writes<'_>],
+        now: i64,
+    ) -> accounts::session::LifetimesRead {
+        let ids: Vec<AccountId> = writes.iter().map(|w| w.account.id).collect();
+        accounts::store::touch_sign_ins_in(batch, dialect, &ids, now);
+        let sessions: Vec<_> = (writes.iter())
+            .filter_map(|w| w.saml_session().map(|(s, until)| (s, w.now, until)))
+            .collect();
+        slo_store::insert_sessions(batch, dialect, &sessions);
+        accounts::session::LifetimesRead::push(batch, dialect, writes.iter().map(|w| w.account))
+    }
+
+    /// The SAML session that Single Logout names, with its end; none when the assertion named
+    /// no subject.
+    fn saml_session(&self) -> Option<(slo_store::SamlSession, i64)> {
+        let subject = self.grant.subject.as_ref()?;
+        let saml = slo_store::SamlSession {
+            sign_in_id: self.sign_in_id.to_string(),
+            connection_id: self.connection.id,
+            account_id: self.account.id,
+            subject: subject.clone(),
+            session_index: self.grant.session_index.clone(),
+        };
+        let until = (self.grant.session_until).unwrap_or(self.now + slo_store::DEFAULT_SESSION_MS);
+        Some((saml, until))
     }
 
     /// The sign-in's audit event (`actor` is the account's); `extra` joins its details.

@@ -2,8 +2,9 @@
 //! return to `/sso/{id}/continue` ([`super::acs_grant`]), whose transaction spends the parked
 //! grant and writes the sign-in (last sign-in time, SAML session, audit event). Under load the
 //! returns waiting at the same time are completed by group commit ([`db::Committer`]): one
-//! statement spends all their grants, one batch writes each one's rows and takes each audit
-//! chain's head once, one commit. Each caller is answered after that commit, and only with its
+//! statement spends all their grants, one batch writes their rows (one statement for all their
+//! last sign-in times, one for their SAML sessions, one reads their organizations' session
+//! lifetimes) and takes each audit chain's head once, one commit. Each caller is answered after that commit, and only with its
 //! own outcome: a grant another request spent first signs nobody in and keeps nothing of its
 //! own, whatever the others do; a grant named twice in one group is spent by the first
 //! naming it only. A return that waits alone is completed on its own, as before, and a group
@@ -140,7 +141,7 @@ impl Grouped for SignIns {
         }
         let writes: Vec<Writes<'_>> = completing.iter().map(|j| j.writes()).collect();
         let mut batch = Batch::new();
-        let lifetimes: Vec<_> = writes.iter().map(|w| w.push(&mut batch)).collect();
+        let lifetimes = Writes::push_all(&mut batch, self.db.dialect(), &writes, now);
         let actors: Vec<audit::Actor> = completing.iter().map(|j| j.account.actor()).collect();
         let events: Vec<audit::Event<'_>> = writes
             .iter()
@@ -150,10 +151,7 @@ impl Grouped for SignIns {
             .collect();
         let (mut placed, outcomes) =
             audit::record_all_after(Opening::Open(tx), batch, now, &events).await?;
-        let lifetimes = lifetimes
-            .iter()
-            .map(|l| l.ms(&outcomes))
-            .collect::<Result<Vec<_>, _>>()?;
+        let lifetimes = lifetimes.ms(&outcomes, completing.iter().map(|j| &j.account))?;
         // As for one sign-in ([`acs_grant::commit`]): each browser learns of its sign-in from its
         // session, written by a synchronous commit after this one.
         placed.defer_flush();

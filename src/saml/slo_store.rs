@@ -4,7 +4,7 @@
 use sqlx::{Any, Executor, Row};
 
 use super::slo::Subject;
-use crate::db::{Batch, Tx};
+use crate::db::{Batch, Dialect, DialectSql, Tx};
 use crate::ids::{AccountId, SamlConnectionId};
 
 /// How long a sign-in stays findable by a LogoutRequest when the IdP sets no
@@ -44,6 +44,44 @@ pub fn insert_session(batch: &mut Batch, s: &SamlSession, now: i64, expires_at: 
             now.into(),
             expires_at.into(),
         ],
+    );
+}
+
+/// Inserts the SAML sessions of the JSON rows in `$1`, in [`INSERT_SESSION`]'s columns' order.
+static INSERT_SESSIONS: DialectSql = DialectSql::new(|d| {
+    format!(
+        "INSERT INTO saml_sessions (sign_in_id, connection_id, account_id, name_id, \
+         name_id_format, name_qualifier, sp_name_qualifier, session_index, created_at, expires_at) \
+         SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM ({}) AS s",
+        crate::db::json_rows(d, "$1", 10, &[8, 9])
+    )
+});
+
+/// [`insert_session`] for several sign-ins (each with its time and end), in one statement of
+/// `batch` whatever their number; nothing when there are none.
+pub fn insert_sessions(batch: &mut Batch, dialect: Dialect, sessions: &[(SamlSession, i64, i64)]) {
+    if sessions.is_empty() {
+        return;
+    }
+    let rows: Vec<serde_json::Value> = (sessions.iter())
+        .map(|(s, now, expires_at)| {
+            serde_json::json!([
+                s.sign_in_id,
+                s.connection_id.to_string(),
+                s.account_id.to_string(),
+                s.subject.name_id,
+                s.subject.format,
+                s.subject.name_qualifier,
+                s.subject.sp_name_qualifier,
+                s.session_index,
+                now,
+                expires_at,
+            ])
+        })
+        .collect();
+    batch.push_unread(
+        INSERT_SESSIONS.get(dialect),
+        vec![serde_json::Value::from(rows).to_string().into()],
     );
 }
 

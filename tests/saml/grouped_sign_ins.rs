@@ -6,11 +6,12 @@
 //! error, nothing of it is kept, and the others are signed in.
 
 use futures_util::future::join_all;
+use reqwest::Method;
 use serde_json::json;
 
 use super::{Sso, new_managed, sso};
 use crate::both;
-use crate::common::Backend;
+use crate::common::{Backend, api};
 
 /// Browsers of `emails`, each having posted its own unsolicited response: parked sign-ins.
 async fn parked(s: &Sso, emails: &[String]) -> Vec<reqwest::Client> {
@@ -168,6 +169,12 @@ async fn chain_holds(s: &Sso) {
 async fn together(backend: Backend) {
     let s = sso(backend).await;
     assert_eq!(s.patch(json!({"allow_idp_initiated": true})).await.0, 200);
+    // Sessions of corp's accounts last an hour: a group reads the lifetime for all its sign-ins.
+    let settings = s.server.url("/api/v1/orgs/corp/session-settings");
+    let one_hour = Some(json!({"session_lifetime_hours": 1}));
+    let http = s.server.client();
+    let (status, _) = api(&http, Method::PUT, settings, &s.token, one_hour).await;
+    assert_eq!(status, 200);
     let emails: Vec<String> = (0..8).map(|i| format!("m{i}@corp.test")).collect();
     for email in &emails {
         new_managed(&s.server, "corp", &s.token, email, "M").await;
@@ -191,8 +198,20 @@ async fn together(backend: Backend) {
             Some(email.as_str())
         );
         assert_eq!(successes(&s, email).await, 1, "{email}");
+        // Its own last sign-in time and SAML session, written by the group's statements.
+        let (last, saml_sessions) = sign_in_state(&s, email).await;
+        assert!(last.is_some(), "{email}");
+        assert_eq!(saml_sessions, 1, "{email}");
     }
     chain_holds(&s).await;
+    s.server.state.clock.advance_ms(59 * 60_000);
+    for browser in &browsers {
+        assert!(signed_in_as(&s, browser).await.is_some(), "59 minutes in");
+    }
+    s.server.state.clock.advance_ms(2 * 60_000);
+    for browser in &browsers {
+        assert!(signed_in_as(&s, browser).await.is_none(), "61 minutes in");
+    }
 
     // The audit event of m7's sign-in cannot be written: its group fails and is completed one
     // by one; m7's browser gets the error and keeps nothing, the others are signed in.
