@@ -285,7 +285,7 @@ async fn acs_post(
         Err(Refusal::Failed(e)) => return Err(e),
         Err(Refusal::Refused(rejection, request)) => return post.refused(rejection, request).await,
     };
-    if checked.request.is_none() {
+    let Some(request) = checked.request.clone() else {
         // IdP-initiated: admitted and parked with the others arriving at the time.
         let arrival = admit::Arrival {
             connection: connection.clone(),
@@ -297,12 +297,10 @@ async fn acs_post(
             Ok(handle) => acs_grant::parked_response(&state, &connection, &handle),
             Err(rejection) => post.refused(rejection, None).await,
         };
-    }
+    };
     match admit::admit(&state.db, &connection, checked, now).await? {
-        Ok((tx, admitted)) if admitted.request.as_ref().is_some_and(|r| r.is_test) => {
-            post.tested(tx, admitted).await
-        }
-        Ok((tx, admitted)) => post.signed_in(tx, admitted).await,
+        Ok((tx, admitted)) if request.is_test => post.tested(tx, admitted).await,
+        Ok((tx, admitted)) => post.signed_in(tx, admitted, &request.return_to).await,
         Err((rejection, request)) => post.refused(rejection, request).await,
     }
 }
@@ -378,18 +376,20 @@ impl Post<'_> {
         test_page(self.state, self.session, self.connection, outcome).await
     }
 
-    /// Signs the account in and sends the browser where the sign-in started (an IdP-initiated
-    /// sign-in is parked instead: [`super::admit::Arrivals`]).
-    async fn signed_in(&self, tx: Tx, admitted: Admitted) -> Result<Response, AppError> {
+    /// Signs the account in and sends the browser to `return_to`, where its request started
+    /// (an IdP-initiated sign-in is parked instead: [`super::admit::Arrivals`]).
+    async fn signed_in(
+        &self,
+        tx: Tx,
+        admitted: Admitted,
+        return_to: &str,
+    ) -> Result<Response, AppError> {
         let grant = admit::grant_of(
             &admitted.account,
             &admitted.verified,
             self.connection,
             false,
         );
-        let Some(request) = admitted.request else {
-            return Err(anyhow::anyhow!("an admitted response without its request").into());
-        };
         acs_grant::finish(
             self.state,
             self.session,
@@ -403,6 +403,6 @@ impl Post<'_> {
             |_| true,
         )
         .await?;
-        Ok(Redirect::to(&request.return_to).into_response())
+        Ok(Redirect::to(return_to).into_response())
     }
 }

@@ -28,11 +28,10 @@ pub(super) struct Checked {
     pub request: Option<store::PendingRequest>,
 }
 
-/// Everything the ACS decides, short of the session.
+/// Everything the ACS decides, short of the session (the caller holds the request it answered).
 pub(super) struct Admitted {
     pub account: Account,
     pub verified: Verified,
-    pub request: Option<store::PendingRequest>,
 }
 
 /// A refused response, with the request it answered.
@@ -95,14 +94,7 @@ pub(super) async fn admit(
         }
     };
     match judged {
-        Ok(account) => Ok(Ok((
-            tx,
-            Admitted {
-                account,
-                verified,
-                request,
-            },
-        ))),
+        Ok(account) => Ok(Ok((tx, Admitted { account, verified }))),
         Err(rejection) => {
             tx.rollback().await?;
             Ok(Err((rejection, request)))
