@@ -4,10 +4,10 @@
 //! returns waiting at the same time are completed by group commit ([`db::Committer`]): one
 //! statement spends all their grants, one batch writes their rows (one statement for all their
 //! last sign-in times, one for their SAML sessions, one reads their organizations' session
-//! lifetimes) and takes each audit chain's head once, one commit. Each caller is answered after that commit, and only with its
-//! own outcome: a grant another request spent first signs nobody in and keeps nothing of its
-//! own, whatever the others do; a grant named twice in one group is spent by the first
-//! naming it only. A return that waits alone is completed on its own, as before, and a group
+//! lifetimes) and takes each audit chain's head once, one commit. Each caller is answered after
+//! that commit, and only with its own outcome: a grant another request spent first signs nobody
+//! in and keeps nothing of its own, whatever the others do; a grant named twice in one group is
+//! spent by the first naming it only. A return that waits alone is completed on its own, as before, and a group
 //! that fails is completed again one by one.
 //!
 //! Rule 6 holds: each sign-in's audit event commits in the same transaction as its writes.

@@ -23,9 +23,18 @@ pub struct SamlSession {
     pub session_index: Option<String>,
 }
 
-const INSERT_SESSION: &str = "INSERT INTO saml_sessions (sign_in_id, connection_id, account_id, \
-     name_id, name_id_format, name_qualifier, sp_name_qualifier, session_index, created_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+/// The columns a new SAML session is written in, by [`INSERT_SESSION`] and [`INSERT_SESSIONS`].
+macro_rules! insert_session_into {
+    () => {
+        "INSERT INTO saml_sessions (sign_in_id, connection_id, account_id, name_id, \
+         name_id_format, name_qualifier, sp_name_qualifier, session_index, created_at, expires_at) "
+    };
+}
+
+const INSERT_SESSION: &str = concat!(
+    insert_session_into!(),
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+);
 
 /// Records the SAML side of a new sign-in, as a statement of `batch` whose outcome is not read
 /// ([`Batch::push_unread`]).
@@ -47,12 +56,14 @@ pub fn insert_session(batch: &mut Batch, s: &SamlSession, now: i64, expires_at: 
     );
 }
 
-/// Inserts the SAML sessions of the JSON rows in `$1`, in [`INSERT_SESSION`]'s columns' order.
+/// Inserts the SAML sessions of the JSON rows in `$1`, each row in `insert_session_into!`'s
+/// columns' order.
 static INSERT_SESSIONS: DialectSql = DialectSql::new(|d| {
     format!(
-        "INSERT INTO saml_sessions (sign_in_id, connection_id, account_id, name_id, \
-         name_id_format, name_qualifier, sp_name_qualifier, session_index, created_at, expires_at) \
-         SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM ({}) AS s",
+        concat!(
+            insert_session_into!(),
+            "SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 FROM ({}) AS s"
+        ),
         crate::db::json_rows(d, "$1", 10, &[8, 9])
     )
 });
