@@ -168,8 +168,7 @@ static BY_EMAILS: DialectSql = DialectSql::new(|d| {
 
 /// [`by_email`] for many addresses in one statement of `batch`: read it with [`by_emails_of`].
 pub fn by_emails_in(batch: &mut Batch, dialect: Dialect, emails: &[&Email]) -> usize {
-    let norms: Vec<String> = emails.iter().map(|e| e.normalized()).collect();
-    let list = serde_json::Value::from(norms).to_string();
+    let list = crate::db::json_texts(emails.iter().map(|e| e.normalized()));
     batch.push(BY_EMAILS.get(dialect), vec![list.into()])
 }
 
@@ -234,10 +233,9 @@ static TOUCH_SIGN_INS: DialectSql = DialectSql::new(|d| {
 /// [`touch_sign_in_in`] for the accounts `ids` of several sign-ins recorded together at `now`,
 /// in one statement whatever their number.
 pub(crate) fn touch_sign_ins_in(batch: &mut Batch, dialect: Dialect, ids: &[AccountId], now: i64) {
-    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     batch.push_unread(
         TOUCH_SIGN_INS.get(dialect),
-        vec![serde_json::Value::from(ids).to_string().into(), now.into()],
+        vec![crate::db::json_texts(ids).into(), now.into()],
     );
 }
 
@@ -401,10 +399,9 @@ static LIFETIMES: DialectSql = DialectSql::new(|d| {
 /// [`lifetime_hours_in`] for several organizations in one statement of `batch`; returns its
 /// index ([`lifetimes_hours_of`] reads it).
 pub(crate) fn lifetimes_hours_in(batch: &mut Batch, dialect: Dialect, orgs: &[OrgId]) -> usize {
-    let ids: Vec<String> = orgs.iter().map(ToString::to_string).collect();
     batch.push(
         LIFETIMES.get(dialect),
-        vec![serde_json::Value::from(ids).to_string().into()],
+        vec![crate::db::json_texts(orgs).into()],
     )
 }
 

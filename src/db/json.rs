@@ -16,6 +16,12 @@ pub fn in_json_texts(dialect: Dialect, column: &str, param: &str) -> String {
     }
 }
 
+/// The JSON array of `items`' texts: the one parameter that [`in_json_texts`] names.
+pub fn json_texts<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
+    let texts: Vec<String> = items.into_iter().map(|item| item.to_string()).collect();
+    serde_json::Value::from(texts).to_string()
+}
+
 /// A sub-select of the rows of the JSON array of arrays bound to `param`: its column `c{i}` is
 /// element `i` of each row's array, as text, or as an integer where `ints` names `i`. Many rows
 /// as one text parameter, on both databases. (An `INSERT ... SELECT` from it with an

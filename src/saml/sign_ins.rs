@@ -111,8 +111,7 @@ impl Grouped for SignIns {
 
     async fn together(&self, jobs: &[Completion]) -> Result<Vec<Completed>, sqlx::Error> {
         let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
-        let hashes: Vec<&str> = jobs.iter().map(|j| j.handle_hash.as_str()).collect();
-        let list = serde_json::to_string(&hashes).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let list = db::json_texts(jobs.iter().map(|j| &j.handle_hash));
         let mut spend = Batch::new();
         spend.push(
             SPEND_ALL.get(self.db.dialect()),
