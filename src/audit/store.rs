@@ -111,7 +111,7 @@ fn push_event(
 ) -> String {
     let (actor_type, actor_id, actor_label) = event.actor.parts();
     let org_id = event.org_id.map(|id| id.to_string());
-    let id = uuid::Uuid::new_v4().to_string();
+    let id = crate::ids::time_ordered().to_string();
     let details = event.details.to_string();
     let target_type = event.target.as_ref().map(|t| t.kind);
     let target_id = event.target.as_ref().map(|t| t.id.as_str());

@@ -10,7 +10,7 @@ use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
 use crate::db::{self, Db};
-use crate::ids::AccountId;
+use crate::ids::{self, AccountId};
 
 /// Session key of the signed-in account's id.
 pub const ACCOUNT_KEY: &str = "account_id";
@@ -222,10 +222,12 @@ pub async fn end_sign_in(tx: &mut db::Tx, sign_in_id: &str) -> Result<u64, sqlx:
     Ok(done.rows_affected())
 }
 
-/// A new sign-in id: 128 random bits, hex. Not a secret (products see it as `sid`), but
-/// unguessable so that nobody can name another person's sign-in.
+/// A new sign-in id, hex: the time it was made and 74 random bits ([`ids::time_ordered`]). Not
+/// a secret (products see it as `sid`), but unguessable so that nobody can name another
+/// person's sign-in; time-ordered so that the sessions' and SAML sessions' indexes on it grow
+/// at their end.
 pub fn new_sign_in_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    ids::time_ordered().simple().to_string()
 }
 
 /// The sign-in this session belongs to, if it is signed in.
