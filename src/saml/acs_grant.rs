@@ -259,7 +259,7 @@ async fn sync_name(
 /// the handles for the browsers' cookies, in order ([`parked_response`]).
 static PARK_ALL: DialectSql = DialectSql::new(|d| {
     format!(
-        "INSERT INTO saml_pending_sign_ins (handle_hash, connection_id, account_id, grant_json, \
+        "INSERT INTO saml_pending_sign_ins (handle_key, connection_id, account_id, grant_json, \
          created_at, expires_at) SELECT c0, c1, c2, c3, c4, c5 FROM ({}) AS p",
         crate::db::json_rows(d, "$1", 6, &[4, 5])
     )
@@ -275,9 +275,9 @@ pub(super) fn park_all_in(
     let mut handles = Vec::with_capacity(grants.len());
     let mut rows = Vec::with_capacity(grants.len());
     for (connection, grant, now) in grants {
-        let handle = secrets::new_token("");
+        let handle = secrets::new_timed_token(*now);
         rows.push(serde_json::json!([
-            secrets::hash_token(&handle),
+            secrets::token_key(&handle),
             connection.id.to_string(),
             grant.account_id.to_string(),
             serde_json::to_string(grant)?,
@@ -325,13 +325,13 @@ struct SwitchPage {
     next: String,
 }
 
-/// A live parked grant by its handle's hash and connection, with the connection's version and
+/// A live parked grant by its handle's key and connection, with the connection's version and
 /// the account.
 static PARKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT p.grant_json, c.version AS connection_version, {} \
          FROM saml_pending_sign_ins p JOIN saml_connections c ON c.id = p.connection_id \
-         JOIN accounts a ON a.id = p.account_id WHERE p.handle_hash = $1 \
+         JOIN accounts a ON a.id = p.account_id WHERE p.handle_key = $1 \
          AND p.connection_id = $2 AND p.used_at IS NULL AND p.expires_at > $3",
         accounts::store::COLUMNS
     )
@@ -339,7 +339,7 @@ static PARKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 /// A parked grant, read through the browser's cookie: its connection and account.
 struct Parked {
-    handle_hash: String,
+    handle_key: String,
     connection: std::sync::Arc<Connection>,
     account: Account,
     grant: Grant,
@@ -356,12 +356,12 @@ async fn parked(
     ) else {
         return Ok(None);
     };
-    let handle_hash = secrets::hash_token(&handle);
+    let handle_key = secrets::token_key(&handle);
     // One statement: the grant, the version of its connection (checked against the parsed copy)
     // and its account.
     let mut reading = state.db.read().await?;
     let row = sqlx::query(sqlx::AssertSqlSafe(PARKED.as_str()))
-        .bind(handle_hash.clone())
+        .bind(handle_key.clone())
         .bind(id.to_string())
         .bind(state.clock.now_ms())
         .fetch_optional(&mut *reading)
@@ -389,7 +389,7 @@ async fn parked(
             && a.org_id == Some(connection.org_id)
     });
     Ok(account.map(|account| Parked {
-        handle_hash,
+        handle_key,
         connection,
         account,
         grant,
@@ -407,9 +407,9 @@ fn expired() -> Response {
 }
 
 /// Marks a parked grant used; `false` when another request already did.
-async fn spend(tx: &mut Tx, handle_hash: &str, now: i64) -> Result<bool, sqlx::Error> {
+async fn spend(tx: &mut Tx, handle_key: &str, now: i64) -> Result<bool, sqlx::Error> {
     let spent = sqlx::query(sign_ins::SPEND)
-        .bind(handle_hash.to_string())
+        .bind(handle_key.to_string())
         .bind(now)
         .execute(&mut **tx)
         .await?;
@@ -434,7 +434,7 @@ async fn complete(
         // transaction. Spending the grant goes in the same round trip as the sign-in's writes;
         // when another request spent it first, nothing is kept.
         let mut spend = Batch::new();
-        sign_ins::push_spend(&mut spend, &parked.handle_hash, now);
+        sign_ins::push_spend(&mut spend, &parked.handle_key, now);
         finish(
             state,
             session,
@@ -453,7 +453,7 @@ async fn complete(
         let sign_in_id = session::new_sign_in_id();
         let account = parked.account.clone();
         let job = sign_ins::Completion {
-            handle_hash: parked.handle_hash,
+            handle_key: parked.handle_key,
             connection: parked.connection,
             account: parked.account,
             grant: parked.grant,
@@ -540,7 +540,7 @@ async fn continue_post(
     };
     if form.decision != "continue" {
         let mut tx = state.db.begin().await?;
-        spend(&mut tx, &parked.handle_hash, state.clock.now_ms()).await?;
+        spend(&mut tx, &parked.handle_key, state.clock.now_ms()).await?;
         tx.commit().await?;
         return Ok(Redirect::to("/account").into_response());
     }

@@ -29,8 +29,9 @@ const MAX_GROUP: usize = 32;
 
 /// One parked sign-in to complete.
 pub struct Completion {
-    /// The hash of the handle in the browser's cookie, which names the parked grant.
-    pub handle_hash: String,
+    /// The key of the handle in the browser's cookie ([`crate::secrets::token_key`]), which
+    /// names the parked grant.
+    pub handle_key: String,
     pub connection: Arc<Connection>,
     pub account: Account,
     pub grant: Grant,
@@ -69,21 +70,21 @@ pub fn committer(db: Db) -> Committer<SignIns> {
 }
 
 pub(super) const SPEND: &str =
-    "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL";
+    "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_key = $1 AND used_at IS NULL";
 
-/// Spends the grants whose handles' hashes are the JSON array `$1`, each once: the hashes of
+/// Spends the grants whose handles' keys are the JSON array `$1`, each once: the keys of
 /// those it spent.
 static SPEND_ALL: DialectSql = DialectSql::new(|d| {
     format!(
         "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE {} \
-         AND used_at IS NULL RETURNING handle_hash",
-        db::in_json_texts(d, "handle_hash", "$1")
+         AND used_at IS NULL RETURNING handle_key",
+        db::in_json_texts(d, "handle_key", "$1")
     )
 });
 
-/// Spends the grant of `handle_hash` once, in the transaction that completes its sign-in.
-pub(super) fn push_spend(batch: &mut Batch, handle_hash: &str, now: i64) {
-    batch.push(SPEND, vec![handle_hash.into(), now.into()]);
+/// Spends the grant of `handle_key` once, in the transaction that completes its sign-in.
+pub(super) fn push_spend(batch: &mut Batch, handle_key: &str, now: i64) {
+    batch.push(SPEND, vec![handle_key.into(), now.into()]);
 }
 
 /// Whether [`push_spend`]'s statement, the first of `outcomes`, spent the grant (`false`:
@@ -98,7 +99,7 @@ impl Grouped for SignIns {
 
     async fn alone(&self, job: &Completion) -> Result<Completed, sqlx::Error> {
         let mut spend = Batch::new();
-        push_spend(&mut spend, &job.handle_hash, job.now);
+        push_spend(&mut spend, &job.handle_key, job.now);
         acs_grant::commit(
             Opening::Begin(&self.db),
             &job.writes(),
@@ -111,7 +112,7 @@ impl Grouped for SignIns {
 
     async fn together(&self, jobs: &[Completion]) -> Result<Vec<Completed>, sqlx::Error> {
         let now = jobs.iter().map(|j| j.now).max().unwrap_or_default();
-        let list = db::json_texts(jobs.iter().map(|j| &j.handle_hash));
+        let list = db::json_texts(jobs.iter().map(|j| &j.handle_key));
         let mut spend = Batch::new();
         spend.push(
             SPEND_ALL.get(self.db.dialect()),
@@ -124,13 +125,13 @@ impl Grouped for SignIns {
             .map(|o| o.rows.as_slice())
             .unwrap_or_default()
         {
-            spent.insert(sqlx::Row::try_get::<String, _>(row, "handle_hash")?);
+            spent.insert(sqlx::Row::try_get::<String, _>(row, "handle_key")?);
         }
         // A grant signs in once: the first job naming it (`remove`), never a second.
         let (completing, jobs_at): (Vec<&Completion>, Vec<usize>) = jobs
             .iter()
             .enumerate()
-            .filter(|(_, j)| spent.remove(&j.handle_hash))
+            .filter(|(_, j)| spent.remove(&j.handle_key))
             .map(|(at, j)| (j, at))
             .unzip();
         let mut answers: Vec<Completed> = jobs.iter().map(|_| None).collect();

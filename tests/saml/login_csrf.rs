@@ -180,6 +180,20 @@ async fn raced(backend: Backend) {
         set_cookie_value(&res, "nulab_pass_sso_continue").expect("the continue cookie")
     );
     assert_eq!(counts().await, (0, 0));
+    // The grant is stored under the handle's key: the time the handle was made, then the hash
+    // of the whole handle, never the handle itself.
+    let handle = cookie.trim_start_matches("nulab_pass_sso_continue=");
+    let key: String = sqlx::query_scalar("SELECT handle_key FROM saml_pending_sign_ins")
+        .fetch_one(s.server.db().pool())
+        .await
+        .unwrap();
+    let (time, random) = handle.split_once('.').expect("a timed handle");
+    assert_eq!(key, nulab_pass::secrets::token_key(handle));
+    assert_eq!(
+        key,
+        format!("{time}.{}", nulab_pass::secrets::hash_token(handle))
+    );
+    assert!(!key.contains(random), "{key}");
 
     // The clients are built first (each loads the system's certificates), then start together.
     let url = s.server.url(&format!("/sso/{}/continue", s.id()));
