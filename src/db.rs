@@ -186,12 +186,6 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0022_billing_period_change.sql"),
         include_str!("../migrations/postgres/0022_billing_period_change.sql"),
     ),
-    (
-        23,
-        "parked sign-ins keyed in time order",
-        include_str!("../migrations/sqlite/0023_parked_sign_ins_keyed_in_time_order.sql"),
-        include_str!("../migrations/postgres/0023_parked_sign_ins_keyed_in_time_order.sql"),
-    ),
 ];
 
 impl Db {

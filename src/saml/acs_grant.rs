@@ -256,10 +256,13 @@ async fn sync_name(
 }
 
 /// Parks IdP-initiated grants, each with its connection and time, in one statement of `batch`:
-/// the handles for the browsers' cookies, in order ([`parked_response`]).
+/// the handles for the browsers' cookies, in order ([`parked_response`]). The column
+/// `handle_hash` holds each handle's key ([`secrets::token_key`]): for a handle of this version
+/// its time and hash, for one parked by the version before its hash alone. The name stays, so
+/// that instances of both versions share the table during an upgrade.
 static PARK_ALL: DialectSql = DialectSql::new(|d| {
     format!(
-        "INSERT INTO saml_pending_sign_ins (handle_key, connection_id, account_id, grant_json, \
+        "INSERT INTO saml_pending_sign_ins (handle_hash, connection_id, account_id, grant_json, \
          created_at, expires_at) SELECT c0, c1, c2, c3, c4, c5 FROM ({}) AS p",
         crate::db::json_rows(d, "$1", 6, &[4, 5])
     )
@@ -331,7 +334,7 @@ static PARKED: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "SELECT p.grant_json, c.version AS connection_version, {} \
          FROM saml_pending_sign_ins p JOIN saml_connections c ON c.id = p.connection_id \
-         JOIN accounts a ON a.id = p.account_id WHERE p.handle_key = $1 \
+         JOIN accounts a ON a.id = p.account_id WHERE p.handle_hash = $1 \
          AND p.connection_id = $2 AND p.used_at IS NULL AND p.expires_at > $3",
         accounts::store::COLUMNS
     )

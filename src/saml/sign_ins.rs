@@ -70,15 +70,15 @@ pub fn committer(db: Db) -> Committer<SignIns> {
 }
 
 pub(super) const SPEND: &str =
-    "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_key = $1 AND used_at IS NULL";
+    "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE handle_hash = $1 AND used_at IS NULL";
 
 /// Spends the grants whose handles' keys are the JSON array `$1`, each once: the keys of
 /// those it spent.
 static SPEND_ALL: DialectSql = DialectSql::new(|d| {
     format!(
         "UPDATE saml_pending_sign_ins SET used_at = $2 WHERE {} \
-         AND used_at IS NULL RETURNING handle_key",
-        db::in_json_texts(d, "handle_key", "$1")
+         AND used_at IS NULL RETURNING handle_hash",
+        db::in_json_texts(d, "handle_hash", "$1")
     )
 });
 
@@ -125,7 +125,7 @@ impl Grouped for SignIns {
             .map(|o| o.rows.as_slice())
             .unwrap_or_default()
         {
-            spent.insert(sqlx::Row::try_get::<String, _>(row, "handle_key")?);
+            spent.insert(sqlx::Row::try_get::<String, _>(row, "handle_hash")?);
         }
         // A grant signs in once: the first job naming it (`remove`), never a second.
         let (completing, jobs_at): (Vec<&Completion>, Vec<usize>) = jobs

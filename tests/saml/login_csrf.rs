@@ -183,7 +183,7 @@ async fn raced(backend: Backend) {
     // The grant is stored under the handle's key: the time the handle was made, then the hash
     // of the whole handle, never the handle itself.
     let handle = cookie.trim_start_matches("nulab_pass_sso_continue=");
-    let key: String = sqlx::query_scalar("SELECT handle_key FROM saml_pending_sign_ins")
+    let key: String = sqlx::query_scalar("SELECT handle_hash FROM saml_pending_sign_ins")
         .fetch_one(s.server.db().pool())
         .await
         .unwrap();
