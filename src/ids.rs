@@ -13,10 +13,7 @@ use rand::RngCore;
 pub fn time_ordered() -> uuid::Uuid {
     let mut random = [0u8; 10];
     rand::rng().fill_bytes(&mut random);
-    let millis = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let millis = u64::try_from(crate::clock::wall_ms()).unwrap_or(0);
     uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
