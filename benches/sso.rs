@@ -7,7 +7,8 @@
 #[path = "common/sso.rs"]
 mod fixture;
 
-/// The server's allocator (`src/main.rs`), so that what is measured here allocates as it does.
+/// The server's allocator (`src/main.rs`), the C libraries' too, so that what is measured here
+/// allocates as it does.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -616,3 +616,54 @@ async fn cli_beside_running_server(backend: Backend) {
     server.kill().await.unwrap();
 }
 both!(cli_works_while_the_server_runs, cli_beside_running_server);
+
+/// The binary exports mimalloc's `malloc` and `free` (`Cargo.toml`, the `override` feature), and
+/// the dynamic linker binds the C libraries' calls to them: libxml2 (which xmlsec allocates
+/// through), OpenSSL and the C library itself allocate through the same allocator as the Rust
+/// code. `LD_DEBUG=bindings` is the dynamic linker's own account of each binding, one line
+/// `binding file <caller> [0] to <definer> [0]: normal symbol `<name>'`; `LD_BIND_NOW` makes it
+/// bind every symbol at start rather than at each first call.
+#[test]
+fn the_c_libraries_allocate_through_the_binarys_allocator() {
+    let out = std::process::Command::new(BIN)
+        .arg("--version")
+        .env("LD_DEBUG", "bindings")
+        .env("LD_BIND_NOW", "1")
+        .output()
+        .expect("run nulab-pass --version");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let bindings: Vec<(&str, &str, &str)> = stderr
+        .lines()
+        .filter_map(|line| {
+            let (_, rest) = line.split_once("binding file ")?;
+            let (caller, rest) = rest.split_once(" [")?;
+            let (_, rest) = rest.split_once(" to ")?;
+            let (definer, rest) = rest.split_once(" [")?;
+            let (_, symbol) = rest.split_once("normal symbol `")?;
+            Some((caller, definer, symbol.split('\'').next()?))
+        })
+        .collect();
+    let binary = std::fs::canonicalize(BIN).unwrap();
+    for library in ["libxml2.so", "libcrypto.so", "libc.so"] {
+        for symbol in ["malloc", "free", "realloc", "calloc"] {
+            let definers: Vec<&str> = bindings
+                .iter()
+                .filter(|(caller, _, name)| caller.contains(library) && *name == symbol)
+                .map(|(_, definer, _)| *definer)
+                .collect();
+            assert!(
+                !definers.is_empty(),
+                "{library} binds {symbol}; {} bindings read",
+                bindings.len()
+            );
+            for definer in definers {
+                assert_eq!(
+                    std::fs::canonicalize(definer).unwrap(),
+                    binary,
+                    "{library}'s {symbol}"
+                );
+            }
+        }
+    }
+}

@@ -16,7 +16,8 @@
 //!
 //! Run: `bash scripts/acs_load.sh` (SQLite) or `bash scripts/acs_load.sh --postgres`.
 
-/// The server's allocator (`src/main.rs`), so that the bare verification runs as it does there.
+/// The server's allocator (`src/main.rs`), the C libraries' too, so that the bare verification
+/// runs as it does there.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
