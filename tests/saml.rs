@@ -345,6 +345,115 @@ async fn sp_initiated_sign_in(backend: Backend) {
 }
 both!(sp_initiated_sign_in_works, sp_initiated_sign_in);
 
+/// The HTTP-POST form as IdPs encode it, sent byte for byte: base64 wrapped in lines (CRLF
+/// every 76 characters, as .NET writes it, or LF), escapes in either case, a space as `+`, the
+/// fields in any order. The first `SAMLResponse` field is the one read.
+async fn form_encodings(backend: Backend) {
+    let s = sso(backend).await;
+    let escape = |b64: &str, upper: bool| -> String {
+        let mut out = String::new();
+        for c in b64.chars() {
+            match (c, upper) {
+                ('+', true) => out.push_str("%2B"),
+                ('+', false) => out.push_str("%2b"),
+                ('/', true) => out.push_str("%2F"),
+                ('/', false) => out.push_str("%2f"),
+                ('=', _) => out.push_str("%3D"),
+                ('\r', _) => out.push_str("%0D"),
+                ('\n', true) => out.push_str("%0A"),
+                ('\n', false) => out.push_str("%0a"),
+                (' ', _) => out.push('+'),
+                (c, _) => out.push(c),
+            }
+        }
+        out
+    };
+    let wrap = |b64: &str, end: &str| -> String {
+        b64.as_bytes()
+            .chunks(76)
+            .map(|line| std::str::from_utf8(line).unwrap())
+            .collect::<Vec<_>>()
+            .join(end)
+    };
+    type Body = fn(&str, &str) -> String;
+    let bodies: [(&str, Body); 4] = [
+        (
+            "CRLF lines, upper-case escapes, RelayState first",
+            |response, relay| format!("RelayState={relay}&SAMLResponse={response}"),
+        ),
+        ("LF lines, lower-case escapes", |response, relay| {
+            format!("SAMLResponse={response}&RelayState={relay}")
+        }),
+        (
+            "spaces as +, an empty field and a second SAMLResponse",
+            |response, relay| {
+                format!("&SAMLResponse=++{response}++&&RelayState={relay}&SAMLResponse=bm90")
+            },
+        ),
+        ("the key escaped", |response, relay| {
+            format!("SAML%52esponse={response}&RelayState={relay}")
+        }),
+    ];
+    for (at, (name, body)) in bodies.into_iter().enumerate() {
+        let browser = s.server.client();
+        let started = s.start(&browser).await;
+        let spec = ResponseSpec::new(
+            "mia@corp.test",
+            &s.acs(),
+            &s.audience(),
+            Some(&started.request_id),
+        );
+        let b64 = s.idp.response_b64(&spec).unwrap();
+        let (end, upper) = if at == 1 {
+            ("\n", false)
+        } else {
+            ("\r\n", true)
+        };
+        let response = escape(&wrap(&b64, end), upper);
+        let res = browser
+            .post(s.acs())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &started.cookie)
+            .body(body(&response, &started.relay_state))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 303, "{name}");
+        assert!(s.signed_in_as(&browser).await.is_some(), "{name}");
+    }
+    // A first SAMLResponse that is not a response is the one read, whatever follows.
+    let browser = s.server.client();
+    let started = s.start(&browser).await;
+    let spec = ResponseSpec::new(
+        "mia@corp.test",
+        &s.acs(),
+        &s.audience(),
+        Some(&started.request_id),
+    );
+    let b64 = s.idp.response_b64(&spec).unwrap();
+    let sessions = s.server.rows("SELECT id FROM sessions ORDER BY id").await;
+    let res = browser
+        .post(s.acs())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("cookie", &started.cookie)
+        .body(format!(
+            "SAMLResponse=bm90&SAMLResponse={}&RelayState={}",
+            escape(&b64, true),
+            started.relay_state
+        ))
+        .send()
+        .await
+        .unwrap();
+    s.assert_refused(&browser, res, 400, "malformed_response")
+        .await;
+    assert_eq!(
+        s.server.rows("SELECT id FROM sessions ORDER BY id").await,
+        sessions,
+        "no session row written"
+    );
+}
+both!(the_form_as_idps_encode_it_signs_in, form_encodings);
+
 /// An SSO sign-in lasts the organization's session lifetime (read in the transaction that
 /// records the sign-in), by either path: SP-initiated and the IdP-initiated continue step.
 async fn session_lifetime(backend: Backend) {

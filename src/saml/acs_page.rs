@@ -124,9 +124,7 @@ impl From<sqlx::Error> for Refusal {
 
 /// The decoded response of the POSTed form and its outline ([`super::outline::scan`]).
 fn outline_of(body: &[u8]) -> Result<(String, super::outline::Scan), Rejection> {
-    let encoded = url::form_urlencoded::parse(body)
-        .find(|(k, _)| k == "SAMLResponse")
-        .map(|(_, v)| v.split_whitespace().collect::<String>())
+    let encoded = super::form::field(body, "SAMLResponse")
         .ok_or_else(|| Rejection::new(Reason::Malformed, "no SAMLResponse field"))?;
     let xml = base64::engine::general_purpose::STANDARD
         .decode(encoded)
@@ -144,11 +142,11 @@ fn outline_of(body: &[u8]) -> Result<(String, super::outline::Scan), Rejection> 
 async fn check(
     state: &AppState,
     connection: &std::sync::Arc<Connection>,
-    body: &[u8],
+    body: &Bytes,
     headers: &HeaderMap,
     now: i64,
 ) -> Result<Checked, Refusal> {
-    let body = body.to_vec();
+    let body = body.clone();
     let (xml, outline) = super::cpu::run(move || outline_of(&body))
         .await
         .map_err(|e| Refusal::Failed(e.into()))?

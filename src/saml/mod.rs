@@ -17,6 +17,7 @@ pub mod cpu;
 pub mod decrypt;
 pub mod dsig_policy;
 pub mod fetch;
+pub mod form;
 pub mod hold_pages;
 pub mod idp_keys;
 pub mod jobs;
