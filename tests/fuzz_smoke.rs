@@ -149,3 +149,90 @@ fn write_seed_corpus() {
         }
     }
 }
+
+/// The signed content is read from the tree samael's reduction leaves, not from that tree
+/// written out and parsed again: the two readings agree, on responses in the shapes IdPs send
+/// (signed on the Response, the Assertion or both; prefixed, unprefixed, indented; an attribute
+/// whose value is an element) and on mutations of them that still verify.
+#[test]
+fn the_reduced_tree_reads_as_its_text_would() {
+    use nulab_pass::mock_idp::Signing;
+    use nulab_pass::saml::{assertion, idp_keys, xml};
+    use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode, XmlSec};
+
+    let s = harness::saml();
+    let keys: Vec<_> = s
+        .connection
+        .certificates
+        .iter()
+        .map(|c| idp_keys::key_of(c).expect("the fuzz IdP's key"))
+        .collect();
+    let keys: Vec<_> = keys.iter().map(|k| k.as_ref()).collect();
+    let expected = assertion::Expected {
+        idp_entity_id: &s.connection.idp_entity_id,
+        sp_entity_id: &s.sp.sp_entity_id,
+        acs_url: &s.sp.acs_url,
+        request_ids: Some(&[harness::REQUEST_ID]),
+        skew: chrono::Duration::seconds(120),
+        max_issue_delay: chrono::Duration::seconds(210),
+        now: chrono::Utc::now(),
+    };
+    let mut inputs = Vec::new();
+    for signing in [Signing::Response, Signing::Assertion, Signing::Both] {
+        for prefixes in [("saml", "samlp"), ("", ""), ("saml2", "saml2p")] {
+            for pretty in [false, true] {
+                inputs.push(harness::saml_seed("mia@fuzz.test", |spec| {
+                    spec.signing = signing;
+                    spec.prefixes = (prefixes.0.into(), prefixes.1.into());
+                    spec.pretty = pretty;
+                    spec.dsig_prefix = if pretty { "ds" } else { "" }.into();
+                    spec.attributes = vec![("groups".into(), vec!["a".into(), "b c".into()])];
+                    spec.raw_attributes = Some(
+                        "<saml:Attribute Name=\"urn:oid:1.3.6.1.4.1.5923.1.1.1.10\"><saml:AttributeValue><saml:NameID Format=\"urn:oasis:names:tc:SAML:2.0:nameid-format:persistent\">x</saml:NameID></saml:AttributeValue></saml:Attribute>"
+                            .replace("saml:", &if prefixes.0.is_empty() { String::new() } else { format!("{}:", prefixes.0) }),
+                    );
+                }).into_bytes());
+            }
+        }
+    }
+    let shapes = inputs.len();
+    let mut rng = Rng(0x5EED_7EE5);
+    for _ in 0..2_000 {
+        let base = inputs[rng.below(shapes)].clone();
+        inputs.push(mutate(&mut rng, &base));
+    }
+    let allowed = [AllowedSignatureAlgorithm::RsaSha256];
+    let (mut compared, mut shapes_compared) = (0, 0);
+    for (at, input) in inputs.iter().enumerate() {
+        let Ok(text) = std::str::from_utf8(input) else {
+            continue;
+        };
+        let Ok(tree) = XmlSec::reduce_xml_to_signed_document_with_keys(
+            text,
+            &keys,
+            ReduceMode::ValidateAndMarkNoAncestors,
+            Some(&allowed),
+        ) else {
+            continue;
+        };
+        let from_tree = assertion::read(&tree, &expected, None, None);
+        if at < shapes {
+            let verified = from_tree.as_ref().expect("every shape reads");
+            assert_eq!(verified.name_id.as_deref(), Some("mia@fuzz.test"));
+            assert_eq!(verified.attributes.len(), 2, "{:?}", verified.attributes);
+        }
+        let written = tree.to_string();
+        let from_text = xml::parse_strict(&written)
+            .ok_or("the written reduction does not parse")
+            .map(|again| assertion::read(&again, &expected, None, None));
+        assert_eq!(
+            format!("{:?}", Ok::<_, &str>(from_tree)),
+            format!("{from_text:?}"),
+            "input {at}: {written}"
+        );
+        compared += 1;
+        shapes_compared += usize::from(at < shapes);
+    }
+    assert_eq!(shapes_compared, shapes, "every shape verifies");
+    eprintln!("{compared} reductions compared, {shapes} of them the shapes");
+}

@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use libxml::tree::Document;
 use openssl::pkey::{PKey, Private};
-use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode, VerificationKey, XmlSec};
+use samael::crypto::{AllowedSignatureAlgorithm, CryptoError, ReduceMode, VerificationKey, XmlSec};
 
 use super::metadata::{self, Certificate};
 use super::outline::Scan;
@@ -291,7 +292,7 @@ pub fn verify(
     let (mut verified, references) = if encrypted {
         verify_encrypted(xml, outline, connection, &signatures, &expected, decryption)?
     } else {
-        let reduced = signatures.reduce(xml)?;
+        let reduced = signatures.reduce_to_document(xml)?;
         let verified = assertion::read(
             &reduced,
             &expected,
@@ -527,13 +528,31 @@ impl Signatures {
     /// they sign is returned. With SHA-1 allowed there is no samael allow-list (it has no SHA-1
     /// entry): the outline gates already refused anything else.
     fn reduce(&self, doc: &str) -> Result<String, Rejection> {
+        self.reduce_with(doc, XmlSec::reduce_xml_to_signed_with_keys)
+    }
+
+    /// [`Self::reduce`], giving the reduced document as libxml2's tree rather than written out.
+    fn reduce_to_document(&self, doc: &str) -> Result<Document, Rejection> {
+        self.reduce_with(doc, XmlSec::reduce_xml_to_signed_document_with_keys)
+    }
+
+    fn reduce_with<T>(
+        &self,
+        doc: &str,
+        reduction: impl FnOnce(
+            &str,
+            &[&VerificationKey],
+            ReduceMode,
+            Option<&[AllowedSignatureAlgorithm]>,
+        ) -> Result<T, CryptoError>,
+    ) -> Result<T, Rejection> {
         let allowed = [
             AllowedSignatureAlgorithm::RsaSha256,
             AllowedSignatureAlgorithm::RsaSha384,
             AllowedSignatureAlgorithm::RsaSha512,
         ];
         let keys: Vec<&VerificationKey> = self.keys.iter().map(Arc::as_ref).collect();
-        XmlSec::reduce_xml_to_signed_with_keys(
+        reduction(
             doc,
             &keys,
             ReduceMode::ValidateAndMarkNoAncestors,

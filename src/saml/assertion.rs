@@ -1,5 +1,6 @@
 //! The one reading of a verified response: what xmlsec verified (samael's reduction keeps only
-//! signed content) is parsed by libxml2, and every check and every identity value comes from
+//! signed content) is read from libxml2's tree as the reduction leaves it (a decrypted
+//! assertion's reduction is parsed again), and every check and every identity value comes from
 //! that tree: issuer, status, destination, the time windows with bounded skew, the audience,
 //! the bearer subject confirmation (recipient, `InResponseTo`), the NameID and the attributes.
 //! Attribute values that are elements (Shibboleth's `eduPersonTargetedID` holds a NameID) are
@@ -7,6 +8,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use libxml::readonly::RoNode;
+use libxml::tree::Document;
 
 use super::acs::{Reason, Rejection, Verified};
 use super::xml::{ASSERTION, NoNsProperty, PROTOCOL, child, children, is, text};
@@ -28,18 +30,17 @@ pub struct Expected<'a> {
     pub now: DateTime<Utc>,
 }
 
-/// Reads and checks `reduced`, the signed content of a response (its root is the Response, or
-/// the Assertion when only the Assertion is signed). `response_id` and `in_response_to` come
-/// from the outline and only feed the replay cache and the page.
+/// Reads and checks `reduced`, the signed content of a response as samael's reduction left it
+/// (its root is the Response, or the Assertion when only the Assertion is signed). `response_id`
+/// and `in_response_to` come from the outline and only feed the replay cache and the page.
 pub fn read(
-    reduced: &str,
+    reduced: &Document,
     expected: &Expected,
     response_id: Option<String>,
     in_response_to: Option<String>,
 ) -> Result<Verified, Rejection> {
     let unreadable = || Rejection::new(Reason::Malformed, "the signed content could not be read");
-    let doc = super::xml::parse_strict(reduced).ok_or_else(unreadable)?;
-    let root = doc.get_root_readonly().ok_or_else(unreadable)?;
+    let root = reduced.get_root_readonly().ok_or_else(unreadable)?;
     let assertion = if is(root, PROTOCOL, "Response") {
         check_response(root, expected)?;
         match children(root, ASSERTION, "Assertion").as_slice() {

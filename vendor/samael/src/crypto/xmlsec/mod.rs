@@ -1807,6 +1807,26 @@ fn reduce_xml_to_signed_by(
     reduce_mode: ReduceMode,
     allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
 ) -> Result<String, CryptoError> {
+    match reduce_by(xml_str, key_count, key_at, reduce_mode, allowed_algorithms)? {
+        Reduced::PreDigest(text) => Ok(text),
+        Reduced::Document(xml) => Ok(xml.to_string()),
+    }
+}
+
+/// nulab-pass patch: what a reduction gives before it is written out: the pre-digest text
+/// (`ReduceMode::PreDigest`) or the reduced document itself.
+enum Reduced {
+    PreDigest(String),
+    Document(libxml::tree::Document),
+}
+
+fn reduce_by(
+    xml_str: &str,
+    key_count: usize,
+    key_at: impl Fn(usize) -> Result<XmlSecKey, CryptoError>,
+    reduce_mode: ReduceMode,
+    allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
+) -> Result<Reduced, CryptoError> {
     let mut xml = XmlParser::default().parse_string(xml_str)?;
 
 
@@ -1869,7 +1889,7 @@ fn reduce_xml_to_signed_by(
     }
 
     if reduce_mode == ReduceMode::PreDigest {
-        return predigest_result(predigest_results);
+        return predigest_result(predigest_results).map(Reduced::PreDigest);
     }
 
     if selections.is_empty() {
@@ -1889,7 +1909,7 @@ fn reduce_xml_to_signed_by(
         .ok_or(XmlSecProviderError::XmlMissingRootElement)?;
     prune_unverified_nodes(&mut root_elem, &nodes_to_keep, &allowed_attributes)?;
 
-    Ok(xml.to_string())
+    Ok(Reduced::Document(xml))
 }
 
 /// nulab-pass patch: a certificate's public key, loaded into xmlsec once and verified with
@@ -1932,5 +1952,26 @@ impl XmlSec {
             reduce_mode,
             allowed_algorithms,
         )
+    }
+
+    /// nulab-pass patch: `reduce_xml_to_signed_with_keys` giving the reduced document itself,
+    /// for a caller that reads it at once: not written out as text to be parsed again.
+    pub fn reduce_xml_to_signed_document_with_keys(
+        xml_str: &str,
+        keys: &[&VerificationKey],
+        reduce_mode: ReduceMode,
+        allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
+    ) -> Result<libxml::tree::Document, CryptoError> {
+        let reduced = reduce_by(
+            xml_str,
+            keys.len(),
+            |at| keys[at].0.duplicate().map_err(CryptoError::from),
+            reduce_mode,
+            allowed_algorithms,
+        )?;
+        match reduced {
+            Reduced::Document(xml) => Ok(xml),
+            Reduced::PreDigest(text) => Ok(XmlParser::default().parse_string(&text)?),
+        }
     }
 }
