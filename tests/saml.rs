@@ -202,6 +202,37 @@ impl Sso {
         req.send().await.unwrap()
     }
 
+    /// A browser that started a sign-in, and Mia's signed response (base64) to its request.
+    async fn started_with_response(&self) -> (reqwest::Client, Started, String) {
+        let browser = self.server.client();
+        let started = self.start(&browser).await;
+        let spec = ResponseSpec::new(
+            "mia@corp.test",
+            &self.acs(),
+            &self.audience(),
+            Some(&started.request_id),
+        );
+        let b64 = self.idp.response_b64(&spec).unwrap();
+        (browser, started, b64)
+    }
+
+    /// POSTs `body` to the ACS byte for byte as a form, with the binding cookie of `started`.
+    async fn post_raw(
+        &self,
+        browser: &reqwest::Client,
+        started: &Started,
+        body: String,
+    ) -> reqwest::Response {
+        browser
+            .post(self.acs())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cookie", &started.cookie)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// POSTs the response `xml` (base64-encoded here) for the sign-in `started`, with its
     /// binding cookie.
     async fn post_xml(
@@ -395,55 +426,28 @@ async fn form_encodings(backend: Backend) {
         }),
     ];
     for (at, (name, body)) in bodies.into_iter().enumerate() {
-        let browser = s.server.client();
-        let started = s.start(&browser).await;
-        let spec = ResponseSpec::new(
-            "mia@corp.test",
-            &s.acs(),
-            &s.audience(),
-            Some(&started.request_id),
-        );
-        let b64 = s.idp.response_b64(&spec).unwrap();
+        let (browser, started, b64) = s.started_with_response().await;
         let (end, upper) = if at == 1 {
             ("\n", false)
         } else {
             ("\r\n", true)
         };
         let response = escape(&wrap(&b64, end), upper);
-        let res = browser
-            .post(s.acs())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cookie", &started.cookie)
-            .body(body(&response, &started.relay_state))
-            .send()
-            .await
-            .unwrap();
+        let res = s
+            .post_raw(&browser, &started, body(&response, &started.relay_state))
+            .await;
         assert_eq!(res.status(), 303, "{name}");
         assert!(s.signed_in_as(&browser).await.is_some(), "{name}");
     }
     // A first SAMLResponse that is not a response is the one read, whatever follows.
-    let browser = s.server.client();
-    let started = s.start(&browser).await;
-    let spec = ResponseSpec::new(
-        "mia@corp.test",
-        &s.acs(),
-        &s.audience(),
-        Some(&started.request_id),
-    );
-    let b64 = s.idp.response_b64(&spec).unwrap();
+    let (browser, started, b64) = s.started_with_response().await;
     let sessions = s.server.rows("SELECT id FROM sessions ORDER BY id").await;
-    let res = browser
-        .post(s.acs())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("cookie", &started.cookie)
-        .body(format!(
-            "SAMLResponse=bm90&SAMLResponse={}&RelayState={}",
-            escape(&b64, true),
-            started.relay_state
-        ))
-        .send()
-        .await
-        .unwrap();
+    let body = format!(
+        "SAMLResponse=bm90&SAMLResponse={}&RelayState={}",
+        escape(&b64, true),
+        started.relay_state
+    );
+    let res = s.post_raw(&browser, &started, body).await;
     s.assert_refused(&browser, res, 400, "malformed_response")
         .await;
     assert_eq!(

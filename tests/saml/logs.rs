@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use nulab_pass::mock_idp::ResponseSpec;
 use tracing_subscriber::fmt::MakeWriter;
 
 use super::{PASSWORD, sso};
@@ -59,15 +58,7 @@ async fn secrets(backend: Backend, captured: &Captured) {
     )
     .await;
     assert_eq!(status, 200);
-    let browser = s.server.client();
-    let started = s.start(&browser).await;
-    let spec = ResponseSpec::new(
-        "mia@corp.test",
-        &s.acs(),
-        &s.audience(),
-        Some(&started.request_id),
-    );
-    let b64 = s.idp.response_b64(&spec).unwrap();
+    let (browser, started, b64) = s.started_with_response().await;
     let res = s
         .post(&browser, &b64, &started.relay_state, Some(&started.cookie))
         .await;
