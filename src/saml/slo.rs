@@ -216,8 +216,9 @@ fn inflate(encoded: &str) -> Result<String, Rejection> {
 /// Reads a message received by HTTP-POST (base64 XML with an enveloped signature): every
 /// signature verified by xmlsec with the connection's certificates, read from what they sign.
 pub fn receive_post(encoded: &str, expected: &Expected) -> Result<Message, Rejection> {
+    // Whitespace is taken out as the ACS takes it out of a response: IdPs wrap base64 in lines.
     let bytes = STANDARD
-        .decode(encoded.replace([' ', '\n', '\r'], ""))
+        .decode(encoded.split_whitespace().collect::<String>())
         .map_err(|_| refused(Reason::Malformed, "the message is not base64"))?;
     let xml = String::from_utf8(bytes)
         .map_err(|_| refused(Reason::Malformed, "the message is not UTF-8"))?;

@@ -339,7 +339,8 @@ async fn idp_initiated(backend: Backend) {
     assert!(s.signed_in(&third).await);
     assert_eq!(s.refresh(&third_tokens).await, 200);
 
-    // By HTTP-POST with an enveloped signature and the sign-in's SessionIndex.
+    // By HTTP-POST with an enveloped signature and the sign-in's SessionIndex, its base64 in
+    // indented lines of 76 characters.
     let index: String = sqlx::query_scalar(
         "SELECT session_index FROM saml_sessions WHERE ended_at IS NULL ORDER BY created_at DESC",
     )
@@ -350,10 +351,15 @@ async fn idp_initiated(backend: Backend) {
     let xml = s
         .idp
         .logout_request_xml(&id, &s.sp_slo(), "mia@corp.test", Some(&index), true);
-    let signed = s.idp.sign(&xml).unwrap();
+    let signed = STANDARD.encode(s.idp.sign(&xml).unwrap());
+    let lines: Vec<&str> = signed
+        .as_bytes()
+        .chunks(76)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
     let res = third
         .post(s.sp_slo())
-        .form(&[("SAMLRequest", STANDARD.encode(signed).as_str())])
+        .form(&[("SAMLRequest", lines.join("\r\n\t").as_str())])
         .send()
         .await
         .unwrap();
