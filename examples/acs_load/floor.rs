@@ -2,9 +2,9 @@
 //! sign-in can skip, so that the ratio a real server could reach on this machine is measured,
 //! not guessed. It is this tool run again as its own process (`--floor-serve`), with the
 //! server's runtime (one async worker per core) and allocator. It answers the ACS POST by
-//! decoding the form and verifying the response exactly as the bare verification does
-//! ([`crate::callgrind::verify`]), then setting the continue cookie and redirecting; and the
-//! continue GET by redirecting to `/account`. No database, no session, no audit event, no
+//! reading the form as the ACS does and verifying the response exactly as the bare
+//! verification does ([`crate::callgrind::verify`]), then setting the continue cookie and
+//! redirecting; and the continue GET by redirecting to `/account`. No database, no session, no audit event, no
 //! tracing, no replay cache.
 //!
 //! With `--floor-writes each|grouped` (PostgreSQL only) the ACS POST also makes the writes no
@@ -20,7 +20,8 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -173,14 +174,12 @@ pub fn serve(connection: Connection, base: &str, url: &str, writes: Option<&str>
     });
 }
 
-#[derive(serde::Deserialize)]
-struct AcsForm {
-    #[serde(rename = "SAMLResponse")]
-    saml_response: String,
-}
-
-async fn acs_post(State(floor): State<Arc<Floor>>, Form(form): Form<AcsForm>) -> Response {
-    if crate::callgrind::verify(&form.saml_response, &floor.connection, &floor.sp).is_err() {
+/// The form is read as the ACS reads it ([`nulab_pass::saml::form::field`]).
+async fn acs_post(State(floor): State<Arc<Floor>>, body: Bytes) -> Response {
+    let Some(response) = nulab_pass::saml::form::field(&body, "SAMLResponse") else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
+    if crate::callgrind::verify(&response, &floor.connection, &floor.sp).is_err() {
         return StatusCode::FORBIDDEN.into_response();
     }
     let handle = uuid::Uuid::new_v4().simple().to_string();
