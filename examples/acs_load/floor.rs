@@ -4,8 +4,8 @@
 //! server's runtime (one async worker per core) and allocator. It answers the ACS POST by
 //! reading the form as the ACS does and verifying the response exactly as the bare
 //! verification does ([`crate::callgrind::verify`]), then setting the continue cookie and
-//! redirecting; and the continue GET by redirecting to `/account`. No database, no session, no audit event, no
-//! tracing, no replay cache.
+//! redirecting; and the continue GET by redirecting to `/account`. No database, no session,
+//! no audit event, no tracing, no replay cache.
 //!
 //! With `--floor-writes each|grouped` (PostgreSQL only) the ACS POST also makes the writes no
 //! durable, audited, replay-protected sign-in can skip (the replay cache, the audit chain head,

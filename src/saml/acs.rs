@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use libxml::tree::Document;
 use openssl::pkey::{PKey, Private};
-use samael::crypto::{AllowedSignatureAlgorithm, CryptoError, ReduceMode, VerificationKey, XmlSec};
+use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode, VerificationKey, XmlSec};
 
 use super::metadata::{self, Certificate};
 use super::outline::Scan;
@@ -292,7 +292,7 @@ pub fn verify(
     let (mut verified, references) = if encrypted {
         verify_encrypted(xml, outline, connection, &signatures, &expected, decryption)?
     } else {
-        let reduced = signatures.reduce_to_document(xml)?;
+        let reduced = signatures.reduce(xml)?;
         let verified = assertion::read(
             &reduced,
             &expected,
@@ -372,7 +372,7 @@ fn verify_encrypted(
     // The Response's signature, when there is one, covers the EncryptedAssertion: decrypt
     // what it signed. Otherwise the decrypted assertion must carry its own signature.
     let outer = (outline.signatures > 0)
-        .then(|| signatures.reduce(xml))
+        .then(|| signatures.reduce_to_text(xml))
         .transpose()?;
     let plaintext = decrypt::assertion(outer.as_deref().unwrap_or(xml), decryption)?;
     let inner = super::outline::scan(&plaintext)?;
@@ -384,7 +384,7 @@ fn verify_encrypted(
     }
     gates(&inner, connection)?;
     let signed = (inner.signatures > 0)
-        .then(|| signatures.reduce(&plaintext))
+        .then(|| signatures.reduce_to_text(&plaintext))
         .transpose()?;
     if outer.is_none() && signed.is_none() {
         return Err(Rejection::new(
@@ -461,7 +461,7 @@ pub fn verify_signed_message(
             "the message is not signed",
         ));
     }
-    Signatures::of(connection)?.reduce(xml)
+    Signatures::of(connection)?.reduce_to_text(xml)
 }
 
 /// IdP metadata found by a refresh: the outline's structure and algorithm gates, no assertion
@@ -486,7 +486,7 @@ pub fn verify_signed_metadata(xml: &str, connection: &Connection) -> Result<Stri
             "the metadata is not signed (or carries an assertion)",
         ));
     }
-    Signatures::of(connection)?.reduce(xml)
+    Signatures::of(connection)?.reduce_to_text(xml)
 }
 
 /// Signature verification with a connection's certificates.
@@ -527,32 +527,14 @@ impl Signatures {
     /// Every signature of `doc` must verify against a certificate of the connection; only what
     /// they sign is returned. With SHA-1 allowed there is no samael allow-list (it has no SHA-1
     /// entry): the outline gates already refused anything else.
-    fn reduce(&self, doc: &str) -> Result<String, Rejection> {
-        self.reduce_with(doc, XmlSec::reduce_xml_to_signed_with_keys)
-    }
-
-    /// [`Self::reduce`], giving the reduced document as libxml2's tree rather than written out.
-    fn reduce_to_document(&self, doc: &str) -> Result<Document, Rejection> {
-        self.reduce_with(doc, XmlSec::reduce_xml_to_signed_document_with_keys)
-    }
-
-    fn reduce_with<T>(
-        &self,
-        doc: &str,
-        reduction: impl FnOnce(
-            &str,
-            &[&VerificationKey],
-            ReduceMode,
-            Option<&[AllowedSignatureAlgorithm]>,
-        ) -> Result<T, CryptoError>,
-    ) -> Result<T, Rejection> {
+    fn reduce(&self, doc: &str) -> Result<Document, Rejection> {
         let allowed = [
             AllowedSignatureAlgorithm::RsaSha256,
             AllowedSignatureAlgorithm::RsaSha384,
             AllowedSignatureAlgorithm::RsaSha512,
         ];
         let keys: Vec<&VerificationKey> = self.keys.iter().map(Arc::as_ref).collect();
-        reduction(
+        XmlSec::reduce_xml_to_signed_document_with_keys(
             doc,
             &keys,
             ReduceMode::ValidateAndMarkNoAncestors,
@@ -564,6 +546,12 @@ impl Signatures {
                 "a signature does not verify with the connection's certificates",
             )
         })
+    }
+
+    /// [`Self::reduce`], written out as text: for a caller that hands it on as text (decryption,
+    /// a logout message's reading, metadata).
+    fn reduce_to_text(&self, doc: &str) -> Result<String, Rejection> {
+        self.reduce(doc).map(|reduced| reduced.to_string())
     }
 }
 

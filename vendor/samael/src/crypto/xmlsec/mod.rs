@@ -1938,24 +1938,8 @@ impl VerificationKey {
 
 impl XmlSec {
     /// nulab-pass patch: the reduction of `reduce_xml_to_signed_with_allowed_algorithms` with
-    /// keys loaded once.
-    pub fn reduce_xml_to_signed_with_keys(
-        xml_str: &str,
-        keys: &[&VerificationKey],
-        reduce_mode: ReduceMode,
-        allowed_algorithms: Option<&[super::AllowedSignatureAlgorithm]>,
-    ) -> Result<String, CryptoError> {
-        reduce_xml_to_signed_by(
-            xml_str,
-            keys.len(),
-            |at| keys[at].0.duplicate().map_err(CryptoError::from),
-            reduce_mode,
-            allowed_algorithms,
-        )
-    }
-
-    /// nulab-pass patch: `reduce_xml_to_signed_with_keys` giving the reduced document itself,
-    /// for a caller that reads it at once: not written out as text to be parsed again.
+    /// keys loaded once, giving the reduced document itself (for a caller that reads it at
+    /// once, not written out as text to be parsed again; `to_string` gives that text).
     pub fn reduce_xml_to_signed_document_with_keys(
         xml_str: &str,
         keys: &[&VerificationKey],
