@@ -9,7 +9,10 @@ use libxml::readonly::RoNode;
 use libxml::tree::NodeType;
 
 use super::acs::{Reason, Rejection};
-use super::xml::{ASSERTION, DSIG, NoNsProperty, PROTOCOL, child, is, namespace};
+use super::xml::{
+    ASSERTION, DSIG, NoNsProperty, PROTOCOL, child, child_elements, child_nodes, is, local_name,
+    namespace,
+};
 use super::{dsig_policy, metadata, xml};
 
 /// Facts read from the document before any signature is trusted.
@@ -74,7 +77,7 @@ pub fn scan(xml: &str) -> Result<Scan, Rejection> {
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
         visit(node, root, &mut scan)?;
-        stack.extend(node.get_child_elements());
+        stack.extend(child_elements(node));
     }
     Ok(scan)
 }
@@ -121,11 +124,10 @@ fn visit(node: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection> {
     }
     // Canonicalization drops comments, and readers differ on processing instructions: neither
     // has a place anywhere in a response (NameID and AttributeValue say so with their own code).
-    let value = matches!(node.get_name().as_str(), "NameID" | "AttributeValue");
+    let name = local_name(&node);
+    let value = matches!(name, "NameID" | "AttributeValue");
     if !value
-        && node
-            .get_child_nodes()
-            .iter()
+        && child_nodes(node)
             .any(|c| matches!(c.get_type(), Some(NodeType::CommentNode | NodeType::PiNode)))
     {
         return Err(Rejection::new(
@@ -149,8 +151,7 @@ fn visit(node: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection> {
             format!("the namespace {relative:?} is not an absolute URI"),
         ));
     }
-    let ns = namespace(node);
-    match (ns.as_deref(), node.get_name().as_str()) {
+    match (namespace(&node), name) {
         (Some(ASSERTION), "Assertion") => scan.assertions += 1,
         (Some(ASSERTION), "EncryptedAssertion") => scan.encrypted_assertions += 1,
         (Some(ASSERTION), "Audience") => scan.audiences.push(node.get_content().trim().into()),
@@ -202,8 +203,7 @@ fn signature(sig: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection
     }
     let references: Vec<String> = child(sig, DSIG, "SignedInfo")
         .map(|info| {
-            info.get_child_elements()
-                .into_iter()
+            child_elements(info)
                 .filter(|n| is(*n, DSIG, "Reference"))
                 .map(|r| r.get_property_no_ns("URI").unwrap_or_default())
                 .collect()
@@ -225,7 +225,7 @@ fn signature(sig: RoNode, root: RoNode, scan: &mut Scan) -> Result<(), Rejection
 fn is_split(node: RoNode) -> bool {
     let children = node.get_child_nodes();
     let kind = |c: &RoNode| c.get_type();
-    let only_elements = node.get_name() == "AttributeValue"
+    let only_elements = local_name(&node) == "AttributeValue"
         && children
             .iter()
             .any(|c| kind(c) == Some(NodeType::ElementNode))

@@ -28,24 +28,59 @@ pub fn text(node: RoNode) -> String {
 
 /// Child elements named `name` in namespace `ns`.
 pub fn children(node: RoNode, ns: &str, name: &str) -> Vec<RoNode> {
-    node.get_child_elements()
-        .into_iter()
-        .filter(|c| is(*c, ns, name))
-        .collect()
+    child_elements(node).filter(|c| is(*c, ns, name)).collect()
 }
 
-pub fn namespace(node: RoNode) -> Option<String> {
-    node.get_namespace().map(|ns| ns.get_href())
+/// The child elements of `node`, in document order (no list is built).
+pub fn child_elements(node: RoNode) -> impl Iterator<Item = RoNode> {
+    std::iter::successors(node.get_first_element_child(), |n| {
+        n.get_next_element_sibling()
+    })
+}
+
+/// The child nodes of `node` of any kind, in document order (no list is built).
+pub fn child_nodes(node: RoNode) -> impl Iterator<Item = RoNode> {
+    std::iter::successors(node.get_first_child(), |n| n.get_next_sibling())
+}
+
+/// The local name of `node` as libxml2 holds it, without a copy (empty when it has none, or
+/// when it is not UTF-8, which a strict parse does not let through).
+pub fn local_name(node: &RoNode) -> &str {
+    // SAFETY: a node's name is a NUL-terminated string owned by its document (or the parser's
+    // dictionary, which the document keeps), and every node read here belongs to a document
+    // that outlives the borrow of the node.
+    unsafe { borrowed((*node.node_ptr()).name) }.unwrap_or_default()
+}
+
+/// The namespace URI of `node`, without a copy.
+pub fn namespace(node: &RoNode) -> Option<&str> {
+    // SAFETY: as in `local_name`: the namespace and its URI belong to the node's document.
+    unsafe {
+        let ns = (*node.node_ptr()).ns;
+        if ns.is_null() {
+            return None;
+        }
+        borrowed((*ns).href)
+    }
+}
+
+/// # Safety
+/// `text` is null or a NUL-terminated string that lives at least as long as `'a`.
+unsafe fn borrowed<'a>(text: *const u8) -> Option<&'a str> {
+    if text.is_null() {
+        return None;
+    }
+    // SAFETY: given by the caller.
+    let bytes = unsafe { std::ffi::CStr::from_ptr(text.cast()) }.to_bytes();
+    std::str::from_utf8(bytes).ok()
 }
 
 pub fn is(node: RoNode, ns: &str, name: &str) -> bool {
-    node.get_name() == name && namespace(node).as_deref() == Some(ns)
+    local_name(&node) == name && namespace(&node) == Some(ns)
 }
 
 pub fn child(node: RoNode, ns: &str, name: &str) -> Option<RoNode> {
-    node.get_child_elements()
-        .into_iter()
-        .find(|c| is(*c, ns, name))
+    child_elements(node).find(|c| is(*c, ns, name))
 }
 
 pub trait NoNsProperty {
@@ -74,4 +109,54 @@ impl NoNsProperty for RoNode {
 unsafe extern "C" {
     #[link_name = "free"]
     fn libc_free(ptr: *mut std::ffi::c_void);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The borrowed readers give what libxml2's copying ones give: local names without their
+    /// prefix, namespaces as resolved (a default one, a prefixed one, none), children in order.
+    #[test]
+    fn names_and_namespaces_are_read_in_place() {
+        let doc = parse_strict(concat!(
+            r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+            r#"<Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion"><!-- c -->"#,
+            r#"<Subject/>text<saml:NameID xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion"/>"#,
+            r#"<Bare xmlns=""/></Assertion></samlp:Response>"#,
+        ))
+        .unwrap();
+        let root = doc.get_root_readonly().unwrap();
+        assert_eq!(local_name(&root), "Response");
+        assert_eq!(namespace(&root), Some(PROTOCOL));
+        assert!(is(root, PROTOCOL, "Response"));
+        assert!(!is(root, ASSERTION, "Response"));
+
+        let assertion = child(root, ASSERTION, "Assertion").unwrap();
+        let elements: Vec<_> = child_elements(assertion)
+            .map(|n| {
+                (
+                    local_name(&n).to_string(),
+                    namespace(&n).map(str::to_string),
+                )
+            })
+            .collect();
+        let expected = [
+            ("Subject", Some(ASSERTION)),
+            ("NameID", Some(ASSERTION)),
+            ("Bare", None),
+        ]
+        .map(|(name, ns)| (name.to_string(), ns.map(str::to_string)));
+        assert_eq!(elements, expected);
+        for n in child_elements(assertion) {
+            assert_eq!(local_name(&n), n.get_name());
+            assert_eq!(
+                namespace(&n).map(str::to_string),
+                n.get_namespace().map(|ns| ns.get_href())
+            );
+        }
+        assert_eq!(child_nodes(assertion).count(), 5);
+        assert_eq!(children(assertion, ASSERTION, "NameID").len(), 1);
+        assert!(child(assertion, ASSERTION, "Bare").is_none());
+    }
 }
