@@ -795,15 +795,7 @@ both!(
 async fn request_binding(backend: Backend) {
     let s = sso(backend).await;
     // Another browser's request: the response arrives without (or with another) binding cookie.
-    let alice = s.server.client();
-    let started = s.start(&alice).await;
-    let spec = ResponseSpec::new(
-        "mia@corp.test",
-        &s.acs(),
-        &s.audience(),
-        Some(&started.request_id),
-    );
-    let b64 = s.idp.response_b64(&spec).unwrap();
+    let (alice, started, b64) = s.started_with_response().await;
     let mallory = s.server.client();
     let other_start = s.start(&mallory).await;
     let res = s

@@ -8,13 +8,11 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use libxml::tree::Document;
 use openssl::pkey::{PKey, Private};
 use samael::crypto::{AllowedSignatureAlgorithm, ReduceMode, VerificationKey, XmlSec};
 
-use super::metadata::{self, Certificate};
+use super::metadata;
 use super::outline::Scan;
 use super::{Connection, SpUrls, assertion, decrypt, dsig_policy, idp_keys};
 
@@ -253,22 +251,6 @@ pub struct Verified {
     pub assertion_signed: bool,
 }
 
-fn certificate_known(b64: &str, certs: &[Certificate]) -> bool {
-    // The same bytes as a configured certificate, which was read whole when it was configured:
-    // comparing the digest of the DER is enough, and costs a fraction of reading it as X.509
-    // again (OpenSSL 3 decodes its key each time: 12% of the server's CPU under load). The
-    // usual case, the configured certificate's own base64 (the outline took the whitespace
-    // out), is known by its text alone; any other text is decoded and its digest compared.
-    if certs.iter().any(|c| c.der_base64 == b64) {
-        return true;
-    }
-    let Ok(der) = STANDARD.decode(b64.trim()) else {
-        return false;
-    };
-    let fingerprint = metadata::fingerprint(&der);
-    certs.iter().any(|c| c.fingerprint == fingerprint)
-}
-
 /// Checks a decoded response for `connection`, given its `outline` from
 /// [`super::outline::scan`] of the same `xml`. `request_ids` are the requests this browser may
 /// be answering (`None`: an unsolicited response the connection allows); `decryption` are the
@@ -429,7 +411,7 @@ fn gates(outline: &Scan, connection: &Connection) -> Result<(), Rejection> {
     if let Some(unknown) = outline
         .embedded_certs
         .iter()
-        .find(|c| !certificate_known(c, &connection.certificates))
+        .find(|c| !metadata::known(c, &connection.certificates))
     {
         let came = metadata::certificate(unknown)
             .map(|c| format!("{} (SHA-256 {})", c.subject, &c.fingerprint[..16]))
@@ -592,40 +574,4 @@ pub fn email_of(
             "the value where the email is expected is not an email address",
         )
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::saml::keys::self_signed;
-
-    /// An embedded certificate is known when it is the DER of a configured one: by its text
-    /// where that is the configured certificate's, by its digest where the configured text is
-    /// written otherwise (in lines, as a row edited by hand may hold it). Another certificate,
-    /// and text that is not base64, are not known.
-    #[test]
-    fn a_certificate_is_known_by_its_der() {
-        let ours = self_signed("idp.corp.test", 1, 30).unwrap();
-        let text = ours.cert_base64().unwrap();
-        let configured = [metadata::certificate(&text).unwrap()];
-        assert!(certificate_known(&text, &configured));
-
-        let mut in_lines = configured[0].clone();
-        in_lines.der_base64 = text
-            .as_bytes()
-            .chunks(64)
-            .map(|line| std::str::from_utf8(line).unwrap())
-            .collect::<Vec<_>>()
-            .join("\n");
-        assert_ne!(in_lines.der_base64, text);
-        assert!(certificate_known(&text, &[in_lines]));
-
-        let other = self_signed("other.corp.test", 1, 30).unwrap();
-        assert!(!certificate_known(
-            &other.cert_base64().unwrap(),
-            &configured
-        ));
-        assert!(!certificate_known("not base64!", &configured));
-        assert!(!certificate_known("", &configured));
-    }
 }
