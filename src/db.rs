@@ -55,9 +55,29 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Every how many of those rounds the checkpoint ends on the writing connection, so that the
 /// log starts over (once a second): that step syncs the log and the database file while every
-/// writer waits (5-10 ms here), so it bounds the log's size (about a second of writes) and sets
-/// the tail of sign-in latency (README: Performance).
+/// writer waits (9-11 ms on average here at 600 sign-ins/s after the catch-up below, 13-15 ms
+/// without it), so it bounds the log's size (about a second of writes) and sets the tail of
+/// sign-in latency (README: Performance).
 const WRITER_STEP_EVERY: u32 = 4;
+
+/// The checkpoint of every step: copies what it can without waiting for anyone.
+const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
+/// Before the writer's step, the reading connection's step runs again while the pass before it
+/// left more than this many frames appended behind it (about 1 MiB), at most
+/// [`CATCH_UP_AT_MOST`] times, so that the writer's step, which every writer waits for, copies
+/// and syncs only what arrived during the last, short, pass (README: Performance, "The writer's
+/// step after a catch-up").
+const CATCH_UP_FRAMES: i64 = 256;
+const CATCH_UP_AT_MOST: u32 = 3;
+
+/// Whether the passive step that began with the log `after` frames long had more than
+/// [`CATCH_UP_FRAMES`] to copy, the frames appended since the step before it began with the
+/// log `before` frames long: a long pass, during which as long a tail may have been appended.
+/// A log that started over in between, or a step that failed, ends the catch-up.
+fn long_pass(before: Option<i64>, after: Option<i64>) -> bool {
+    matches!((before, after), (Some(a), Some(b)) if b - a > CATCH_UP_FRAMES)
+}
 
 /// PostgreSQL: a connection idle at least this long is pinged before it is used again; one used
 /// more recently than that was pinged when it came back (the same window as HikariCP's
@@ -255,7 +275,8 @@ impl Db {
     /// waits (about a fifth of the sign-ins per second under load, README: Performance). From
     /// here on the writer never checkpoints inside a commit; four times a second this task runs
     /// a passive checkpoint on a reading connection, which copies the bulk of the log beside the
-    /// writer and the readers and never waits for them, and once a second after it one on the
+    /// writer and the readers and never waits for them, and once a second after it (and after
+    /// up to three more such passes, while each had more than a few frames to copy) one on the
     /// writing connection (queued like any transaction), which copies only what arrived
     /// meanwhile and lets the log start over. Durability is unchanged (the log is synced at
     /// each checkpoint, four times a second); the log holds about a second of writes (up to
@@ -280,17 +301,41 @@ impl Db {
                 // checkpoint can complete and the next transaction starts the log over. Without
                 // that second step the log never starts over while writes go on (557 MiB after
                 // 15 s of sign-ins).
-                const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
-                if let Err(err) = sqlx::query(CHECKPOINT).execute(&db.pool).await {
-                    tracing::warn!(error = %err, "WAL checkpoint failed");
+                let mut log = db.checkpoint_beside().await;
+                if round % u64::from(WRITER_STEP_EVERY) != 0 {
+                    continue;
                 }
-                if round % u64::from(WRITER_STEP_EVERY) == 0
-                    && let Err(err) = db.on_writer(CHECKPOINT).await
-                {
+                // Before the writer's step, catch up with what was appended during the last
+                // pass, while that is more than a few frames: the writer's step, which every
+                // writer waits for, then copies and syncs only what arrived during the last,
+                // short, pass.
+                for _ in 0..CATCH_UP_AT_MOST {
+                    let before = log;
+                    log = db.checkpoint_beside().await;
+                    if !long_pass(before, log) {
+                        break;
+                    }
+                }
+                if let Err(err) = db.on_writer(CHECKPOINT).await {
                     tracing::warn!(error = %err, "WAL checkpoint on the writer failed");
                 }
             }
         })
+    }
+
+    /// A passive checkpoint on a reading connection: the log's length in frames when it
+    /// began, or `None` when it failed (logged).
+    async fn checkpoint_beside(&self) -> Option<i64> {
+        match sqlx::query_as::<_, (i64, i64, i64)>(CHECKPOINT)
+            .fetch_one(&self.pool)
+            .await
+        {
+            Ok((_busy, log, _copied)) => Some(log),
+            Err(err) => {
+                tracing::warn!(error = %err, "WAL checkpoint failed");
+                None
+            }
+        }
     }
 
     /// Applies every schema migration not yet applied.
@@ -449,6 +494,20 @@ mod tests {
             .fetch_one(conn)
             .await
             .unwrap()
+    }
+
+    /// The catch-up before the writer's step goes on only after a pass that had more than a
+    /// few frames to copy, and stops when the log started over or a step failed.
+    #[test]
+    fn a_catch_up_pass_follows_only_a_long_one() {
+        let long = CATCH_UP_FRAMES + 1;
+        assert!(long_pass(Some(1_000), Some(1_000 + long)));
+        assert!(!long_pass(Some(1_000), Some(1_000 + CATCH_UP_FRAMES)));
+        assert!(!long_pass(Some(1_000), Some(1_000)));
+        // Started over between the two steps: shorter than before.
+        assert!(!long_pass(Some(20_000), Some(40)));
+        assert!(!long_pass(None, Some(long)));
+        assert!(!long_pass(Some(0), None));
     }
 
     /// The checkpoint sequence number in the log's header (bytes 12..16, big-endian): SQLite

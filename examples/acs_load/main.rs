@@ -99,6 +99,11 @@ struct Args {
     /// a fixed rate compares two builds at the same load.
     #[arg(long)]
     paced: Option<f64>,
+    /// Writes the paced run's sign-ins to this file, one line each in the order they were
+    /// due: when it was due (ms from the run's start) and how long it took (ms). Where the slow
+    /// ones fall in time tells a periodic stall (a checkpoint) from queueing.
+    #[arg(long)]
+    latencies: Option<PathBuf>,
     /// `ORGS,ACCOUNTS,EVENTS` (e.g. `10000,1000000,10000000`): measures the closed runs and
     /// the admin pages on the fixture alone, then again after seeding a deployment of that size
     /// into the same database (`scale.rs`), and prints both.
@@ -490,20 +495,24 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
                 };
                 tokio::time::sleep_until(due.into()).await;
                 let ok = sign_in(&http, &base, &id, r, acs_only).await;
-                out.push((ok, due.elapsed()));
+                out.push((ok, due - start, due.elapsed()));
             }
             out
         }));
     }
-    let mut lat = Vec::with_capacity(n);
+    let mut timeline = Vec::with_capacity(n);
     let mut failed = 0;
     for t in tasks {
-        for (ok, d) in t.await.expect("task") {
+        for (ok, due, took) in t.await.expect("task") {
             failed += usize::from(!ok);
-            lat.push(d);
+            timeline.push((due, took));
         }
     }
     let wall = start.elapsed().as_secs_f64();
+    if let (Pace::Paced(_), Some(path)) = (pace, &args.latencies) {
+        write_timeline(path, &mut timeline);
+    }
+    let mut lat: Vec<Duration> = timeline.iter().map(|&(_, took)| took).collect();
     lat.sort();
     let per = |ticks: u64| ticks as f64 / tps * 1e3 / n as f64;
     Run {
@@ -517,6 +526,18 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
         pg_cpu_ms: per(pg(args).saturating_sub(pg0)),
         tool_cpu_ms: per(cpu_ticks(std::process::id()) - tool0),
     }
+}
+
+/// `--latencies`: each sign-in's due time and latency in milliseconds, in the order they were due.
+fn write_timeline(path: &Path, timeline: &mut [(Duration, Duration)]) {
+    use std::fmt::Write as _;
+    timeline.sort();
+    let mut text = String::with_capacity(timeline.len() * 20);
+    for (due, took) in timeline.iter() {
+        let ms = |d: &Duration| d.as_secs_f64() * 1e3;
+        writeln!(text, "{:.3} {:.3}", ms(due), ms(took)).expect("to a String");
+    }
+    std::fs::write(path, text).expect("write --latencies");
 }
 
 #[derive(Clone, Copy)]
