@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use clap::Parser;
 use nulab_pass::db::Db;
@@ -46,11 +46,12 @@ struct Args {
     /// `sqlite` (a fresh file) or `postgres` (a fresh database under NULAB_PASS_TEST_POSTGRES_URL).
     #[arg(long, default_value = "sqlite")]
     backend: String,
-    /// Concurrent clients of each closed-loop run.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    /// Concurrent clients of each closed-loop run: by default from one client to enough to
+    /// keep both the server's cores and its group commits full.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,32,128")]
     concurrency: Vec<usize>,
     /// Sign-ins of each run.
-    #[arg(long, default_value_t = 1500)]
+    #[arg(long, default_value_t = 4000)]
     sign_ins: usize,
     /// Managed accounts in the fixture (responses take them in turn).
     #[arg(long, default_value_t = 10_000)]
@@ -100,8 +101,9 @@ struct Args {
     #[arg(long)]
     paced: Option<f64>,
     /// Writes the paced run's sign-ins to this file, one line each in the order they were
-    /// due: when it was due (ms from the run's start) and how long it took (ms). Where the slow
-    /// ones fall in time tells a periodic stall (a checkpoint) from queueing.
+    /// due: when it was due (ms from the run's start) and how long it took (ms), after a first
+    /// line `# started <Unix ms>`. Where the slow ones fall in time tells a periodic stall (a
+    /// checkpoint) from queueing.
     #[arg(long)]
     latencies: Option<PathBuf>,
     /// `ORGS,ACCOUNTS,EVENTS` (e.g. `10000,1000000,10000000`): measures the closed runs and
@@ -477,6 +479,7 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
     warm_up(&clients, &server.base).await;
     let tool0 = cpu_ticks(std::process::id());
     let start = Instant::now();
+    let started = SystemTime::now();
     let mut tasks = Vec::new();
     for http in clients {
         let (responses, next, id, base) = (
@@ -511,7 +514,7 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
     }
     let wall = start.elapsed().as_secs_f64();
     if let (Pace::Paced(_), Some(path)) = (pace, &args.latencies) {
-        write_timeline(path, &mut timeline);
+        write_timeline(path, started, &mut timeline);
     }
     let mut lat: Vec<Duration> = timeline.iter().map(|&(_, took)| took).collect();
     lat.sort();
@@ -533,8 +536,8 @@ async fn run(server: &Server, args: &Args, responses: Vec<String>, pace: Pace) -
 /// opens its keep-alive connection, and the server takes (and pings, when they were idle) as
 /// many of its database connections as the run will. Otherwise the first sign-ins of a run
 /// wait for that, after the pause in which its responses were minted: on PostgreSQL 44 of the
-/// 76 sign-ins over 20 ms of a paced run of 4,000 came in its first 300 ms (README:
-/// Performance, Figures).
+/// 76 sign-ins over 20 ms of a paced run of 4,000 came in its first 300 ms (docs/performance.md,
+/// "The full run of 20:14 UTC").
 async fn warm_up(clients: &[reqwest::Client], base: &str) {
     let url = format!("{base}/readyz");
     let asks = clients.iter().map(|http| {
@@ -549,11 +552,17 @@ async fn warm_up(clients: &[reqwest::Client], base: &str) {
     }
 }
 
-/// `--latencies`: each sign-in's due time and latency in milliseconds, in the order they were due.
-fn write_timeline(path: &Path, timeline: &mut [(Duration, Duration)]) {
+/// `--latencies`: a first line `# started <Unix ms>` (the run's start on the wall clock, to set
+/// the timeline beside a server's or a database's log), then each sign-in's due time and
+/// latency in milliseconds, in the order they were due.
+fn write_timeline(path: &Path, started: SystemTime, timeline: &mut [(Duration, Duration)]) {
     use std::fmt::Write as _;
     timeline.sort();
-    let mut text = String::with_capacity(timeline.len() * 20);
+    let mut text = String::with_capacity(timeline.len() * 20 + 32);
+    let unix_ms = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    writeln!(text, "# started {unix_ms}").expect("to a String");
     for (due, took) in timeline.iter() {
         let ms = |d: &Duration| d.as_secs_f64() * 1e3;
         writeln!(text, "{:.3} {:.3}", ms(due), ms(took)).expect("to a String");
