@@ -24,7 +24,7 @@ const CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 /// Before the writer's step, the reading connection's step runs again while the pass before it
 /// left more than this many frames appended behind it (about 1 MiB), at most
 /// [`CATCH_UP_AT_MOST`] times, so that the writer's step, which every writer waits for, copies
-/// and syncs only what arrived during the last, short, pass (README: Performance, "The writer's
+/// and syncs only what arrived during the last, short, pass (docs/performance.md, "The writer's
 /// step after a catch-up").
 const CATCH_UP_FRAMES: i64 = 256;
 const CATCH_UP_AT_MOST: u32 = 3;

@@ -2,7 +2,7 @@
 //! in a pool of one. A pool gives a connection back through a task it spawns, which pings the
 //! connection (a hand-off to the connection's thread and back) before the next writer may have
 //! it; a sign-in takes the writer two or three times, and on SQLite every other writer waits
-//! through each of those steps (README: Performance, "The writer is the bound"). Here the next
+//! through each of those steps (docs/performance.md, "The writer is the bound"). Here the next
 //! writer in line has the connection as soon as the last one lets go of it.
 //!
 //! What the pool's ping was for is kept where it applies: a transaction left open is rolled

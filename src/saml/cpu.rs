@@ -26,8 +26,8 @@ fn jobs() -> usize {
 /// the database's answers moving. On SQLite a sign-in holds the one writing connection across
 /// several hand-offs between the connection's thread and the async workers, and every other
 /// sign-in waits for that writer (on two cores, one job at a time gave 8% more sign-ins per
-/// second on SQLite at 32 clients than two did, and no fewer on PostgreSQL: README
-/// "Performance", "The writer is the bound").
+/// second on SQLite at 32 clients than two did, and no fewer on PostgreSQL:
+/// docs/performance.md, "The writer is the bound").
 fn jobs_for(cores: usize) -> usize {
     cores.saturating_sub(1).max(1)
 }

@@ -1,6 +1,6 @@
 //! The IdP certificates' public keys as xmlsec verifies with them, loaded once per process:
 //! loading a key from a certificate runs OpenSSL 3's decoders, which cost about twice the
-//! signature check itself (README "Performance", "Keys loaded once").
+//! signature check itself (docs/performance.md, "Keys loaded once").
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
