@@ -177,6 +177,12 @@ const SCHEMA: &[(i64, &str, &str, &str)] = &[
         include_str!("../migrations/sqlite/0022_billing_period_change.sql"),
         include_str!("../migrations/postgres/0022_billing_period_change.sql"),
     ),
+    (
+        23,
+        "seats used",
+        include_str!("../migrations/sqlite/0023_seats_used.sql"),
+        include_str!("../migrations/postgres/0023_seats_used.sql"),
+    ),
 ];
 
 impl Db {

@@ -356,6 +356,7 @@ async fn whole_life(backend: Backend) {
     ] {
         assert!(actions.iter().any(|a| a == expected), "missing {expected}");
     }
+    s.assert_seats_counted().await;
 }
 both!(a_managed_account_lives_its_whole_life, whole_life);
 
@@ -607,10 +608,199 @@ async fn concurrent_creations(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(managed.0, 10);
+    f.server.assert_seats_counted().await;
 }
 both!(
     fifty_parallel_creations_fill_ten_seats_exactly,
     concurrent_creations
+);
+
+/// Every change that takes or frees a seat, made by hand-written SQL as another process or an
+/// operator would: the organization's kept count follows each, and only those.
+async fn seat_count_follows_every_change(backend: Backend) {
+    let f = fixture(backend, 100).await;
+    let s = &f.server;
+    let admin = s.account("admin@other.test", "Other", ADMIN_PASSWORD).await;
+    let other = s.org("other", &admin).await;
+    let used = |org: &nulab_pass::orgs::Org| {
+        let pool = s.db().pool().clone();
+        let id = org.id;
+        async move {
+            nulab_pass::orgs::seats::used(&pool, id)
+                .await
+                .expect("seats used")
+        }
+    };
+    let exec = |sql: String| {
+        let pool = s.db().pool().clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .expect("statement")
+        }
+    };
+    let insert = |id: &str, kind: &str, org: Option<&str>, status: &str| {
+        let org = org.map_or("NULL".to_string(), |o| format!("'{o}'"));
+        format!(
+            "INSERT INTO accounts (id, email, email_norm, name, kind, org_id, status, created_at, \
+             updated_at) VALUES ('{id}', '{id}@corp.test', '{id}@corp.test', '{id}', '{kind}', \
+             {org}, '{status}', 0, 0)"
+        )
+    };
+    let (corp, oth) = (f.org.id.to_string(), other.id.to_string());
+    assert_eq!((used(&f.org).await, used(&other).await), (0, 0));
+
+    // Inserted: active and suspended managed accounts take a seat; deleted and self-managed don't.
+    exec(insert("s1", "managed", Some(&corp), "active")).await;
+    exec(insert("s2", "managed", Some(&corp), "suspended")).await;
+    exec(insert("s3", "managed", Some(&corp), "deleted")).await;
+    exec(insert("s4", "nulab", None, "active")).await;
+    assert_eq!((used(&f.org).await, used(&other).await), (2, 0));
+
+    let steps: [(&str, i64, i64); 9] = [
+        // Between active and suspended: the seat stays taken.
+        (
+            "UPDATE accounts SET status = 'active' WHERE id = 's2'",
+            2,
+            0,
+        ),
+        // Deleted frees it; restored takes it again.
+        (
+            "UPDATE accounts SET status = 'deleted' WHERE id = 's1'",
+            1,
+            0,
+        ),
+        (
+            "UPDATE accounts SET status = 'suspended' WHERE id = 's1'",
+            2,
+            0,
+        ),
+        // A self-managed account made managed (a migration) takes one.
+        (
+            "UPDATE accounts SET kind = 'managed', org_id = '{corp}' WHERE id = 's4'",
+            3,
+            0,
+        ),
+        // Moved to another organization: freed here, taken there.
+        ("UPDATE accounts SET org_id = '{oth}' WHERE id = 's4'", 2, 1),
+        // Any other column, and a change of a row that takes no seat: nothing moves.
+        (
+            "UPDATE accounts SET name = 'Renamed', last_sign_in_at = 5",
+            2,
+            1,
+        ),
+        ("UPDATE accounts SET org_id = '{oth}' WHERE id = 's3'", 2, 1),
+        // Several rows in one statement.
+        (
+            "UPDATE accounts SET status = 'deleted' WHERE id IN ('s1', 's2', 's4')",
+            0,
+            0,
+        ),
+        // Several restored, one in each organization.
+        (
+            "UPDATE accounts SET status = 'active' WHERE id IN ('s1', 's4')",
+            1,
+            1,
+        ),
+    ];
+    for (sql, in_corp, in_other) in steps {
+        exec(sql.replace("{corp}", &corp).replace("{oth}", &oth)).await;
+        assert_eq!(
+            (used(&f.org).await, used(&other).await),
+            (in_corp, in_other),
+            "after {sql}"
+        );
+    }
+    // Rows deleted outright: a counted one frees its seat, a deleted one frees nothing more.
+    exec("DELETE FROM accounts WHERE id IN ('s1', 's3', 's4')".to_string()).await;
+    assert_eq!((used(&f.org).await, used(&other).await), (0, 0));
+    // The seats page and the seat rule read the same count.
+    let (_, seats) = f.api(Method::GET, "/api/v1/orgs/corp/seats", None).await;
+    assert_eq!(seats, json!({"subscribed": 100, "used": 0}));
+    s.assert_seats_counted().await;
+}
+both!(
+    seats_used_follow_every_change_of_a_row,
+    seat_count_follows_every_change
+);
+
+/// Creations, suspensions, reactivations and deletions of one organization at the same time:
+/// none of them waits on another for ever (on PostgreSQL the count's row lock comes after the
+/// organization's, as the seat rule takes it), and the count ends exact.
+async fn concurrent_seat_changes(backend: Backend) {
+    let f = fixture(backend, 40).await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let (status, reply) = f
+            .api(
+                Method::POST,
+                "/api/v1/orgs/corp/managed-accounts",
+                Some(json!({"email": format!("c{i}@corp.test"), "name": format!("C{i}")})),
+            )
+            .await;
+        assert_eq!(status, 201, "{reply}");
+        ids.push(reply["id"].as_str().expect("id").to_string());
+    }
+    // Five of them suspended first, to be reactivated below.
+    for id in &ids[..5] {
+        let path = format!("/api/v1/orgs/corp/managed-accounts/{id}/suspend");
+        assert_eq!(f.api(Method::POST, &path, None).await.0, 200);
+    }
+    let mut calls: Vec<(Method, String, Option<serde_json::Value>)> = Vec::new();
+    for id in &ids[..5] {
+        calls.push((
+            Method::POST,
+            format!("/api/v1/orgs/corp/managed-accounts/{id}/reactivate"),
+            None,
+        ));
+    }
+    for id in &ids[5..10] {
+        calls.push((
+            Method::POST,
+            format!("/api/v1/orgs/corp/managed-accounts/{id}/suspend"),
+            None,
+        ));
+    }
+    for id in &ids[10..20] {
+        calls.push((
+            Method::DELETE,
+            format!("/api/v1/orgs/corp/managed-accounts/{id}"),
+            None,
+        ));
+    }
+    for i in 0..10 {
+        calls.push((
+            Method::POST,
+            "/api/v1/orgs/corp/managed-accounts".to_string(),
+            Some(json!({"email": format!("n{i}@corp.test"), "name": format!("N{i}")})),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for (method, path, body) in calls {
+        let http = f.http.clone();
+        let url = f.server.url(&path);
+        let token = f.token.clone();
+        tasks.push(tokio::spawn(async move {
+            let (status, reply) = api(&http, method, url, &token, body).await;
+            (path, status, reply)
+        }));
+    }
+    for t in tasks {
+        let (path, status, reply) = t.await.unwrap();
+        assert!(
+            matches!(status, 200 | 201 | 204),
+            "{path}: {status} {reply}"
+        );
+    }
+    // 20 created, 10 deleted, 10 more created: 20 seats, the admin's own account self-managed.
+    let (_, seats) = f.api(Method::GET, "/api/v1/orgs/corp/seats", None).await;
+    assert_eq!(seats, json!({"subscribed": 40, "used": 20}));
+    f.server.assert_seats_counted().await;
+}
+both!(
+    seat_changes_at_the_same_time_end_with_an_exact_count,
+    concurrent_seat_changes
 );
 
 async fn csv_import(backend: Backend) {
@@ -692,6 +882,7 @@ async fn csv_import(backend: Backend) {
         .unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(f.snapshot().await, before);
+    f.server.assert_seats_counted().await;
 }
 both!(csv_import_reports_each_row, csv_import);
 
@@ -792,6 +983,7 @@ async fn other_orgs_and_last_admin(backend: Backend) {
     let after = f.snapshot().await;
     expected[1] = after[1].clone();
     assert_eq!(after, expected);
+    s.assert_seats_counted().await;
 }
 both!(
     other_orgs_accounts_and_the_last_admin_are_protected,

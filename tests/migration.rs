@@ -331,6 +331,7 @@ async fn end_to_end(backend: Backend) {
             || signed_in.actor_id.as_deref() == Some(before.id.to_string().as_str()),
         "the same account (OIDC sub) signs in: {signed_in:?}"
     );
+    s.assert_seats_counted().await;
 }
 both!(the_whole_flow_works_end_to_end, end_to_end);
 
@@ -725,6 +726,7 @@ async fn races(backend: Backend) {
             .unwrap(),
         used
     );
+    s.assert_seats_counted().await;
 }
 both!(
     races_and_changed_preconditions_migrate_once_or_not_at_all,

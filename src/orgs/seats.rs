@@ -1,5 +1,6 @@
 //! Seats of an organization: how many it subscribed (the `orgs.seats` column) and how many its
-//! managed accounts take. Claiming a seat and changing the subscription are rules of
+//! managed accounts take (the `orgs.seats_used` column, which triggers on `accounts` keep).
+//! Claiming a seat and changing the subscription are rules of
 //! `managed` (rule 4 of the design), which call these.
 
 use serde::Serialize;
@@ -21,16 +22,24 @@ impl Seats {
     }
 }
 
+const SEATS_OF: &str = "SELECT seats, seats_used FROM orgs WHERE id = $1";
+
 /// Seats subscribed and used.
 pub async fn of(tx_or_pool: &sqlx::AnyPool, org: OrgId) -> Result<Seats, sqlx::Error> {
+    let row = sqlx::query(SEATS_OF)
+        .bind(org.to_string())
+        .fetch_one(tx_or_pool)
+        .await?;
     Ok(Seats {
-        subscribed: subscribed(tx_or_pool, org).await?,
-        used: used(tx_or_pool, org).await?,
+        subscribed: row.try_get("seats")?,
+        used: row.try_get("seats_used")?,
     })
 }
 
-const SEATS_USED: &str = "SELECT COUNT(*) AS n FROM accounts \
-     WHERE org_id = $1 AND kind = 'managed' AND status IN ('active', 'suspended')";
+/// The organization's row keeps the count (`orgs.seats_used`, schema migration 23): triggers
+/// on `accounts` move it in the transaction of every change that takes or frees a seat, so
+/// reading it is one row however large the organization is.
+const SEATS_USED: &str = "SELECT seats_used FROM orgs WHERE id = $1";
 
 /// Seats taken: active and suspended managed accounts (deleted ones free their seat).
 pub async fn used<'c>(
@@ -41,7 +50,7 @@ pub async fn used<'c>(
         .bind(org.to_string())
         .fetch_one(exec)
         .await?;
-    row.try_get("n")
+    row.try_get("seats_used")
 }
 
 const SEATS: &str = "SELECT seats FROM orgs WHERE id = $1";

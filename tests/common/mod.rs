@@ -267,6 +267,25 @@ impl TestServer {
         row.0
     }
 
+    /// Asserts that every organization's kept seat count (`orgs.seats_used`, which triggers
+    /// keep) is the number of its active and suspended managed accounts, counted.
+    pub async fn assert_seats_counted(&self) {
+        let rows = self
+            .rows(
+                "SELECT o.slug || ' kept ' || CAST(o.seats_used AS TEXT) || ', counted ' \
+                 || CAST((SELECT COUNT(*) FROM accounts a WHERE a.org_id = o.id \
+                 AND a.kind = 'managed' AND a.status IN ('active', 'suspended')) AS TEXT) AS r \
+                 FROM orgs o ORDER BY o.slug",
+            )
+            .await;
+        assert!(!rows.is_empty(), "no organization to check");
+        for row in rows {
+            let (kept, counted) = row.split_once(", counted ").expect("row");
+            let kept = kept.rsplit_once(" kept ").expect("row").1;
+            assert_eq!(kept, counted, "seats used of {row}");
+        }
+    }
+
     /// Whether an audit event with `action` was written (to prove that a flow emits it).
     pub async fn audited(&self, action: &str) -> bool {
         let row: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_events WHERE action = $1")
