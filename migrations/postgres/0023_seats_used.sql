@@ -15,10 +15,11 @@ WHERE c.org_id = orgs.id;
 -- many rows the statement has: a row updated again and again in one transaction leaves a
 -- version each time that the next update walks past, so one update a row made a bulk insert of
 -- 100,000 accounts into one organization take minutes instead of a second.
-CREATE FUNCTION accounts_seats_added() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION accounts_seats_counted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE orgs SET seats_used = orgs.seats_used + c.n
-    FROM (SELECT org_id, COUNT(*) AS n FROM added
+    UPDATE orgs
+    SET seats_used = orgs.seats_used + CASE WHEN TG_OP = 'INSERT' THEN c.n ELSE -c.n END
+    FROM (SELECT org_id, COUNT(*) AS n FROM changed
           WHERE kind = 'managed' AND status IN ('active', 'suspended') AND org_id IS NOT NULL
           GROUP BY org_id) c
     WHERE c.org_id = orgs.id;
@@ -26,20 +27,9 @@ BEGIN
 END;
 $$;
 CREATE TRIGGER accounts_seats_added AFTER INSERT ON accounts
-REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION accounts_seats_added();
-
-CREATE FUNCTION accounts_seats_removed() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE orgs SET seats_used = orgs.seats_used - c.n
-    FROM (SELECT org_id, COUNT(*) AS n FROM removed
-          WHERE kind = 'managed' AND status IN ('active', 'suspended') AND org_id IS NOT NULL
-          GROUP BY org_id) c
-    WHERE c.org_id = orgs.id;
-    RETURN NULL;
-END;
-$$;
+REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION accounts_seats_counted();
 CREATE TRIGGER accounts_seats_removed AFTER DELETE ON accounts
-REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION accounts_seats_removed();
+REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION accounts_seats_counted();
 
 -- Updates are counted a row at a time, and only the rows that move a seat call the function:
 -- a statement trigger on UPDATE could not name its columns (PostgreSQL allows no column list
