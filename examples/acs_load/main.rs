@@ -703,9 +703,12 @@ async fn load(args: Args) {
 }
 
 /// `--scale`: the closed runs and the admin pages on the fixture alone, then the same after
-/// seeding a deployment of `size` into the same database and restarting the server on it.
+/// seeding a deployment of `size` into the same database and restarting the server on it. Then
+/// the pages again, fetched in turn from that server and from a second one on a copy of the
+/// fixture as it was measured: one after the other, the two stages' page times differ as much
+/// with the machine's phases as with the database's size.
 async fn at_scale(server: &mut Server, args: &Args, size: scale::Scale) {
-    let db = Db::connect(&server.url).await.expect("connect");
+    let mut db = Db::connect(&server.url).await.expect("connect");
     scale::set_admin_password(&db).await;
     let load_org: String = sqlx::query_scalar("SELECT id FROM orgs WHERE slug = 'load'")
         .fetch_one(db.pool())
@@ -715,8 +718,13 @@ async fn at_scale(server: &mut Server, args: &Args, size: scale::Scale) {
         "/admin/load/members".to_string(),
         "/admin/load/audit".to_string(),
     ];
+    let mut fixture_copy = None;
     for stage in ["empty", "scaled"] {
         if stage == "scaled" {
+            db.close().await;
+            server.stop();
+            fixture_copy = Some(scale::snapshot(&server.url).await);
+            db = Db::connect(&server.url).await.expect("connect");
             eprintln!("seeding {size:?}");
             let took = scale::seed(&db, size, &load_org).await;
             let mut counts = Vec::new();
@@ -751,8 +759,8 @@ async fn at_scale(server: &mut Server, args: &Args, size: scale::Scale) {
                 peak_rss_mib(server.pid()),
             );
         }
-        let pages = scale::time_pages(&server.base, &paths, 50).await;
-        for (path, t) in paths.iter().zip(&pages) {
+        let pages = scale::time_pages(std::slice::from_ref(&server.base), &paths, 50).await;
+        for (path, t) in paths.iter().zip(&pages[0]) {
             println!(
                 "{stage:<7} {path:<22} p50 {:>7.2} ms  p99 {:>7.2} ms  {:>7} bytes  server rss {:.0} MiB",
                 t.p50_ms,
@@ -763,6 +771,29 @@ async fn at_scale(server: &mut Server, args: &Args, size: scale::Scale) {
         }
     }
     db.close().await;
+    pages_beside(server, &fixture_copy.expect("the fixture copied"), &paths).await;
+}
+
+/// The `--scale` pages fetched in turn from the seeded database's server and from a second
+/// server on the copy of the fixture (`fixture_url`), 200 times each.
+async fn pages_beside(server: &Server, fixture_url: &str, paths: &[String]) {
+    let base = format!("http://127.0.0.1:{}", free_port());
+    let log = server.log.with_file_name("fixture-server.log");
+    let mut fixture = spawn(&server.binary, &[], fixture_url, &base, &server.certs, &log).await;
+    let times = scale::time_pages(&[base, server.base.clone()], paths, 200).await;
+    let _ = fixture.kill();
+    let _ = fixture.wait();
+    for (p, path) in paths.iter().enumerate() {
+        let (empty, scaled) = (&times[0][p], &times[1][p]);
+        println!(
+            "beside  {path:<22} p50 {:>7.2} → {:>7.2} ms ({:+.0}%)  p99 {:>7.2} → {:>7.2} ms  (200 each, in turn)",
+            empty.p50_ms,
+            scaled.p50_ms,
+            (scaled.p50_ms / empty.p50_ms - 1.0) * 100.0,
+            empty.p99_ms,
+            scaled.p99_ms,
+        );
+    }
 }
 
 /// The `--callgrind` run: instructions per sign-in in the server and per bare verification.

@@ -253,15 +253,15 @@ pub async fn set_admin_password(db: &Db) {
         .expect("admin password");
 }
 
-/// Latency of an admin page, fetched `count` times one after another by a signed-in browser.
+/// Latency of an admin page, fetched `count` times by a signed-in browser.
 pub struct PageTimes {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub bytes: usize,
 }
 
-/// Signs in as the fixture's admin and times `paths` (each `count` times, after one warm-up).
-pub async fn time_pages(base: &str, paths: &[String], count: usize) -> Vec<PageTimes> {
+/// A browser signed in as the fixture's admin at `base`.
+async fn signed_in(base: &str) -> reqwest::Client {
     let browser = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -293,26 +293,93 @@ pub async fn time_pages(base: &str, paths: &[String], count: usize) -> Vec<PageT
         .await
         .expect("sign in");
     assert_eq!(res.status(), 303, "the admin signs in with a password");
-    let mut out = Vec::new();
-    for path in paths {
-        let url = format!("{base}{path}");
-        let mut times = Vec::with_capacity(count);
-        let mut bytes = 0;
-        for i in 0..=count {
-            let t = Instant::now();
-            let res = browser.get(&url).send().await.expect("page");
-            assert_eq!(res.status(), 200, "{path} answers");
-            bytes = res.bytes().await.expect("body").len();
-            if i > 0 {
-                times.push(t.elapsed());
+    browser
+}
+
+/// Signs in as the fixture's admin on each server of `bases` and times `paths` on each, `count`
+/// times after one warm-up: each round fetches every path from every server in turn, so that
+/// servers measured together see the same phases of a shared machine. One list per server.
+pub async fn time_pages(bases: &[String], paths: &[String], count: usize) -> Vec<Vec<PageTimes>> {
+    let mut browsers = Vec::with_capacity(bases.len());
+    for base in bases {
+        browsers.push(signed_in(base).await);
+    }
+    let mut times = vec![vec![Vec::with_capacity(count); paths.len()]; bases.len()];
+    let mut bytes = vec![vec![0; paths.len()]; bases.len()];
+    for round in 0..=count {
+        for (p, path) in paths.iter().enumerate() {
+            for (b, (base, browser)) in bases.iter().zip(&browsers).enumerate() {
+                let t = Instant::now();
+                let res = browser
+                    .get(format!("{base}{path}"))
+                    .send()
+                    .await
+                    .expect("page");
+                assert_eq!(res.status(), 200, "{path} answers");
+                bytes[b][p] = res.bytes().await.expect("body").len();
+                if round > 0 {
+                    times[b][p].push(t.elapsed());
+                }
             }
         }
-        times.sort();
-        out.push(PageTimes {
-            p50_ms: crate::percentile(&times, 0.5),
-            p99_ms: crate::percentile(&times, 0.99),
-            bytes,
-        });
     }
-    out
+    times
+        .into_iter()
+        .zip(bytes)
+        .map(|(per_path, bytes)| {
+            per_path
+                .into_iter()
+                .zip(bytes)
+                .map(|(mut t, bytes)| {
+                    t.sort();
+                    PageTimes {
+                        p50_ms: crate::percentile(&t, 0.5),
+                        p99_ms: crate::percentile(&t, 0.99),
+                        bytes,
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A copy of the database at `url` as it is now, for a second server to serve beside the
+/// first: `VACUUM INTO` a file beside it on SQLite, a database made from it as a template on
+/// PostgreSQL (which nobody may be connected to meanwhile: stop its server first). Its URL.
+pub async fn snapshot(url: &str) -> String {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let copy = format!("{}.fixture", path.split('?').next().unwrap_or(path));
+        let db = Db::connect(url).await.expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!("VACUUM INTO '{copy}'")))
+            .execute(db.pool())
+            .await
+            .expect("vacuum into");
+        db.close().await;
+        return format!("sqlite://{copy}");
+    }
+    let (server, name) = url.rsplit_once('/').expect("database url");
+    let copy = format!("{name}_fixture");
+    let admin = Db::connect(&format!("{server}/postgres"))
+        .await
+        .expect("connect");
+    // The server's sessions end a moment after its process does.
+    let mut tries = 0;
+    loop {
+        let made = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {copy} TEMPLATE {name}"
+        )))
+        .execute(admin.pool())
+        .await;
+        match made {
+            Ok(_) => break,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("copying the database: {e}; again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("copying the database: {e}"),
+        }
+    }
+    admin.close().await;
+    format!("{server}/{copy}")
 }
