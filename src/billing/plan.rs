@@ -32,9 +32,10 @@ impl Usage {
 
 /// Seats, managed accounts and pending migration requests, read in `tx`.
 pub async fn usage(tx: &mut Tx, org: &Org) -> Result<Usage, sqlx::Error> {
+    let seats = orgs::seats::of(&mut **tx, org.id).await?;
     Ok(Usage {
-        seats: orgs::seats::subscribed(&mut **tx, org.id).await?,
-        managed: orgs::seats::used(&mut **tx, org.id).await?,
+        seats: seats.subscribed,
+        managed: seats.used,
         pending: crate::migration::store::pending_count(&mut **tx, org.id).await?,
     })
 }

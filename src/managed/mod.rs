@@ -125,8 +125,10 @@ pub struct ManagedAccount {
 /// the transaction that then adds the managed account.
 pub async fn claim_seat(tx: &mut Tx, org: &Org) -> Result<(), ManagedError> {
     orgs::store::lock(tx, org.id).await?;
-    let seats = orgs::seats::subscribed(&mut **tx, org.id).await?;
-    let used = orgs::seats::used(&mut **tx, org.id).await?;
+    let orgs::seats::Seats {
+        subscribed: seats,
+        used,
+    } = orgs::seats::of(&mut **tx, org.id).await?;
     if used >= seats {
         return Err(ManagedError::NoFreeSeats {
             used,

@@ -265,9 +265,8 @@ async fn recheck(tx: &mut Tx, now: i64, consent: &Consent) -> Result<Rechecked, 
         .ok_or(MigrationError::LinkInvalid)?;
     let mut problem = check_account(tx, org.id, &account, domain_ok).await?.err();
     if problem.is_none() {
-        let seats = crate::orgs::seats::subscribed(&mut **tx, org.id).await?;
-        let used = crate::orgs::seats::used(&mut **tx, org.id).await?;
-        if used >= seats {
+        let seats = crate::orgs::seats::of(&mut **tx, org.id).await?;
+        if seats.used >= seats.subscribed {
             problem = Some(Ineligible::NoFreeSeats);
         }
     }

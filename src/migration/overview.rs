@@ -53,9 +53,10 @@ impl SeatView {
 }
 
 pub async fn seats(db: &Db, org: OrgId) -> Result<SeatView, sqlx::Error> {
+    let seats = crate::orgs::seats::of(db.pool(), org).await?;
     Ok(SeatView {
-        subscribed: crate::orgs::seats::subscribed(db.pool(), org).await?,
-        managed: crate::orgs::seats::used(db.pool(), org).await?,
+        subscribed: seats.subscribed,
+        managed: seats.used,
         pending: store::pending_count(db.pool(), org).await?,
     })
 }

@@ -127,9 +127,8 @@ pub async fn request_batch(
         *ok = crate::domains::is_email_domain_verified(tx, org.id, domain).await?;
     }
     orgs::store::lock(tx, org.id).await?;
-    let seats = crate::orgs::seats::subscribed(&mut **tx, org.id).await?;
-    let used = crate::orgs::seats::used(&mut **tx, org.id).await?;
-    let mut free = seats - used - store::pending_count(&mut **tx, org.id).await?;
+    let seats = crate::orgs::seats::of(&mut **tx, org.id).await?;
+    let mut free = seats.subscribed - seats.used - store::pending_count(&mut **tx, org.id).await?;
     let days = store::link_days(&mut **tx, org.id).await?;
     let by = asker(scope.actor());
     let mut results = Vec::with_capacity(wanted.len());

@@ -22,13 +22,19 @@ impl Seats {
     }
 }
 
+/// Both numbers are columns of the organization's row: `seats_used` is kept by triggers on
+/// `accounts` (schema migration 23), which move it in the transaction of every change that
+/// takes or frees a seat, so reading it is one row however large the organization is.
 const SEATS_OF: &str = "SELECT seats, seats_used FROM orgs WHERE id = $1";
 
-/// Seats subscribed and used.
-pub async fn of(tx_or_pool: &sqlx::AnyPool, org: OrgId) -> Result<Seats, sqlx::Error> {
+/// Seats subscribed and used, in one read of the organization's row.
+pub async fn of<'c>(
+    exec: impl Executor<'c, Database = Any>,
+    org: OrgId,
+) -> Result<Seats, sqlx::Error> {
     let row = sqlx::query(SEATS_OF)
         .bind(org.to_string())
-        .fetch_one(tx_or_pool)
+        .fetch_one(exec)
         .await?;
     Ok(Seats {
         subscribed: row.try_get("seats")?,
@@ -36,21 +42,12 @@ pub async fn of(tx_or_pool: &sqlx::AnyPool, org: OrgId) -> Result<Seats, sqlx::E
     })
 }
 
-/// The organization's row keeps the count (`orgs.seats_used`, schema migration 23): triggers
-/// on `accounts` move it in the transaction of every change that takes or frees a seat, so
-/// reading it is one row however large the organization is.
-const SEATS_USED: &str = "SELECT seats_used FROM orgs WHERE id = $1";
-
 /// Seats taken: active and suspended managed accounts (deleted ones free their seat).
 pub async fn used<'c>(
     exec: impl Executor<'c, Database = Any>,
     org: OrgId,
 ) -> Result<i64, sqlx::Error> {
-    let row = sqlx::query(SEATS_USED)
-        .bind(org.to_string())
-        .fetch_one(exec)
-        .await?;
-    row.try_get("seats_used")
+    Ok(of(exec, org).await?.used)
 }
 
 const SEATS: &str = "SELECT seats FROM orgs WHERE id = $1";

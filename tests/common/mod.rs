@@ -270,19 +270,17 @@ impl TestServer {
     /// Asserts that every organization's kept seat count (`orgs.seats_used`, which triggers
     /// keep) is the number of its active and suspended managed accounts, counted.
     pub async fn assert_seats_counted(&self) {
-        let rows = self
-            .rows(
-                "SELECT o.slug || ' kept ' || CAST(o.seats_used AS TEXT) || ', counted ' \
-                 || CAST((SELECT COUNT(*) FROM accounts a WHERE a.org_id = o.id \
-                 AND a.kind = 'managed' AND a.status IN ('active', 'suspended')) AS TEXT) AS r \
-                 FROM orgs o ORDER BY o.slug",
-            )
-            .await;
+        let rows: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT o.slug, o.seats_used, (SELECT COUNT(*) FROM accounts a WHERE a.org_id = o.id \
+             AND a.kind = 'managed' AND a.status IN ('active', 'suspended')) FROM orgs o \
+             ORDER BY o.slug",
+        )
+        .fetch_all(self.db().pool())
+        .await
+        .expect("seats used");
         assert!(!rows.is_empty(), "no organization to check");
-        for row in rows {
-            let (kept, counted) = row.split_once(", counted ").expect("row");
-            let kept = kept.rsplit_once(" kept ").expect("row").1;
-            assert_eq!(kept, counted, "seats used of {row}");
+        for (slug, kept, counted) in rows {
+            assert_eq!(kept, counted, "seats used of {slug}: kept, counted");
         }
     }
 
