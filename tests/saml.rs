@@ -4,6 +4,12 @@
 //! rollover, a response signed by the xmlsec1 command-line tool, and connection administration.
 //! Hostile XML (transforms, parser differentials, oversized bodies) is in `saml/xml_attacks.rs`.
 
+#[path = "saml/attack_kit.rs"]
+mod attack_kit;
+#[path = "saml/attack_rules.rs"]
+mod attack_rules;
+#[path = "saml/attack_signatures.rs"]
+mod attack_signatures;
 #[path = "saml/cache.rs"]
 mod cache;
 #[path = "saml/cert_hold.rs"]

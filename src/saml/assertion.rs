@@ -140,7 +140,9 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Issued recently enough: `IssueInstant` plus the allowed delay is not in the past.
+/// Issued recently enough: `IssueInstant` plus the allowed delay is not in the past, and it is
+/// not later than now beyond the skew (an instant in the future would stay fresh for as long,
+/// longer than the replay cache keeps its ID when no NotOnOrAfter bounds it).
 fn fresh(node: RoNode, expected: &Expected) -> Result<(), Rejection> {
     let issued = time(node, "IssueInstant")?.ok_or_else(|| {
         Rejection::new(
@@ -148,6 +150,16 @@ fn fresh(node: RoNode, expected: &Expected) -> Result<(), Rejection> {
             format!("<{}> has no IssueInstant", node.get_name()),
         )
     })?;
+    if issued - expected.skew > expected.now {
+        return Err(Rejection::new(
+            Reason::NotYetValid,
+            format!(
+                "<{}> was issued at {}, later than now",
+                node.get_name(),
+                stamp(issued)
+            ),
+        ));
+    }
     if issued + expected.max_issue_delay < expected.now {
         return Err(Rejection::new(
             Reason::Expired,
@@ -181,15 +193,7 @@ fn check_response(response: RoNode, expected: &Expected) -> Result<(), Rejection
             format!("expected {}, {destination:?} came", expected.acs_url),
         ));
     }
-    if let Some(ids) = expected.request_ids {
-        let irt = response.get_property_no_ns("InResponseTo");
-        if !irt.as_deref().is_some_and(|i| ids.contains(&i)) {
-            return Err(Rejection::new(
-                Reason::UnknownRequest,
-                format!("the Response answers {irt:?}, not this browser's request"),
-            ));
-        }
-    }
+    answers(response, expected, "the Response")?;
     fresh(response, expected)?;
     issuer_matches(response, expected, false)?;
     let status = child(response, PROTOCOL, "Status")
@@ -230,14 +234,22 @@ fn check_assertion(assertion: RoNode, expected: &Expected) -> Result<DateTime<Ut
         }
     }
     // An audience is required (the SAML profile makes it optional; an assertion without one
-    // could be replayed to any SP that trusts this IdP).
-    let audiences: Vec<String> = conditions
+    // could be replayed to any SP that trusts this IdP). Each AudienceRestriction is a condition
+    // of its own that must hold (SAML Core 2.5.1.4: its audiences are alternatives, several
+    // restrictions all apply), so every one of them must name this SP.
+    let restrictions: Vec<Vec<String>> = conditions
         .into_iter()
         .flat_map(|c| children(c, ASSERTION, "AudienceRestriction"))
-        .flat_map(|r| children(r, ASSERTION, "Audience"))
-        .map(text)
+        .map(|r| {
+            children(r, ASSERTION, "Audience")
+                .into_iter()
+                .map(text)
+                .collect()
+        })
         .collect();
-    if !audiences.iter().any(|a| a == expected.sp_entity_id) {
+    let ours = |audiences: &Vec<String>| audiences.iter().any(|a| a == expected.sp_entity_id);
+    if restrictions.is_empty() || !restrictions.iter().all(ours) {
+        let audiences = restrictions.concat();
         return Err(Rejection::new(
             Reason::WrongAudience,
             format!(
@@ -251,7 +263,7 @@ fn check_assertion(assertion: RoNode, expected: &Expected) -> Result<DateTime<Ut
 }
 
 /// At least one bearer SubjectConfirmation whose data is in its window, names this ACS and
-/// (for a requested sign-in) answers this browser's request.
+/// answers this browser's request (an unsolicited response's: none).
 fn check_confirmation(assertion: RoNode, expected: &Expected) -> Result<(), Rejection> {
     let bearer: Vec<RoNode> = child(assertion, ASSERTION, "Subject")
         .into_iter()
@@ -312,16 +324,30 @@ fn confirmation_holds(confirmation: RoNode, expected: &Expected) -> Result<(), R
             ),
         ));
     }
-    if let Some(ids) = expected.request_ids {
-        let irt = data.get_property_no_ns("InResponseTo");
-        if !irt.as_deref().is_some_and(|i| ids.contains(&i)) {
-            return Err(Rejection::new(
-                Reason::UnknownRequest,
-                format!("the assertion answers {irt:?}, not this browser's request"),
-            ));
-        }
+    answers(data, expected, "the assertion")
+}
+
+/// The signed `InResponseTo` of `node` (the Response, or a SubjectConfirmationData): one of this
+/// browser's requests, or none at all for an unsolicited response. A response that answers a
+/// request belongs to the browser that started it; taken as IdP-initiated, whoever holds it
+/// would sign in without that browser (SAML Profiles 4.1.5: an unsolicited response carries no
+/// InResponseTo).
+fn answers(node: RoNode, expected: &Expected, what: &str) -> Result<(), Rejection> {
+    let irt = node.get_property_no_ns("InResponseTo");
+    let (holds, instead) = match expected.request_ids {
+        Some(ids) => (
+            irt.as_deref().is_some_and(|i| ids.contains(&i)),
+            "not this browser's request",
+        ),
+        None => (irt.is_none(), "but it came as IdP-initiated"),
+    };
+    if holds {
+        return Ok(());
     }
-    Ok(())
+    Err(Rejection::new(
+        Reason::UnknownRequest,
+        format!("{what} answers {irt:?}, {instead}"),
+    ))
 }
 
 /// Every attribute by Name with its values' text (an element value: the text inside it).
