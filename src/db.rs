@@ -19,7 +19,7 @@ mod tx;
 mod writer;
 pub use batch::{Batch, Outcome, Param};
 pub use group::{Committer, GroupInsert, Grouped};
-pub use json::{DialectSql, in_json_texts, json_rows, json_text, json_texts};
+pub use json::{DialectSql, in_json_texts, json_rows, json_rows_text, json_text, json_texts};
 pub use lend::Lent;
 use lend::Spares;
 pub use tx::{Opening, Tx};

@@ -282,7 +282,7 @@ pub async fn record_all_after(
 ) -> Result<(Placed, Vec<Outcome>), sqlx::Error> {
     let (taking, places) = store::take_places(before, events);
     let (tx, outcomes) = tx.run(taking).await?;
-    let (outcomes, append) = store::append(outcomes, &places, now, events)?;
+    let (outcomes, append) = store::append(outcomes, &places, now, events, tx.dialect())?;
     Ok((Placed { tx, append }, outcomes))
 }
 

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::chain::{GENESIS, Sealed};
 use super::{Event, StoredEvent};
-use crate::db::{Batch, Outcome, Tx};
+use crate::db::{Batch, Dialect, Outcome, Param, Tx, json_rows_text};
 
 /// Every column of an event, in the order [`StoredEvent::of`] reads them.
 pub const COLUMNS: &str = "id, org_id, occurred_at, action, actor_type, actor_id, actor_label, \
@@ -28,7 +28,7 @@ pub(super) async fn insert_after(
     let events = std::slice::from_ref(event);
     let (taking, places) = take_places(before, events);
     let outcomes = taking.run(tx).await?;
-    let (outcomes, append) = append(outcomes, &places, now, events)?;
+    let (outcomes, append) = append(outcomes, &places, now, events, tx.dialect())?;
     append.run(tx).await?;
     Ok(outcomes)
 }
@@ -73,8 +73,11 @@ pub(super) fn append(
     places: &Places,
     now: i64,
     events: &[Event<'_>],
+    dialect: Dialect,
 ) -> Result<(Vec<Outcome>, Batch), sqlx::Error> {
     let mut append = Batch::new();
+    let mut rows = Vec::with_capacity(events.len());
+    let mut heads = Vec::with_capacity(places.chains.len());
     let mut first_head = outcomes.len();
     for (chain, head, numbered) in &places.chains {
         first_head = first_head.min(*head);
@@ -87,28 +90,40 @@ pub(super) fn append(
         };
         let first_seq = last_seq + 1 - i64::try_from(numbered.len()).unwrap_or(i64::MAX);
         for (seq, &i) in (first_seq..).zip(numbered) {
-            prev_hash = push_event(&mut append, chain, seq, &prev_hash, now, &events[i]);
+            let (row, hash) = sealed_row(chain, seq, &prev_hash, now, &events[i]);
+            rows.push(row);
+            prev_hash = hash;
         }
-        // No outcome is read, and each writes rows no other statement touches: on PostgreSQL
-        // one call for all of them.
+        heads.push((chain, prev_hash));
+    }
+    // No outcome is read, and each writes rows no other statement touches: on PostgreSQL one
+    // call for all of them.
+    if dialect == Dialect::Postgres && rows.len() > 1 {
+        append.push_unread(INSERT_ALL.as_str(), vec![json_rows_text(rows)]);
+    } else {
+        for row in rows {
+            append.push_unread(INSERT, row);
+        }
+    }
+    for (chain, hash) in heads {
         append.push_unread(
             SET_HEAD_HASH,
-            vec![chain.as_str().into(), prev_hash.as_str().into()],
+            vec![chain.as_str().into(), hash.as_str().into()],
         );
     }
     outcomes.truncate(first_head);
     Ok((outcomes, append))
 }
 
-/// Adds the `INSERT` of `event` at `seq` in `chain`, after `prev_hash`; returns its hash.
-fn push_event(
-    append: &mut Batch,
+/// The columns of `event` at `seq` in `chain`, after `prev_hash`, in [`INSERT`]'s order, and its
+/// hash.
+fn sealed_row(
     chain: &str,
     seq: i64,
     prev_hash: &str,
     now: i64,
     event: &Event<'_>,
-) -> String {
+) -> (Vec<Param>, String) {
     let (actor_type, actor_id, actor_label) = event.actor.parts();
     let org_id = event.org_id.map(|id| id.to_string());
     let id = crate::ids::time_ordered().to_string();
@@ -133,29 +148,41 @@ fn push_event(
         prev_hash,
     };
     let hash = sealed.hash();
-    append.push_unread(
-        INSERT,
-        vec![
-            id.as_str().into(),
-            org_id.into(),
-            now.into(),
-            event.action.as_str().into(),
-            actor_type.into(),
-            actor_id.into(),
-            actor_label.into(),
-            target_type.into(),
-            target_id.into(),
-            event.meta.ip.clone().into(),
-            event.meta.user_agent.clone().into(),
-            details.into(),
-            chain.into(),
-            seq.into(),
-            prev_hash.into(),
-            hash.as_str().into(),
-        ],
-    );
-    hash
+    let row = vec![
+        id.as_str().into(),
+        org_id.into(),
+        now.into(),
+        event.action.as_str().into(),
+        actor_type.into(),
+        actor_id.into(),
+        actor_label.into(),
+        target_type.into(),
+        target_id.into(),
+        event.meta.ip.clone().into(),
+        event.meta.user_agent.clone().into(),
+        details.into(),
+        chain.into(),
+        seq.into(),
+        prev_hash.into(),
+        hash.as_str().into(),
+    ];
+    (row, hash)
 }
+
+/// [`INSERT`] on PostgreSQL for the JSON rows in `$1`, each in its columns' order: any number of
+/// events in one statement whose text does not change with their number. (One `INSERT` an
+/// event would be a text for each number of events, each parsed and planned again for each
+/// connection that meets it; SQLite's one writing connection keeps each batch's prepared
+/// statements, and there one `INSERT` an event costs no more than reading JSON.)
+static INSERT_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "INSERT INTO audit_events (id, org_id, occurred_at, action, actor_type, actor_id, \
+         actor_label, target_type, target_id, ip, user_agent, details, chain, seq, prev_hash, \
+         hash) SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15 \
+         FROM ({}) AS e",
+        crate::db::json_rows(Dialect::Postgres, "$1", 16, &[2, 13])
+    )
+});
 
 // The upsert advances the head by `$3` events and returns its new sequence number (the last
 // event's) and its hash before them (a new chain starts at the genesis hash); on PostgreSQL it

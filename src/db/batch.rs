@@ -167,8 +167,7 @@ impl Batch {
     /// Runs the statements in `tx`, in order; one outcome per statement, so that the index
     /// [`Batch::push`] returned finds its statement's.
     pub async fn run(self, tx: &mut Tx) -> Result<Vec<Outcome>, sqlx::Error> {
-        let sqlite = tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
-        if sqlite {
+        if tx.dialect() == super::Dialect::Sqlite {
             return self.run_text(tx, None, None).await;
         }
         let expected = self.statements.len();

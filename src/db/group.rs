@@ -273,22 +273,43 @@ impl Grouped for Rows {
 }
 
 impl Rows {
-    /// One `INSERT` of `rows`, committed on its own.
+    /// One `INSERT` of `rows`, committed on its own: one row a `VALUES` list, except on
+    /// PostgreSQL, where several rows go as one JSON parameter ([`super::json_rows`]) so that
+    /// the statement's text is the same whatever the group's size (each new text is parsed and
+    /// planned again for each connection that meets it; SQLite's one writing connection keeps
+    /// each text's prepared statement).
     async fn execute(&self, rows: &[Vec<Param>]) -> Result<(), sqlx::Error> {
-        let mut sql = format!("{} VALUES ", self.head);
-        let mut values = Vec::with_capacity(rows.len() * self.columns);
-        for (r, row) in rows.iter().enumerate() {
-            if r > 0 {
-                sql.push_str(", ");
-            }
-            let placeholders: Vec<String> = (1..=self.columns)
-                .map(|c| format!("${}", values.len() + c))
+        let (sql, values) = if self.db.dialect() == super::Dialect::Postgres && rows.len() > 1 {
+            // A column of integers in the first row is one in every row.
+            let ints: Vec<usize> = (rows[0].iter().enumerate())
+                .filter(|(_, p)| matches!(p, Param::Int(_)))
+                .map(|(i, _)| i)
                 .collect();
-            sql.push('(');
-            sql.push_str(&placeholders.join(", "));
-            sql.push(')');
-            values.extend(row.iter().cloned());
-        }
+            let columns: Vec<String> = (0..self.columns).map(|c| format!("c{c}")).collect();
+            let from = super::json_rows(super::Dialect::Postgres, "$1", self.columns, &ints);
+            let sql = format!(
+                "{} SELECT {} FROM ({from}) AS r",
+                self.head,
+                columns.join(", ")
+            );
+            (sql, vec![super::json_rows_text(rows.to_vec())])
+        } else {
+            let mut sql = format!("{} VALUES ", self.head);
+            let mut values = Vec::with_capacity(rows.len() * self.columns);
+            for (r, row) in rows.iter().enumerate() {
+                if r > 0 {
+                    sql.push_str(", ");
+                }
+                let placeholders: Vec<String> = (1..=self.columns)
+                    .map(|c| format!("${}", values.len() + c))
+                    .collect();
+                sql.push('(');
+                sql.push_str(&placeholders.join(", "));
+                sql.push(')');
+                values.extend(row.iter().cloned());
+            }
+            (sql, values)
+        };
         self.statements.fetch_add(1, Ordering::Relaxed);
         let mut writing = self.db.write().await?;
         writing.execute(bound(&sql, values)).await?;

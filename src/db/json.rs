@@ -1,7 +1,7 @@
 //! SQL over JSON text, the same on both databases: lists and rows of any length as one
 //! parameter, members of JSON columns, and statement text made once per dialect.
 
-use super::Dialect;
+use super::{Dialect, Param};
 
 /// A condition that `column` is one of the texts of the JSON array bound to `param` (such as
 /// `$1`): a list of any length as one text parameter, on both databases, served by an index on
@@ -25,7 +25,9 @@ pub fn json_texts<T: ToString>(items: impl IntoIterator<Item = T>) -> String {
 /// A sub-select of the rows of the JSON array of arrays bound to `param`: its column `c{i}` is
 /// element `i` of each row's array, as text, or as an integer where `ints` names `i`. Many rows
 /// as one text parameter, on both databases. (An `INSERT ... SELECT` from it with an
-/// `ON CONFLICT` needs a `WHERE` before the `ON`, or SQLite reads it as a join's.)
+/// `ON CONFLICT` needs a `WHERE` before the `ON`, or SQLite reads it as a join's.) On
+/// PostgreSQL the text is read once, as `jsonb`: an element of a `json` value is found by
+/// parsing its text again, once for each column of each row.
 pub fn json_rows(dialect: Dialect, param: &str, columns: usize, ints: &[usize]) -> String {
     let column = |i: usize| match (dialect, ints.contains(&i)) {
         (Dialect::Sqlite, _) => format!("json_extract(value, '$[{i}]') AS c{i}"),
@@ -35,8 +37,23 @@ pub fn json_rows(dialect: Dialect, param: &str, columns: usize, ints: &[usize]) 
     let list = (0..columns).map(column).collect::<Vec<_>>().join(", ");
     match dialect {
         Dialect::Sqlite => format!("SELECT {list} FROM json_each({param})"),
-        Dialect::Postgres => format!("SELECT {list} FROM json_array_elements({param}::json) AS e"),
+        Dialect::Postgres => {
+            format!("SELECT {list} FROM jsonb_array_elements({param}::jsonb) AS e")
+        }
     }
+}
+
+/// The JSON array of `rows` (each a row's values, an array: an integer a number, a text a
+/// string, `NULL` null): the one parameter that [`json_rows`] names.
+pub fn json_rows_text(rows: Vec<Vec<Param>>) -> Param {
+    let value = |param: Param| match param {
+        Param::Int(v) => v.map_or(serde_json::Value::Null, serde_json::Value::from),
+        Param::Text(v) => v.map_or(serde_json::Value::Null, serde_json::Value::from),
+    };
+    let rows: Vec<serde_json::Value> = (rows.into_iter())
+        .map(|row| row.into_iter().map(value).collect())
+        .collect();
+    serde_json::Value::from(rows).to_string().into()
 }
 
 /// SQL text that differs by dialect, made once for each by a function of the code (never of

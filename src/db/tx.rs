@@ -106,6 +106,15 @@ impl Opening<'_> {
 }
 
 impl Tx {
+    /// Which database the transaction runs on.
+    pub fn dialect(&self) -> super::Dialect {
+        if self.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+            super::Dialect::Sqlite
+        } else {
+            super::Dialect::Postgres
+        }
+    }
+
     /// Commits.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.commit_with(Batch::new()).await.map(|_| ())
@@ -117,7 +126,7 @@ impl Tx {
         if self.open.is_none() {
             return Err(ended());
         }
-        let ran = if self.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+        let ran = if self.dialect() == super::Dialect::Sqlite {
             batch.run_text(&mut self, None, Some(COMMIT)).await
         } else {
             match batch.run(&mut self).await {

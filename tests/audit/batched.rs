@@ -5,8 +5,9 @@
 //! that begin or commit with a batch (`Db::begin_with`, `Tx::commit_with`; on SQLite one call
 //! with `BEGIN` or `COMMIT`), and for one dropped open or abandoned mid-call.
 
-use nulab_pass::audit::{self, Actor, AuditAction, RequestMeta, chain};
+use nulab_pass::audit::{self, Actor, AuditAction, RequestMeta, Target, chain};
 use nulab_pass::db::{Batch, Db, Opening};
+use nulab_pass::ids::OrgId;
 use sqlx::Row;
 
 use crate::both;
@@ -314,3 +315,134 @@ fn remember(id: &str) -> Batch {
     batch.push(REMEMBER, vec!["idp".into(), id.into(), 10.into()]);
     batch
 }
+
+/// Events of several chains recorded together (`audit::record_all_after`, as sign-ins committed
+/// together are; several events go in one statement): each is stored exactly as given, its
+/// absent values as NULL, numbered in its own chain after the events before it, and every
+/// chain still verifies.
+async fn together(backend: Backend) {
+    let t = fresh_db(backend).await;
+    let db = &t.db;
+    let (a, b) = (OrgId::new(), OrgId::new());
+    let bare = RequestMeta::default();
+    let seen = RequestMeta {
+        ip: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0 \"quoted\" \\ back\u{00e9}\u{1F600}".into()),
+    };
+    let person = Actor::Account {
+        id: "acc-1".into(),
+        email: "mia@corp.test".into(),
+    };
+    let event = |org: Option<OrgId>, actor: &'static Actor, meta: &'static RequestMeta, n: i64| {
+        audit::Event {
+            org_id: org,
+            action: AuditAction::SsoSigninSucceeded,
+            actor,
+            target: (n % 2 == 0).then(|| Target::account(format!("acc-{n}"))),
+            meta,
+            details: serde_json::json!({ "n": n, "text": "a \"b\" \\ c\n\u{00fc}", "nested": { "x": [1, null] } }),
+        }
+    };
+    // 'static borrows for the closure: leak the few values of this test.
+    let person: &'static Actor = Box::leak(Box::new(person));
+    let system: &'static Actor = &Actor::System("test");
+    let bare: &'static RequestMeta = Box::leak(Box::new(bare));
+    let seen: &'static RequestMeta = Box::leak(Box::new(seen));
+
+    // One event of chain a alone first: the group's go after it.
+    let mut tx = db.begin().await.unwrap();
+    audit::record(&mut tx, 1_000, event(Some(a), system, bare, 0))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let given = vec![
+        event(Some(a), person, seen, 1),
+        event(Some(b), system, bare, 2),
+        event(None, person, bare, 3),
+        event(Some(a), system, seen, 4),
+        event(Some(b), person, seen, 5),
+    ];
+    let (placed, outcomes) =
+        audit::record_all_after(Opening::Begin(db), Batch::new(), 2_000, &given)
+            .await
+            .unwrap();
+    assert!(outcomes.is_empty());
+    placed.commit().await.unwrap();
+
+    for (chain, events) in [(a.to_string(), 3), (b.to_string(), 2), (String::new(), 1)] {
+        let verified = chain::verify(db, &chain).await.unwrap();
+        assert!(verified.broken.is_none(), "{verified:?}");
+        assert_eq!(
+            (verified.events, verified.head_seq),
+            (events, events),
+            "{chain}"
+        );
+    }
+    type Stored = (
+        Option<String>,
+        i64,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        i64,
+    );
+    let stored: Vec<Stored> = sqlx::query_as(
+        "SELECT org_id, occurred_at, actor_type, actor_id, actor_label, target_id, ip, \
+         user_agent, details, chain, seq FROM audit_events WHERE occurred_at = 2000",
+    )
+    .fetch_all(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), given.len());
+    for event in &given {
+        let n = event.details["n"].as_i64().unwrap();
+        let row = (stored.iter())
+            .find(|row| serde_json::from_str::<serde_json::Value>(&row.8).unwrap()["n"] == n)
+            .unwrap_or_else(|| panic!("event {n} stored"));
+        let (actor_type, actor_id, actor_label) = match event.actor {
+            Actor::Account { id, email } => ("account", Some(id.as_str()), Some(email.as_str())),
+            _ => ("system", None, Some("test")),
+        };
+        let chain = event.org_id.map(|o| o.to_string()).unwrap_or_default();
+        let expected: Stored = (
+            event.org_id.map(|o| o.to_string()),
+            2_000,
+            actor_type.to_string(),
+            actor_id.map(str::to_string),
+            actor_label.map(str::to_string),
+            event.target.as_ref().map(|t| t.id.clone()),
+            event.meta.ip.clone(),
+            event.meta.user_agent.clone(),
+            event.details.to_string(),
+            chain,
+            row.10,
+        );
+        assert_eq!(row, &expected, "event {n}");
+    }
+    // Numbered in each chain in the order given, after what the chain held.
+    let seqs = |org: OrgId| -> Vec<i64> {
+        let mut seqs: Vec<(i64, i64)> = (stored.iter())
+            .filter(|row| row.0.as_deref() == Some(org.to_string().as_str()))
+            .map(|row| {
+                let n = serde_json::from_str::<serde_json::Value>(&row.8).unwrap()["n"]
+                    .as_i64()
+                    .unwrap();
+                (n, row.10)
+            })
+            .collect();
+        seqs.sort();
+        seqs.into_iter().map(|(_, seq)| seq).collect()
+    };
+    assert_eq!(seqs(a), [2, 3]);
+    assert_eq!(seqs(b), [1, 2]);
+}
+both!(
+    events_recorded_together_in_several_chains_are_stored_as_given,
+    together
+);
