@@ -69,7 +69,17 @@ async fn new_managed(server: &TestServer, slug: &str, token: &str, email: &str, 
 }
 
 async fn sso_with(backend: Backend, idp: MockIdp, metadata_xml: String, settings: Value) -> Sso {
-    let server = TestServer::start(backend).await;
+    sso_on(
+        TestServer::start(backend).await,
+        idp,
+        metadata_xml,
+        settings,
+    )
+    .await
+}
+
+/// [`sso_with`] on a server the caller started (with its own configuration).
+async fn sso_on(server: TestServer, idp: MockIdp, metadata_xml: String, settings: Value) -> Sso {
     let admin = server.account("admin@corp.test", "Admin", PASSWORD).await;
     let org = server.org("corp", &admin).await;
     server.verified_domain(&org, "corp.test").await;

@@ -10,11 +10,10 @@ use nulab_pass::mock_idp::{Algorithm, MockIdp, ResponseSpec, Signing};
 use openssl::hash::MessageDigest;
 use openssl::pkey::PKey;
 use openssl::sign::Signer;
-use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::{IDP_ENTITY, IDP_SSO, PASSWORD, Sso, Started, new_managed};
-use crate::common::{Backend, TestServer, api};
+use super::{IDP_ENTITY, IDP_SSO, Sso, Started, new_managed, sso_on};
+use crate::common::{Backend, TestServer};
 
 pub(crate) const DSIG: &str = "http://www.w3.org/2000/09/xmldsig#";
 pub(crate) const SAML: &str = "urn:oasis:names:tc:SAML:2.0:assertion";
@@ -42,7 +41,7 @@ pub(crate) fn status_of(code: &str) -> u16 {
     }
 }
 
-/// `sso_with` of the parent module, with room for the many refusals of a table (the ACS blocks
+/// `sso_on` of the parent module, with room for the many refusals of a table (the ACS blocks
 /// an address after 20 failed posts in 5 minutes) and Eve's managed account, which forged
 /// identities name.
 pub(crate) async fn setup(backend: Backend, settings: Value) -> Sso {
@@ -54,29 +53,11 @@ pub(crate) async fn setup(backend: Backend, settings: Value) -> Sso {
         c.limits.acs_failures_per_address = room;
     })
     .await;
-    let admin = server.account("admin@corp.test", "Admin", PASSWORD).await;
-    let org = server.org("corp", &admin).await;
-    server.verified_domain(&org, "corp.test").await;
-    server.seats(&org, 10).await;
-    let token = server.token(&org).await;
-    new_managed(&server, "corp", &token, "mia@corp.test", "Mia").await;
-    new_managed(&server, "corp", &token, "eve@corp.test", "Eve").await;
     let idp = MockIdp::generate(IDP_ENTITY, IDP_SSO).unwrap();
-    let mut body = json!({ "metadata_xml": idp.metadata_xml(), "name": "Mock IdP" });
-    if let (Some(extra), Some(map)) = (settings.as_object(), body.as_object_mut()) {
-        map.extend(extra.clone());
-    }
-    let url = server.url("/api/v1/orgs/corp/saml-connections");
-    let (status, connection) = api(&server.client(), Method::POST, url, &token, Some(body)).await;
-    assert_eq!(status, 201, "{connection}");
-    let (server, idp, org, token) = (server, idp, org, token);
-    Sso {
-        server,
-        idp,
-        org,
-        token,
-        connection,
-    }
+    let metadata = idp.metadata_xml();
+    let s = sso_on(server, idp, metadata, settings).await;
+    new_managed(&s.server, "corp", &s.token, "eve@corp.test", "Eve").await;
+    s
 }
 
 /// Everything a refusal must leave as it was.
