@@ -176,10 +176,8 @@ fn sealed_row(
 /// statements, and there one `INSERT` an event costs no more than reading JSON.)
 static INSERT_ALL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
-        "INSERT INTO audit_events (id, org_id, occurred_at, action, actor_type, actor_id, \
-         actor_label, target_type, target_id, ip, user_agent, details, chain, seq, prev_hash, \
-         hash) SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13, c14, c15 \
-         FROM ({}) AS e",
+        "INSERT INTO audit_events ({COLUMNS}) SELECT c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, \
+         c11, c12, c13, c14, c15 FROM ({}) AS e",
         crate::db::json_rows(Dialect::Postgres, "$1", 16, &[2, 13])
     )
 });

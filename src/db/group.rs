@@ -221,6 +221,9 @@ struct Rows {
     head: &'static str,
     columns: usize,
     statements: AtomicU64,
+    /// PostgreSQL's statement for several rows, made at the first such group (its integer
+    /// columns are those of that group's first row).
+    json_insert: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for GroupInsert {
@@ -240,6 +243,7 @@ impl GroupInsert {
             head,
             columns,
             statements: AtomicU64::new(0),
+            json_insert: std::sync::OnceLock::new(),
         };
         GroupInsert {
             committer: Committer::new(rows, MAX_ROWS),
@@ -280,19 +284,21 @@ impl Rows {
     /// each text's prepared statement).
     async fn execute(&self, rows: &[Vec<Param>]) -> Result<(), sqlx::Error> {
         let (sql, values) = if self.db.dialect() == super::Dialect::Postgres && rows.len() > 1 {
-            // A column of integers in the first row is one in every row.
-            let ints: Vec<usize> = (rows[0].iter().enumerate())
-                .filter(|(_, p)| matches!(p, Param::Int(_)))
-                .map(|(i, _)| i)
-                .collect();
-            let columns: Vec<String> = (0..self.columns).map(|c| format!("c{c}")).collect();
-            let from = super::json_rows(super::Dialect::Postgres, "$1", self.columns, &ints);
-            let sql = format!(
-                "{} SELECT {} FROM ({from}) AS r",
-                self.head,
-                columns.join(", ")
-            );
-            (sql, vec![super::json_rows_text(rows.to_vec())])
+            let sql = self.json_insert.get_or_init(|| {
+                // A column of integers in the first row is one in every row.
+                let ints: Vec<usize> = (rows[0].iter().enumerate())
+                    .filter(|(_, p)| matches!(p, Param::Int(_)))
+                    .map(|(i, _)| i)
+                    .collect();
+                let columns: Vec<String> = (0..self.columns).map(|c| format!("c{c}")).collect();
+                let from = super::json_rows(super::Dialect::Postgres, "$1", self.columns, &ints);
+                format!(
+                    "{} SELECT {} FROM ({from}) AS r",
+                    self.head,
+                    columns.join(", ")
+                )
+            });
+            (sql.clone(), vec![super::json_rows_text(rows.to_vec())])
         } else {
             let mut sql = format!("{} VALUES ", self.head);
             let mut values = Vec::with_capacity(rows.len() * self.columns);
